@@ -1,0 +1,86 @@
+//! `tlschat-certgen`: makes development certificates for tlschat.
+
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tlschat_certgen::{generate, Options, DEFAULT_VALIDITY_DAYS};
+
+/// Makes a development CA, a server certificate and client certificates for tlschat.
+///
+/// Files written into --out (existing ones are kept unless --force, or unless they no longer say
+/// what was asked, such as a new --host):
+///
+///   ca.pem             the CA certificate: every server and client trusts it (--ca)
+///   ca-key.pem         the CA private key: issues certificates; give it to nobody
+///   server.pem         the server certificate: localhost, 127.0.0.1, ::1, plus --host/--ip
+///   server-key.pem     the server private key
+///   NAME.pem           a client certificate: CN=NAME is the user's nickname, OU its role
+///   NAME-key.pem       that client's private key
+///
+/// Private keys are written with mode 0600 and never printed.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// Folder to write into (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    out: PathBuf,
+    /// Replace every file, making a new CA: certificates issued before stop verifying.
+    #[arg(long)]
+    force: bool,
+    /// Extra DNS name for the server certificate (repeatable), to reach it across a network.
+    #[arg(long = "host", value_name = "NAME")]
+    hosts: Vec<String>,
+    /// Extra IP address for the server certificate (repeatable).
+    #[arg(long = "ip", value_name = "ADDR")]
+    ips: Vec<IpAddr>,
+    /// Make a client certificate for user NAME with the `user` role (repeatable).
+    #[arg(long = "client", value_name = "NAME")]
+    clients: Vec<String>,
+    /// Make a client certificate for user NAME with the `admin` role (repeatable).
+    #[arg(long = "admin", value_name = "NAME")]
+    admins: Vec<String>,
+    /// Lifetime of server and client certificates, in days (the CA lives 10 years).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_VALIDITY_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tlschat-certgen: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let options = Options {
+        out_dir: cli.out,
+        force: cli.force,
+        hosts: cli.hosts,
+        ips: cli.ips,
+        clients: cli.clients,
+        admins: cli.admins,
+        validity_days: cli.days,
+    };
+    let report = generate(&options)
+        .with_context(|| format!("generating certificates in {}", options.out_dir.display()))?;
+    for entry in &report.entries {
+        println!(
+            "{:<8} {} + {}: {}",
+            entry.outcome,
+            entry.cert.display(),
+            entry.key.display(),
+            entry.description
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! What a tlschat certificate says: the user's name, role and the names it is valid for.
+//!
+//! Certificates carry identity the same way everywhere: the subject common name (CN) is the
+//! user's nickname and the organizational unit (OU, [`ROLE_ATTRIBUTE`](crate::names::ROLE_ATTRIBUTE))
+//! is the role. `tlschat-certgen` writes them; the server reads them from verified peers.
+//! This module only parses: it does not verify signatures or validity (rustls does that).
+
+use std::net::IpAddr;
+
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The parts of a certificate tlschat uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The subject common name (CN), if any.
+    pub common_name: Option<String>,
+    /// The subject organizational unit (OU), which carries the role, if any.
+    pub role: Option<String>,
+    /// DNS names (lower-cased) and IP addresses from the subject alternative names, as text.
+    pub sans: Vec<String>,
+}
+
+/// A certificate that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a parsable X.509 certificate: {0}")]
+pub struct CertParseError(String);
+
+/// Summarizes one DER-encoded certificate.
+pub fn summarize_der(der: &[u8]) -> Result<CertSummary, CertParseError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertParseError(e.to_string()))?;
+    let subject = cert.subject();
+    let common_name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned);
+    let role = subject
+        .iter_organizational_unit()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned);
+    let mut sans = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => sans.push(dns.to_ascii_lowercase()),
+                GeneralName::IPAddress(bytes) => sans.extend(ip_text(bytes)),
+                _ => {}
+            }
+        }
+    }
+    Ok(CertSummary {
+        common_name,
+        role,
+        sans,
+    })
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    let ip: IpAddr = match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok()?.into(),
+        16 => <[u8; 16]>::try_from(bytes).ok()?.into(),
+        _ => return None,
+    };
+    Some(ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(summarize_der(b"").is_err());
+        assert!(summarize_der(&[0x30, 0x82, 0xff, 0xff, 0x00]).is_err());
+    }
+
+    #[test]
+    fn ip_addresses_of_both_families_are_rendered() {
+        assert_eq!(ip_text(&[127, 0, 0, 1]).as_deref(), Some("127.0.0.1"));
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(ip_text(&v6).as_deref(), Some("::1"));
+        assert_eq!(ip_text(&[1, 2, 3]), None);
+    }
+}

@@ -1,0 +1,40 @@
+//! The tlschat line protocol, with no I/O.
+//!
+//! Bytes go in, frames and typed messages come out; nothing here opens a socket, spawns a task or
+//! reads a clock. The server and the client both build on this crate, so the grammar in
+//! `docs/PROTOCOL.md` is coded exactly once.
+//!
+//! Modules:
+//! - [`codec`]: splitting a byte stream into bounded UTF-8 lines, and encoding lines.
+//! - [`request`]: the verbs a client sends ([`Request`]) and how they are parsed.
+//! - [`reply`]: what the server answers: the greeting, `OK`/`ERR` replies and `EVENT` lines.
+//! - [`error`]: the error codes carried by `ERR` replies.
+//! - [`names`]: rules for nicknames and server names.
+//! - [`limits`]: the default protocol limits.
+//! - `cert` (feature `x509`): the identity a certificate carries (name, role, SANs).
+//!
+//! What this crate does not do: TLS, timeouts, rate limiting or deciding what a verb *means*.
+//! Those belong to `tlschat-server` and `tlschat-client`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "x509")]
+pub mod cert;
+pub mod codec;
+pub mod error;
+pub mod limits;
+pub mod names;
+pub mod reply;
+pub mod request;
+
+pub use codec::{Frame, LineDecoder};
+pub use error::ErrorCode;
+pub use reply::{Event, Greeting, Reply, ServerLine};
+pub use request::{Request, RequestError, Verb};
+
+/// The protocol name and version sent in the greeting and used as the TLS ALPN identifier.
+pub const PROTOCOL_VERSION: &str = "tlschat/1";
+
+/// The ALPN protocol identifier both sides offer during the TLS handshake.
+pub const ALPN: &[u8] = b"tlschat/1";

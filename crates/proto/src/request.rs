@@ -1,0 +1,441 @@
+//! Requests: what a client sends, one per line.
+//!
+//! # Format
+//!
+//! `VERB [args]`: the verb is case-insensitive and separated from its arguments by spaces. Each
+//! request gets exactly one reply line, `OK …` or `ERR <CODE> …`, in the order the requests were
+//! sent, so clients may pipeline. A blank line is ignored and gets no reply. A line holding a
+//! control character (C0 other than TAB, DEL, or C1: see [`is_forbidden_control`]) is refused
+//! with `BAD_CHARS`.
+
+use std::fmt;
+
+use crate::error::ErrorCode;
+use crate::limits::{NUMBER_MAX, NUMBER_MIN, SUM_MAX_TERMS};
+
+/// Longest name `GREET` accepts, in characters.
+pub const GREET_MAX_LEN: usize = 64;
+
+macro_rules! verbs {
+    ($($variant:ident => $name:literal, $usage:literal, $summary:literal;)*) => {
+        /// A request verb.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Verb {
+            $(#[doc = $summary] $variant,)*
+        }
+
+        impl Verb {
+            /// Every verb, in the order `HELP` lists them.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            /// The verb's canonical (upper-case) spelling.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name,)* }
+            }
+
+            /// The verb's argument synopsis, as shown in `ERR BAD_ARGS` replies.
+            pub fn usage(self) -> &'static str {
+                match self { $(Self::$variant => $usage,)* }
+            }
+
+            /// One sentence on what the verb does.
+            pub fn summary(self) -> &'static str {
+                match self { $(Self::$variant => $summary,)* }
+            }
+
+            /// Looks a verb up, ignoring ASCII case.
+            pub fn lookup(word: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.name().eq_ignore_ascii_case(word))
+            }
+        }
+    };
+}
+
+verbs! {
+    Help => "HELP", "HELP", "Lists the verbs.";
+    Time => "TIME", "TIME", "Answers with the server's time (RFC 3339, UTC).";
+    Echo => "ECHO", "ECHO text", "Answers with the text.";
+    Sum => "SUM", "SUM n1 [n2 ...]", "Adds up 64-bit integers; overflow is an error.";
+    Lucky => "LUCKY", "LUCKY", "Answers with a random number from 1 to 100.";
+    Greet => "GREET", "GREET [name]", "Greets you, by certificate name if you give none.";
+    Quiz => "QUIZ", "QUIZ", "Poses an addition problem; reply with ANSWER.";
+    Answer => "ANSWER", "ANSWER n", "Answers the pending QUIZ problem.";
+    Number => "NUMBER", "NUMBER n", "Trades numbers (1-100): the server adds its own.";
+    Ping => "PING", "PING", "Answers PONG.";
+    Quit => "QUIT", "QUIT", "Says goodbye and closes the connection.";
+    Shutdown => "SHUTDOWN", "SHUTDOWN", "Admin only: drains and stops the server.";
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// `HELP`
+    Help,
+    /// `TIME`
+    Time,
+    /// `ECHO text`: the text is everything after the first space, kept as sent.
+    Echo(String),
+    /// `SUM n1 n2 …`: at least one and at most [`SUM_MAX_TERMS`] integers.
+    Sum(Vec<i64>),
+    /// `LUCKY`
+    Lucky,
+    /// `GREET [name]`
+    Greet(Option<String>),
+    /// `QUIZ`
+    Quiz,
+    /// `ANSWER n`
+    Answer(i64),
+    /// `NUMBER n`, with `n` in [`NUMBER_MIN`]..=[`NUMBER_MAX`].
+    Number(i64),
+    /// `PING`
+    Ping,
+    /// `QUIT`
+    Quit,
+    /// `SHUTDOWN`
+    Shutdown,
+}
+
+/// Why a line is not a valid request. Each maps to one [`ErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The first word is not a verb.
+    #[error("unknown verb {verb:?}; send HELP for the list")]
+    UnknownVerb {
+        /// The word, truncated to 32 characters.
+        verb: String,
+    },
+    /// Arguments missing, extra or malformed.
+    #[error("usage: {}", .verb.usage())]
+    Usage {
+        /// The verb whose usage was broken.
+        verb: Verb,
+    },
+    /// An argument that should be an integer is not one.
+    #[error("{text:?} is not an integer; usage: {}", .verb.usage())]
+    NotInteger {
+        /// The verb.
+        verb: Verb,
+        /// The argument, truncated to 32 characters.
+        text: String,
+    },
+    /// An integer argument does not fit in 64 bits.
+    #[error("{text} does not fit in a signed 64-bit integer")]
+    TooBig {
+        /// The argument, truncated to 32 characters.
+        text: String,
+    },
+    /// A number outside the range a verb accepts.
+    #[error("{value} is out of range: {} takes {min} to {max}", .verb.name())]
+    OutOfRange {
+        /// The verb.
+        verb: Verb,
+        /// The number sent.
+        value: i64,
+        /// Lowest accepted.
+        min: i64,
+        /// Highest accepted.
+        max: i64,
+    },
+    /// The line holds a control character.
+    #[error("control characters are not allowed (found U+{0:04X})")]
+    ControlChar(u32),
+}
+
+impl RequestError {
+    /// The code the server sends for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownVerb { .. } => ErrorCode::UnknownVerb,
+            Self::Usage { .. } | Self::NotInteger { .. } => ErrorCode::BadArgs,
+            Self::TooBig { .. } => ErrorCode::Overflow,
+            Self::OutOfRange { .. } => ErrorCode::OutOfRange,
+            Self::ControlChar(_) => ErrorCode::BadChars,
+        }
+    }
+}
+
+impl Request {
+    /// Parses one line (without its line ending).
+    ///
+    /// Returns `Ok(None)` for a blank line, which gets no reply.
+    pub fn parse(line: &str) -> Result<Option<Self>, RequestError> {
+        if let Some(c) = line.chars().find(|&c| is_forbidden_control(c)) {
+            return Err(RequestError::ControlChar(c.into()));
+        }
+        let line = line.trim_start_matches([' ', '\t']);
+        if line.trim_end().is_empty() {
+            return Ok(None);
+        }
+        let (word, rest) = line.split_once([' ', '\t']).unwrap_or((line, ""));
+        let verb =
+            Verb::lookup(word).ok_or_else(|| RequestError::UnknownVerb { verb: clip(word) })?;
+        Self::parse_args(verb, rest).map(Some)
+    }
+
+    fn parse_args(verb: Verb, rest: &str) -> Result<Self, RequestError> {
+        let mut args = rest.split_whitespace();
+        let request = match verb {
+            // ECHO keeps its text exactly, spaces included: only the separator is removed.
+            Verb::Echo => return Ok(Self::Echo(rest.to_owned())),
+            Verb::Greet => return parse_greet(rest),
+            Verb::Sum => return parse_sum(args),
+            Verb::Answer => Self::Answer(one_integer(verb, &mut args)?),
+            Verb::Number => {
+                let value = one_integer(verb, &mut args)?;
+                if !(NUMBER_MIN..=NUMBER_MAX).contains(&value) {
+                    return Err(RequestError::OutOfRange {
+                        verb,
+                        value,
+                        min: NUMBER_MIN,
+                        max: NUMBER_MAX,
+                    });
+                }
+                Self::Number(value)
+            }
+            Verb::Help => Self::Help,
+            Verb::Time => Self::Time,
+            Verb::Lucky => Self::Lucky,
+            Verb::Quiz => Self::Quiz,
+            Verb::Ping => Self::Ping,
+            Verb::Quit => Self::Quit,
+            Verb::Shutdown => Self::Shutdown,
+        };
+        match args.next() {
+            Some(_) => Err(RequestError::Usage { verb }),
+            None => Ok(request),
+        }
+    }
+
+    /// The verb of this request.
+    pub fn verb(&self) -> Verb {
+        match self {
+            Self::Help => Verb::Help,
+            Self::Time => Verb::Time,
+            Self::Echo(_) => Verb::Echo,
+            Self::Sum(_) => Verb::Sum,
+            Self::Lucky => Verb::Lucky,
+            Self::Greet(_) => Verb::Greet,
+            Self::Quiz => Verb::Quiz,
+            Self::Answer(_) => Verb::Answer,
+            Self::Number(_) => Verb::Number,
+            Self::Ping => Verb::Ping,
+            Self::Quit => Verb::Quit,
+            Self::Shutdown => Verb::Shutdown,
+        }
+    }
+}
+
+/// Writes the request as a protocol line (without the line ending). [`Request::parse`] of the
+/// result gives the same request back.
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = self.verb().name();
+        match self {
+            Self::Echo(text) => write!(f, "{verb} {text}"),
+            Self::Sum(terms) => {
+                f.write_str(verb)?;
+                terms.iter().try_for_each(|n| write!(f, " {n}"))
+            }
+            Self::Greet(Some(name)) => write!(f, "{verb} {name}"),
+            Self::Answer(n) | Self::Number(n) => write!(f, "{verb} {n}"),
+            _ => f.write_str(verb),
+        }
+    }
+}
+
+/// True for the characters no request line may hold: C0 controls other than TAB (U+0000 to
+/// U+001F), DEL (U+007F) and C1 controls (U+0080 to U+009F). They could drive a terminal.
+pub fn is_forbidden_control(c: char) -> bool {
+    (c.is_ascii_control() && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+fn parse_greet(rest: &str) -> Result<Request, RequestError> {
+    let name = rest.trim();
+    if name.is_empty() {
+        return Ok(Request::Greet(None));
+    }
+    if name.chars().count() > GREET_MAX_LEN {
+        return Err(RequestError::Usage { verb: Verb::Greet });
+    }
+    Ok(Request::Greet(Some(name.to_owned())))
+}
+
+fn parse_sum<'a>(args: impl Iterator<Item = &'a str>) -> Result<Request, RequestError> {
+    let mut terms = Vec::new();
+    for arg in args {
+        if terms.len() == SUM_MAX_TERMS {
+            return Err(RequestError::Usage { verb: Verb::Sum });
+        }
+        terms.push(parse_integer(Verb::Sum, arg)?);
+    }
+    if terms.is_empty() {
+        return Err(RequestError::Usage { verb: Verb::Sum });
+    }
+    Ok(Request::Sum(terms))
+}
+
+fn one_integer<'a>(
+    verb: Verb,
+    args: &mut impl Iterator<Item = &'a str>,
+) -> Result<i64, RequestError> {
+    let arg = args.next().ok_or(RequestError::Usage { verb })?;
+    parse_integer(verb, arg)
+}
+
+fn parse_integer(verb: Verb, text: &str) -> Result<i64, RequestError> {
+    match text.parse::<i64>() {
+        Ok(n) => Ok(n),
+        // Only digits with an optional sign can overflow; anything else is not a number at all.
+        Err(_) if looks_numeric(text) => Err(RequestError::TooBig { text: clip(text) }),
+        Err(_) => Err(RequestError::NotInteger {
+            verb,
+            text: clip(text),
+        }),
+    }
+}
+
+fn looks_numeric(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Shortens text quoted back in an error so a reply stays small whatever was sent.
+fn clip(text: &str) -> String {
+    const MAX: usize = 32;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Request {
+        Request::parse(line).unwrap().unwrap()
+    }
+
+    fn error(line: &str) -> RequestError {
+        Request::parse(line).unwrap_err()
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(parse("time"), Request::Time);
+        assert_eq!(parse("TiMe"), Request::Time);
+        assert_eq!(parse("  PING  "), Request::Ping);
+    }
+
+    #[test]
+    fn blank_lines_are_not_requests() {
+        assert_eq!(Request::parse(""), Ok(None));
+        assert_eq!(Request::parse("   \t "), Ok(None));
+    }
+
+    #[test]
+    fn echo_keeps_its_text_verbatim() {
+        assert_eq!(
+            parse("ECHO  two  spaces "),
+            Request::Echo(" two  spaces ".into())
+        );
+        assert_eq!(parse("echo"), Request::Echo(String::new()));
+        assert_eq!(parse("ECHO héllo ✓"), Request::Echo("héllo ✓".into()));
+    }
+
+    #[test]
+    fn sum_parses_signed_integers() {
+        assert_eq!(parse("SUM 1 2 3"), Request::Sum(vec![1, 2, 3]));
+        assert_eq!(parse("sum -5 +7"), Request::Sum(vec![-5, 7]));
+        let max = i64::MAX.to_string();
+        assert_eq!(parse(&format!("SUM {max}")), Request::Sum(vec![i64::MAX]));
+    }
+
+    #[test]
+    fn sum_errors_name_the_problem() {
+        assert_eq!(error("SUM").code(), ErrorCode::BadArgs);
+        assert_eq!(error("SUM 1 x").code(), ErrorCode::BadArgs);
+        assert_eq!(error("SUM 1.5").code(), ErrorCode::BadArgs);
+        assert_eq!(
+            error("SUM 99999999999999999999").code(),
+            ErrorCode::Overflow
+        );
+        let many = vec!["1"; SUM_MAX_TERMS + 1].join(" ");
+        assert_eq!(error(&format!("SUM {many}")).code(), ErrorCode::BadArgs);
+    }
+
+    #[test]
+    fn number_is_checked_against_its_range() {
+        assert_eq!(parse("NUMBER 1"), Request::Number(1));
+        assert_eq!(parse("NUMBER 100"), Request::Number(100));
+        assert_eq!(error("NUMBER 0").code(), ErrorCode::OutOfRange);
+        assert_eq!(error("NUMBER 101").code(), ErrorCode::OutOfRange);
+        assert_eq!(error("NUMBER").code(), ErrorCode::BadArgs);
+        assert_eq!(error("NUMBER 5 6").code(), ErrorCode::BadArgs);
+    }
+
+    #[test]
+    fn verbs_without_arguments_refuse_extra_ones() {
+        assert_eq!(error("TIME now").code(), ErrorCode::BadArgs);
+        assert_eq!(
+            error("PING x").to_string(),
+            "usage: PING",
+            "the message shows the usage"
+        );
+    }
+
+    #[test]
+    fn unknown_verbs_and_control_characters_are_refused() {
+        assert_eq!(error("FROB").code(), ErrorCode::UnknownVerb);
+        assert_eq!(error("ECHO a\0b").code(), ErrorCode::BadChars);
+        assert_eq!(error("ECHO \x1b[31m").code(), ErrorCode::BadChars);
+        assert_eq!(parse("ECHO a\tb"), Request::Echo("a\tb".into()));
+    }
+
+    #[test]
+    fn quoted_input_in_errors_is_clipped() {
+        let long = "x".repeat(1000);
+        let message = error(&long).to_string();
+        assert!(message.len() < 100, "{message}");
+    }
+
+    #[test]
+    fn display_round_trips_through_parse() {
+        let requests = [
+            Request::Help,
+            Request::Time,
+            Request::Echo(" spaced  text".into()),
+            Request::Echo(String::new()),
+            Request::Sum(vec![i64::MIN, 0, i64::MAX]),
+            Request::Lucky,
+            Request::Greet(None),
+            Request::Greet(Some("Ada Lovelace".into())),
+            Request::Quiz,
+            Request::Answer(-3),
+            Request::Number(42),
+            Request::Ping,
+            Request::Quit,
+            Request::Shutdown,
+        ];
+        for request in requests {
+            assert_eq!(parse(&request.to_string()), request);
+        }
+    }
+
+    #[test]
+    fn every_verb_has_usage_starting_with_its_name() {
+        for verb in Verb::ALL {
+            assert!(verb.usage().starts_with(verb.name()));
+            assert_eq!(Verb::lookup(&verb.name().to_lowercase()), Some(*verb));
+        }
+    }
+}
