@@ -1,1 +1,22 @@
-//! x
+//! The tlschat client: an async library and the `tlschat` command.
+//!
+//! Modules:
+//! - [`config`]: where to connect and with which certificates; the rustls client setup.
+//! - [`client`]: [`Client`], a connection that sends requests, matches replies and queues events.
+//! - [`error`]: [`ClientError`], every way a connection can fail, with the reason.
+//! - [`app`]: the `tlschat` command's subcommands (`exec`, interactive).
+//!
+//! The library verifies the server against the CA it is given and never offers a way around
+//! that. It does not reconnect by itself; the interactive command does.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod error;
+
+pub use client::Client;
+pub use config::ClientConfig;
+pub use error::ClientError;

@@ -11,6 +11,7 @@
 //! - [`error`]: the error codes carried by `ERR` replies.
 //! - [`names`]: rules for nicknames and server names.
 //! - [`limits`]: the default protocol limits.
+//! - [`duration`]: durations as written in flags (`10s`, `250ms`).
 //! - `cert` (feature `x509`): the identity a certificate carries (name, role, SANs).
 //!
 //! What this crate does not do: TLS, timeouts, rate limiting or deciding what a verb *means*.
@@ -22,6 +23,7 @@
 #[cfg(feature = "x509")]
 pub mod cert;
 pub mod codec;
+pub mod duration;
 pub mod error;
 pub mod limits;
 pub mod names;

@@ -53,7 +53,7 @@ macro_rules! verbs {
 }
 
 verbs! {
-    Help => "HELP", "HELP", "Lists the verbs.";
+    Help => "HELP", "HELP [verb]", "Lists the verbs, or shows one verb's usage.";
     Time => "TIME", "TIME", "Answers with the server's time (RFC 3339, UTC).";
     Echo => "ECHO", "ECHO text", "Answers with the text.";
     Sum => "SUM", "SUM n1 [n2 ...]", "Adds up 64-bit integers; overflow is an error.";
@@ -77,8 +77,8 @@ impl fmt::Display for Verb {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Request {
-    /// `HELP`
-    Help,
+    /// `HELP [verb]`
+    Help(Option<Verb>),
     /// `TIME`
     Time,
     /// `ECHO text`: the text is everything after the first space, kept as sent.
@@ -201,7 +201,13 @@ impl Request {
                 }
                 Self::Number(value)
             }
-            Verb::Help => Self::Help,
+            Verb::Help => match args.next() {
+                None => Self::Help(None),
+                Some(word) => Self::Help(Some(
+                    Verb::lookup(word)
+                        .ok_or_else(|| RequestError::UnknownVerb { verb: clip(word) })?,
+                )),
+            },
             Verb::Time => Self::Time,
             Verb::Lucky => Self::Lucky,
             Verb::Quiz => Self::Quiz,
@@ -218,7 +224,7 @@ impl Request {
     /// The verb of this request.
     pub fn verb(&self) -> Verb {
         match self {
-            Self::Help => Verb::Help,
+            Self::Help(_) => Verb::Help,
             Self::Time => Verb::Time,
             Self::Echo(_) => Verb::Echo,
             Self::Sum(_) => Verb::Sum,
@@ -247,6 +253,7 @@ impl fmt::Display for Request {
             }
             Self::Greet(Some(name)) => write!(f, "{verb} {name}"),
             Self::Answer(n) | Self::Number(n) => write!(f, "{verb} {n}"),
+            Self::Help(Some(topic)) => write!(f, "{verb} {topic}"),
             _ => f.write_str(verb),
         }
     }
@@ -396,6 +403,8 @@ mod tests {
     #[test]
     fn unknown_verbs_and_control_characters_are_refused() {
         assert_eq!(error("FROB").code(), ErrorCode::UnknownVerb);
+        assert_eq!(error("HELP FROB").code(), ErrorCode::UnknownVerb);
+        assert_eq!(parse("help sum"), Request::Help(Some(Verb::Sum)));
         assert_eq!(error("ECHO a\0b").code(), ErrorCode::BadChars);
         assert_eq!(error("ECHO \x1b[31m").code(), ErrorCode::BadChars);
         assert_eq!(parse("ECHO a\tb"), Request::Echo("a\tb".into()));
@@ -411,7 +420,8 @@ mod tests {
     #[test]
     fn display_round_trips_through_parse() {
         let requests = [
-            Request::Help,
+            Request::Help(None),
+            Request::Help(Some(Verb::Sum)),
             Request::Time,
             Request::Echo(" spaced  text".into()),
             Request::Echo(String::new()),

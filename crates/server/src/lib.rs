@@ -1,1 +1,29 @@
-//! x
+//! The tlschat server: a TLS 1.3 listener speaking the tlschat line protocol.
+//!
+//! Modules:
+//! - [`config`]: every setting, its default and its unit.
+//! - [`tls`]: loading certificates and keys, building the rustls configuration.
+//! - [`identity`]: who a connection is, from its verified client certificate.
+//! - [`verbs`]: the stateless verbs (`TIME`, `SUM`, …), shared by every transport.
+//! - [`session`]: per-connection protocol state (the pending quiz, quitting, shutdown).
+//! - [`connection`]: one client's I/O: handshake, bounded reads, one coalescing writer.
+//! - [`server`]: the accept loop, the connection limit and graceful shutdown.
+//! - [`random`]: random numbers from the TLS crypto provider.
+//!
+//! Only this crate owns listeners, tasks and signals; the protocol itself lives in
+//! `tlschat-proto`. This crate does not daemonize, rotate logs or persist anything.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod connection;
+pub mod identity;
+pub mod random;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod verbs;
+
+pub use config::{ClientAuth, Config};
+pub use server::{Server, ServerError};

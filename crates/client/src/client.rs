@@ -1,0 +1,218 @@
+//! [`Client`]: one TLS connection to a tlschat server.
+//!
+//! Requests are answered in order, so [`Client::request`] sends one and reads lines until its
+//! reply arrives, keeping any events that arrive meanwhile for [`Client::next_event`]. For
+//! event-driven use (an interactive client), [`Client::send`] and [`Client::next_line`] give the
+//! raw stream.
+
+use std::collections::VecDeque;
+use std::io;
+
+use bytes::BytesMut;
+use rustls::{CipherSuite, NamedGroup, ProtocolVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use tlschat_proto::codec::encode_line;
+use tlschat_proto::{Event, Frame, Greeting, LineDecoder, Reply, Request, ServerLine};
+
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+
+/// Most events kept while waiting for a reply; older ones are dropped beyond this, so a chatty
+/// room cannot grow a client that only sends requests.
+pub const MAX_QUEUED_EVENTS: usize = 10_000;
+
+/// What the TLS handshake settled on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The protocol version.
+    pub version: Option<ProtocolVersion>,
+    /// The cipher suite.
+    pub cipher_suite: Option<CipherSuite>,
+    /// The key exchange group (X25519MLKEM768 when the post-quantum hybrid was used).
+    pub key_exchange: Option<NamedGroup>,
+}
+
+/// A connection to a tlschat server.
+pub struct Client {
+    stream: TlsStream<TcpStream>,
+    decoder: LineDecoder,
+    inbuf: BytesMut,
+    greeting: Greeting,
+    events: VecDeque<Event>,
+    last_event: Option<String>,
+}
+
+impl Client {
+    /// Connects, completes the TLS handshake and reads the greeting, all within the connect
+    /// timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`] saying which step failed and why.
+    pub async fn connect(config: &ClientConfig) -> Result<Self, ClientError> {
+        let tls = config.tls_config()?;
+        let name = config.verify_name()?;
+        let addr = config.server.clone();
+        let connect = async {
+            let tcp = TcpStream::connect(&addr)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            tcp.set_nodelay(true)?;
+            let stream = TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|source| ClientError::Handshake {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let mut client = Self {
+                stream,
+                decoder: LineDecoder::new(config.max_line_len),
+                inbuf: BytesMut::with_capacity(4096),
+                greeting: Greeting::new("", ""),
+                events: VecDeque::new(),
+                last_event: None,
+            };
+            client.greeting = client.read_greeting().await?;
+            Ok(client)
+        };
+        tokio::time::timeout(config.connect_timeout, connect)
+            .await
+            .map_err(|_| ClientError::ConnectTimeout {
+                addr: config.server.clone(),
+                after: config.connect_timeout,
+            })?
+    }
+
+    async fn read_greeting(&mut self) -> Result<Greeting, ClientError> {
+        let line = self.read_line().await?;
+        match ServerLine::parse(&line) {
+            Ok(ServerLine::Hello(greeting)) => Ok(greeting),
+            _ => Err(ClientError::NoGreeting(line)),
+        }
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// What the TLS handshake negotiated.
+    pub fn tls_info(&self) -> TlsInfo {
+        let (_, conn) = self.stream.get_ref();
+        TlsInfo {
+            version: conn.protocol_version(),
+            cipher_suite: conn.negotiated_cipher_suite().map(|s| s.suite()),
+            key_exchange: conn.negotiated_key_exchange_group().map(|g| g.name()),
+        }
+    }
+
+    /// Sends a request and waits for its reply. Events arriving first are queued.
+    pub async fn request(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        self.request_line(&request.to_string()).await
+    }
+
+    /// Sends a raw request line and waits for its reply. Events arriving first are queued.
+    pub async fn request_line(&mut self, line: &str) -> Result<Reply, ClientError> {
+        self.send(line).await?;
+        loop {
+            match self.next_line().await? {
+                ServerLine::Reply(reply) => return Ok(reply),
+                ServerLine::Event(event) => self.queue_event(event),
+                ServerLine::Hello(_) => {}
+            }
+        }
+    }
+
+    /// Sends one line (a newline is added) without waiting for anything.
+    pub async fn send(&mut self, line: &str) -> Result<(), ClientError> {
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        encode_line(line, &mut buf);
+        self.stream.write_all(&buf).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// The next event: a queued one, or the next one read. Replies read meanwhile are dropped,
+    /// so use this only when no request is outstanding.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(event);
+        }
+        loop {
+            if let ServerLine::Event(event) = self.next_line().await? {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Takes the events queued while waiting for replies.
+    pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
+        self.events.drain(..)
+    }
+
+    /// Reads the next line from the server, whatever it is.
+    ///
+    /// Cancel-safe: bytes read are kept in the client, so dropping this future (for example in
+    /// `select!`) loses nothing.
+    pub async fn next_line(&mut self) -> Result<ServerLine, ClientError> {
+        let line = self.read_line().await?;
+        let parsed = ServerLine::parse(&line)?;
+        if let ServerLine::Event(event) = &parsed {
+            self.last_event = Some(event.to_string());
+        }
+        Ok(parsed)
+    }
+
+    /// Sends `QUIT`, waits for the reply and closes the TLS session cleanly.
+    pub async fn quit(mut self) -> Result<(), ClientError> {
+        self.request(&Request::Quit).await?;
+        self.close().await
+    }
+
+    /// Closes the TLS session cleanly (close_notify) without a `QUIT`.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
+    fn queue_event(&mut self, event: Event) {
+        if self.events.len() == MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    async fn read_line(&mut self) -> Result<String, ClientError> {
+        loop {
+            match self.decoder.decode(&mut self.inbuf) {
+                Some(Frame::Line(line)) => return Ok(line),
+                Some(Frame::TooLong) => return Err(ClientError::BadLine("line too long")),
+                Some(Frame::InvalidUtf8) => return Err(ClientError::BadLine("not UTF-8")),
+                None => {}
+            }
+            self.inbuf.reserve(4096);
+            match self.stream.read_buf(&mut self.inbuf).await {
+                Ok(0) => return Err(self.closed()),
+                Ok(_) => {}
+                // A peer that closes without close_notify after sending its last words (as a
+                // server that drains does when the client is slow) is still a close.
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Err(self.closed()),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    fn closed(&self) -> ClientError {
+        ClientError::Closed {
+            last_event: self.last_event.clone(),
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Where to connect and with which certificates, and the rustls client configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tlschat_tls::PemError;
+
+use crate::error::ClientError;
+
+/// Default server address.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:6254";
+
+/// Default CA file.
+pub const DEFAULT_CA: &str = "certs/ca.pem";
+
+/// Default time allowed to connect and finish the TLS handshake: 10 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach and verify a server, and who to be.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of the server.
+    pub server: String,
+    /// Name to verify the server certificate against; the host part of `server` when `None`.
+    pub server_name: Option<String>,
+    /// CA certificate the server's certificate must chain to.
+    pub ca: PathBuf,
+    /// Client certificate, for mutual TLS (with `key`).
+    pub cert: Option<PathBuf>,
+    /// Client private key (with `cert`).
+    pub key: Option<PathBuf>,
+    /// Time allowed to connect and finish the handshake.
+    pub connect_timeout: Duration,
+    /// Also offer TLS 1.2.
+    pub allow_tls12: bool,
+    /// Longest line accepted from the server, in bytes.
+    pub max_line_len: usize,
+}
+
+impl ClientConfig {
+    /// A configuration for `server` trusting `ca`, with no client certificate.
+    pub fn new(server: impl Into<String>, ca: impl Into<PathBuf>) -> Self {
+        Self {
+            server: server.into(),
+            server_name: None,
+            ca: ca.into(),
+            cert: None,
+            key: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            allow_tls12: false,
+            // Replies echo requests, so accept a little more than a request may hold.
+            max_line_len: tlschat_proto::limits::DEFAULT_MAX_LINE_LEN * 2,
+        }
+    }
+
+    /// Uses a client certificate and key (mutual TLS).
+    pub fn with_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.cert = Some(cert.into());
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The name the server certificate must carry.
+    pub fn verify_name(&self) -> Result<ServerName<'static>, ClientError> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => host_part(&self.server).to_owned(),
+        };
+        ServerName::try_from(name.clone()).map_err(|_| ClientError::ServerName(name))
+    }
+
+    /// Builds the rustls configuration: the shared TLS policy, the CA, and the client
+    /// certificate if one is set.
+    pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(ClientError::ClientCert(
+                "--cert and --key go together".to_owned(),
+            ));
+        }
+        let roots = tlschat_tls::load_roots(&self.ca).map_err(pem_error)?;
+        let builder = rustls::ClientConfig::builder_with_provider(tlschat_tls::provider())
+            .with_protocol_versions(tlschat_tls::versions(self.allow_tls12))
+            .map_err(|e| ClientError::ClientCert(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut tls = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let chain =
+                    tlschat_tls::load_certs(cert, "client certificate").map_err(pem_error)?;
+                let key_der = tlschat_tls::load_key(key).map_err(pem_error)?;
+                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    ClientError::ClientCert(format!(
+                        "the key in {} does not fit the certificate in {}: {e}",
+                        key.display(),
+                        cert.display()
+                    ))
+                })?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = vec![tlschat_tls::ALPN.to_vec()];
+        Ok(Arc::new(tls))
+    }
+}
+
+fn pem_error(err: PemError) -> ClientError {
+    match err {
+        PemError::Load { what, path, reason } => ClientError::Pem { what, path, reason },
+        PemError::BadCa { path, source } => ClientError::BadCa { path, source },
+        other => ClientError::ClientCert(other.to_string()),
+    }
+}
+
+/// The host of `host:port`, without brackets around an IPv6 address.
+fn host_part(server: &str) -> &str {
+    let host = match server.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => server,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verify_name_comes_from_the_address() {
+        assert_eq!(host_part("localhost:6254"), "localhost");
+        assert_eq!(host_part("127.0.0.1:6254"), "127.0.0.1");
+        assert_eq!(host_part("[::1]:6254"), "::1");
+        assert_eq!(host_part("chat.lan"), "chat.lan");
+        let config = ClientConfig::new("[::1]:1", "ca.pem");
+        assert!(matches!(config.verify_name(), Ok(ServerName::IpAddress(_))));
+        let mut config = ClientConfig::new("10.0.0.1:1", "ca.pem");
+        config.server_name = Some("chat.lan".into());
+        assert!(matches!(config.verify_name(), Ok(ServerName::DnsName(_))));
+    }
+
+    #[test]
+    fn a_missing_ca_or_a_certificate_without_a_key_is_refused() {
+        let mut config = ClientConfig::new("127.0.0.1:1", "/nonexistent/ca.pem");
+        let err = config.tls_config().unwrap_err();
+        assert!(matches!(err, ClientError::Pem { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+        config.cert = Some("alice.pem".into());
+        let err = config.tls_config().unwrap_err();
+        assert!(matches!(err, ClientError::ClientCert(_)), "{err}");
+    }
+}

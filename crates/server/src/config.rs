@@ -1,0 +1,103 @@
+//! Server settings. Every limit is a named constant with a safe default, settable by flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
+
+/// Default listening address: loopback only, so a fresh server is not reachable from the network
+/// until the operator says so.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6254";
+
+/// Default server name, sent in the greeting.
+pub const DEFAULT_SERVER_NAME: &str = "tlschat";
+
+/// Default time a client has to finish the TLS handshake: 10 s. A peer that connects and says
+/// nothing holds a connection slot for at most this long.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time one write to a client may take: 10 s. A client that stops reading is
+/// disconnected after this, so it cannot hold server memory.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time graceful shutdown waits for connections to flush and close: 5 s.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default maximum of concurrent connections (TLS handshakes included): 10,000. Each idle
+/// connection costs some tens of KiB; the process needs a file descriptor limit above this.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Whether and how clients prove who they are with a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ClientAuth {
+    /// No client certificates are asked for; everyone is unverified.
+    None,
+    /// A client certificate from the CA is accepted but not required.
+    #[default]
+    Optional,
+    /// Every client must present a certificate from the CA (mutual TLS).
+    Required,
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA certificate(s) (PEM) that client certificates must chain to.
+    pub ca: PathBuf,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+    /// Also accept TLS 1.2 (TLS 1.3 only when false).
+    pub allow_tls12: bool,
+    /// Name sent in the greeting.
+    pub server_name: String,
+    /// Longest request line, in bytes.
+    pub max_line_len: usize,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed for one write to a client.
+    pub write_timeout: Duration,
+    /// Time graceful shutdown waits for connections to close.
+    pub drain_timeout: Duration,
+    /// Maximum concurrent connections.
+    pub max_connections: usize,
+}
+
+impl Config {
+    /// A configuration with every default and the given certificate files.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>, ca: impl Into<PathBuf>) -> Self {
+        Self {
+            // The constant is a valid literal address; checked by a unit test.
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+            client_auth: ClientAuth::default(),
+            allow_tls12: false,
+            server_name: DEFAULT_SERVER_NAME.to_owned(),
+            max_line_len: DEFAULT_MAX_LINE_LEN,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let config = Config::new("c", "k", "ca");
+        assert!(config.listen.ip().is_loopback());
+        assert!(tlschat_proto::names::validate_server_name(&config.server_name).is_ok());
+    }
+}

@@ -1,0 +1,271 @@
+//! One client's connection: the TLS handshake, bounded reads, and one writer that coalesces.
+//!
+//! Each connection is one task that owns its TLS stream. It reads into a buffer it keeps (so a
+//! read abandoned by `select!` loses nothing), decodes every complete line, appends each reply to
+//! one output buffer, and writes that buffer in one go: many pipelined requests cost one TLS
+//! record and one syscall. A write that takes longer than the write timeout ends the connection,
+//! so a client that stops reading cannot hold server memory.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use chrono::Utc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info};
+
+use tlschat_proto::codec::encode_line;
+use tlschat_proto::{ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Verb};
+
+use crate::identity::Identity;
+use crate::random::ProviderRandom;
+use crate::server::Shared;
+use crate::session::{Outcome, Session};
+use crate::verbs::VerbContext;
+
+/// How much to read at a time, in bytes.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Output size at which the connection stops decoding buffered requests and writes first, so a
+/// burst of pipelined requests cannot build an unbounded reply buffer.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Why a connection ended, as logged.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The client sent `QUIT`.
+    Quit,
+    /// The client closed the connection between lines.
+    PeerClosed,
+    /// The client closed the connection in the middle of a line.
+    PeerClosedMidLine,
+    /// The server is shutting down.
+    Shutdown,
+    /// Reading failed (including TLS errors).
+    ReadFailed(io::Error),
+    /// Writing failed.
+    WriteFailed(io::Error),
+    /// A write took longer than the write timeout: the client is not reading.
+    WriteTimedOut,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Quit => f.write_str("client quit"),
+            Self::PeerClosed => f.write_str("client closed the connection"),
+            Self::PeerClosedMidLine => f.write_str("client closed the connection mid-line"),
+            Self::Shutdown => f.write_str("server shutdown"),
+            Self::ReadFailed(err) => write!(f, "read failed: {err}"),
+            Self::WriteFailed(err) => write!(f, "write failed: {err}"),
+            Self::WriteTimedOut => f.write_str("write timed out: client is not reading"),
+        }
+    }
+}
+
+/// Serves one accepted TCP connection to the end. The permit is the connection's slot under the
+/// connection limit and is released when this returns.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+    }
+    let handshake =
+        tokio::time::timeout(shared.config.handshake_timeout, shared.acceptor.accept(tcp));
+    let stream = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                info!(%peer, error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                info!(%peer, timeout = ?shared.config.handshake_timeout, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = shared.shutdown.cancelled() => return,
+    };
+    let (_, tls) = stream.get_ref();
+    let identity = Identity::from_peer_certificates(tls.peer_certificates());
+    info!(
+        %peer,
+        %identity,
+        version = ?tls.protocol_version(),
+        kx = ?tls.negotiated_key_exchange_group().map(|g| g.name()),
+        "connected"
+    );
+    let mut connection = Connection::new(shared, stream, identity);
+    let reason = connection.run().await;
+    info!(%peer, identity = %connection.session.identity(), %reason, "disconnected");
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    stream: TlsStream<TcpStream>,
+    session: Session,
+    decoder: LineDecoder,
+    /// Bytes read but not yet decoded. Owned here so reads are cancel-safe.
+    inbuf: BytesMut,
+    /// Replies and events waiting to be written, in order.
+    out: Vec<u8>,
+    dice: ProviderRandom,
+    /// Set once the connection must end after the pending output is written.
+    closing: Option<CloseReason>,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, stream: TlsStream<TcpStream>, identity: Identity) -> Self {
+        let decoder = LineDecoder::new(shared.config.max_line_len);
+        Self {
+            shared,
+            stream,
+            session: Session::new(identity),
+            decoder,
+            inbuf: BytesMut::with_capacity(READ_CHUNK),
+            out: Vec::new(),
+            dice: ProviderRandom::new(),
+            closing: None,
+        }
+    }
+
+    async fn run(&mut self) -> CloseReason {
+        let greeting = Greeting::new(
+            self.shared.config.server_name.clone(),
+            format!(
+                "you are {}; send HELP for commands",
+                self.session.identity()
+            ),
+        );
+        encode_line(&greeting.to_string(), &mut self.out);
+        let reason = self.serve_lines().await;
+        self.close().await;
+        reason
+    }
+
+    /// The main loop: write what is pending, then wait for input or shutdown.
+    async fn serve_lines(&mut self) -> CloseReason {
+        loop {
+            let more_buffered = self.process_buffered();
+            if let Err(reason) = self.flush().await {
+                return reason;
+            }
+            if let Some(reason) = self.closing.take() {
+                return reason;
+            }
+            if more_buffered {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = self.shared.shutdown.cancelled() => {
+                    let event = Event::Shutdown {
+                        reason: self.shared.shutdown_reason().to_owned(),
+                    };
+                    encode_line(&event.to_string(), &mut self.out);
+                    self.closing = Some(CloseReason::Shutdown);
+                }
+                read = read_some(&mut self.stream, &mut self.inbuf) => match read {
+                    Ok(0) if self.decoder.is_mid_line(&self.inbuf) => {
+                        return CloseReason::PeerClosedMidLine;
+                    }
+                    Ok(0) => return CloseReason::PeerClosed,
+                    Ok(_) => {}
+                    Err(err) => return CloseReason::ReadFailed(err),
+                },
+            }
+        }
+    }
+
+    /// Decodes and answers buffered requests until none is left, the connection is closing, or
+    /// the output buffer is full. Returns true when requests may remain buffered.
+    fn process_buffered(&mut self) -> bool {
+        while self.closing.is_none() {
+            if self.out.len() >= OUT_HIGH_WATER {
+                return true;
+            }
+            let Some(frame) = self.decoder.decode(&mut self.inbuf) else {
+                return false;
+            };
+            let reply = match frame {
+                Frame::Line(line) => match Request::parse(&line) {
+                    Ok(Some(request)) => self.handle(request),
+                    Ok(None) => continue,
+                    Err(err) => Reply::err(err.code(), err),
+                },
+                Frame::TooLong => Reply::err(
+                    ErrorCode::LineTooLong,
+                    format!(
+                        "line longer than {} bytes; discarded",
+                        self.decoder.max_len()
+                    ),
+                ),
+                Frame::InvalidUtf8 => Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8"),
+            };
+            encode_line(&reply.to_string(), &mut self.out);
+        }
+        false
+    }
+
+    fn handle(&mut self, request: Request) -> Reply {
+        let mut cx = VerbContext {
+            server_name: &self.shared.config.server_name,
+            now: Utc::now(),
+            dice: &mut self.dice,
+            available: Verb::ALL,
+        };
+        match self.session.handle(request, &mut cx) {
+            Outcome::Reply(reply) => reply,
+            Outcome::Close(reply) => {
+                self.closing = Some(CloseReason::Quit);
+                reply
+            }
+            Outcome::Shutdown(reply) => {
+                let who = self.session.identity().display_name();
+                self.shared
+                    .begin_shutdown(format!("shutdown requested by {who}"));
+                reply
+            }
+        }
+    }
+
+    /// Writes all pending output in one TLS write, within the write timeout.
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.shared.config.write_timeout, write).await {
+            Ok(Ok(())) => {
+                self.out.clear();
+                Ok(())
+            }
+            Ok(Err(err)) => Err(CloseReason::WriteFailed(err)),
+            Err(_) => Err(CloseReason::WriteTimedOut),
+        }
+    }
+
+    /// Sends the TLS close_notify, within the write timeout.
+    async fn close(&mut self) {
+        let _ =
+            tokio::time::timeout(self.shared.config.write_timeout, self.stream.shutdown()).await;
+    }
+}
+
+/// Reads what is available into `buf`. Cancel-safe: bytes read are in `buf` or still unread.
+async fn read_some(stream: &mut TlsStream<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    stream.read_buf(buf).await
+}

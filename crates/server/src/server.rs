@@ -1,0 +1,185 @@
+//! The accept loop, the connection limit and graceful shutdown.
+//!
+//! [`Server::bind`] builds the TLS configuration and binds the listener, so every startup error
+//! (a missing key, a key that does not fit the certificate, a port in use) surfaces before the
+//! server reports that it is listening. [`Server::run`] then accepts until the shutdown future
+//! completes or an admin sends `SHUTDOWN`, tells every client, waits for them to flush (at most
+//! the drain timeout) and returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::connection;
+use crate::tls::{self, TlsSetupError};
+
+/// Longest pause after a failed `accept` (for example when out of file descriptors).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server name breaks the naming rules.
+    #[error("invalid server name {name:?}")]
+    BadServerName {
+        /// The name.
+        name: String,
+        /// The rule it broke.
+        #[source]
+        source: tlschat_proto::names::NameError,
+    },
+}
+
+/// State every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) acceptor: TlsAcceptor,
+    /// Cancelled once, when shutdown begins.
+    pub(crate) shutdown: CancellationToken,
+    shutdown_reason: OnceLock<String>,
+}
+
+impl Shared {
+    /// Starts a graceful shutdown; the first reason given is the one clients see.
+    pub(crate) fn begin_shutdown(&self, reason: String) {
+        if self.shutdown_reason.set(reason).is_ok() {
+            info!(reason = self.shutdown_reason(), "shutting down");
+        }
+        self.shutdown.cancel();
+    }
+
+    pub(crate) fn shutdown_reason(&self) -> &str {
+        self.shutdown_reason
+            .get()
+            .map_or("server is shutting down", String::as_str)
+    }
+}
+
+/// A bound server, ready to [`run`](Self::run).
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Loads the certificates and binds the listening address.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError`] naming the file or address at fault.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        tlschat_proto::names::validate_server_name(&config.server_name).map_err(|source| {
+            ServerError::BadServerName {
+                name: config.server_name.clone(),
+                source,
+            }
+        })?;
+        let tls = tls::server_config(&config)?;
+        let bind_err = |source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let shared = Arc::new(Shared {
+            acceptor: TlsAcceptor::from(tls),
+            config,
+            shutdown: CancellationToken::new(),
+            shutdown_reason: OnceLock::new(),
+        });
+        Ok(Self {
+            shared,
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes or an admin sends `SHUTDOWN`, then drains: every client
+    /// gets `EVENT SHUTDOWN`, its queued output and a TLS close, within the drain timeout.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Self {
+            shared, listener, ..
+        } = self;
+        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let tracker = TaskTracker::new();
+        let mut backoff = Duration::ZERO;
+        // Completes when shutdown begins, from outside (a signal) or inside (admin SHUTDOWN).
+        let stop = async {
+            tokio::select! {
+                () = shutdown => shared.begin_shutdown("server is shutting down".to_owned()),
+                () = shared.shutdown.cancelled() => {}
+            }
+        };
+        tokio::pin!(stop);
+        loop {
+            // Take a connection slot before accepting: at the limit, new clients wait in the
+            // kernel's backlog instead of costing us memory.
+            let permit = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_closed) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    backoff = Duration::ZERO;
+                    tracker.spawn(connection::serve(shared.clone(), tcp, peer, permit));
+                }
+                Err(err) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                    warn!(error = %err, retry_in = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        drop(listener);
+        tracker.close();
+        let open = tracker.len();
+        info!(connections = open, "draining");
+        if tokio::time::timeout(shared.config.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                connections = tracker.len(),
+                "drain timeout passed; closing the remaining connections"
+            );
+        }
+        info!("stopped");
+    }
+}
