@@ -1,1 +1,394 @@
-//! x
+//! Harness for the end-to-end tests: real binaries, real certificates, real TLS on loopback.
+//!
+//! - [`binary`] builds the workspace binaries once per test process (with the same cargo that
+//!   runs the tests) and returns their paths, so tests never run stale binaries.
+//! - [`Pki`] makes a CA and certificates in a temporary folder with `tlschat-certgen`.
+//! - [`ServerProcess`] starts `tlschat-server` on `127.0.0.1:0` and waits for its readiness line;
+//!   it is killed when dropped, and its log is kept for assertions.
+//! - [`tlschat`] runs the `tlschat` client binary; [`RawTls`] speaks raw bytes over TLS for
+//!   what the typed client refuses to send.
+//!
+//! Every wait here is bounded: a hung binary fails the test instead of hanging it.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tlschat_client::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// How long any single step (a start, a request, an exit) may take before a test fails.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The path of a workspace binary, built (once per process) if needed.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // This test runs from <target>/<profile>/deps/; the binaries live in <target>/<profile>.
+        let exe = std::env::current_exe().expect("path of the test binary");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary inside target/<profile>/deps")
+            .to_owned();
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build");
+        assert!(status.success(), "cargo build --bins failed");
+        profile_dir
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// Certificates made by `tlschat-certgen` in a temporary folder.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA, a server certificate, users `alice`, `bob` and `carol`, and admin `root`.
+    pub fn standard() -> Self {
+        Self::with_args(&[
+            "--client", "alice", "--client", "bob", "--client", "carol", "--admin", "root",
+        ])
+    }
+
+    /// Runs `tlschat-certgen` with these extra arguments.
+    pub fn with_args(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let output = run(
+            Command::new(binary("tlschat-certgen"))
+                .arg("--out")
+                .arg(dir.path())
+                .args(args),
+            b"",
+        );
+        assert!(
+            output.status.success(),
+            "certgen failed: {}",
+            text(&output.stderr)
+        );
+        Self { dir }
+    }
+
+    /// The folder holding the files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A file in the folder.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// The CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    /// The certificate and key of a user.
+    pub fn identity(&self, user: &str) -> (PathBuf, PathBuf) {
+        (
+            self.path(&format!("{user}.pem")),
+            self.path(&format!("{user}-key.pem")),
+        )
+    }
+
+    /// Server flags for this PKI's certificate, key and CA.
+    pub fn server_args(&self) -> Vec<String> {
+        [
+            "--cert",
+            "server.pem",
+            "--key",
+            "server-key.pem",
+            "--ca",
+            "ca.pem",
+        ]
+        .chunks(2)
+        .flat_map(|pair| [pair[0].to_owned(), self.path(pair[1]).display().to_string()])
+        .collect()
+    }
+
+    /// A client library configuration for `server`, as `user` (or anonymous).
+    pub fn client_config(&self, server: SocketAddr, user: Option<&str>) -> ClientConfig {
+        let config = ClientConfig::new(server.to_string(), self.ca());
+        match user {
+            Some(user) => {
+                let (cert, key) = self.identity(user);
+                config.with_identity(cert, key)
+            }
+            None => config,
+        }
+    }
+}
+
+/// A running `tlschat-server`, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+/// A server that did not start: its exit status and everything it wrote to standard error.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// The exit status, if it exited.
+    pub status: Option<ExitStatus>,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl ServerProcess {
+    /// Starts a server with the PKI's certificates on an OS-chosen loopback port.
+    pub fn start(pki: &Pki, extra: &[&str]) -> Self {
+        let mut args = pki.server_args();
+        args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_with(&args)
+            .unwrap_or_else(|failure| panic!("server did not start: {failure:?}"))
+    }
+
+    /// Starts a server with exactly these arguments; waits for the readiness line.
+    pub fn start_with(args: &[String]) -> Result<Self, StartFailure> {
+        let mut child = Command::new(binary("tlschat-server"))
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning tlschat-server");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("tlschat-server listening on ") {
+                    let _ = ready_tx.send(addr.parse::<SocketAddr>().ok());
+                }
+            }
+        });
+        match ready_rx.recv_timeout(STEP_TIMEOUT) {
+            Ok(Some(addr)) => Ok(Self { child, addr, log }),
+            _ => {
+                let status = wait_timeout(&mut child, Duration::from_secs(5));
+                if status.is_none() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                // Give the stderr thread a moment to collect the last words.
+                thread::sleep(Duration::from_millis(100));
+                let stderr = log.lock().expect("log lock").clone();
+                Err(StartFailure { status, stderr })
+            }
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.wait_exit()
+    }
+
+    /// Waits (bounded) for the server to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_timeout(&mut self.child, STEP_TIMEOUT).expect("server did not exit in time")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `tlschat` client binary against `server` as `user` (or anonymous).
+pub fn tlschat(pki: &Pki, server: SocketAddr, user: Option<&str>, args: &[&str]) -> Output {
+    tlschat_with_input(pki, server, user, args, b"")
+}
+
+/// Like [`tlschat`], feeding `input` on standard input.
+pub fn tlschat_with_input(
+    pki: &Pki,
+    server: SocketAddr,
+    user: Option<&str>,
+    args: &[&str],
+    input: &[u8],
+) -> Output {
+    let mut command = Command::new(binary("tlschat"));
+    command
+        .arg("--server")
+        .arg(server.to_string())
+        .arg("--ca")
+        .arg(pki.ca());
+    if let Some(user) = user {
+        let (cert, key) = pki.identity(user);
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    run(command.args(args), input)
+}
+
+/// Runs a command to completion within [`STEP_TIMEOUT`], feeding `input` on standard input.
+pub fn run(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let Some(status) = wait_timeout(&mut child, STEP_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command:?} did not finish within {STEP_TIMEOUT:?}");
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Polls a child for its exit until `timeout`.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reports that a test skipped itself, by name, on the real standard error (not captured by the
+/// test harness), so the skip shows in CI's log. CI greps for lines starting with `SKIPPED`.
+pub fn skip(test: &str, reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
+/// Bytes as text, for assertions and messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A TLS connection that sends raw bytes and reads raw lines: for input the typed client will
+/// not produce (invalid UTF-8, overlong lines, pipelined bursts).
+pub struct RawTls {
+    stream: TlsStream<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl RawTls {
+    /// Connects with the standard client TLS setup.
+    pub async fn connect(config: &ClientConfig) -> std::io::Result<Self> {
+        let tls = config.tls_config().map_err(std::io::Error::other)?;
+        Self::connect_with(config, tls).await
+    }
+
+    /// Connects with a given rustls configuration (for example TLS 1.2 only).
+    pub async fn connect_with(
+        config: &ClientConfig,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Self> {
+        let name = config.verify_name().map_err(std::io::Error::other)?;
+        let tcp = TcpStream::connect(&config.server).await?;
+        let stream = tokio::time::timeout(STEP_TIMEOUT, TlsConnector::from(tls).connect(name, tcp))
+            .await
+            .map_err(|_| std::io::Error::other("handshake timed out"))??;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes bytes as they are.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Reads one line (without its newline), or `None` at end of stream, within the step
+    /// timeout.
+    pub async fn read_line(&mut self) -> Option<String> {
+        let read = async {
+            loop {
+                if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = self.buf.drain(..=end).collect();
+                    return Some(text(&line[..end]));
+                }
+                let mut chunk = [0u8; 4096];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(STEP_TIMEOUT, read)
+            .await
+            .expect("no line from the server in time")
+    }
+}

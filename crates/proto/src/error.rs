@@ -59,10 +59,6 @@ error_codes! {
     BadChars => "BAD_CHARS",
     /// The verb needs a role (for example admin) the connection does not have.
     Forbidden => "FORBIDDEN",
-    /// The server is shutting down and takes no new work.
-    ShuttingDown => "SHUTTING_DOWN",
-    /// Something failed inside the server; the request had no effect.
-    Internal => "INTERNAL",
     /// A code this version does not know (only produced when parsing a newer server's reply;
     /// the original code is kept at the start of the message).
     Unknown => "UNKNOWN",

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Makes development certificates for tlschat with one command.
+#
+#   scripts/gen-certs.sh                      CA, server, demo users alice and bob, admin "admin"
+#   scripts/gen-certs.sh --client carol       adds carol (existing files are kept)
+#   scripts/gen-certs.sh --host chat.lan --ip 192.0.2.10   server reachable by that name/address
+#   scripts/gen-certs.sh --force              replaces everything (new CA)
+#   scripts/gen-certs.sh --out DIR            writes to DIR instead of certs/
+#
+# Every flag is passed to tlschat-certgen (see `tlschat-certgen --help`). With no --client or
+# --admin flag, the demo users are made. Existing files are kept unless --force, or unless they
+# no longer say what was asked (a new --host reissues only the server certificate).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+args=("$@")
+has_out=false
+has_users=false
+for arg in "${args[@]}"; do
+  case "$arg" in
+    --out|--out=*) has_out=true ;;
+    --client|--client=*|--admin|--admin=*) has_users=true ;;
+  esac
+done
+$has_out || args=(--out certs "${args[@]}")
+$has_users || args+=(--client alice --client bob --admin admin)
+
+cargo build --quiet --release -p tlschat-certgen
+exec "$root/target/release/tlschat-certgen" "${args[@]}"
