@@ -10,6 +10,7 @@
 # Every flag is passed to tlschat-certgen (see `tlschat-certgen --help`). With no --client or
 # --admin flag, the demo users are made. Existing files are kept unless --force, or unless they
 # no longer say what was asked (a new --host reissues only the server certificate).
+# TLSCHAT_BIN_DIR=DIR uses a tlschat-certgen already built in DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -26,5 +27,10 @@ done
 $has_out || args=(--out certs "${args[@]}")
 $has_users || args+=(--client alice --client bob --admin admin)
 
-cargo build --quiet --release -p tlschat-certgen
-exec "$root/target/release/tlschat-certgen" "${args[@]}"
+# TLSCHAT_BIN_DIR: use binaries already built there (the test suite does) instead of building.
+bin_dir="${TLSCHAT_BIN_DIR:-}"
+if [[ -z "$bin_dir" ]]; then
+  cargo build --quiet --release -p tlschat-certgen
+  bin_dir="$root/target/release"
+fi
+exec "$bin_dir/tlschat-certgen" "${args[@]}"

@@ -9,9 +9,15 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-cargo build --quiet --release --bins
+# TLSCHAT_BIN_DIR: use binaries already built there instead of building.
+bin_dir="${TLSCHAT_BIN_DIR:-}"
+if [[ -z "$bin_dir" ]]; then
+  cargo build --quiet --release --bins
+  bin_dir="$root/target/release"
+  export TLSCHAT_BIN_DIR="$bin_dir"
+fi
 if [[ ! -f certs/ca.pem || ! -f certs/server.pem || ! -f certs/server-key.pem ]]; then
   scripts/gen-certs.sh
 fi
-echo "connect with: target/release/tlschat            (or: target/release/tlschat exec TIME)" >&2
-exec "$root/target/release/tlschat-server" "$@"
+echo "connect with: $bin_dir/tlschat   (or: $bin_dir/tlschat exec TIME)" >&2
+exec "$bin_dir/tlschat-server" "$@"

@@ -14,8 +14,8 @@
 //! can issue them. Keys are ECDSA P-256, written with mode 0600 and never printed.
 //!
 //! Generation is idempotent: a certificate whose files exist and already say what was asked
-//! (names, role) is kept; `force` replaces everything. A new CA reissues every certificate, since
-//! the old ones would not verify against it.
+//! (names, role) is kept; `force` replaces everything. A new CA reissues every certificate in the
+//! folder, users not named this time included, since the old ones would not verify against it.
 //!
 //! Modules: [`files`] writes files atomically with the right modes; [`inspect`] reads what an
 //! existing certificate says. This crate does not do revocation or renewal reminders.
@@ -181,7 +181,7 @@ pub struct Report {
 }
 
 /// The role a client certificate grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
     User,
     Admin,
@@ -203,13 +203,21 @@ impl Role {
 /// Fails on an invalid user or host name before writing anything, on a half-present pair, on an
 /// unreadable existing file, and on I/O errors (each names the file).
 pub fn generate(options: &Options) -> Result<Report, CertgenError> {
-    let users = users(options)?;
+    let mut users = users(options)?;
     let server_names = server_names(options)?;
     create_dir(&options.out_dir)?;
 
     let mut report = Report::default();
     let ca = Ca::load_or_create(options, &mut report)?;
     let fresh_ca = report.entries[0].outcome != Outcome::Kept;
+    if fresh_ca {
+        // Certificates signed by the old CA would no longer verify: reissue them all.
+        for (name, role) in existing_users(&options.out_dir) {
+            if !users.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                users.push((name, role));
+            }
+        }
+    }
 
     let wants = |summary: &CertSummary| server_names.iter().all(|n| summary.sans.contains(n));
     let server = Leaf {
@@ -269,6 +277,35 @@ fn users(options: &Options) -> Result<Vec<(String, Role)>, CertgenError> {
         }
     }
     Ok(users)
+}
+
+/// The client certificates already in `dir`: every `NAME.pem` with a `NAME-key.pem` whose
+/// certificate names user NAME. Files that do not fit are left alone.
+fn existing_users(dir: &Path) -> Vec<(String, Role)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, Role)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let file = entry.file_name().into_string().ok()?;
+            let stem = file.strip_suffix(".pem")?;
+            if stem.ends_with("-key") || names::validate_nick(stem).is_err() {
+                return None;
+            }
+            let (cert, key) = pair_paths(dir, stem);
+            let summary = inspect::summarize_file(&cert)
+                .ok()
+                .filter(|_| key.is_file())?;
+            let role = match summary.role.as_deref() {
+                Some(ADMIN_ROLE) => Role::Admin,
+                _ => Role::User,
+            };
+            (summary.common_name.as_deref() == Some(stem)).then(|| (stem.to_owned(), role))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Subject alternative names for the server certificate, as strings rcgen understands.

@@ -222,3 +222,28 @@ fn garbage_in_an_existing_file_is_reported_not_overwritten() {
         "not a certificate"
     );
 }
+
+#[test]
+fn a_new_ca_also_reissues_users_not_named_this_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Options::new(dir.path());
+    first.clients = vec!["carol".into()];
+    first.admins = vec!["dave".into()];
+    generate(&first).unwrap();
+    let mut forced = Options::new(dir.path());
+    forced.force = true;
+    let report = generate(&forced).unwrap();
+    let outcomes = outcomes(&report);
+    assert!(
+        outcomes.contains(&("carol.pem".into(), Outcome::Reissued)),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&("dave.pem".into(), Outcome::Reissued)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        summary(dir.path(), "dave").role.as_deref(),
+        Some(ADMIN_ROLE)
+    );
+}

@@ -1,0 +1,74 @@
+//! The shell scripts a new user runs first: `scripts/gen-certs.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tlschat_tests::{binary, run, text};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn gen_certs(args: &[&str]) -> String {
+    let bin_dir = binary("tlschat-certgen").parent().unwrap().to_owned();
+    let out = run(
+        Command::new("bash")
+            .arg(repo_root().join("scripts/gen-certs.sh"))
+            .args(args)
+            .env("TLSCHAT_BIN_DIR", bin_dir),
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "gen-certs.sh {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn gen_certs_makes_the_demo_set_once_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let first = gen_certs(&["--out", out_dir]);
+    for file in ["ca", "server", "alice", "bob", "admin"] {
+        assert!(
+            dir.path().join(format!("{file}.pem")).is_file(),
+            "{file}.pem\n{first}"
+        );
+        assert!(
+            dir.path().join(format!("{file}-key.pem")).is_file(),
+            "{file}-key.pem"
+        );
+    }
+    assert_eq!(first.matches("created").count(), 5, "{first}");
+    assert!(!first.contains("PRIVATE KEY"), "keys are never printed");
+
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let second = gen_certs(&["--out", out_dir]);
+    assert_eq!(second.matches("kept").count(), 5, "idempotent:\n{second}");
+    assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);
+
+    let third = gen_certs(&["--out", out_dir, "--client", "carol", "--ip", "192.0.2.7"]);
+    assert!(
+        third.contains("created") && third.contains("carol.pem"),
+        "{third}"
+    );
+    assert!(
+        third
+            .lines()
+            .any(|l| l.starts_with("reissued") && l.contains("server.pem")),
+        "{third}"
+    );
+
+    let forced = gen_certs(&["--out", out_dir, "--force"]);
+    assert_eq!(
+        forced.matches("reissued").count(),
+        6,
+        "carol too:\n{forced}"
+    );
+    assert_ne!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);
+}
