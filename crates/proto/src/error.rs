@@ -59,6 +59,24 @@ error_codes! {
     BadChars => "BAD_CHARS",
     /// The verb needs a role (for example admin) the connection does not have.
     Forbidden => "FORBIDDEN",
+    /// A nickname or room name breaks the naming rules.
+    BadName => "BAD_NAME",
+    /// Chat needs a nickname: send `NICK name` first (or connect with a certificate).
+    NoNick => "NO_NICK",
+    /// The nickname is in use by someone connected now.
+    NickTaken => "NICK_TAKEN",
+    /// The nickname comes from the client certificate and cannot change.
+    NickLocked => "NICK_LOCKED",
+    /// The client is not a member of that room.
+    NotInRoom => "NOT_IN_ROOM",
+    /// The client is already a member of that room.
+    AlreadyInRoom => "ALREADY_IN_ROOM",
+    /// No user by that nickname is connected.
+    NoSuchUser => "NO_SUCH_USER",
+    /// No room by that name exists.
+    NoSuchRoom => "NO_SUCH_ROOM",
+    /// A message with no text.
+    EmptyText => "EMPTY_TEXT",
     /// A code this version does not know (only produced when parsing a newer server's reply;
     /// the original code is kept at the start of the message).
     Unknown => "UNKNOWN",

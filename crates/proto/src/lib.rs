@@ -32,8 +32,8 @@ pub mod request;
 
 pub use codec::{Frame, LineDecoder};
 pub use error::ErrorCode;
-pub use reply::{Event, Greeting, Reply, ServerLine};
-pub use request::{Request, RequestError, Verb};
+pub use reply::{Event, Greeting, Reply, ServerLine, Trust};
+pub use request::{Request, RequestError, Target, Verb};
 
 /// The protocol name and version sent in the greeting and used as the TLS ALPN identifier.
 pub const PROTOCOL_VERSION: &str = "tlschat/1";

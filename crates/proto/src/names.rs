@@ -18,6 +18,9 @@ pub const USER_ROLE: &str = "user";
 /// Longest nickname, in characters.
 pub const NICK_MAX_LEN: usize = 32;
 
+/// Longest room name, in characters, the leading `#` not counted.
+pub const ROOM_MAX_LEN: usize = 32;
+
 /// Longest server name, in characters.
 pub const SERVER_NAME_MAX_LEN: usize = 64;
 
@@ -40,6 +43,9 @@ pub enum NameError {
     /// The name holds a character outside the allowed set.
     #[error("the name may hold only letters, digits, '-' and '_', not {0:?}")]
     BadChar(char),
+    /// A room name does not start with `#`.
+    #[error("room names start with '#'")]
+    NoHash,
     /// The name is one of [`RESERVED_NICKS`].
     #[error("the name is reserved")]
     Reserved,
@@ -56,6 +62,30 @@ pub fn validate_nick(name: &str) -> Result<(), NameError> {
         return Err(NameError::Reserved);
     }
     Ok(())
+}
+
+/// Checks a room name: `#` followed by 1 to [`ROOM_MAX_LEN`] letters, digits, `-` or `_`.
+/// Room names compare case-insensitively; [`room_key`] gives the canonical form.
+pub fn validate_room(name: &str) -> Result<(), NameError> {
+    let bare = name.strip_prefix('#').ok_or(NameError::NoHash)?;
+    if bare.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if bare.chars().count() > ROOM_MAX_LEN {
+        return Err(NameError::TooLong { max: ROOM_MAX_LEN });
+    }
+    match bare
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        Some(c) => Err(NameError::BadChar(c)),
+        None => Ok(()),
+    }
+}
+
+/// The canonical (lower-case) form of a room name or nickname, for lookups.
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 /// Checks `name` against the server-name rules (the nickname rules with a longer limit, plus `.`).
@@ -108,6 +138,22 @@ mod tests {
             validate_nick(&"a".repeat(NICK_MAX_LEN + 1)),
             Err(NameError::TooLong { max: NICK_MAX_LEN })
         );
+    }
+
+    #[test]
+    fn room_names_need_a_hash_and_plain_characters() {
+        assert_eq!(validate_room("#general"), Ok(()));
+        assert_eq!(validate_room("#2024-q1_plans"), Ok(()));
+        assert_eq!(validate_room("general"), Err(NameError::NoHash));
+        assert_eq!(validate_room("#"), Err(NameError::Empty));
+        assert_eq!(validate_room("#a b"), Err(NameError::BadChar(' ')));
+        assert_eq!(validate_room("##x"), Err(NameError::BadChar('#')));
+        let long = format!("#{}", "r".repeat(ROOM_MAX_LEN + 1));
+        assert_eq!(
+            validate_room(&long),
+            Err(NameError::TooLong { max: ROOM_MAX_LEN })
+        );
+        assert_eq!(name_key("#General"), "#general");
     }
 
     #[test]

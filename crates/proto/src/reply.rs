@@ -96,16 +96,123 @@ impl fmt::Display for ErrorReply {
     }
 }
 
+/// Whether a sender's name is backed by a client certificate from the CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trust {
+    /// The name is the common name of a verified client certificate.
+    Verified,
+    /// The name was claimed with `NICK`; anyone could have taken it.
+    Unverified,
+}
+
+impl Trust {
+    /// The word used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Unverified => "unverified",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Self> {
+        match word {
+            "verified" => Some(Self::Verified),
+            "unverified" => Some(Self::Unverified),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A line the server pushes on its own.
+///
+/// Fields are separated by single spaces; free text (a message, a reason) is always last and is
+/// everything to the end of the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// `EVENT MSG <#room> <id> <nick> <trust> <time> <text>`: a message to a room.
+    Message {
+        /// The room.
+        room: String,
+        /// The room's message number: increases by one per message the room accepts.
+        id: u64,
+        /// The sender.
+        from: String,
+        /// Whether the sender's name is verified.
+        trust: Trust,
+        /// When the server accepted it, RFC 3339 UTC.
+        time: String,
+        /// The text.
+        text: String,
+    },
+    /// `EVENT DM <nick> <trust> <time> <text>`: a direct message to this client.
+    Direct {
+        /// The sender.
+        from: String,
+        /// Whether the sender's name is verified.
+        trust: Trust,
+        /// When the server accepted it, RFC 3339 UTC.
+        time: String,
+        /// The text.
+        text: String,
+    },
+    /// `EVENT JOIN <#room> <nick> <trust>`: someone joined a room this client is in.
+    Join {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Whether their name is verified.
+        trust: Trust,
+    },
+    /// `EVENT PART <#room> <nick> <trust>`: someone left a room this client is in.
+    Part {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Whether their name is verified.
+        trust: Trust,
+    },
+    /// `EVENT QUIT <#room> <nick> <trust> <reason>`: someone in the room disconnected.
+    Quit {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Whether their name was verified.
+        trust: Trust,
+        /// Why, for people.
+        reason: String,
+    },
+    /// `EVENT NICK <#room> <old> <new>`: an unverified member changed nickname.
+    Nick {
+        /// The room.
+        room: String,
+        /// The old nickname.
+        old: String,
+        /// The new nickname.
+        new: String,
+    },
+    /// `EVENT DISCONNECT <CODE> <reason>`: the server is closing this connection.
+    Disconnect {
+        /// Why, for programs: `SLOW_CONSUMER`, `KICKED`, `REPLACED`, `NICK_RECLAIMED`.
+        code: String,
+        /// Why, for people.
+        reason: String,
+    },
     /// `EVENT SHUTDOWN <reason>`: the server is draining; the connection closes next.
     Shutdown {
         /// Why, for people.
         reason: String,
     },
-    /// `EVENT <KIND> <rest>` of a kind this version does not know.
+    /// `EVENT <KIND> <rest>` of a kind this version does not know, or malformed fields.
     Other {
         /// The kind word.
         kind: String,
@@ -117,6 +224,30 @@ pub enum Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Message {
+                room,
+                id,
+                from,
+                trust,
+                time,
+                text,
+            } => write!(f, "EVENT MSG {room} {id} {from} {trust} {time} {text}"),
+            Self::Direct {
+                from,
+                trust,
+                time,
+                text,
+            } => write!(f, "EVENT DM {from} {trust} {time} {text}"),
+            Self::Join { room, nick, trust } => write!(f, "EVENT JOIN {room} {nick} {trust}"),
+            Self::Part { room, nick, trust } => write!(f, "EVENT PART {room} {nick} {trust}"),
+            Self::Quit {
+                room,
+                nick,
+                trust,
+                reason,
+            } => write!(f, "EVENT QUIT {room} {nick} {trust} {reason}"),
+            Self::Nick { room, old, new } => write!(f, "EVENT NICK {room} {old} {new}"),
+            Self::Disconnect { code, reason } => write!(f, "EVENT DISCONNECT {code} {reason}"),
             Self::Shutdown { reason } => write!(f, "EVENT SHUTDOWN {reason}"),
             Self::Other { kind, rest } if rest.is_empty() => write!(f, "EVENT {kind}"),
             Self::Other { kind, rest } => write!(f, "EVENT {kind} {rest}"),
@@ -125,18 +256,86 @@ impl fmt::Display for Event {
 }
 
 impl Event {
-    fn parse(rest: &str) -> Self {
-        let (kind, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-        match kind {
-            "SHUTDOWN" => Self::Shutdown {
-                reason: rest.to_owned(),
-            },
-            _ => Self::Other {
-                kind: kind.to_owned(),
-                rest: rest.to_owned(),
-            },
-        }
+    fn parse(line: &str) -> Self {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        Self::parse_fields(kind, rest).unwrap_or_else(|| Self::Other {
+            kind: kind.to_owned(),
+            rest: rest.to_owned(),
+        })
     }
+
+    fn parse_fields(kind: &str, rest: &str) -> Option<Self> {
+        let owned = |s: &str| s.to_owned();
+        Some(match kind {
+            "MSG" => {
+                let [room, id, from, trust, time, text] = fields(rest)?;
+                Self::Message {
+                    room: owned(room),
+                    id: id.parse().ok()?,
+                    from: owned(from),
+                    trust: Trust::parse(trust)?,
+                    time: owned(time),
+                    text: owned(text),
+                }
+            }
+            "DM" => {
+                let [from, trust, time, text] = fields(rest)?;
+                Self::Direct {
+                    from: owned(from),
+                    trust: Trust::parse(trust)?,
+                    time: owned(time),
+                    text: owned(text),
+                }
+            }
+            "JOIN" | "PART" => {
+                let [room, nick, trust] = fields(rest)?;
+                let (room, nick, trust) = (owned(room), owned(nick), Trust::parse(trust)?);
+                if kind == "JOIN" {
+                    Self::Join { room, nick, trust }
+                } else {
+                    Self::Part { room, nick, trust }
+                }
+            }
+            "QUIT" => {
+                let [room, nick, trust, reason] = fields(rest)?;
+                Self::Quit {
+                    room: owned(room),
+                    nick: owned(nick),
+                    trust: Trust::parse(trust)?,
+                    reason: owned(reason),
+                }
+            }
+            "NICK" => {
+                let [room, old, new] = fields(rest)?;
+                Self::Nick {
+                    room: owned(room),
+                    old: owned(old),
+                    new: owned(new),
+                }
+            }
+            "DISCONNECT" => {
+                let [code, reason] = fields(rest)?;
+                Self::Disconnect {
+                    code: owned(code),
+                    reason: owned(reason),
+                }
+            }
+            "SHUTDOWN" => Self::Shutdown {
+                reason: owned(rest),
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// Splits `rest` into exactly N space-separated fields, the last taking the rest of the line.
+fn fields<const N: usize>(rest: &str) -> Option<[&str; N]> {
+    let mut parts = rest.splitn(N, ' ');
+    let mut out = [""; N];
+    for slot in &mut out {
+        *slot = parts.next()?;
+    }
+    Some(out)
 }
 
 /// Any line the server sends, as the client sees it.
@@ -239,6 +438,45 @@ mod tests {
                 kind: "FUTURE".into(),
                 rest: "a b c".into(),
             }),
+            ServerLine::Event(Event::Message {
+                room: "#general".into(),
+                id: 42,
+                from: "alice".into(),
+                trust: Trust::Verified,
+                time: "2026-11-21T09:30:00.000Z".into(),
+                text: " spaced  out ".into(),
+            }),
+            ServerLine::Event(Event::Direct {
+                from: "bob".into(),
+                trust: Trust::Unverified,
+                time: "2026-11-21T09:30:00.000Z".into(),
+                text: "psst".into(),
+            }),
+            ServerLine::Event(Event::Join {
+                room: "#a".into(),
+                nick: "carol".into(),
+                trust: Trust::Verified,
+            }),
+            ServerLine::Event(Event::Part {
+                room: "#a".into(),
+                nick: "carol".into(),
+                trust: Trust::Unverified,
+            }),
+            ServerLine::Event(Event::Quit {
+                room: "#a".into(),
+                nick: "dave".into(),
+                trust: Trust::Verified,
+                reason: "connection lost".into(),
+            }),
+            ServerLine::Event(Event::Nick {
+                room: "#a".into(),
+                old: "guest".into(),
+                new: "erin".into(),
+            }),
+            ServerLine::Event(Event::Disconnect {
+                code: "SLOW_CONSUMER".into(),
+                reason: "outbound queue full".into(),
+            }),
         ];
         for line in lines {
             let text = match &line {
@@ -248,6 +486,20 @@ mod tests {
             };
             assert_eq!(ServerLine::parse(&text), Ok(line), "{text}");
         }
+    }
+
+    #[test]
+    fn malformed_known_events_fall_back_to_other() {
+        let parsed = ServerLine::parse("EVENT MSG #a notanumber bob verified t hi").unwrap();
+        assert!(
+            matches!(parsed, ServerLine::Event(Event::Other { .. })),
+            "{parsed:?}"
+        );
+        let parsed = ServerLine::parse("EVENT JOIN #a bob maybe").unwrap();
+        assert!(
+            matches!(parsed, ServerLine::Event(Event::Other { .. })),
+            "{parsed:?}"
+        );
     }
 
     #[test]

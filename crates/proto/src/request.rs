@@ -12,6 +12,7 @@ use std::fmt;
 
 use crate::error::ErrorCode;
 use crate::limits::{NUMBER_MAX, NUMBER_MIN, SUM_MAX_TERMS};
+use crate::names::{validate_nick, validate_room, NameError};
 
 /// Longest name `GREET` accepts, in characters.
 pub const GREET_MAX_LEN: usize = 64;
@@ -64,6 +65,13 @@ verbs! {
     Number => "NUMBER", "NUMBER n", "Trades numbers (1-100): the server adds its own.";
     Ping => "PING", "PING", "Answers PONG.";
     Quit => "QUIT", "QUIT", "Says goodbye and closes the connection.";
+    Nick => "NICK", "NICK name", "Claims a nickname (only without a client certificate).";
+    Join => "JOIN", "JOIN #room", "Joins a room, creating it if needed.";
+    Part => "PART", "PART #room", "Leaves a room.";
+    Rooms => "ROOMS", "ROOMS", "Lists the rooms and their member counts.";
+    Who => "WHO", "WHO #room", "Lists a room's members, verified or not.";
+    Msg => "MSG", "MSG #room|nick text", "Sends text to a room you are in, or to one user.";
+    Kick => "KICK", "KICK nick [reason]", "Admin only: disconnects a user.";
     Shutdown => "SHUTDOWN", "SHUTDOWN", "Admin only: drains and stops the server.";
 }
 
@@ -99,8 +107,60 @@ pub enum Request {
     Ping,
     /// `QUIT`
     Quit,
+    /// `NICK name`
+    Nick(String),
+    /// `JOIN #room`
+    Join(String),
+    /// `PART #room`
+    Part(String),
+    /// `ROOMS`
+    Rooms,
+    /// `WHO #room`
+    Who(String),
+    /// `MSG target text`: the text is everything after the target, kept as sent.
+    Msg {
+        /// A room (`#name`) or a nickname.
+        target: Target,
+        /// The message, never empty or blank.
+        text: String,
+    },
+    /// `KICK nick [reason]`
+    Kick {
+        /// Who to disconnect.
+        nick: String,
+        /// Why, shown to everyone concerned.
+        reason: Option<String>,
+    },
     /// `SHUTDOWN`
     Shutdown,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A room, `#name`.
+    Room(String),
+    /// One user, by nickname.
+    User(String),
+}
+
+impl Target {
+    /// Reads a target: `#name` is a room, anything else a nickname. Both are validated.
+    pub fn parse(word: &str) -> Result<Self, RequestError> {
+        if word.starts_with('#') {
+            checked_room(word).map(Self::Room)
+        } else {
+            checked_nick(word).map(Self::User)
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Room(name) | Self::User(name) => f.write_str(name),
+        }
+    }
 }
 
 /// Why a line is not a valid request. Each maps to one [`ErrorCode`].
@@ -148,6 +208,19 @@ pub enum RequestError {
     /// The line holds a control character.
     #[error("control characters are not allowed (found U+{0:04X})")]
     ControlChar(u32),
+    /// A nickname or room name breaks the rules.
+    #[error("invalid {what} {name:?}: {source}")]
+    BadName {
+        /// "nickname" or "room name".
+        what: &'static str,
+        /// The name, truncated to 32 characters.
+        name: String,
+        /// The rule broken.
+        source: NameError,
+    },
+    /// A message without text.
+    #[error("the message is empty")]
+    EmptyText,
 }
 
 impl RequestError {
@@ -159,6 +232,8 @@ impl RequestError {
             Self::TooBig { .. } => ErrorCode::Overflow,
             Self::OutOfRange { .. } => ErrorCode::OutOfRange,
             Self::ControlChar(_) => ErrorCode::BadChars,
+            Self::BadName { .. } => ErrorCode::BadName,
+            Self::EmptyText => ErrorCode::EmptyText,
         }
     }
 }
@@ -201,6 +276,21 @@ impl Request {
                 }
                 Self::Number(value)
             }
+            Verb::Msg => return parse_msg(rest),
+            Verb::Kick => return parse_kick(rest),
+            Verb::Nick => Self::Nick(checked_nick(
+                args.next().ok_or(RequestError::Usage { verb })?,
+            )?),
+            Verb::Join => Self::Join(checked_room(
+                args.next().ok_or(RequestError::Usage { verb })?,
+            )?),
+            Verb::Part => Self::Part(checked_room(
+                args.next().ok_or(RequestError::Usage { verb })?,
+            )?),
+            Verb::Who => Self::Who(checked_room(
+                args.next().ok_or(RequestError::Usage { verb })?,
+            )?),
+            Verb::Rooms => Self::Rooms,
             Verb::Help => match args.next() {
                 None => Self::Help(None),
                 Some(word) => Self::Help(Some(
@@ -235,6 +325,13 @@ impl Request {
             Self::Number(_) => Verb::Number,
             Self::Ping => Verb::Ping,
             Self::Quit => Verb::Quit,
+            Self::Nick(_) => Verb::Nick,
+            Self::Join(_) => Verb::Join,
+            Self::Part(_) => Verb::Part,
+            Self::Rooms => Verb::Rooms,
+            Self::Who(_) => Verb::Who,
+            Self::Msg { .. } => Verb::Msg,
+            Self::Kick { .. } => Verb::Kick,
             Self::Shutdown => Verb::Shutdown,
         }
     }
@@ -254,6 +351,15 @@ impl fmt::Display for Request {
             Self::Greet(Some(name)) => write!(f, "{verb} {name}"),
             Self::Answer(n) | Self::Number(n) => write!(f, "{verb} {n}"),
             Self::Help(Some(topic)) => write!(f, "{verb} {topic}"),
+            Self::Nick(name) | Self::Join(name) | Self::Part(name) | Self::Who(name) => {
+                write!(f, "{verb} {name}")
+            }
+            Self::Msg { target, text } => write!(f, "{verb} {target} {text}"),
+            Self::Kick {
+                nick,
+                reason: Some(reason),
+            } => write!(f, "{verb} {nick} {reason}"),
+            Self::Kick { nick, reason: None } => write!(f, "{verb} {nick}"),
             _ => f.write_str(verb),
         }
     }
@@ -263,6 +369,53 @@ impl fmt::Display for Request {
 /// U+001F), DEL (U+007F) and C1 controls (U+0080 to U+009F). They could drive a terminal.
 pub fn is_forbidden_control(c: char) -> bool {
     (c.is_ascii_control() && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+fn parse_msg(rest: &str) -> Result<Request, RequestError> {
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let (word, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+    if word.is_empty() {
+        return Err(RequestError::Usage { verb: Verb::Msg });
+    }
+    let target = Target::parse(word)?;
+    if text.trim().is_empty() {
+        return Err(RequestError::EmptyText);
+    }
+    Ok(Request::Msg {
+        target,
+        text: text.to_owned(),
+    })
+}
+
+fn parse_kick(rest: &str) -> Result<Request, RequestError> {
+    let rest = rest.trim_matches([' ', '\t']);
+    let (word, reason) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+    if word.is_empty() {
+        return Err(RequestError::Usage { verb: Verb::Kick });
+    }
+    let reason = reason.trim();
+    Ok(Request::Kick {
+        nick: checked_nick(word)?,
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+    })
+}
+
+fn checked_nick(name: &str) -> Result<String, RequestError> {
+    validate_nick(name).map_err(|source| RequestError::BadName {
+        what: "nickname",
+        name: clip(name),
+        source,
+    })?;
+    Ok(name.to_owned())
+}
+
+fn checked_room(name: &str) -> Result<String, RequestError> {
+    validate_room(name).map_err(|source| RequestError::BadName {
+        what: "room name",
+        name: clip(name),
+        source,
+    })?;
+    Ok(name.to_owned())
 }
 
 fn parse_greet(rest: &str) -> Result<Request, RequestError> {
@@ -411,6 +564,34 @@ mod tests {
     }
 
     #[test]
+    fn chat_verbs_validate_names_and_text() {
+        assert_eq!(parse("join #General"), Request::Join("#General".into()));
+        assert_eq!(error("JOIN general").code(), ErrorCode::BadName);
+        assert_eq!(error("JOIN").code(), ErrorCode::BadArgs);
+        assert_eq!(error("JOIN #a #b").code(), ErrorCode::BadArgs);
+        assert_eq!(error("NICK 9lives").code(), ErrorCode::BadName);
+        assert_eq!(error("NICK server").code(), ErrorCode::BadName);
+        assert_eq!(error("MSG #room").code(), ErrorCode::EmptyText);
+        assert_eq!(error("MSG #room    ").code(), ErrorCode::EmptyText);
+        assert_eq!(error("MSG").code(), ErrorCode::BadArgs);
+        assert_eq!(error("MSG bad.nick hi").code(), ErrorCode::BadName);
+        assert_eq!(
+            parse("MSG bob  two spaces"),
+            Request::Msg {
+                target: Target::User("bob".into()),
+                text: " two spaces".into()
+            }
+        );
+        assert_eq!(
+            parse("KICK eve  flooding the room "),
+            Request::Kick {
+                nick: "eve".into(),
+                reason: Some("flooding the room".into())
+            }
+        );
+    }
+
+    #[test]
     fn quoted_input_in_errors_is_clipped() {
         let long = "x".repeat(1000);
         let message = error(&long).to_string();
@@ -435,6 +616,27 @@ mod tests {
             Request::Ping,
             Request::Quit,
             Request::Shutdown,
+            Request::Nick("alice".into()),
+            Request::Join("#general".into()),
+            Request::Part("#general".into()),
+            Request::Rooms,
+            Request::Who("#x".into()),
+            Request::Msg {
+                target: Target::Room("#general".into()),
+                text: " hello,  world ".into(),
+            },
+            Request::Msg {
+                target: Target::User("bob".into()),
+                text: "psst".into(),
+            },
+            Request::Kick {
+                nick: "mallory".into(),
+                reason: Some("spam, again".into()),
+            },
+            Request::Kick {
+                nick: "mallory".into(),
+                reason: None,
+            },
         ];
         for request in requests {
             assert_eq!(parse(&request.to_string()), request);

@@ -28,6 +28,12 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// connection costs some tens of KiB; the process needs a file descriptor limit above this.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Default limit of bytes queued for one client (room messages and DMs it has not read yet):
+/// 1 MiB. A client that falls this far behind is disconnected as a slow consumer with
+/// `EVENT DISCONNECT SLOW_CONSUMER`, so one stuck reader never holds a room back or grows server
+/// memory: the worst case per connection is about twice this (queue plus the write in flight).
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 1024 * 1024;
+
 /// Whether and how clients prove who they are with a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ClientAuth {
@@ -67,6 +73,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Maximum concurrent connections.
     pub max_connections: usize,
+    /// Bytes that may wait in one client's outbound queue before it is cut off.
+    pub max_pending_bytes: usize,
 }
 
 impl Config {
@@ -86,6 +94,7 @@ impl Config {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
         }
     }
 }

@@ -2,14 +2,17 @@
 //!
 //! Each connection is one task that owns its TLS stream. It reads into a buffer it keeps (so a
 //! read abandoned by `select!` loses nothing), decodes every complete line, appends each reply to
-//! one output buffer, and writes that buffer in one go: many pipelined requests cost one TLS
-//! record and one syscall. A write that takes longer than the write timeout ends the connection,
-//! so a client that stops reading cannot hold server memory.
+//! one output buffer together with everything other clients queued for it (room messages, DMs),
+//! and writes that buffer in one go: many lines cost one TLS write and few syscalls. A write that
+//! takes longer than the write timeout ends the connection, so a client that stops reading
+//! cannot hold server memory; one that falls behind by more than its outbound queue is cut off
+//! by whoever tries to queue for it (see [`Peer::deliver`]).
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use chrono::Utc;
@@ -17,11 +20,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use tlschat_proto::codec::encode_line;
-use tlschat_proto::{ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Verb};
+use tlschat_proto::{ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Trust, Verb};
 
+use crate::chat::{Disconnect, Peer};
 use crate::identity::Identity;
 use crate::random::ProviderRandom;
 use crate::server::Shared;
@@ -35,6 +39,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// burst of pipelined requests cannot build an unbounded reply buffer.
 const OUT_HIGH_WATER: usize = 64 * 1024;
 
+/// Longest wait for the last words (`EVENT DISCONNECT`) to a client the server is cutting off.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Why a connection ended, as logged.
 #[derive(Debug)]
 pub enum CloseReason {
@@ -46,12 +53,27 @@ pub enum CloseReason {
     PeerClosedMidLine,
     /// The server is shutting down.
     Shutdown,
+    /// The server cut the client off (slow consumer, kicked, replaced…).
+    Disconnected(Disconnect),
     /// Reading failed (including TLS errors).
     ReadFailed(io::Error),
     /// Writing failed.
     WriteFailed(io::Error),
     /// A write took longer than the write timeout: the client is not reading.
     WriteTimedOut,
+}
+
+impl CloseReason {
+    /// The reason other members of the client's rooms see in `EVENT QUIT`.
+    fn public(&self) -> String {
+        match self {
+            Self::Quit => "quit".to_owned(),
+            Self::Shutdown => "server shutdown".to_owned(),
+            Self::Disconnected(d) => d.reason.clone(),
+            Self::WriteTimedOut => "not reading".to_owned(),
+            _ => "connection closed".to_owned(),
+        }
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -61,6 +83,7 @@ impl fmt::Display for CloseReason {
             Self::PeerClosed => f.write_str("client closed the connection"),
             Self::PeerClosedMidLine => f.write_str("client closed the connection mid-line"),
             Self::Shutdown => f.write_str("server shutdown"),
+            Self::Disconnected(d) => write!(f, "{}: {}", d.code, d.reason),
             Self::ReadFailed(err) => write!(f, "read failed: {err}"),
             Self::WriteFailed(err) => write!(f, "write failed: {err}"),
             Self::WriteTimedOut => f.write_str("write timed out: client is not reading"),
@@ -73,11 +96,11 @@ impl fmt::Display for CloseReason {
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     tcp: TcpStream,
-    peer: SocketAddr,
+    peer_addr: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
     if let Err(err) = tcp.set_nodelay(true) {
-        debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        debug!(peer = %peer_addr, error = %err, "cannot set TCP_NODELAY");
     }
     let handshake =
         tokio::time::timeout(shared.config.handshake_timeout, shared.acceptor.accept(tcp));
@@ -85,11 +108,12 @@ pub(crate) async fn serve(
         result = handshake => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
-                info!(%peer, error = %err, "TLS handshake failed");
+                info!(peer = %peer_addr, error = %err, "TLS handshake failed");
                 return;
             }
             Err(_) => {
-                info!(%peer, timeout = ?shared.config.handshake_timeout, "TLS handshake timed out");
+                info!(peer = %peer_addr, timeout = ?shared.config.handshake_timeout,
+                      "TLS handshake timed out");
                 return;
             }
         },
@@ -98,21 +122,43 @@ pub(crate) async fn serve(
     let (_, tls) = stream.get_ref();
     let identity = Identity::from_peer_certificates(tls.peer_certificates());
     info!(
-        %peer,
+        peer = %peer_addr,
         %identity,
         version = ?tls.protocol_version(),
         kx = ?tls.negotiated_key_exchange_group().map(|g| g.name()),
         "connected"
     );
-    let mut connection = Connection::new(shared, stream, identity);
-    let reason = connection.run().await;
-    info!(%peer, identity = %connection.session.identity(), %reason, "disconnected");
+    let trust = if identity.verified {
+        Trust::Verified
+    } else {
+        Trust::Unverified
+    };
+    let peer = Peer::new(
+        shared.hub.next_peer_id(),
+        identity.name.clone().filter(|_| identity.verified),
+        trust,
+        identity.admin,
+        shared.config.max_pending_bytes,
+    );
+    shared.hub.register_verified(&peer);
+    let mut connection = Connection::new(shared.clone(), stream, peer.clone());
+    let reason = connection.run(&identity).await;
+    shared.hub.leave_all(&peer, &reason.public());
+    let nick = peer.nick();
+    let nick = nick.as_deref().unwrap_or("-");
+    match &reason {
+        CloseReason::Disconnected(d) if d.code == "SLOW_CONSUMER" => {
+            warn!(peer = %peer_addr, nick, %reason, "slow consumer disconnected");
+        }
+        _ => info!(peer = %peer_addr, nick, %reason, "disconnected"),
+    }
 }
 
 struct Connection {
     shared: Arc<Shared>,
     stream: TlsStream<TcpStream>,
     session: Session,
+    peer: Arc<Peer>,
     decoder: LineDecoder,
     /// Bytes read but not yet decoded. Owned here so reads are cancel-safe.
     inbuf: BytesMut,
@@ -124,12 +170,13 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, stream: TlsStream<TcpStream>, identity: Identity) -> Self {
+    fn new(shared: Arc<Shared>, stream: TlsStream<TcpStream>, peer: Arc<Peer>) -> Self {
         let decoder = LineDecoder::new(shared.config.max_line_len);
         Self {
+            session: Session::new(peer.clone(), shared.hub.clone()),
             shared,
             stream,
-            session: Session::new(identity),
+            peer,
             decoder,
             inbuf: BytesMut::with_capacity(READ_CHUNK),
             out: Vec::new(),
@@ -138,13 +185,15 @@ impl Connection {
         }
     }
 
-    async fn run(&mut self) -> CloseReason {
+    async fn run(&mut self, identity: &Identity) -> CloseReason {
+        let hint = if identity.verified {
+            ""
+        } else {
+            "; send NICK name to chat"
+        };
         let greeting = Greeting::new(
             self.shared.config.server_name.clone(),
-            format!(
-                "you are {}; send HELP for commands",
-                self.session.identity()
-            ),
+            format!("you are {identity}{hint}; send HELP for commands"),
         );
         encode_line(&greeting.to_string(), &mut self.out);
         let reason = self.serve_lines().await;
@@ -152,7 +201,8 @@ impl Connection {
         reason
     }
 
-    /// The main loop: write what is pending, then wait for input or shutdown.
+    /// The main loop: write what is pending, then wait for input, news for this client, a
+    /// disconnect order or shutdown.
     async fn serve_lines(&mut self) -> CloseReason {
         loop {
             let more_buffered = self.process_buffered();
@@ -167,13 +217,9 @@ impl Connection {
             }
             tokio::select! {
                 biased;
-                () = self.shared.shutdown.cancelled() => {
-                    let event = Event::Shutdown {
-                        reason: self.shared.shutdown_reason().to_owned(),
-                    };
-                    encode_line(&event.to_string(), &mut self.out);
-                    self.closing = Some(CloseReason::Shutdown);
-                }
+                () = self.shared.shutdown.cancelled() => self.say_goodbye_for_shutdown(),
+                () = self.peer.closing() => self.say_goodbye_for_disconnect(),
+                () = self.peer.outbox().ready() => self.peer.outbox().drain_into(&mut self.out),
                 read = read_some(&mut self.stream, &mut self.inbuf) => match read {
                     Ok(0) if self.decoder.is_mid_line(&self.inbuf) => {
                         return CloseReason::PeerClosedMidLine;
@@ -186,9 +232,40 @@ impl Connection {
         }
     }
 
+    /// Shutdown: first everything already queued for this client, then the notice.
+    fn say_goodbye_for_shutdown(&mut self) {
+        self.peer.outbox().drain_into(&mut self.out);
+        let event = Event::Shutdown {
+            reason: self.shared.shutdown_reason().to_owned(),
+        };
+        encode_line(&event.to_string(), &mut self.out);
+        self.closing = Some(CloseReason::Shutdown);
+    }
+
+    /// The server cuts this client off. A slow consumer's backlog is dropped (it is what the
+    /// client could not take); otherwise what was queued goes out before the notice.
+    fn say_goodbye_for_disconnect(&mut self) {
+        let Some(disconnect) = self.peer.disconnect_reason().cloned() else {
+            return;
+        };
+        if disconnect.code == "SLOW_CONSUMER" {
+            self.out.clear();
+        } else {
+            self.peer.outbox().drain_into(&mut self.out);
+        }
+        let event = Event::Disconnect {
+            code: disconnect.code.to_owned(),
+            reason: disconnect.reason.clone(),
+        };
+        encode_line(&event.to_string(), &mut self.out);
+        self.closing = Some(CloseReason::Disconnected(disconnect));
+    }
+
     /// Decodes and answers buffered requests until none is left, the connection is closing, or
     /// the output buffer is full. Returns true when requests may remain buffered.
     fn process_buffered(&mut self) -> bool {
+        // What others queued before these requests goes out before their replies.
+        self.peer.outbox().drain_into(&mut self.out);
         while self.closing.is_none() {
             if self.out.len() >= OUT_HIGH_WATER {
                 return true;
@@ -230,7 +307,8 @@ impl Connection {
                 reply
             }
             Outcome::Shutdown(reply) => {
-                let who = self.session.identity().display_name();
+                let who = self.peer.nick();
+                let who = who.as_deref().unwrap_or("an admin");
                 self.shared
                     .begin_shutdown(format!("shutdown requested by {who}"));
                 reply
@@ -238,29 +316,37 @@ impl Connection {
         }
     }
 
-    /// Writes all pending output in one TLS write, within the write timeout.
+    /// Writes all pending output in one TLS write, within the write timeout (or the shorter
+    /// goodbye timeout when the server is cutting the client off).
     async fn flush(&mut self) -> Result<(), CloseReason> {
         if self.out.is_empty() {
             return Ok(());
         }
+        let timeout = match self.closing {
+            Some(CloseReason::Disconnected(_)) => {
+                GOODBYE_TIMEOUT.min(self.shared.config.write_timeout)
+            }
+            _ => self.shared.config.write_timeout,
+        };
         let write = async {
             self.stream.write_all(&self.out).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout(self.shared.config.write_timeout, write).await {
+        match tokio::time::timeout(timeout, write).await {
             Ok(Ok(())) => {
                 self.out.clear();
                 Ok(())
             }
-            Ok(Err(err)) => Err(CloseReason::WriteFailed(err)),
-            Err(_) => Err(CloseReason::WriteTimedOut),
+            // A client being cut off may well fail to take its last words; the reason it is
+            // being cut off is what counts.
+            Ok(Err(err)) => Err(self.closing.take().unwrap_or(CloseReason::WriteFailed(err))),
+            Err(_) => Err(self.closing.take().unwrap_or(CloseReason::WriteTimedOut)),
         }
     }
 
-    /// Sends the TLS close_notify, within the write timeout.
+    /// Sends the TLS close_notify, within the goodbye timeout.
     async fn close(&mut self) {
-        let _ =
-            tokio::time::timeout(self.shared.config.write_timeout, self.stream.shutdown()).await;
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.shutdown()).await;
     }
 }
 

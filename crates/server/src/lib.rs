@@ -6,6 +6,7 @@
 //! - [`identity`]: who a connection is, from its verified client certificate.
 //! - [`verbs`]: the stateless verbs (`TIME`, `SUM`, …), shared by every transport.
 //! - [`session`]: per-connection protocol state (the pending quiz, quitting, shutdown).
+//! - [`chat`]: nicknames, rooms and messages shared between connections, with bounded queues.
 //! - [`connection`]: one client's I/O: handshake, bounded reads, one coalescing writer.
 //! - [`server`]: the accept loop, the connection limit and graceful shutdown.
 //! - [`random`]: random numbers from the TLS crypto provider.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod identity;

@@ -13,7 +13,7 @@ use tlschat_proto::duration::HumanDuration;
 use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
 use tlschat_server::config::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SERVER_NAME, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_MAX_PENDING_BYTES, DEFAULT_SERVER_NAME, DEFAULT_WRITE_TIMEOUT,
 };
 use tlschat_server::{ClientAuth, Config, Server};
 use tracing_subscriber::EnvFilter;
@@ -63,6 +63,10 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
+    /// Bytes that may wait for one client before it is disconnected as a slow consumer.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_PENDING_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    max_pending_bytes: u64,
     /// More log detail: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -81,6 +85,7 @@ impl Cli {
         config.write_timeout = self.write_timeout.into();
         config.drain_timeout = self.drain_timeout.into();
         config.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
+        config.max_pending_bytes = usize::try_from(self.max_pending_bytes).unwrap_or(usize::MAX);
         config
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::chat::Hub;
 use crate::config::Config;
 use crate::connection;
 use crate::tls::{self, TlsSetupError};
@@ -55,6 +56,7 @@ pub enum ServerError {
 /// State every connection task shares.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    pub(crate) hub: Arc<Hub>,
     pub(crate) acceptor: TlsAcceptor,
     /// Cancelled once, when shutdown begins.
     pub(crate) shutdown: CancellationToken,
@@ -107,6 +109,7 @@ impl Server {
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(tls),
             config,
+            hub: Arc::new(Hub::new()),
             shutdown: CancellationToken::new(),
             shutdown_reason: OnceLock::new(),
         });

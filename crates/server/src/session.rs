@@ -2,11 +2,15 @@
 //!
 //! A plain struct with no I/O: the connection feeds it one [`Request`] at a time through
 //! [`Session::handle`] and acts on the returned [`Outcome`] (send the reply, then maybe close or
-//! start a shutdown).
+//! start a shutdown). Chat verbs go to the shared [`Hub`], which queues what other clients must
+//! see into their outboxes.
 
-use tlschat_proto::{ErrorCode, Reply, Request};
+use std::sync::Arc;
 
-use crate::identity::Identity;
+use chrono::SecondsFormat;
+use tlschat_proto::{ErrorCode, Reply, Request, Target};
+
+use crate::chat::{Hub, Peer};
 use crate::verbs::{self, VerbContext, QUIZ_MAX, QUIZ_MIN};
 
 /// What the connection must do after a request.
@@ -21,55 +25,72 @@ pub enum Outcome {
 }
 
 /// The state of one client's conversation.
-#[derive(Debug, Clone)]
 pub struct Session {
-    identity: Identity,
+    peer: Arc<Peer>,
+    hub: Arc<Hub>,
     /// The pending `QUIZ` problem: its two terms.
     quiz: Option<(u32, u32)>,
 }
 
 impl Session {
-    /// A session for a connection with this identity.
-    pub fn new(identity: Identity) -> Self {
+    /// A session for `peer`, chatting through `hub`.
+    pub fn new(peer: Arc<Peer>, hub: Arc<Hub>) -> Self {
         Self {
-            identity,
+            peer,
+            hub,
             quiz: None,
         }
     }
 
-    /// Who the client is.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    /// The client as the rest of the server sees it.
+    pub fn peer(&self) -> &Arc<Peer> {
+        &self.peer
     }
 
     /// Handles one request.
     pub fn handle(&mut self, request: Request, cx: &mut VerbContext<'_>) -> Outcome {
-        if let Some(reply) = verbs::answer(&request, self.identity.display_name(), cx) {
+        let caller = self.peer.nick();
+        if let Some(reply) = verbs::answer(&request, caller.as_deref().unwrap_or("anonymous"), cx) {
             return Outcome::Reply(reply);
         }
-        match request {
+        let (hub, peer) = (&self.hub, &self.peer);
+        let reply = match request {
             Request::Quiz => {
                 let (a, b) = (
                     cx.dice.roll(QUIZ_MIN, QUIZ_MAX),
                     cx.dice.roll(QUIZ_MIN, QUIZ_MAX),
                 );
                 self.quiz = Some((a, b));
-                Outcome::Reply(Reply::ok(format!("What is {a} + {b}? Reply with ANSWER n")))
+                Reply::ok(format!("What is {a} + {b}? Reply with ANSWER n"))
             }
-            Request::Answer(given) => Outcome::Reply(self.answer(given)),
-            Request::Quit => Outcome::Close(Reply::ok("BYE")),
-            Request::Shutdown if self.identity.admin => {
-                Outcome::Shutdown(Reply::ok("shutting down"))
+            Request::Answer(given) => self.answer(given),
+            Request::Quit => return Outcome::Close(Reply::ok("BYE")),
+            Request::Shutdown if peer.is_admin() => {
+                return Outcome::Shutdown(Reply::ok("shutting down"))
             }
-            Request::Shutdown => Outcome::Reply(Reply::err(
+            Request::Shutdown => Reply::err(
                 ErrorCode::Forbidden,
                 "SHUTDOWN needs a client certificate with the admin role",
-            )),
-            other => Outcome::Reply(Reply::err(
+            ),
+            Request::Nick(name) => hub.set_nick(peer, &name),
+            Request::Join(room) => hub.join(peer, &room),
+            Request::Part(room) => hub.part(peer, &room),
+            Request::Rooms => hub.list_rooms(),
+            Request::Who(room) => hub.who(&room),
+            Request::Msg { target, text } => {
+                let time = cx.now.to_rfc3339_opts(SecondsFormat::Millis, true);
+                match target {
+                    Target::Room(room) => hub.message_room(peer, &room, &text, &time),
+                    Target::User(nick) => hub.message_user(peer, &nick, &text, &time),
+                }
+            }
+            Request::Kick { nick, reason } => hub.kick(peer, &nick, reason.as_deref()),
+            other => Reply::err(
                 ErrorCode::UnknownVerb,
                 format!("{} is not offered here", other.verb()),
-            )),
-        }
+            ),
+        };
+        Outcome::Reply(reply)
     }
 
     fn answer(&mut self, given: i64) -> Reply {
@@ -88,7 +109,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use tlschat_proto::Verb;
+    use tlschat_proto::{Trust, Verb};
 
     use super::*;
     use crate::random::Dice;
@@ -99,6 +120,24 @@ mod tests {
         fn roll(&mut self, _low: u32, _high: u32) -> u32 {
             self.0.remove(0)
         }
+    }
+
+    fn session(nick: Option<&str>, admin: bool) -> Session {
+        let hub = Arc::new(Hub::new());
+        let trust = if nick.is_some() {
+            Trust::Verified
+        } else {
+            Trust::Unverified
+        };
+        let peer = Peer::new(
+            hub.next_peer_id(),
+            nick.map(Into::into),
+            trust,
+            admin,
+            1 << 20,
+        );
+        hub.register_verified(&peer);
+        Session::new(peer, hub)
     }
 
     fn handle(session: &mut Session, request: Request, rolls: Vec<u32>) -> Outcome {
@@ -116,9 +155,16 @@ mod tests {
         Outcome::Reply(Reply::ok(text))
     }
 
+    fn err_code(outcome: Outcome) -> ErrorCode {
+        match outcome {
+            Outcome::Reply(Reply::Err(err)) => err.code,
+            other => panic!("expected an error reply, got {other:?}"),
+        }
+    }
+
     #[test]
     fn quiz_then_answer_checks_and_clears_the_problem() {
-        let mut session = Session::new(Identity::anonymous());
+        let mut session = session(None, false);
         assert_eq!(
             handle(&mut session, Request::Quiz, vec![17, 25]),
             ok("What is 17 + 25? Reply with ANSWER n")
@@ -127,11 +173,10 @@ mod tests {
             handle(&mut session, Request::Answer(42), vec![]),
             ok("correct: 17 + 25 = 42")
         );
-        let Outcome::Reply(Reply::Err(err)) = handle(&mut session, Request::Answer(42), vec![])
-        else {
-            panic!("a second answer must fail");
-        };
-        assert_eq!(err.code, ErrorCode::NoQuiz);
+        assert_eq!(
+            err_code(handle(&mut session, Request::Answer(42), vec![])),
+            ErrorCode::NoQuiz
+        );
         handle(&mut session, Request::Quiz, vec![1, 2]);
         assert_eq!(
             handle(&mut session, Request::Answer(4), vec![]),
@@ -141,20 +186,12 @@ mod tests {
 
     #[test]
     fn only_admins_may_shut_down() {
-        let mut user = Session::new(Identity {
-            name: Some("bob".into()),
-            verified: true,
-            admin: false,
-        });
-        let Outcome::Reply(Reply::Err(err)) = handle(&mut user, Request::Shutdown, vec![]) else {
-            panic!("a user must not shut down the server");
-        };
-        assert_eq!(err.code, ErrorCode::Forbidden);
-        let mut admin = Session::new(Identity {
-            name: Some("root".into()),
-            verified: true,
-            admin: true,
-        });
+        let mut user = session(Some("bob"), false);
+        assert_eq!(
+            err_code(handle(&mut user, Request::Shutdown, vec![])),
+            ErrorCode::Forbidden
+        );
+        let mut admin = session(Some("root"), true);
         assert!(matches!(
             handle(&mut admin, Request::Shutdown, vec![]),
             Outcome::Shutdown(_)
@@ -162,12 +199,8 @@ mod tests {
     }
 
     #[test]
-    fn quit_closes_and_greet_uses_the_certificate_name() {
-        let mut session = Session::new(Identity {
-            name: Some("carol".into()),
-            verified: true,
-            admin: false,
-        });
+    fn quit_closes_and_greet_uses_the_nickname() {
+        let mut session = session(Some("carol"), false);
         assert_eq!(
             handle(&mut session, Request::Greet(None), vec![]),
             ok("Hello, carol!")
@@ -176,5 +209,25 @@ mod tests {
             handle(&mut session, Request::Quit, vec![]),
             Outcome::Close(Reply::ok("BYE"))
         );
+        let mut anonymous = self::session(None, false);
+        assert_eq!(
+            handle(&mut anonymous, Request::Greet(None), vec![]),
+            ok("Hello, anonymous!")
+        );
+    }
+
+    #[test]
+    fn chat_verbs_reach_the_hub() {
+        let mut session = session(Some("dave"), false);
+        assert_eq!(
+            handle(&mut session, Request::Join("#Lab".into()), vec![]),
+            ok("#lab")
+        );
+        assert_eq!(handle(&mut session, Request::Rooms, vec![]), ok("#lab=1"));
+        let msg = Request::Msg {
+            target: Target::Room("#lab".into()),
+            text: "hi".into(),
+        };
+        assert_eq!(handle(&mut session, msg, vec![]), ok("1"));
     }
 }

@@ -1,0 +1,367 @@
+//! The chat state every connection shares: who is online under which nickname, and the rooms.
+//!
+//! # Locking
+//!
+//! Two maps, each behind its own mutex: `users` (nickname → peer) and `rooms` (room name →
+//! room). Each room has its own mutex over its member list and message counter, so traffic in
+//! one room never waits for another. Locks are taken in one order only: `rooms` map, then one
+//! room, then a peer's own state (its room set, its outbox). `users` is never held while any
+//! other lock is taken. Every critical section is short and never awaits.
+//!
+//! # Ordering
+//!
+//! A room message gets its number and is queued to every member under the room's lock, so all
+//! members receive a room's messages in the order the server accepted them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tlschat_proto::codec::encode_line;
+use tlschat_proto::names::name_key;
+use tlschat_proto::{ErrorCode, Event, Reply, Trust};
+
+use super::peer::{lock, Peer};
+
+/// A room: its canonical name, members and message counter.
+struct Room {
+    name: String,
+    state: Mutex<RoomState>,
+}
+
+struct RoomState {
+    members: Vec<Arc<Peer>>,
+    /// The number the next message gets.
+    next_id: u64,
+}
+
+impl RoomState {
+    fn position(&self, peer: &Peer) -> Option<usize> {
+        self.members.iter().position(|m| m.id() == peer.id())
+    }
+
+    fn broadcast(&self, line: &Bytes, except: &Peer) {
+        for member in self.members.iter().filter(|m| m.id() != except.id()) {
+            member.deliver(line);
+        }
+    }
+}
+
+/// The shared chat state.
+#[derive(Default)]
+pub struct Hub {
+    users: Mutex<HashMap<String, Arc<Peer>>>,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    next_peer_id: AtomicU64,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fresh peer id.
+    pub fn next_peer_id(&self) -> u64 {
+        self.next_peer_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Puts a verified peer under its certificate name. Whoever held that name is
+    /// disconnected: an older connection of the same user (`REPLACED`), or an unverified
+    /// client that had claimed it with `NICK` (`NICK_RECLAIMED`).
+    pub fn register_verified(&self, peer: &Arc<Peer>) {
+        let Some(nick) = peer.nick() else { return };
+        let previous = lock(&self.users).insert(name_key(&nick), peer.clone());
+        match previous {
+            Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => old.disconnect(
+                "REPLACED",
+                "you connected again from elsewhere; this older connection is closed".into(),
+            ),
+            Some(old) if old.id() != peer.id() => old.disconnect(
+                "NICK_RECLAIMED",
+                format!("the nickname {nick} belongs to a verified user who just connected"),
+            ),
+            _ => {}
+        }
+    }
+
+    /// `NICK name`.
+    pub fn set_nick(&self, peer: &Arc<Peer>, name: &str) -> Reply {
+        let old = peer.nick();
+        if peer.trust() == Trust::Verified {
+            return match old {
+                Some(current) if current.eq_ignore_ascii_case(name) => Reply::ok(&*current),
+                _ => Reply::err(
+                    ErrorCode::NickLocked,
+                    "your nickname is the name in your client certificate",
+                ),
+            };
+        }
+        let key = name_key(name);
+        {
+            let mut users = lock(&self.users);
+            match users.get(&key) {
+                Some(holder) if holder.id() != peer.id() => {
+                    let whose = match holder.trust() {
+                        Trust::Verified => "a verified user who is connected now",
+                        Trust::Unverified => "someone connected now",
+                    };
+                    return Reply::err(ErrorCode::NickTaken, format!("{name} is used by {whose}"));
+                }
+                _ => {}
+            }
+            if let Some(old) = &old {
+                let old_key = name_key(old);
+                if users.get(&old_key).is_some_and(|p| p.id() == peer.id()) {
+                    users.remove(&old_key);
+                }
+            }
+            users.insert(key, peer.clone());
+            peer.set_nick(name);
+        }
+        if let Some(old) = old.filter(|old| **old != *name) {
+            for room in self.rooms_of(peer) {
+                let event = Event::Nick {
+                    room: room.name.clone(),
+                    old: old.to_string(),
+                    new: name.to_owned(),
+                };
+                lock(&room.state).broadcast(&encode(&event), peer);
+            }
+        }
+        Reply::ok(format!("{name} (unverified)"))
+    }
+
+    /// `JOIN #room`.
+    pub fn join(&self, peer: &Arc<Peer>, room: &str) -> Reply {
+        let nick = match require_nick(peer) {
+            Ok(nick) => nick,
+            Err(reply) => return reply,
+        };
+        let key = name_key(room);
+        let mut rooms = lock(&self.rooms);
+        let room = rooms.entry(key.clone()).or_insert_with(|| {
+            Arc::new(Room {
+                name: key.clone(),
+                state: Mutex::new(RoomState {
+                    members: Vec::new(),
+                    next_id: 1,
+                }),
+            })
+        });
+        let mut state = lock(&room.state);
+        if state.position(peer).is_some() {
+            return Reply::err(
+                ErrorCode::AlreadyInRoom,
+                format!("you are already in {key}"),
+            );
+        }
+        let event = Event::Join {
+            room: key.clone(),
+            nick: nick.to_string(),
+            trust: peer.trust(),
+        };
+        state.broadcast(&encode(&event), peer);
+        state.members.push(peer.clone());
+        peer.add_room(&key);
+        Reply::ok(key)
+    }
+
+    /// `PART #room`.
+    pub fn part(&self, peer: &Arc<Peer>, room: &str) -> Reply {
+        let key = name_key(room);
+        let nick = peer.nick().map(|n| n.to_string()).unwrap_or_default();
+        let event = Event::Part {
+            room: key.clone(),
+            nick,
+            trust: peer.trust(),
+        };
+        if self.remove_member(peer, &key, &event) {
+            Reply::ok(key)
+        } else {
+            Reply::err(ErrorCode::NotInRoom, format!("you are not in {key}"))
+        }
+    }
+
+    /// Removes `peer` from a room, telling the others with `event`; drops the room when empty.
+    /// Returns false when the peer was not a member.
+    fn remove_member(&self, peer: &Peer, key: &str, event: &Event) -> bool {
+        let mut rooms = lock(&self.rooms);
+        let Some(room) = rooms.get(key) else {
+            return false;
+        };
+        let mut state = lock(&room.state);
+        let Some(index) = state.position(peer) else {
+            return false;
+        };
+        state.members.swap_remove(index);
+        state.broadcast(&encode(event), peer);
+        let empty = state.members.is_empty();
+        drop(state);
+        if empty {
+            rooms.remove(key);
+        }
+        peer.remove_room(key);
+        true
+    }
+
+    /// `ROOMS`: `OK #a=3 #b=1`, sorted by name.
+    pub fn list_rooms(&self) -> Reply {
+        let rooms = lock(&self.rooms);
+        let mut list: Vec<(String, usize)> = rooms
+            .values()
+            .map(|room| (room.name.clone(), lock(&room.state).members.len()))
+            .collect();
+        drop(rooms);
+        list.sort();
+        let parts: Vec<String> = list.iter().map(|(n, c)| format!("{n}={c}")).collect();
+        Reply::ok(parts.join(" "))
+    }
+
+    /// `WHO #room`: `OK alice=verified bob=unverified`, sorted by nickname.
+    pub fn who(&self, room: &str) -> Reply {
+        let key = name_key(room);
+        let Some(room) = lock(&self.rooms).get(&key).cloned() else {
+            return Reply::err(ErrorCode::NoSuchRoom, format!("there is no room {key}"));
+        };
+        let mut members: Vec<(String, Trust)> = lock(&room.state)
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.nick().map(|n| n.to_string()).unwrap_or_default(),
+                    m.trust(),
+                )
+            })
+            .collect();
+        members.sort_by_key(|(nick, _)| name_key(nick));
+        let parts: Vec<String> = members.iter().map(|(n, t)| format!("{n}={t}")).collect();
+        Reply::ok(parts.join(" "))
+    }
+
+    /// `MSG #room text`: to every member but the sender. Replies `OK <message id>`.
+    pub fn message_room(&self, peer: &Arc<Peer>, room: &str, text: &str, time: &str) -> Reply {
+        let nick = match require_nick(peer) {
+            Ok(nick) => nick,
+            Err(reply) => return reply,
+        };
+        let key = name_key(room);
+        let not_in_room = || Reply::err(ErrorCode::NotInRoom, format!("you are not in {key}"));
+        let Some(room) = lock(&self.rooms).get(&key).cloned() else {
+            return not_in_room();
+        };
+        let mut state = lock(&room.state);
+        if state.position(peer).is_none() {
+            return not_in_room();
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let event = Event::Message {
+            room: key.clone(),
+            id,
+            from: nick.to_string(),
+            trust: peer.trust(),
+            time: time.to_owned(),
+            text: text.to_owned(),
+        };
+        state.broadcast(&encode(&event), peer);
+        Reply::ok(id.to_string())
+    }
+
+    /// `MSG nick text`: a direct message.
+    pub fn message_user(&self, peer: &Arc<Peer>, to: &str, text: &str, time: &str) -> Reply {
+        let nick = match require_nick(peer) {
+            Ok(nick) => nick,
+            Err(reply) => return reply,
+        };
+        let Some(target) = lock(&self.users).get(&name_key(to)).cloned() else {
+            return Reply::err(ErrorCode::NoSuchUser, format!("{to} is not connected"));
+        };
+        let event = Event::Direct {
+            from: nick.to_string(),
+            trust: peer.trust(),
+            time: time.to_owned(),
+            text: text.to_owned(),
+        };
+        target.deliver(&encode(&event));
+        Reply::ok("")
+    }
+
+    /// `KICK nick [reason]`: admins only.
+    pub fn kick(&self, peer: &Arc<Peer>, nick: &str, reason: Option<&str>) -> Reply {
+        if !peer.is_admin() {
+            return Reply::err(
+                ErrorCode::Forbidden,
+                "KICK needs a client certificate with the admin role",
+            );
+        }
+        let Some(target) = lock(&self.users).get(&name_key(nick)).cloned() else {
+            return Reply::err(ErrorCode::NoSuchUser, format!("{nick} is not connected"));
+        };
+        let by = peer.nick().map(|n| n.to_string()).unwrap_or_default();
+        let why = match reason {
+            Some(reason) => format!("kicked by {by}: {reason}"),
+            None => format!("kicked by {by}"),
+        };
+        target.disconnect("KICKED", why);
+        Reply::ok(format!("kicked {nick}"))
+    }
+
+    /// Takes a disconnected peer out of every room (members get `EVENT QUIT` with `reason`)
+    /// and frees its nickname.
+    pub fn leave_all(&self, peer: &Peer, reason: &str) {
+        let nick = peer.nick().map(|n| n.to_string()).unwrap_or_default();
+        for key in peer.rooms() {
+            let event = Event::Quit {
+                room: key.clone(),
+                nick: nick.clone(),
+                trust: peer.trust(),
+                reason: reason.to_owned(),
+            };
+            self.remove_member(peer, &key, &event);
+        }
+        let key = name_key(&nick);
+        let mut users = lock(&self.users);
+        if users.get(&key).is_some_and(|p| p.id() == peer.id()) {
+            users.remove(&key);
+        }
+    }
+
+    /// Number of rooms that exist now.
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Number of users with a nickname now.
+    pub fn user_count(&self) -> usize {
+        lock(&self.users).len()
+    }
+
+    fn rooms_of(&self, peer: &Peer) -> Vec<Arc<Room>> {
+        let rooms = lock(&self.rooms);
+        peer.rooms()
+            .iter()
+            .filter_map(|key| rooms.get(key).cloned())
+            .collect()
+    }
+}
+
+fn require_nick(peer: &Peer) -> Result<Arc<str>, Reply> {
+    peer.nick().ok_or_else(|| {
+        Reply::err(
+            ErrorCode::NoNick,
+            "set a nickname with NICK first, or connect with a client certificate",
+        )
+    })
+}
+
+/// Encodes an event once, to be shared by every recipient.
+fn encode(event: &Event) -> Bytes {
+    let mut line = Vec::new();
+    encode_line(&event.to_string(), &mut line);
+    Bytes::from(line)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+use std::sync::Arc;
+
+use tlschat_proto::{ErrorCode, Event, Reply, ServerLine, Trust};
+
+use super::Hub;
+use crate::chat::Peer;
+
+const TIME: &str = "2026-11-21T09:30:00.000Z";
+
+fn verified(hub: &Hub, nick: &str) -> Arc<Peer> {
+    let peer = Peer::new(
+        hub.next_peer_id(),
+        Some(nick.into()),
+        Trust::Verified,
+        false,
+        1 << 20,
+    );
+    hub.register_verified(&peer);
+    peer
+}
+
+fn unverified(hub: &Hub) -> Arc<Peer> {
+    Peer::new(hub.next_peer_id(), None, Trust::Unverified, false, 1 << 20)
+}
+
+/// Everything queued for a peer, parsed.
+fn events(peer: &Peer) -> Vec<Event> {
+    let mut out = Vec::new();
+    peer.outbox().drain_into(&mut out);
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|line| match ServerLine::parse(line).unwrap() {
+            ServerLine::Event(event) => event,
+            other => panic!("not an event: {other:?}"),
+        })
+        .collect()
+}
+
+fn code(reply: Reply) -> ErrorCode {
+    match reply {
+        Reply::Err(err) => err.code,
+        Reply::Ok(payload) => panic!("expected an error, got OK {payload}"),
+    }
+}
+
+#[test]
+fn room_messages_reach_every_member_but_the_sender_in_order() {
+    let hub = Hub::new();
+    let (alice, bob, carol) = (
+        verified(&hub, "alice"),
+        verified(&hub, "bob"),
+        verified(&hub, "carol"),
+    );
+    for peer in [&alice, &bob, &carol] {
+        assert_eq!(hub.join(peer, "#General"), Reply::ok("#general"));
+    }
+    events(&alice);
+    events(&bob);
+    assert_eq!(
+        hub.message_room(&alice, "#general", "one", TIME),
+        Reply::ok("1")
+    );
+    assert_eq!(
+        hub.message_room(&bob, "#GENERAL", "two", TIME),
+        Reply::ok("2")
+    );
+    let carol_sees: Vec<(u64, String, String)> = events(&carol)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { id, from, text, .. } => Some((id, from, text)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        carol_sees,
+        vec![
+            (1, "alice".into(), "one".into()),
+            (2, "bob".into(), "two".into())
+        ]
+    );
+    assert!(events(&alice)
+        .iter()
+        .all(|e| !matches!(e, Event::Message { from, .. } if from == "alice")));
+}
+
+#[test]
+fn members_see_joins_parts_and_quits() {
+    let hub = Hub::new();
+    let (alice, bob) = (verified(&hub, "alice"), verified(&hub, "bob"));
+    hub.join(&alice, "#r");
+    hub.join(&bob, "#r");
+    assert_eq!(hub.part(&bob, "#r"), Reply::ok("#r"));
+    hub.join(&bob, "#r");
+    hub.leave_all(&bob, "connection lost");
+    let seen = events(&alice);
+    assert!(matches!(&seen[0], Event::Join { nick, trust: Trust::Verified, .. } if nick == "bob"));
+    assert!(matches!(&seen[1], Event::Part { nick, .. } if nick == "bob"));
+    assert!(
+        matches!(&seen[3], Event::Quit { nick, reason, .. } if nick == "bob" && reason == "connection lost")
+    );
+    assert_eq!(hub.who("#r"), Reply::ok("alice=verified"));
+    assert_eq!(
+        code(hub.message_user(&alice, "bob", "gone?", TIME)),
+        ErrorCode::NoSuchUser
+    );
+}
+
+#[test]
+fn empty_rooms_disappear() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    hub.join(&alice, "#a");
+    hub.join(&alice, "#b");
+    assert_eq!(hub.list_rooms(), Reply::ok("#a=1 #b=1"));
+    hub.part(&alice, "#a");
+    assert_eq!(hub.room_count(), 1);
+    hub.leave_all(&alice, "bye");
+    assert_eq!(hub.room_count(), 0);
+    assert_eq!(hub.user_count(), 0);
+    assert_eq!(code(hub.who("#a")), ErrorCode::NoSuchRoom);
+}
+
+#[test]
+fn chat_errors_are_specific() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    let anon = unverified(&hub);
+    assert_eq!(code(hub.join(&anon, "#r")), ErrorCode::NoNick);
+    assert_eq!(
+        code(hub.message_room(&alice, "#nowhere", "hi", TIME)),
+        ErrorCode::NotInRoom
+    );
+    hub.join(&alice, "#r");
+    assert_eq!(code(hub.join(&alice, "#R")), ErrorCode::AlreadyInRoom);
+    assert_eq!(code(hub.part(&alice, "#other")), ErrorCode::NotInRoom);
+    let bob = verified(&hub, "bob");
+    assert_eq!(
+        code(hub.message_room(&bob, "#r", "not a member", TIME)),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(code(hub.kick(&bob, "alice", None)), ErrorCode::Forbidden);
+}
+
+#[test]
+fn certificate_names_cannot_be_changed_or_claimed() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    assert_eq!(code(hub.set_nick(&alice, "mallory")), ErrorCode::NickLocked);
+    assert_eq!(hub.set_nick(&alice, "Alice"), Reply::ok("alice"));
+    let anon = unverified(&hub);
+    assert_eq!(code(hub.set_nick(&anon, "ALICE")), ErrorCode::NickTaken);
+    assert_eq!(
+        hub.set_nick(&anon, "guest"),
+        Reply::ok("guest (unverified)")
+    );
+    let other = unverified(&hub);
+    assert_eq!(code(hub.set_nick(&other, "Guest")), ErrorCode::NickTaken);
+}
+
+#[test]
+fn a_verified_owner_reclaims_a_nickname_and_replaces_an_older_connection() {
+    let hub = Hub::new();
+    let squatter = unverified(&hub);
+    hub.set_nick(&squatter, "bob");
+    let bob = verified(&hub, "bob");
+    assert_eq!(squatter.disconnect_reason().unwrap().code, "NICK_RECLAIMED");
+    let bob_again = verified(&hub, "bob");
+    assert_eq!(bob.disconnect_reason().unwrap().code, "REPLACED");
+    assert!(bob_again.disconnect_reason().is_none());
+    // The old connections' cleanup must not unregister the new one.
+    hub.leave_all(&squatter, "reclaimed");
+    hub.leave_all(&bob, "replaced");
+    let alice = verified(&hub, "alice");
+    assert_eq!(
+        hub.message_user(&alice, "bob", "still there?", TIME),
+        Reply::ok("")
+    );
+    assert!(matches!(&events(&bob_again)[0], Event::Direct { from, .. } if from == "alice"));
+}
+
+#[test]
+fn unverified_renames_are_announced_to_rooms() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    let guest = unverified(&hub);
+    hub.set_nick(&guest, "guest");
+    hub.join(&alice, "#r");
+    hub.join(&guest, "#r");
+    events(&alice);
+    hub.set_nick(&guest, "erin");
+    assert_eq!(
+        events(&alice),
+        vec![Event::Nick {
+            room: "#r".into(),
+            old: "guest".into(),
+            new: "erin".into()
+        }]
+    );
+    assert_eq!(hub.who("#r"), Reply::ok("alice=verified erin=unverified"));
+    hub.message_room(&guest, "#r", "hi", TIME);
+    assert!(
+        matches!(&events(&alice)[0], Event::Message { from, trust: Trust::Unverified, .. } if from == "erin")
+    );
+}
+
+#[test]
+fn admins_kick_with_a_reason() {
+    let hub = Hub::new();
+    let root = Peer::new(
+        hub.next_peer_id(),
+        Some("root".into()),
+        Trust::Verified,
+        true,
+        1 << 20,
+    );
+    hub.register_verified(&root);
+    let eve = verified(&hub, "eve");
+    assert_eq!(
+        hub.kick(&root, "eve", Some("spam")),
+        Reply::ok("kicked eve")
+    );
+    let reason = eve.disconnect_reason().unwrap();
+    assert_eq!(
+        (reason.code, reason.reason.as_str()),
+        ("KICKED", "kicked by root: spam")
+    );
+    assert_eq!(code(hub.kick(&root, "nobody", None)), ErrorCode::NoSuchUser);
+}
+
+#[test]
+fn a_slow_member_is_cut_off_without_holding_up_the_room() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    let slow = Peer::new(
+        hub.next_peer_id(),
+        Some("slow".into()),
+        Trust::Verified,
+        false,
+        300,
+    );
+    hub.register_verified(&slow);
+    let bob = verified(&hub, "bob");
+    for peer in [&alice, &slow, &bob] {
+        hub.join(peer, "#r");
+    }
+    events(&bob);
+    for i in 0..20 {
+        assert_eq!(
+            hub.message_room(&alice, "#r", &format!("message {i}"), TIME),
+            Reply::ok((i + 1).to_string())
+        );
+    }
+    assert_eq!(slow.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
+    assert_eq!(events(&bob).len(), 20, "the others get every message");
+}

@@ -1,0 +1,242 @@
+//! One connected client as the rest of the server sees it: its name, its rooms, its bounded
+//! outbound queue and a way to disconnect it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use tlschat_proto::Trust;
+
+/// A bounded queue of encoded lines for one connection, filled by other connections (room
+/// messages, DMs) and drained by the connection's own writer.
+///
+/// When full, [`push`](Self::push) fails at once instead of waiting: a slow reader never slows
+/// the sender or the room. The caller then disconnects the slow reader.
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    ready: Notify,
+    limit_bytes: usize,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    queue: Vec<Bytes>,
+    bytes: usize,
+}
+
+/// The outbound queue is full: its owner is not reading fast enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl Outbox {
+    /// A queue holding at most `limit_bytes` of encoded lines.
+    pub fn new(limit_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(OutboxState::default()),
+            ready: Notify::new(),
+            limit_bytes,
+        }
+    }
+
+    /// Queues a line (shared, not copied). Fails when it would pass the byte limit.
+    pub fn push(&self, line: Bytes) -> Result<(), Full> {
+        let mut state = lock(&self.state);
+        if state.bytes + line.len() > self.limit_bytes {
+            return Err(Full);
+        }
+        state.bytes += line.len();
+        state.queue.push(line);
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Appends everything queued to `out`, in order, and empties the queue.
+    pub fn drain_into(&self, out: &mut Vec<u8>) {
+        let queue = {
+            let mut state = lock(&self.state);
+            state.bytes = 0;
+            std::mem::take(&mut state.queue)
+        };
+        out.reserve(queue.iter().map(Bytes::len).sum());
+        for line in &queue {
+            out.extend_from_slice(line);
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.state).bytes
+    }
+
+    /// Waits until something may have been queued since the last wait.
+    ///
+    /// Cancel-safe: a notification that arrives while nobody waits is kept for the next call.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+}
+
+/// Why the server is closing a connection on its own: sent as `EVENT DISCONNECT <code> <reason>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnect {
+    /// `SLOW_CONSUMER`, `KICKED`, `REPLACED` or `NICK_RECLAIMED`.
+    pub code: &'static str,
+    /// For people.
+    pub reason: String,
+}
+
+/// A connected client.
+pub struct Peer {
+    id: u64,
+    nick: Mutex<Option<Arc<str>>>,
+    trust: Trust,
+    admin: bool,
+    rooms: Mutex<BTreeSet<String>>,
+    outbox: Outbox,
+    closing: CancellationToken,
+    disconnect: OnceLock<Disconnect>,
+}
+
+impl Peer {
+    /// A peer with a unique `id`, its nickname if known (from a certificate), its trust and role.
+    pub fn new(
+        id: u64,
+        nick: Option<String>,
+        trust: Trust,
+        admin: bool,
+        limit_bytes: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            nick: Mutex::new(nick.map(Arc::from)),
+            trust,
+            admin,
+            rooms: Mutex::new(BTreeSet::new()),
+            outbox: Outbox::new(limit_bytes),
+            closing: CancellationToken::new(),
+            disconnect: OnceLock::new(),
+        })
+    }
+
+    /// The peer's unique number for this server run.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The nickname, if one is set.
+    pub fn nick(&self) -> Option<Arc<str>> {
+        lock(&self.nick).clone()
+    }
+
+    pub(crate) fn set_nick(&self, nick: &str) {
+        *lock(&self.nick) = Some(Arc::from(nick));
+    }
+
+    /// Whether the nickname comes from a verified certificate.
+    pub fn trust(&self) -> Trust {
+        self.trust
+    }
+
+    /// Whether the certificate carries the admin role.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// The keys of the rooms the peer is in.
+    pub fn rooms(&self) -> Vec<String> {
+        lock(&self.rooms).iter().cloned().collect()
+    }
+
+    pub(crate) fn add_room(&self, key: &str) {
+        lock(&self.rooms).insert(key.to_owned());
+    }
+
+    pub(crate) fn remove_room(&self, key: &str) {
+        lock(&self.rooms).remove(key);
+    }
+
+    /// The peer's outbound queue.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Queues a line for the peer; a full queue disconnects it as a slow consumer.
+    pub fn deliver(&self, line: &Bytes) {
+        if self.outbox.push(line.clone()).is_err() {
+            self.disconnect(
+                "SLOW_CONSUMER",
+                format!(
+                    "outbound queue full ({} bytes): you are not reading fast enough",
+                    self.outbox.limit_bytes
+                ),
+            );
+        }
+    }
+
+    /// Asks the peer's connection to close with this reason. The first reason given wins.
+    pub fn disconnect(&self, code: &'static str, reason: String) {
+        let _ = self.disconnect.set(Disconnect { code, reason });
+        self.closing.cancel();
+    }
+
+    /// Why the peer is being disconnected, once [`disconnect`](Self::disconnect) was called.
+    pub fn disconnect_reason(&self) -> Option<&Disconnect> {
+        self.disconnect.get()
+    }
+
+    /// Completes when the server asks this peer's connection to close.
+    pub async fn closing(&self) {
+        self.closing.cancelled().await;
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: every critical section here leaves the data valid,
+/// so a panic elsewhere must not take the whole server down with it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_refuses_past_its_byte_limit_and_drains_in_order() {
+        let outbox = Outbox::new(10);
+        assert_eq!(outbox.push(Bytes::from_static(b"12345\n")), Ok(()));
+        assert_eq!(outbox.push(Bytes::from_static(b"abcd\n")), Err(Full));
+        assert_eq!(outbox.push(Bytes::from_static(b"abc\n")), Ok(()));
+        assert_eq!(outbox.queued_bytes(), 10);
+        let mut out = b"head\n".to_vec();
+        outbox.drain_into(&mut out);
+        assert_eq!(out, b"head\n12345\nabc\n");
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(outbox.push(Bytes::from_static(b"again\n")), Ok(()));
+    }
+
+    #[test]
+    fn a_full_outbox_disconnects_the_peer_as_a_slow_consumer() {
+        let peer = Peer::new(1, Some("slow".into()), Trust::Verified, false, 8);
+        peer.deliver(&Bytes::from_static(b"1234567\n"));
+        assert!(peer.disconnect_reason().is_none());
+        peer.deliver(&Bytes::from_static(b"x\n"));
+        assert_eq!(peer.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
+        peer.disconnect("KICKED", "later reasons do not replace the first".into());
+        assert_eq!(peer.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_a_waiting_writer_even_if_it_came_first() {
+        let outbox = Outbox::new(100);
+        outbox.push(Bytes::from_static(b"x\n")).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), outbox.ready())
+            .await
+            .expect("the stored notification wakes the writer");
+    }
+}
