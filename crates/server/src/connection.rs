@@ -318,21 +318,32 @@ impl Connection {
 
     /// Writes all pending output in one TLS write, within the write timeout (or the shorter
     /// goodbye timeout when the server is cutting the client off).
+    ///
+    /// A write blocked by a client that does not read is abandoned as soon as the client is
+    /// cut off (its outbound queue overflowed, or it was kicked), not only at the timeout.
     async fn flush(&mut self) -> Result<(), CloseReason> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let timeout = match self.closing {
-            Some(CloseReason::Disconnected(_)) => {
-                GOODBYE_TIMEOUT.min(self.shared.config.write_timeout)
-            }
-            _ => self.shared.config.write_timeout,
+        let cutting_off = matches!(self.closing, Some(CloseReason::Disconnected(_)));
+        let timeout = if cutting_off {
+            GOODBYE_TIMEOUT.min(self.shared.config.write_timeout)
+        } else {
+            self.shared.config.write_timeout
         };
         let write = async {
             self.stream.write_all(&self.out).await?;
             self.stream.flush().await
         };
-        match tokio::time::timeout(timeout, write).await {
+        let result = tokio::select! {
+            biased;
+            result = tokio::time::timeout(timeout, write) => result,
+            () = self.peer.closing(), if !cutting_off => {
+                let reason = self.peer.disconnect_reason().cloned();
+                return Err(reason.map_or(CloseReason::WriteTimedOut, CloseReason::Disconnected));
+            }
+        };
+        match result {
             Ok(Ok(())) => {
                 self.out.clear();
                 Ok(())
