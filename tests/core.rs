@@ -494,23 +494,27 @@ fn startup_errors_name_the_file_or_address() {
 }
 
 #[test]
-fn interactive_mode_prints_replies_to_piped_input() {
+fn the_chat_client_answers_piped_commands_in_order() {
     let pki = Pki::standard();
     let server = ServerProcess::start(&pki, &[]);
-    let out = tlschat_with_input(
-        &pki,
-        server.addr(),
-        Some("carol"),
-        &[],
-        b"PING\nGREET\nSUM 2 2\n",
-    );
+    let input = b"/ping\n/greet\n/sum 2 2\n/quote ECHO raw\n/quote NUMBER 500\n";
+    let out = tlschat_with_input(&pki, server.addr(), Some("carol"), &[], input);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("HELLO tlschat/1"), "{stdout}");
+    let replies: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("-- ") || l.starts_with("!! "))
+        .collect();
+    assert!(replies[0].starts_with("-- connected to"), "{stdout}");
     assert_eq!(
-        &lines[1..],
-        ["OK PONG", "OK Hello, carol!", "OK 4", "OK BYE"],
+        &replies[2..],
+        [
+            "-- PONG",
+            "-- Hello, carol!",
+            "-- 4",
+            "-- OK raw",
+            "!! OUT_OF_RANGE 500 is out of range: NUMBER takes 1 to 100",
+        ],
         "{stdout}"
     );
 }
@@ -561,10 +565,17 @@ fn server_lines_parse_as_protocol() {
     // The greeting the binary sends is what the protocol crate documents.
     let pki = Pki::standard();
     let server = ServerProcess::start(&pki, &["--server-name", "chat.example"]);
-    let out = tlschat_with_input(&pki, server.addr(), None, &["chat"], b"");
-    let stdout = text(&out.stdout);
-    let first = stdout.lines().next().unwrap_or_default();
-    match ServerLine::parse(first) {
+    let mut raw_config = pki.client_config(server.addr(), None);
+    raw_config.server_name = None;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let first = runtime.block_on(async {
+        let mut raw = RawTls::connect(&raw_config).await.unwrap();
+        raw.read_line().await.unwrap()
+    });
+    match ServerLine::parse(&first) {
         Ok(ServerLine::Hello(greeting)) => assert_eq!(greeting.server, "chat.example"),
         other => panic!("not a greeting: {other:?}"),
     }

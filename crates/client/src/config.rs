@@ -62,6 +62,16 @@ impl ClientConfig {
         self
     }
 
+    /// The user name in the client certificate (its common name), if one is configured and
+    /// readable. Only for display: the server decides identity from the verified certificate.
+    pub fn certificate_name(&self) -> Option<String> {
+        let cert = self.cert.as_ref()?;
+        let chain = tlschat_tls::load_certs(cert, "client certificate").ok()?;
+        tlschat_proto::cert::summarize_der(chain.first()?)
+            .ok()?
+            .common_name
+    }
+
     /// The name the server certificate must carry.
     pub fn verify_name(&self) -> Result<ServerName<'static>, ClientError> {
         let name = match &self.server_name {

@@ -4,7 +4,8 @@
 //! - [`config`]: where to connect and with which certificates; the rustls client setup.
 //! - [`client`]: [`Client`], a connection that sends requests, matches replies and queues events.
 //! - [`error`]: [`ClientError`], every way a connection can fail, with the reason.
-//! - [`app`]: the `tlschat` command's subcommands (`exec`, interactive).
+//! - [`text`]: making text from the network safe to show on a terminal.
+//! - [`app`]: the `tlschat` command's subcommands (`exec`, `send`, `listen`, the chat client).
 //!
 //! The library verifies the server against the CA it is given and never offers a way around
 //! that. It does not reconnect by itself; the interactive command does.
@@ -16,6 +17,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod text;
 
 pub use client::Client;
 pub use config::ClientConfig;

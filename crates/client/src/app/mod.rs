@@ -3,15 +3,19 @@
 //! Exit codes, for every subcommand: 0 success, 1 the server answered `ERR`, 2 no usable
 //! connection (refused, TLS failure, lost) with the reason on standard error.
 
+mod chat;
 mod exec;
-mod interactive;
+mod listen;
+mod send;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tlschat_proto::duration::HumanDuration;
+use tlschat_proto::{Reply, Request};
 
+use crate::client::Client;
 use crate::config::{ClientConfig, DEFAULT_CA, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER};
 use crate::error::ClientError;
 
@@ -22,15 +26,18 @@ pub const EXIT_ERR_REPLY: u8 = 1;
 /// Exit code: no usable connection (refused, TLS failure, lost).
 pub const EXIT_CONNECTION: u8 = 2;
 
-/// The tlschat client: talk to a tlschat server over TLS 1.3.
+/// The tlschat client: chat and talk to a tlschat server over TLS 1.3.
 ///
-/// With no subcommand, starts an interactive session.
+/// With no subcommand, starts the interactive chat client.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
     /// How to reach the server.
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Interactive chat: do not reconnect after a lost connection (exit 2 instead).
+    #[arg(long, global = true)]
+    pub no_reconnect: bool,
     /// More log detail on standard error: -v debug, -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -90,9 +97,38 @@ pub enum Command {
         #[arg(required = true, value_name = "REQUEST")]
         request: Vec<String>,
     },
-    /// Interactive session: lines you type are sent as requests; replies and events are
-    /// printed as they arrive. End with QUIT or Ctrl-D.
+    /// The interactive chat client (the default): type to talk, /help for commands.
     Chat,
+    /// Send one message to a room (joining it if needed) or to a user; exit 0 once the server
+    /// accepted it.
+    Send {
+        /// Nickname to use when you have no client certificate.
+        #[arg(long, value_name = "NAME")]
+        nick: Option<String>,
+        /// `#room` or a nickname.
+        #[arg(value_name = "TARGET")]
+        target: String,
+        /// The message, as one or several words.
+        #[arg(required = true, value_name = "TEXT")]
+        text: Vec<String>,
+    },
+    /// Print messages as they arrive, one per line (or one JSON object per line).
+    ///
+    /// Prints `listening` on standard error once every room is joined.
+    Listen {
+        /// Room to join and listen to (repeatable). Direct messages are always printed.
+        #[arg(long = "room", value_name = "#ROOM")]
+        rooms: Vec<String>,
+        /// Exit after this many messages (default: never).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// One JSON object per message: type, room, id, from, verified, time, text.
+        #[arg(long)]
+        json: bool,
+        /// Nickname to use when you have no client certificate.
+        #[arg(long, value_name = "NAME")]
+        nick: Option<String>,
+    },
 }
 
 /// Runs the command line and returns the exit code.
@@ -100,13 +136,70 @@ pub async fn run(cli: Cli) -> ExitCode {
     let config = cli.connection.to_config();
     let code = match cli.command.unwrap_or(Command::Chat) {
         Command::Exec { request } => exec::run(&config, &request.join(" ")).await,
-        Command::Chat => interactive::run(&config).await,
+        Command::Chat => {
+            let options = chat::ChatOptions {
+                reconnect: !cli.no_reconnect,
+            };
+            chat::run(&config, options).await
+        }
+        Command::Send { nick, target, text } => {
+            send::run(&config, nick.as_deref(), &target, &text.join(" ")).await
+        }
+        Command::Listen {
+            rooms,
+            count,
+            json,
+            nick,
+        } => {
+            let options = listen::ListenOptions { count, json };
+            listen::run(&config, nick.as_deref(), &rooms, options).await
+        }
     };
     ExitCode::from(code)
 }
 
+/// An error with its causes, `outer: inner: innermost`.
+fn error_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Prints a connection-level error with its causes and returns [`EXIT_CONNECTION`].
 fn connection_failed(err: ClientError) -> u8 {
-    eprintln!("tlschat: error: {:#}", anyhow::Error::from(err));
+    eprintln!("tlschat: error: {}", error_text(&err));
     EXIT_CONNECTION
+}
+
+/// Connects and, without a certificate, claims `nick`. Returns the exit code on failure.
+async fn connect_as(config: &ClientConfig, nick: Option<&str>) -> Result<Client, u8> {
+    let mut client = Client::connect(config).await.map_err(connection_failed)?;
+    if let Some(nick) = nick {
+        let request = Request::parse(&format!("NICK {nick}"));
+        match request {
+            Ok(Some(request)) => expect_ok(&mut client, &request).await?,
+            _ => {
+                eprintln!("tlschat: error: invalid nickname {nick:?}");
+                return Err(EXIT_ERR_REPLY);
+            }
+        };
+    }
+    Ok(client)
+}
+
+/// Sends a request and returns its OK payload, or the exit code for an ERR or a failure.
+async fn expect_ok(client: &mut Client, request: &Request) -> Result<String, u8> {
+    match client.request(request).await {
+        Ok(Reply::Ok(payload)) => Ok(payload),
+        Ok(Reply::Err(err)) => {
+            eprintln!("{err}");
+            Err(EXIT_ERR_REPLY)
+        }
+        Err(err) => Err(connection_failed(err)),
+    }
 }

@@ -1,0 +1,212 @@
+//! What a typed line means: a message to the current room, a `/command`, or nothing.
+
+use tlschat_proto::{Request, RequestError, Target, Verb};
+
+/// The chat commands, as `/help` lists them.
+pub(crate) const HELP: &[(&str, &str)] = &[
+    (
+        "text",
+        "send text to the current room (//text sends a line starting with /)",
+    ),
+    ("/join #room", "join a room and make it current"),
+    ("/part [#room]", "leave a room (default: the current one)"),
+    ("/switch #room", "make a joined room current"),
+    ("/msg nick text", "send a direct message"),
+    ("/who [#room]", "list a room's members (?nick: unverified)"),
+    ("/rooms", "list the rooms"),
+    (
+        "/nick name",
+        "choose a nickname (only without a client certificate)",
+    ),
+    (
+        "/time, /lucky, /ping",
+        "the server's time, a random number, a ping",
+    ),
+    ("/sum n1 n2 …", "add integers"),
+    ("/quiz, /answer n", "get an addition problem, answer it"),
+    ("/number n", "trade numbers (1-100) with the server"),
+    ("/echo text, /greet [name]", "echo text, be greeted"),
+    ("/kick nick [reason]", "admins: disconnect a user"),
+    ("/quote LINE", "send a raw protocol line"),
+    ("/help", "this list"),
+    ("/quit", "leave (Ctrl-D too)"),
+];
+
+/// What to do with a typed line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// Send this request.
+    Send(Request),
+    /// Send this raw line (`/quote`).
+    Raw(String),
+    /// Make this joined room current.
+    Switch(String),
+    /// Show the command list.
+    Help,
+    /// Leave.
+    Quit,
+    /// Nothing to do (an empty line).
+    Nothing,
+    /// The line cannot be used; the message says why.
+    Invalid(String),
+}
+
+/// Reads a typed line. `current` is the current room, for plain text, `/part` and `/who`.
+pub(crate) fn parse(line: &str, current: Option<&str>) -> Input {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return Input::Nothing;
+    }
+    if let Some(text) = line.strip_prefix("//") {
+        return to_room(&format!("/{text}"), current);
+    }
+    let Some(command) = line.strip_prefix('/') else {
+        return to_room(line, current);
+    };
+    let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+    let rest = rest.trim();
+    match name.to_ascii_lowercase().as_str() {
+        "help" => Input::Help,
+        "quit" | "exit" => Input::Quit,
+        "quote" if rest.is_empty() => Input::Invalid("usage: /quote LINE".into()),
+        "quote" => Input::Raw(rest.to_owned()),
+        "switch" => match room_arg(rest, current) {
+            Some(room) => Input::Switch(room),
+            None => Input::Invalid("usage: /switch #room".into()),
+        },
+        "part" | "who" => match room_arg(rest, current) {
+            Some(room) => request(&format!("{name} {room}")),
+            None => Input::Invalid(format!("usage: /{name} #room (no current room)")),
+        },
+        "join" | "msg" | "nick" | "time" | "sum" | "quiz" | "answer" | "number" | "lucky"
+        | "echo" | "greet" | "ping" | "rooms" | "kick" => request(&format!("{name} {rest}")),
+        _ => Input::Invalid(format!("unknown command /{name}; /help lists them")),
+    }
+}
+
+/// `#room` as given, or the current room when none is given.
+fn room_arg(rest: &str, current: Option<&str>) -> Option<String> {
+    match rest.split_whitespace().next() {
+        Some(room) => Some(room.to_owned()),
+        None => current.map(str::to_owned),
+    }
+}
+
+fn to_room(text: &str, current: Option<&str>) -> Input {
+    match current {
+        Some(room) => Input::Send(Request::Msg {
+            target: Target::Room(room.to_owned()),
+            text: text.to_owned(),
+        }),
+        None => Input::Invalid("you are in no room: /join #room first, or /msg nick text".into()),
+    }
+}
+
+fn request(line: &str) -> Input {
+    match Request::parse(line) {
+        Ok(Some(request)) => Input::Send(request),
+        Ok(None) => Input::Nothing,
+        Err(RequestError::Usage { verb }) => Input::Invalid(format!("usage: /{}", usage(verb))),
+        Err(err) => Input::Invalid(err.to_string()),
+    }
+}
+
+fn usage(verb: Verb) -> String {
+    let usage = verb.usage();
+    let (name, args) = usage.split_once(' ').unwrap_or((usage, ""));
+    format!("{} {args}", name.to_ascii_lowercase())
+        .trim_end()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_goes_to_the_current_room() {
+        assert_eq!(
+            parse("hello there", Some("#general")),
+            Input::Send(Request::Msg {
+                target: Target::Room("#general".into()),
+                text: "hello there".into()
+            })
+        );
+        assert!(matches!(parse("hello", None), Input::Invalid(_)));
+        assert_eq!(
+            parse("//not a command", Some("#r")),
+            Input::Send(Request::Msg {
+                target: Target::Room("#r".into()),
+                text: "/not a command".into()
+            })
+        );
+        assert_eq!(parse("   ", Some("#r")), Input::Nothing);
+    }
+
+    #[test]
+    fn commands_become_requests() {
+        assert_eq!(
+            parse("/join #dev", None),
+            Input::Send(Request::Join("#dev".into()))
+        );
+        assert_eq!(
+            parse("/part", Some("#dev")),
+            Input::Send(Request::Part("#dev".into()))
+        );
+        assert_eq!(
+            parse("/who", Some("#dev")),
+            Input::Send(Request::Who("#dev".into()))
+        );
+        assert_eq!(
+            parse("/msg bob see you", None),
+            Input::Send(Request::Msg {
+                target: Target::User("bob".into()),
+                text: "see you".into()
+            })
+        );
+        assert_eq!(
+            parse("/SUM 1 2 3", None),
+            Input::Send(Request::Sum(vec![1, 2, 3]))
+        );
+        assert_eq!(parse("/answer 42", None), Input::Send(Request::Answer(42)));
+        assert_eq!(parse("/number 7", None), Input::Send(Request::Number(7)));
+        assert_eq!(parse("/quote PING", None), Input::Raw("PING".into()));
+        assert_eq!(parse("/switch #b", Some("#a")), Input::Switch("#b".into()));
+        assert_eq!(parse("/quit", None), Input::Quit);
+        assert_eq!(parse("/help", None), Input::Help);
+    }
+
+    #[test]
+    fn mistakes_are_explained_locally() {
+        assert_eq!(
+            parse("/part", None),
+            Input::Invalid("usage: /part #room (no current room)".into())
+        );
+        assert_eq!(
+            parse("/sum", None),
+            Input::Invalid("usage: /sum n1 [n2 ...]".into())
+        );
+        assert!(matches!(parse("/frobnicate", None), Input::Invalid(m) if m.contains("/help")));
+        assert!(
+            matches!(parse("/join nohash", None), Input::Invalid(m) if m.contains("room name"))
+        );
+        assert!(
+            matches!(parse("/number 500", None), Input::Invalid(m) if m.contains("out of range"))
+        );
+    }
+
+    #[test]
+    fn every_help_entry_is_a_command_the_parser_knows() {
+        for (usage, _) in HELP {
+            let Some(command) = usage.strip_prefix('/') else {
+                continue;
+            };
+            let name = command.split([' ', ',']).next().unwrap();
+            let input = parse(&format!("/{name}"), Some("#r"));
+            assert!(
+                !matches!(&input, Input::Invalid(m) if m.starts_with("unknown command")),
+                "{usage}: {input:?}"
+            );
+        }
+    }
+}

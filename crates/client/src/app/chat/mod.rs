@@ -1,0 +1,264 @@
+//! `tlschat` / `tlschat chat`: the interactive chat client.
+//!
+//! - [`input`]: what a typed line means (`/join`, plain text to the current room…).
+//! - [`state`]: rooms, current room and requests awaiting replies.
+//! - [`render`]: how events look on screen.
+//! - [`terminal`]: the line editor thread and the printer.
+//!
+//! A lost connection is reported and, unless `--no-reconnect`, retried with exponential backoff
+//! (0.5 s doubling to 30 s, with jitter); once back, the client restores its nickname and rooms
+//! and says so. It does not reconnect after being kicked or replaced by a newer connection.
+
+mod input;
+mod render;
+mod state;
+mod terminal;
+
+use std::time::{Duration, SystemTime};
+
+use tlschat_proto::{Event, Request, ServerLine};
+
+use self::input::Input;
+use self::state::ChatState;
+use self::terminal::{Terminal, Typed};
+use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
+use crate::client::Client;
+use crate::config::ClientConfig;
+
+/// First wait before reconnecting.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long `/quit` waits for the server's goodbye.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Disconnect codes after which reconnecting would be wrong.
+const FINAL_DISCONNECTS: &[&str] = &["KICKED", "REPLACED", "NICK_RECLAIMED"];
+
+/// Chat options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChatOptions {
+    /// Reconnect after a lost connection.
+    pub(crate) reconnect: bool,
+}
+
+enum SessionEnd {
+    /// The user left.
+    Quit,
+    /// The connection failed; `final_` when the server said not to come back.
+    Lost { reason: String, final_: bool },
+}
+
+pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
+    let mut client = match Client::connect(config).await {
+        Ok(client) => client,
+        Err(err) => return connection_failed(err),
+    };
+    let verified = config.cert.is_some();
+    let mut state = ChatState::new(config.certificate_name());
+    let mut term = Terminal::start(prompt(&state));
+    term.print(connected_line(config, &client));
+    term.print("-- /join #room to start, /help for commands");
+    loop {
+        match session(&mut client, &mut term, &mut state).await {
+            SessionEnd::Quit => {
+                let _ =
+                    tokio::time::timeout(QUIT_TIMEOUT, leave(client, &mut term, &mut state)).await;
+                return EXIT_OK;
+            }
+            SessionEnd::Lost { reason, final_ } => {
+                term.print(format!("!! connection lost: {reason}"));
+                if final_ || !options.reconnect {
+                    return EXIT_CONNECTION;
+                }
+                let Some(new_client) = reconnect(config, &mut term, &state).await else {
+                    return EXIT_OK;
+                };
+                client = new_client;
+                restore(&mut client, &mut term, &mut state, verified).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection until the user leaves or the connection fails.
+async fn session(client: &mut Client, term: &mut Terminal, state: &mut ChatState) -> SessionEnd {
+    let mut final_ = false;
+    loop {
+        tokio::select! {
+            typed = term.next() => {
+                let Typed::Line(line) = typed else { return SessionEnd::Quit };
+                let result = handle_line(&line, client, term, state).await;
+                match result {
+                    Ok(true) => return SessionEnd::Quit,
+                    Ok(false) => term.resume(prompt(state)),
+                    Err(reason) => {
+                        term.resume(prompt(state));
+                        return SessionEnd::Lost { reason, final_ };
+                    }
+                }
+            }
+            line = client.next_line() => match line {
+                Ok(ServerLine::Reply(reply)) => {
+                    if let Some(text) = state.on_reply(&reply) {
+                        term.print(text);
+                    }
+                }
+                Ok(ServerLine::Event(event)) => {
+                    if let Event::Disconnect { code, .. } = &event {
+                        final_ |= FINAL_DISCONNECTS.contains(&code.as_str());
+                    }
+                    term.print(state.on_event(&event));
+                }
+                Ok(ServerLine::Hello(_)) => {}
+                Err(err) => return SessionEnd::Lost { reason: error_text(&err), final_ },
+            }
+        }
+    }
+}
+
+/// Acts on one typed line. `Ok(true)` means leave; `Err` means the connection failed.
+async fn handle_line(
+    line: &str,
+    client: &mut Client,
+    term: &mut Terminal,
+    state: &mut ChatState,
+) -> Result<bool, String> {
+    match input::parse(line, state.current.as_deref()) {
+        Input::Send(request) => {
+            client
+                .send(&request.to_string())
+                .await
+                .map_err(|e| error_text(&e))?;
+            state.sent(Some(request));
+        }
+        Input::Raw(raw) => {
+            client.send(&raw).await.map_err(|e| error_text(&e))?;
+            state.sent(None);
+        }
+        Input::Switch(room) => term.print(state.switch(&room).unwrap_or_else(|e| e)),
+        Input::Help => {
+            for (usage, what) in input::HELP {
+                term.print(format!("   {usage:<28} {what}"));
+            }
+        }
+        Input::Quit => return Ok(true),
+        Input::Nothing => {}
+        Input::Invalid(message) => term.print(format!("!! {message}")),
+    }
+    Ok(false)
+}
+
+/// Says `QUIT` and shows the replies still owed (piped input gets all its answers), up to the
+/// server's goodbye.
+async fn leave(mut client: Client, term: &mut Terminal, state: &mut ChatState) {
+    if client.send(&Request::Quit.to_string()).await.is_err() {
+        return;
+    }
+    state.sent(Some(Request::Quit));
+    while state.pending() > 0 {
+        match client.next_line().await {
+            Ok(ServerLine::Reply(reply)) => {
+                if let Some(text) = state.on_reply(&reply) {
+                    term.print(text);
+                }
+            }
+            Ok(ServerLine::Event(event)) => term.print(state.on_event(&event)),
+            Ok(ServerLine::Hello(_)) => {}
+            Err(_) => return,
+        }
+    }
+    let _ = client.close().await;
+}
+
+/// Reconnects with backoff; `None` when the user quits meanwhile.
+async fn reconnect(
+    config: &ClientConfig,
+    term: &mut Terminal,
+    state: &ChatState,
+) -> Option<Client> {
+    let mut wait = FIRST_BACKOFF;
+    for attempt in 1.. {
+        let delay = jitter(wait);
+        term.print(format!(
+            "-- reconnecting in {:.1}s (attempt {attempt})",
+            delay.as_secs_f64()
+        ));
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                typed = term.next() => match typed {
+                    Typed::End => return None,
+                    Typed::Line(line) if matches!(input::parse(&line, None), Input::Quit) => return None,
+                    Typed::Line(_) => {
+                        term.print("!! not connected; reconnecting (type /quit to leave)");
+                        term.resume(prompt(state));
+                    }
+                },
+            }
+        }
+        match Client::connect(config).await {
+            Ok(client) => return Some(client),
+            Err(err) => term.print(format!("!! reconnect failed: {}", error_text(&err))),
+        }
+        wait = (wait * 2).min(MAX_BACKOFF);
+    }
+    None
+}
+
+/// After reconnecting: says what was lost, then restores the nickname and the rooms.
+async fn restore(client: &mut Client, term: &mut Terminal, state: &mut ChatState, verified: bool) {
+    let lost = state.forget_pending();
+    if lost > 0 {
+        term.print(format!(
+            "!! {lost} request(s) got no reply before the connection was lost; they may not have reached the server"
+        ));
+    }
+    let requests = state.restore_requests(verified);
+    let rooms: Vec<String> = state.joined.iter().cloned().collect();
+    state.joined.clear();
+    for request in requests {
+        if client.send(&request.to_string()).await.is_err() {
+            break;
+        }
+        state.sent(Some(request));
+    }
+    term.print(match rooms.is_empty() {
+        true => "-- reconnected".to_owned(),
+        false => format!("-- reconnected; rejoining {}", rooms.join(", ")),
+    });
+}
+
+fn prompt(state: &ChatState) -> String {
+    match &state.current {
+        Some(room) => format!("{room}> "),
+        None => "> ".to_owned(),
+    }
+}
+
+fn connected_line(config: &ClientConfig, client: &Client) -> String {
+    let info = client.tls_info();
+    let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+    format!(
+        "-- connected to {} ({}): {}, {}, key exchange {}",
+        config.server,
+        crate::text::sanitize(&client.greeting().server),
+        show(info.version.map(|v| format!("{v:?}"))),
+        show(info.cipher_suite.map(|c| format!("{c:?}"))),
+        show(info.key_exchange.map(|g| format!("{g:?}"))),
+    )
+}
+
+/// Spreads reconnection attempts by up to ±20 % so clients of a restarted server do not all
+/// return at once.
+fn jitter(wait: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let factor = 0.8 + 0.4 * f64::from(nanos % 1000) / 1000.0;
+    wait.mul_f64(factor)
+}

@@ -1,0 +1,134 @@
+//! How server lines look on screen: local times, room, sender, and a `?` before unverified
+//! names. Everything from the network is sanitized first.
+
+use chrono::{DateTime, Local};
+use tlschat_proto::{Event, Trust};
+
+use crate::text::sanitize;
+
+/// A sender's name with its trust mark: `alice`, or `?mallory` when not backed by a certificate.
+pub(crate) fn name(nick: &str, trust: Trust) -> String {
+    match trust {
+        Trust::Verified => sanitize(nick),
+        Trust::Unverified => format!("?{}", sanitize(nick)),
+    }
+}
+
+/// `HH:MM` in local time for an RFC 3339 timestamp (shown as sent if it does not parse).
+pub(crate) fn local_time(rfc3339: &str) -> String {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(time) => time.with_timezone(&Local).format("%H:%M").to_string(),
+        Err(_) => sanitize(rfc3339),
+    }
+}
+
+/// `HH:MM` now, for lines the client makes itself.
+pub(crate) fn now() -> String {
+    Local::now().format("%H:%M").to_string()
+}
+
+/// The screen line for an event.
+pub(crate) fn event(event: &Event) -> String {
+    match event {
+        Event::Message {
+            room,
+            from,
+            trust,
+            time,
+            text,
+            ..
+        } => format!(
+            "{} {} <{}> {}",
+            local_time(time),
+            sanitize(room),
+            name(from, *trust),
+            sanitize(text)
+        ),
+        Event::Direct {
+            from,
+            trust,
+            time,
+            text,
+        } => format!(
+            "{} [DM] <{}> {}",
+            local_time(time),
+            name(from, *trust),
+            sanitize(text)
+        ),
+        Event::Join { room, nick, trust } => {
+            format!(
+                "{} {} -> {} joined",
+                now(),
+                sanitize(room),
+                name(nick, *trust)
+            )
+        }
+        Event::Part { room, nick, trust } => {
+            format!(
+                "{} {} <- {} left",
+                now(),
+                sanitize(room),
+                name(nick, *trust)
+            )
+        }
+        Event::Quit {
+            room,
+            nick,
+            trust,
+            reason,
+        } => format!(
+            "{} {} <- {} quit ({})",
+            now(),
+            sanitize(room),
+            name(nick, *trust),
+            sanitize(reason)
+        ),
+        Event::Nick { room, old, new } => format!(
+            "{} {} ?{} is now ?{}",
+            now(),
+            sanitize(room),
+            sanitize(old),
+            sanitize(new)
+        ),
+        Event::Disconnect { code, reason } => format!(
+            "!! the server disconnected you ({}): {}",
+            sanitize(code),
+            sanitize(reason)
+        ),
+        Event::Shutdown { reason } => format!("!! server shutting down: {}", sanitize(reason)),
+        other => format!("-- {}", sanitize(&other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_room_sender_and_trust() {
+        let line = event(&Event::Message {
+            room: "#dev".into(),
+            id: 1,
+            from: "mallory".into(),
+            trust: Trust::Unverified,
+            time: "2026-11-21T09:30:00.000Z".into(),
+            text: "hi".into(),
+        });
+        assert!(line.ends_with(" #dev <?mallory> hi"), "{line}");
+        assert_eq!(line.len(), "HH:MM #dev <?mallory> hi".len(), "{line}");
+    }
+
+    #[test]
+    fn hostile_text_is_sanitized() {
+        let line = event(&Event::Direct {
+            from: "bob".into(),
+            trust: Trust::Verified,
+            time: "\x1b[2Jnot a time".into(),
+            text: "\x1b]0;pwned\x07 \u{202E}evil".into(),
+        });
+        assert!(
+            !line.contains('\x1b') && !line.contains('\u{202E}'),
+            "{line:?}"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! What the chat client remembers: its rooms, the current room, and the requests still waiting
+//! for replies (the server answers in order, so a queue matches them up).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use tlschat_proto::{Event, Reply, Request, Target};
+
+use super::render;
+use crate::text::sanitize;
+
+/// Client-side chat state. No I/O: the chat loop feeds it and prints what it returns.
+#[derive(Debug, Default)]
+pub(crate) struct ChatState {
+    /// Our own nickname, when known (certificate name, or an accepted `/nick`).
+    pub(crate) me: Option<String>,
+    /// Where plain text goes.
+    pub(crate) current: Option<String>,
+    /// Rooms joined, by canonical name.
+    pub(crate) joined: BTreeSet<String>,
+    /// Sent and not yet answered, oldest first; `None` for a raw `/quote` line.
+    pending: VecDeque<Option<Request>>,
+}
+
+impl ChatState {
+    /// State for a user known as `me` (their certificate name), if known.
+    pub(crate) fn new(me: Option<String>) -> Self {
+        Self {
+            me,
+            ..Self::default()
+        }
+    }
+
+    /// Remembers a sent request until its reply comes. A `JOIN` makes its room current at
+    /// once, so the next prompt shows it; a refused `JOIN` puts the previous room back.
+    pub(crate) fn sent(&mut self, request: Option<Request>) {
+        if let Some(Request::Join(room)) = &request {
+            self.current = Some(room.to_ascii_lowercase());
+        }
+        self.pending.push_back(request);
+    }
+
+    /// Requests still waiting for a reply.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets unanswered requests (the connection was lost); returns how many there were.
+    pub(crate) fn forget_pending(&mut self) -> usize {
+        std::mem::take(&mut self.pending).len()
+    }
+
+    /// Makes a joined room current.
+    pub(crate) fn switch(&mut self, room: &str) -> Result<String, String> {
+        let key = room.to_ascii_lowercase();
+        if self.joined.contains(&key) {
+            self.current = Some(key.clone());
+            Ok(format!("-- now talking in {key}"))
+        } else {
+            Err(format!(
+                "!! you are not in {}; /join it first",
+                sanitize(room)
+            ))
+        }
+    }
+
+    /// What to send after reconnecting: the nickname (if chosen with `/nick`) and the rooms.
+    pub(crate) fn restore_requests(&self, verified: bool) -> Vec<Request> {
+        let nick = self.me.clone().filter(|_| !verified).map(Request::Nick);
+        nick.into_iter()
+            .chain(self.joined.iter().cloned().map(Request::Join))
+            .collect()
+    }
+
+    /// Takes a reply and returns the line to show, if any.
+    pub(crate) fn on_reply(&mut self, reply: &Reply) -> Option<String> {
+        let request = self.pending.pop_front().flatten();
+        let payload = match reply {
+            Reply::Err(err) => {
+                if let Some(Request::Join(room)) = &request {
+                    let key = room.to_ascii_lowercase();
+                    if !self.joined.contains(&key) && self.current.as_ref() == Some(&key) {
+                        self.current = self.joined.iter().next().cloned();
+                    }
+                }
+                return Some(format!("!! {} {}", err.code, sanitize(&err.message)));
+            }
+            Reply::Ok(payload) => payload,
+        };
+        let Some(request) = request else {
+            return Some(format!("-- OK {}", sanitize(payload)));
+        };
+        match request {
+            Request::Join(_) => {
+                self.joined.insert(payload.clone());
+                self.current = Some(payload.clone());
+                Some(format!("-- joined {} (now current)", sanitize(payload)))
+            }
+            Request::Part(_) => {
+                self.joined.remove(payload);
+                if self.current.as_deref() == Some(payload.as_str()) {
+                    self.current = self.joined.iter().next().cloned();
+                }
+                let now = match &self.current {
+                    Some(room) => format!("; now talking in {room}"),
+                    None => String::new(),
+                };
+                Some(format!("-- left {}{now}", sanitize(payload)))
+            }
+            Request::Nick(nick) => {
+                self.me = Some(nick);
+                Some(format!("-- you are {}", sanitize(payload)))
+            }
+            Request::Msg { target, text } => Some(self.echo(&target, &text)),
+            Request::Who(room) => Some(format!("-- {}: {}", sanitize(&room), who(payload))),
+            Request::Rooms if payload.is_empty() => Some("-- no rooms yet".into()),
+            Request::Rooms => Some(format!("-- rooms: {}", sanitize(payload))),
+            Request::Quit => None,
+            _ => Some(format!("-- {}", sanitize(payload))),
+        }
+    }
+
+    /// Our own message, as others see it.
+    fn echo(&self, target: &Target, text: &str) -> String {
+        let me = self.me.as_deref().unwrap_or("me");
+        match target {
+            Target::Room(room) => format!(
+                "{} {} <{}> {}",
+                render::now(),
+                sanitize(&room.to_ascii_lowercase()),
+                sanitize(me),
+                sanitize(text)
+            ),
+            Target::User(to) => format!(
+                "{} [DM to {}] <{}> {}",
+                render::now(),
+                sanitize(to),
+                sanitize(me),
+                sanitize(text)
+            ),
+        }
+    }
+
+    /// Takes an event and returns the line to show.
+    pub(crate) fn on_event(&mut self, event: &Event) -> String {
+        render::event(event)
+    }
+}
+
+/// `alice=verified bob=unverified` as `alice, ?bob`.
+fn who(payload: &str) -> String {
+    payload
+        .split(' ')
+        .filter_map(|entry| entry.split_once('='))
+        .map(|(nick, trust)| match trust {
+            "verified" => sanitize(nick),
+            _ => format!("?{}", sanitize(nick)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use tlschat_proto::ErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn replies_are_matched_to_requests_in_order() {
+        let mut state = ChatState::new(Some("alice".into()));
+        state.sent(Some(Request::Join("#A".into())));
+        state.sent(Some(Request::Join("#b".into())));
+        state.sent(Some(Request::Msg {
+            target: Target::Room("#b".into()),
+            text: "hi".into(),
+        }));
+        assert_eq!(
+            state.on_reply(&Reply::ok("#a")).unwrap(),
+            "-- joined #a (now current)"
+        );
+        assert_eq!(
+            state.on_reply(&Reply::ok("#b")).unwrap(),
+            "-- joined #b (now current)"
+        );
+        assert!(state
+            .on_reply(&Reply::ok("1"))
+            .unwrap()
+            .ends_with(" #b <alice> hi"));
+        assert_eq!(state.current.as_deref(), Some("#b"));
+        state.sent(Some(Request::Part("#b".into())));
+        assert_eq!(
+            state.on_reply(&Reply::ok("#b")).unwrap(),
+            "-- left #b; now talking in #a"
+        );
+        assert_eq!(state.pending(), 0);
+    }
+
+    #[test]
+    fn errors_and_raw_lines_are_shown_as_they_come() {
+        let mut state = ChatState::default();
+        state.sent(Some(Request::Join("#x".into())));
+        let line = state
+            .on_reply(&Reply::err(ErrorCode::NoNick, "set a nickname"))
+            .unwrap();
+        assert_eq!(line, "!! NO_NICK set a nickname");
+        assert!(state.joined.is_empty());
+        state.sent(None);
+        assert_eq!(state.on_reply(&Reply::ok("PONG")).unwrap(), "-- OK PONG");
+    }
+
+    #[test]
+    fn who_lists_mark_unverified_members() {
+        let mut state = ChatState::default();
+        state.sent(Some(Request::Who("#x".into())));
+        let line = state
+            .on_reply(&Reply::ok("alice=verified mallory=unverified"))
+            .unwrap();
+        assert_eq!(line, "-- #x: alice, ?mallory");
+    }
+
+    #[test]
+    fn reconnecting_restores_the_nickname_and_rooms() {
+        let mut state = ChatState::default();
+        state.me = Some("guest".into());
+        state.joined.extend(["#a".to_string(), "#b".to_string()]);
+        state.sent(Some(Request::Ping));
+        assert_eq!(state.forget_pending(), 1);
+        assert_eq!(
+            state.restore_requests(false),
+            vec![
+                Request::Nick("guest".into()),
+                Request::Join("#a".into()),
+                Request::Join("#b".into())
+            ]
+        );
+        assert_eq!(
+            state.restore_requests(true).len(),
+            2,
+            "a certificate name needs no NICK"
+        );
+        assert!(state.switch("#c").is_err());
+        assert!(state.switch("#B").is_ok());
+    }
+}
