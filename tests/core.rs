@@ -507,7 +507,7 @@ fn the_chat_client_answers_piped_commands_in_order() {
         .collect();
     assert!(replies[0].starts_with("-- connected to"), "{stdout}");
     assert_eq!(
-        &replies[2..],
+        &replies[3..],
         [
             "-- PONG",
             "-- Hello, carol!",

@@ -8,9 +8,13 @@
 //! - [`tlschat`] runs the `tlschat` client binary; [`RawTls`] speaks raw bytes over TLS for
 //!   what the typed client refuses to send.
 //!
+//! - [`tmux::Tmux`] drives interactive programs through a real terminal.
+//!
 //! Every wait here is bounded: a hung binary fails the test instead of hanging it.
 
 #![forbid(unsafe_code)]
+
+pub mod tmux;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -167,7 +171,22 @@ impl ServerProcess {
 
     /// Starts a server with exactly these arguments; waits for the readiness line.
     pub fn start_with(args: &[String]) -> Result<Self, StartFailure> {
-        let mut child = Command::new(binary("tlschat-server"))
+        Self::start_wrapped(&[], args)
+    }
+
+    /// Like [`start_with`](Self::start_with), run through a wrapper command such as
+    /// `ip netns exec NAME`.
+    pub fn start_wrapped(wrapper: &[&str], args: &[String]) -> Result<Self, StartFailure> {
+        let server = binary("tlschat-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(&server);
+                command
+            }
+            None => Command::new(&server),
+        };
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
@@ -248,6 +267,88 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A `tlschat` command line for `server` as `user` (or anonymous), not started yet.
+pub fn tlschat_command(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Command {
+    let mut command = Command::new(binary("tlschat"));
+    command
+        .arg("--server")
+        .arg(server.to_string())
+        .arg("--ca")
+        .arg(pki.ca());
+    if let Some(user) = user {
+        let (cert, key) = pki.identity(user);
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    command
+}
+
+/// A running background process (such as `tlschat listen`) whose standard error is watched
+/// line by line; killed on drop.
+pub struct Background {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+    stdout: Option<thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Background {
+    /// Starts `command` with piped output.
+    pub fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, stderr_lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stdout = Some(drain(child.stdout.take().expect("piped stdout")));
+        Self {
+            child,
+            stderr_lines,
+            stdout,
+        }
+    }
+
+    /// Waits (bounded) for a line on standard error that contains `needle`.
+    pub fn wait_for_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no {needle:?} on standard error; saw {seen:?}");
+    }
+
+    /// Waits (bounded) for the exit; returns the status and standard output.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        let status =
+            wait_timeout(&mut self.child, STEP_TIMEOUT).expect("process did not exit in time");
+        let stdout = self
+            .stdout
+            .take()
+            .expect("stdout reader")
+            .join()
+            .expect("stdout reader");
+        (status, text(&stdout))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the `tlschat` client binary against `server` as `user` (or anonymous).
 pub fn tlschat(pki: &Pki, server: SocketAddr, user: Option<&str>, args: &[&str]) -> Output {
     tlschat_with_input(pki, server, user, args, b"")
@@ -261,17 +362,7 @@ pub fn tlschat_with_input(
     args: &[&str],
     input: &[u8],
 ) -> Output {
-    let mut command = Command::new(binary("tlschat"));
-    command
-        .arg("--server")
-        .arg(server.to_string())
-        .arg("--ca")
-        .arg(pki.ca());
-    if let Some(user) = user {
-        let (cert, key) = pki.identity(user);
-        command.arg("--cert").arg(cert).arg("--key").arg(key);
-    }
-    run(command.args(args), input)
+    run(tlschat_command(pki, server, user).args(args), input)
 }
 
 /// Runs a command to completion within [`STEP_TIMEOUT`], feeding `input` on standard input.

@@ -59,7 +59,9 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
     let verified = config.cert.is_some();
     let mut state = ChatState::new(config.certificate_name());
     let mut term = Terminal::start(prompt(&state));
-    term.print(connected_line(config, &client));
+    for line in connected_lines(config, &client) {
+        term.print(line);
+    }
     term.print("-- /join #room to start, /help for commands");
     loop {
         match session(&mut client, &mut term, &mut state).await {
@@ -240,17 +242,22 @@ fn prompt(state: &ChatState) -> String {
     }
 }
 
-fn connected_line(config: &ClientConfig, client: &Client) -> String {
+fn connected_lines(config: &ClientConfig, client: &Client) -> [String; 2] {
     let info = client.tls_info();
     let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
-    format!(
-        "-- connected to {} ({}): {}, {}, key exchange {}",
-        config.server,
-        crate::text::sanitize(&client.greeting().server),
-        show(info.version.map(|v| format!("{v:?}"))),
-        show(info.cipher_suite.map(|c| format!("{c:?}"))),
-        show(info.key_exchange.map(|g| format!("{g:?}"))),
-    )
+    [
+        format!(
+            "-- connected to {} ({})",
+            config.server,
+            crate::text::sanitize(&client.greeting().server)
+        ),
+        format!(
+            "-- {}, {}, key exchange {}",
+            show(info.version.map(|v| format!("{v:?}"))),
+            show(info.cipher_suite.map(|c| format!("{c:?}"))),
+            show(info.key_exchange.map(|g| format!("{g:?}"))),
+        ),
+    ]
 }
 
 /// Spreads reconnection attempts by up to ±20 % so clients of a restarted server do not all

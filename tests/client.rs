@@ -1,0 +1,236 @@
+//! End-to-end tests of the `tlschat` command: scriptable `send` and `listen`, and the
+//! interactive chat client driven through a real terminal (tmux).
+
+use std::net::SocketAddr;
+
+use tlschat_tests::tmux::Tmux;
+use tlschat_tests::{binary, skip, text, tlschat, tlschat_command, Background, Pki, ServerProcess};
+
+#[test]
+fn send_and_listen_work_like_pub_and_sub() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let addr = server.addr();
+    let listener = Background::start(
+        tlschat_command(&pki, addr, Some("alice"))
+            .args(["listen", "--room", "#ops", "--count", "3", "--json"]),
+    );
+    listener.wait_for_stderr("listening");
+
+    let out = tlschat(&pki, addr, Some("bob"), &["send", "#ops", "deploy", "done"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let out = tlschat(
+        &pki,
+        addr,
+        None,
+        &["send", "--nick", "ci-bot", "#ops", "build 42 green"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tlschat(&pki, addr, Some("bob"), &["send", "alice", "psst"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let (status, stdout) = listener.finish();
+    assert!(status.success(), "{status:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(
+            r##"{"type":"msg","room":"#ops","id":1,"from":"bob","verified":true,"time":""##
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with(r#","text":"deploy done"}"#),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(r#""from":"ci-bot","verified":false"#),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with(r#"{"type":"dm","from":"bob","verified":true"#),
+        "{}",
+        lines[2]
+    );
+}
+
+#[test]
+fn send_and_listen_exit_codes() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let addr = server.addr();
+    let out = tlschat(&pki, addr, Some("bob"), &["send", "nobody", "hello?"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("ERR NO_SUCH_USER"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tlschat(&pki, addr, None, &["send", "#room", "no nickname"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("ERR NO_NICK"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tlschat(
+        &pki,
+        addr,
+        None,
+        &["send", "--nick", "alice", "#room", "spoof"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "alice is not connected, so the name is free for an unverified user"
+    );
+    let out = tlschat(&pki, addr, None, &["send", "bad name!", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let listener = Background::start(
+        tlschat_command(&pki, addr, Some("carol")).args(["listen", "--room", "#r"]),
+    );
+    listener.wait_for_stderr("listening");
+    let out = tlschat(&pki, addr, Some("root"), &["exec", "SHUTDOWN"]);
+    assert!(out.status.success());
+    let (status, _) = listener.finish();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "a listener whose server goes away exits 2"
+    );
+}
+
+#[test]
+fn listen_prints_plain_lines_with_unverified_marks() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let addr = server.addr();
+    let listener = Background::start(
+        tlschat_command(&pki, addr, Some("alice"))
+            .args(["listen", "--room", "#a", "--room", "#b", "--count", "2"]),
+    );
+    listener.wait_for_stderr("listening");
+    assert!(tlschat(
+        &pki,
+        addr,
+        None,
+        &["send", "--nick", "guest", "#a", "hi from a"]
+    )
+    .status
+    .success());
+    assert!(
+        tlschat(&pki, addr, Some("bob"), &["send", "#b", "hi from b"])
+            .status
+            .success()
+    );
+    let (status, stdout) = listener.finish();
+    assert!(status.success());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].ends_with(" #a ?guest: hi from a"), "{stdout}");
+    assert!(lines[1].ends_with(" #b bob: hi from b"), "{stdout}");
+}
+
+fn chat_command(pki: &Pki, addr: SocketAddr, user: Option<&str>) -> String {
+    let mut command = format!(
+        "'{}' --server {addr} --ca '{}'",
+        binary("tlschat").display(),
+        pki.ca().display()
+    );
+    if let Some(user) = user {
+        let (cert, key) = pki.identity(user);
+        command.push_str(&format!(
+            " --cert '{}' --key '{}'",
+            cert.display(),
+            key.display()
+        ));
+    }
+    command
+}
+
+#[test]
+fn two_people_chat_through_real_terminals() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let addr = server.addr();
+    let Some(tmux) = Tmux::start(&chat_command(&pki, addr, Some("alice")), 100, 30) else {
+        skip(
+            "two_people_chat_through_real_terminals",
+            "tmux is not installed",
+        );
+        return;
+    };
+    tmux.window("bob", &chat_command(&pki, addr, Some("bob")));
+    tmux.window("guest", &chat_command(&pki, addr, None));
+    for window in ["w0", "bob", "guest"] {
+        let screen = tmux.wait_for(window, "/help for commands");
+        assert!(
+            screen.contains("X25519MLKEM768"),
+            "the key exchange is shown:\n{screen}"
+        );
+    }
+
+    tmux.line("w0", "/join #lab");
+    tmux.wait_for("w0", "joined #lab");
+    tmux.line("bob", "/join #lab");
+    tmux.wait_for("w0", "#lab -> bob joined");
+    tmux.line("w0", "hello from alice");
+    tmux.wait_for("bob", "#lab <alice> hello from alice");
+
+    // A line being typed survives incoming messages.
+    tmux.type_text("bob", "half a thought");
+    tmux.line("w0", "second message");
+    let screen = tmux.wait_for("bob", "<alice> second message");
+    assert!(
+        screen.contains("#lab> half a thought"),
+        "the typed line is intact:\n{screen}"
+    );
+    tmux.keys("bob", &["C-u"]);
+
+    tmux.line("bob", "/msg alice psst");
+    tmux.wait_for("w0", "[DM] <bob> psst");
+
+    tmux.line("guest", "/nick visitor");
+    tmux.wait_for("guest", "you are visitor (unverified)");
+    tmux.line("guest", "/join #lab");
+    tmux.wait_for("guest", "joined #lab");
+    tmux.line("guest", "i am definitely alice");
+    tmux.wait_for("w0", "#lab <?visitor> i am definitely alice");
+    tmux.line("w0", "/who");
+    tmux.wait_for("w0", "-- #lab: alice, bob, ?visitor");
+
+    tmux.line("bob", "/quit");
+    tmux.wait_for("w0", "#lab <- bob quit (quit)");
+}
+
+#[test]
+fn the_chat_client_reconnects_and_rejoins_after_the_server_restarts() {
+    let pki = Pki::standard();
+    let mut server = ServerProcess::start(&pki, &[]);
+    let addr = server.addr();
+    let Some(tmux) = Tmux::start(&chat_command(&pki, addr, Some("alice")), 100, 30) else {
+        skip(
+            "the_chat_client_reconnects_and_rejoins_after_the_server_restarts",
+            "tmux is not installed",
+        );
+        return;
+    };
+    tmux.wait_for("w0", "/help for commands");
+    tmux.line("w0", "/join #ops");
+    tmux.wait_for("w0", "joined #ops");
+    assert!(server.terminate().success());
+    tmux.wait_for("w0", "!! connection lost");
+    tmux.wait_for("w0", "reconnecting in");
+
+    let mut args = pki.server_args();
+    args.extend(["--listen".to_owned(), addr.to_string()]);
+    let _restarted = ServerProcess::start_with(&args).expect("restart on the same port");
+    tmux.wait_for("w0", "reconnected; rejoining #ops");
+    let out = tlschat(&pki, addr, Some("bob"), &["send", "#ops", "welcome back"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    tmux.wait_for("w0", "#ops <bob> welcome back");
+}
