@@ -44,12 +44,9 @@ pub(super) async fn run(
         Err(code) => return code,
     };
     for room in rooms {
-        let request = match Request::parse(&format!("JOIN {room}")) {
-            Ok(Some(request)) => request,
-            _ => {
-                eprintln!("tlschat: error: invalid room name {room:?}");
-                return super::EXIT_ERR_REPLY;
-            }
+        let Ok(Some(request)) = Request::parse(&format!("JOIN {room}")) else {
+            eprintln!("tlschat: error: invalid room name {room:?}");
+            return super::EXIT_ERR_REPLY;
         };
         if let Err(code) = expect_ok(&mut client, &request).await {
             return code;

@@ -120,12 +120,9 @@ fn editor_thread(
         .max_history_size(HISTORY)
         .map(|b| b.auto_add_history(false).build());
     let editor = config.and_then(DefaultEditor::with_config);
-    let mut editor = match editor {
-        Ok(editor) => editor,
-        Err(_) => {
-            let _ = printer.send(Box::new(StdoutPrinter));
-            return plain_lines(typed, proceed);
-        }
+    let Ok(mut editor) = editor else {
+        let _ = printer.send(Box::new(StdoutPrinter));
+        return plain_lines(typed, proceed);
     };
     let print: Box<dyn Print> = match editor.create_external_printer() {
         Ok(p) if std::io::stdin().is_terminal() => Box::new(EditorPrinter(p)),
