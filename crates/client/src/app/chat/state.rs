@@ -220,8 +220,7 @@ mod tests {
 
     #[test]
     fn reconnecting_restores_the_nickname_and_rooms() {
-        let mut state = ChatState::default();
-        state.me = Some("guest".into());
+        let mut state = ChatState::new(Some("guest".into()));
         state.joined.extend(["#a".to_string(), "#b".to_string()]);
         state.sent(Some(Request::Ping));
         assert_eq!(state.forget_pending(), 1);
