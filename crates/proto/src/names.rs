@@ -65,7 +65,7 @@ pub fn validate_nick(name: &str) -> Result<(), NameError> {
 }
 
 /// Checks a room name: `#` followed by 1 to [`ROOM_MAX_LEN`] letters, digits, `-` or `_`.
-/// Room names compare case-insensitively; [`room_key`] gives the canonical form.
+/// Room names compare case-insensitively; [`name_key`] gives the canonical form.
 pub fn validate_room(name: &str) -> Result<(), NameError> {
     let bare = name.strip_prefix('#').ok_or(NameError::NoHash)?;
     if bare.is_empty() {
