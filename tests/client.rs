@@ -234,3 +234,28 @@ fn the_chat_client_reconnects_and_rejoins_after_the_server_restarts() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     tmux.wait_for("w0", "#ops <bob> welcome back");
 }
+
+#[test]
+fn without_reconnect_a_lost_connection_ends_the_chat_with_status_2() {
+    let pki = Pki::standard();
+    let mut server = ServerProcess::start(&pki, &[]);
+    let command = format!(
+        "sh -c \"{} --no-reconnect; echo EXIT=\\$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; sleep 60\"",
+        chat_command(&pki, server.addr(), Some("alice")).replace('"', "\\\"")
+    );
+    let Some(tmux) = Tmux::start(&command, 100, 30) else {
+        skip(
+            "without_reconnect_a_lost_connection_ends_the_chat_with_status_2",
+            "tmux is not installed",
+        );
+        return;
+    };
+    tmux.wait_for("w0", "/help for commands");
+    assert!(server.terminate().success());
+    let screen = tmux.wait_for("w0", "EXIT=");
+    assert!(screen.contains("!! connection lost"), "{screen}");
+    assert!(screen.contains("EXIT=2"), "{screen}");
+    assert!(!screen.contains("reconnecting"), "{screen}");
+    let screen = tmux.wait_for("w0", "icanon");
+    assert!(screen.contains("icanon echo"), "the terminal is back in cooked mode:\n{screen}");
+}

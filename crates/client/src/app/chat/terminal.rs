@@ -4,8 +4,9 @@
 //!
 //! The editor thread reads one line, hands it over, and waits to be told to read the next one,
 //! so the prompt always shows the current room and no editor is active once the chat is over.
-//! If the chat ends while the editor waits for keys (connection lost, kicked), the terminal
-//! settings saved at start are put back before the process exits.
+//! If the chat ends while the editor waits for keys (connection lost, kicked), dropping the
+//! printer wakes the editor, which leaves raw mode itself; as that races with the process
+//! exiting, the terminal settings saved at start (`stty -g`) are also put back explicitly.
 
 use std::io::{IsTerminal, Write};
 use std::process::{Command, Stdio};
