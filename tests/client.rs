@@ -257,5 +257,8 @@ fn without_reconnect_a_lost_connection_ends_the_chat_with_status_2() {
     assert!(screen.contains("EXIT=2"), "{screen}");
     assert!(!screen.contains("reconnecting"), "{screen}");
     let screen = tmux.wait_for("w0", "icanon");
-    assert!(screen.contains("icanon echo"), "the terminal is back in cooked mode:\n{screen}");
+    assert!(
+        screen.contains("icanon echo"),
+        "the terminal is back in cooked mode:\n{screen}"
+    );
 }

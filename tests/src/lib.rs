@@ -147,6 +147,7 @@ impl Pki {
 pub struct ServerProcess {
     child: Child,
     addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -207,14 +208,23 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let (ready_tx, ready_rx) = mpsc::channel();
         thread::spawn(move || {
+            let mut udp_addr = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("tlschat-server udp listening on ") {
+                    udp_addr = addr.parse::<SocketAddr>().ok();
+                }
                 if let Some(addr) = line.strip_prefix("tlschat-server listening on ") {
-                    let _ = ready_tx.send(addr.parse::<SocketAddr>().ok());
+                    let _ = ready_tx.send(addr.parse::<SocketAddr>().ok().map(|a| (a, udp_addr)));
                 }
             }
         });
         match ready_rx.recv_timeout(STEP_TIMEOUT) {
-            Ok(Some(addr)) => Ok(Self { child, addr, log }),
+            Ok(Some((addr, udp_addr))) => Ok(Self {
+                child,
+                addr,
+                udp_addr,
+                log,
+            }),
             _ => {
                 let status = wait_timeout(&mut child, Duration::from_secs(5));
                 if status.is_none() {
@@ -232,6 +242,11 @@ impl ServerProcess {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The UDP address, when started with `--udp`.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr.expect("the server was started without --udp")
     }
 
     /// The process id.

@@ -4,6 +4,7 @@
 //! - [`config`]: where to connect and with which certificates; the rustls client setup.
 //! - [`client`]: [`Client`], a connection that sends requests, matches replies and queues events.
 //! - [`error`]: [`ClientError`], every way a connection can fail, with the reason.
+//! - [`udp`]: [`udp::UdpClient`], requests over signed UDP with verified replies.
 //! - [`text`]: making text from the network safe to show on a terminal.
 //! - [`app`]: the `tlschat` command's subcommands (`exec`, `send`, `listen`, the chat client).
 //!
@@ -18,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod text;
+pub mod udp;
 
 pub use client::Client;
 pub use config::ClientConfig;

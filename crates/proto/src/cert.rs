@@ -19,6 +19,10 @@ pub struct CertSummary {
     pub role: Option<String>,
     /// DNS names (lower-cased) and IP addresses from the subject alternative names, as text.
     pub sans: Vec<String>,
+    /// The SubjectPublicKeyInfo, DER: what key ids are computed over.
+    pub spki: Vec<u8>,
+    /// The public key itself (the SubjectPublicKeyInfo's bit string): for an EC key, the point.
+    pub public_key: Vec<u8>,
 }
 
 /// A certificate that could not be parsed.
@@ -50,10 +54,13 @@ pub fn summarize_der(der: &[u8]) -> Result<CertSummary, CertParseError> {
             }
         }
     }
+    let spki = cert.public_key();
     Ok(CertSummary {
         common_name,
         role,
         sans,
+        spki: spki.raw.to_vec(),
+        public_key: spki.subject_public_key.data.to_vec(),
     })
 }
 

@@ -10,6 +10,8 @@
 //! - [`reply`]: what the server answers: the greeting, `OK`/`ERR` replies and `EVENT` lines.
 //! - [`error`]: the error codes carried by `ERR` replies.
 //! - [`names`]: rules for nicknames and server names.
+//! - [`datagram`]: the byte layout of signed UDP datagrams.
+//! - [`replay`]: the sliding window that refuses replayed datagrams.
 //! - [`limits`]: the default protocol limits.
 //! - [`duration`]: durations as written in flags (`10s`, `250ms`).
 //! - `cert` (feature `x509`): the identity a certificate carries (name, role, SANs).
@@ -23,10 +25,12 @@
 #[cfg(feature = "x509")]
 pub mod cert;
 pub mod codec;
+pub mod datagram;
 pub mod duration;
 pub mod error;
 pub mod limits;
 pub mod names;
+pub mod replay;
 pub mod reply;
 pub mod request;
 

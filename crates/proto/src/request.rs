@@ -72,6 +72,7 @@ verbs! {
     Who => "WHO", "WHO #room", "Lists a room's members, verified or not.";
     Msg => "MSG", "MSG #room|nick text", "Sends text to a room you are in, or to one user.";
     Kick => "KICK", "KICK nick [reason]", "Admin only: disconnects a user.";
+    Stats => "STATS", "STATS", "Admin only: server counters (connections, rooms, UDP drops).";
     Shutdown => "SHUTDOWN", "SHUTDOWN", "Admin only: drains and stops the server.";
 }
 
@@ -131,6 +132,8 @@ pub enum Request {
         /// Why, shown to everyone concerned.
         reason: Option<String>,
     },
+    /// `STATS`
+    Stats,
     /// `SHUTDOWN`
     Shutdown,
 }
@@ -291,6 +294,7 @@ impl Request {
                 args.next().ok_or(RequestError::Usage { verb })?,
             )?),
             Verb::Rooms => Self::Rooms,
+            Verb::Stats => Self::Stats,
             Verb::Help => match args.next() {
                 None => Self::Help(None),
                 Some(word) => Self::Help(Some(
@@ -332,6 +336,7 @@ impl Request {
             Self::Who(_) => Verb::Who,
             Self::Msg { .. } => Verb::Msg,
             Self::Kick { .. } => Verb::Kick,
+            Self::Stats => Verb::Stats,
             Self::Shutdown => Verb::Shutdown,
         }
     }
@@ -616,6 +621,7 @@ mod tests {
             Request::Ping,
             Request::Quit,
             Request::Shutdown,
+            Request::Stats,
             Request::Nick("alice".into()),
             Request::Join("#general".into()),
             Request::Part("#general".into()),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
 
+use crate::udp::UdpConfig;
+
 /// Default listening address: loopback only, so a fresh server is not reachable from the network
 /// until the operator says so.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6254";
@@ -75,6 +77,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Bytes that may wait in one client's outbound queue before it is cut off.
     pub max_pending_bytes: usize,
+    /// Signed UDP mode, off when `None`.
+    pub udp: Option<UdpConfig>,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ impl Config {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            udp: None,
         }
     }
 }

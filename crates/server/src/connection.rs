@@ -11,6 +11,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,8 +142,10 @@ pub(crate) async fn serve(
         shared.config.max_pending_bytes,
     );
     shared.hub.register_verified(&peer);
+    shared.connections.fetch_add(1, Ordering::Relaxed);
     let mut connection = Connection::new(shared.clone(), stream, peer.clone());
     let reason = connection.run(&identity).await;
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
     shared.hub.leave_all(&peer, &reason.public());
     let nick = peer.nick();
     let nick = nick.as_deref().unwrap_or("-");
@@ -306,6 +309,7 @@ impl Connection {
                 self.closing = Some(CloseReason::Quit);
                 reply
             }
+            Outcome::Stats => Reply::ok(self.shared.stats_line()),
             Outcome::Shutdown(reply) => {
                 let who = self.peer.nick();
                 let who = who.as_deref().unwrap_or("an admin");

@@ -9,6 +9,7 @@
 //! - [`chat`]: nicknames, rooms and messages shared between connections, with bounded queues.
 //! - [`connection`]: one client's I/O: handshake, bounded reads, one coalescing writer.
 //! - [`server`]: the accept loop, the connection limit and graceful shutdown.
+//! - [`udp`]: signed UDP mode: the stateless verbs over signed, replay-checked datagrams.
 //! - [`random`]: random numbers from the TLS crypto provider.
 //!
 //! Only this crate owns listeners, tasks and signals; the protocol itself lives in
@@ -25,6 +26,7 @@ pub mod random;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod udp;
 pub mod verbs;
 
 pub use config::{ClientAuth, Config};

@@ -9,18 +9,21 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use tlschat_proto::datagram::DEFAULT_MAX_DATAGRAM;
 use tlschat_proto::duration::HumanDuration;
 use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
 use tlschat_server::config::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PENDING_BYTES, DEFAULT_SERVER_NAME, DEFAULT_WRITE_TIMEOUT,
 };
+use tlschat_server::udp::{UdpConfig, DEFAULT_MAX_SENDERS, DEFAULT_MAX_SKEW};
 use tlschat_server::{ClientAuth, Config, Server};
 use tracing_subscriber::EnvFilter;
 
 /// The tlschat server: a TLS 1.3 chat and command server.
 ///
-/// Prints `tlschat-server listening on ADDR` on standard output once it accepts connections;
+/// Prints `tlschat-server listening on ADDR` on standard output once it accepts connections
+/// (after `tlschat-server udp listening on ADDR` when UDP mode is on);
 /// logs go to standard error. SIGINT or SIGTERM drain and stop it (exit 0).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
@@ -67,6 +70,20 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_PENDING_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
     max_pending_bytes: u64,
+    /// Answer the stateless verbs over signed UDP on this address (off unless given).
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<SocketAddr>,
+    /// UDP: largest difference between a datagram's timestamp and the server clock.
+    #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(DEFAULT_MAX_SKEW))]
+    udp_max_skew: HumanDuration,
+    /// UDP: senders (keys and replay windows) remembered at most; the least recent is evicted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SENDERS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    udp_max_senders: u64,
+    /// UDP: largest datagram accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DATAGRAM as u64,
+          value_parser = clap::value_parser!(u64).range(512..=65_507))]
+    udp_max_datagram: u64,
     /// More log detail: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -86,6 +103,13 @@ impl Cli {
         config.drain_timeout = self.drain_timeout.into();
         config.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
         config.max_pending_bytes = usize::try_from(self.max_pending_bytes).unwrap_or(usize::MAX);
+        config.udp = self.udp.map(|addr| {
+            let mut udp = UdpConfig::new(addr);
+            udp.max_skew = self.udp_max_skew.into();
+            udp.max_senders = usize::try_from(self.udp_max_senders).unwrap_or(usize::MAX);
+            udp.max_datagram = usize::try_from(self.udp_max_datagram).unwrap_or(usize::MAX);
+            udp
+        });
         config
     }
 }
@@ -112,6 +136,10 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     let mut stdout = std::io::stdout();
+    if let Some(udp) = server.local_udp_addr() {
+        writeln!(stdout, "tlschat-server udp listening on {udp}")
+            .context("writing the readiness line to standard output")?;
+    }
     writeln!(
         stdout,
         "tlschat-server listening on {}",

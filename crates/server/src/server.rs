@@ -8,10 +8,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,8 @@ use crate::chat::Hub;
 use crate::config::Config;
 use crate::connection;
 use crate::tls::{self, TlsSetupError};
+use crate::udp::{self, UdpConfig, UdpService, UdpStats};
+use tlschat_tls::signing::{CertKey, ClientCheck};
 
 /// Longest pause after a failed `accept` (for example when out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -36,6 +39,18 @@ pub enum ServerError {
     /// The listening address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The UDP mode's signing key or CA could not be used.
+    #[error("cannot set up signed UDP mode")]
+    UdpKeys(#[from] tlschat_tls::signing::SigningError),
+    /// The UDP address could not be bound.
+    #[error("cannot listen for UDP on {addr}")]
+    UdpBind {
         /// The address.
         addr: SocketAddr,
         /// The cause.
@@ -61,6 +76,9 @@ pub(crate) struct Shared {
     /// Cancelled once, when shutdown begins.
     pub(crate) shutdown: CancellationToken,
     shutdown_reason: OnceLock<String>,
+    /// Connections past the TLS handshake, now.
+    pub(crate) connections: AtomicUsize,
+    pub(crate) udp_stats: Option<Arc<UdpStats>>,
 }
 
 impl Shared {
@@ -72,6 +90,20 @@ impl Shared {
         self.shutdown.cancel();
     }
 
+    /// The `STATS` reply payload: `connections=… users=… rooms=… udp.answered=… udp.<drop>=…`.
+    pub(crate) fn stats_line(&self) -> String {
+        let mut line = format!(
+            "connections={} users={} rooms={}",
+            self.connections.load(Ordering::Relaxed),
+            self.hub.user_count(),
+            self.hub.room_count()
+        );
+        for (name, count) in self.udp_stats.iter().flat_map(|s| s.snapshot()) {
+            line.push_str(&format!(" udp.{name}={count}"));
+        }
+        line
+    }
+
     pub(crate) fn shutdown_reason(&self) -> &str {
         self.shutdown_reason
             .get()
@@ -79,11 +111,35 @@ impl Shared {
     }
 }
 
+/// Loads the server's signing key and the CA, and binds the UDP socket.
+async fn bind_udp(
+    config: &Config,
+    udp: &UdpConfig,
+) -> Result<(UdpSocket, UdpService), ServerError> {
+    let signer = CertKey::load(&config.cert, &config.key)?;
+    let clients = ClientCheck::new(&config.ca)?;
+    let socket = UdpSocket::bind(udp.listen)
+        .await
+        .map_err(|source| ServerError::UdpBind {
+            addr: udp.listen,
+            source,
+        })?;
+    let service = UdpService::new(
+        udp.clone(),
+        config.server_name.clone(),
+        signer,
+        clients,
+        chrono::Utc::now(),
+    );
+    Ok((socket, service))
+}
+
 /// A bound server, ready to [`run`](Self::run).
 pub struct Server {
     shared: Arc<Shared>,
     listener: TcpListener,
     local_addr: SocketAddr,
+    udp: Option<(UdpSocket, UdpService)>,
 }
 
 impl Server {
@@ -106,17 +162,24 @@ impl Server {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
+        let udp = match &config.udp {
+            Some(udp) => Some(bind_udp(&config, udp).await?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(tls),
             config,
             hub: Arc::new(Hub::new()),
             shutdown: CancellationToken::new(),
             shutdown_reason: OnceLock::new(),
+            connections: AtomicUsize::new(0),
+            udp_stats: udp.as_ref().map(|(_, service)| service.stats()),
         });
         Ok(Self {
             shared,
             listener,
             local_addr,
+            udp,
         })
     }
 
@@ -125,14 +188,27 @@ impl Server {
         self.local_addr
     }
 
+    /// The UDP address actually bound, when UDP mode is on.
+    pub fn local_udp_addr(&self) -> Option<SocketAddr> {
+        self.udp
+            .as_ref()
+            .and_then(|(socket, _)| socket.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes or an admin sends `SHUTDOWN`, then drains: every client
     /// gets `EVENT SHUTDOWN`, its queued output and a TLS close, within the drain timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Self {
-            shared, listener, ..
+            shared,
+            listener,
+            udp,
+            ..
         } = self;
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
         let tracker = TaskTracker::new();
+        if let Some((socket, service)) = udp {
+            tracker.spawn(udp::serve(socket, service, shared.shutdown.clone()));
+        }
         let mut backoff = Duration::ZERO;
         // Completes when shutdown begins, from outside (a signal) or inside (admin SHUTDOWN).
         let stop = async {

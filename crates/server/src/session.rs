@@ -22,6 +22,8 @@ pub enum Outcome {
     Close(Reply),
     /// Send the reply, then shut the whole server down.
     Shutdown(Reply),
+    /// Reply with the server's counters (the caller is an admin).
+    Stats,
 }
 
 /// The state of one client's conversation.
@@ -71,6 +73,11 @@ impl Session {
             Request::Shutdown => Reply::err(
                 ErrorCode::Forbidden,
                 "SHUTDOWN needs a client certificate with the admin role",
+            ),
+            Request::Stats if peer.is_admin() => return Outcome::Stats,
+            Request::Stats => Reply::err(
+                ErrorCode::Forbidden,
+                "STATS needs a client certificate with the admin role",
             ),
             Request::Nick(name) => hub.set_nick(peer, &name),
             Request::Join(room) => hub.join(peer, &room),

@@ -7,11 +7,16 @@
 //! - PEM files read through rustls-pki-types' `PemObject` ([`load_certs`], [`load_key`],
 //!   [`load_roots`]), with errors that name the file.
 //!
+//! - [`signing`]: datagram signatures with certificate keys, and certificate checks against
+//!   the CA outside a handshake (for signed UDP).
+//!
 //! What this crate does not do: build a server or client configuration (each side does, with
 //! its own verifier), or touch sockets.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod signing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -7,6 +7,7 @@ mod chat;
 mod exec;
 mod listen;
 mod send;
+mod udp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,6 +130,31 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         nick: Option<String>,
     },
+    /// Signed UDP mode (integrity and authenticity, no encryption): the stateless verbs.
+    Udp {
+        /// What to do over UDP.
+        #[command(subcommand)]
+        command: UdpCommand,
+    },
+}
+
+/// `tlschat udp …`: signed UDP mode.
+#[derive(Debug, Subcommand)]
+pub enum UdpCommand {
+    /// Send one signed request over UDP and print the verified reply: `tlschat --server
+    /// HOST:UDPPORT --cert me.pem --key me-key.pem udp exec TIME`. Exit codes as for `exec`;
+    /// 2 when no valid reply comes after the retries.
+    Exec {
+        /// Time to wait for a reply to each attempt.
+        #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(crate::udp::DEFAULT_UDP_TIMEOUT))]
+        timeout: HumanDuration,
+        /// Retries after the first attempt.
+        #[arg(long, value_name = "N", default_value_t = crate::udp::DEFAULT_UDP_RETRIES)]
+        retries: u32,
+        /// The request: a verb and its arguments.
+        #[arg(required = true, value_name = "REQUEST")]
+        request: Vec<String>,
+    },
 }
 
 /// Runs the command line and returns the exit code.
@@ -153,6 +179,20 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => {
             let options = listen::ListenOptions { count, json };
             listen::run(&config, nick.as_deref(), &rooms, options).await
+        }
+        Command::Udp {
+            command:
+                UdpCommand::Exec {
+                    timeout,
+                    retries,
+                    request,
+                },
+        } => {
+            let options = crate::udp::UdpOptions {
+                timeout: timeout.into(),
+                retries,
+            };
+            udp::exec(&config, options, &request.join(" ")).await
         }
     };
     ExitCode::from(code)

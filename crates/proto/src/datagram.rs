@@ -1,0 +1,356 @@
+//! Signed datagrams: the byte layout of tlschat's UDP mode.
+//!
+//! UDP mode has no encryption (rustls has no DTLS): every datagram is *signed* with the key of
+//! the sender's certificate, so the receiver knows who sent it and that nobody changed it, and
+//! carries a sequence number and a timestamp so a copy cannot be played back later.
+//!
+//! # Layout
+//!
+//! All integers are unsigned, big-endian.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | version: 1 |
+//! | 1 | 1 | kind: 1 request, 2 reply |
+//! | 2 | 1 | flags: bit 0 `CERT` (a certificate follows the body), bit 1 `WANT_CERT` (request only: put your certificate in the reply); other bits 0 |
+//! | 3 | 8 | key id: the first 8 bytes of SHA-256 over the sender certificate's SubjectPublicKeyInfo |
+//! | 11 | 8 | sequence number: the sender's for a request; a reply repeats its request's |
+//! | 19 | 8 | timestamp: milliseconds since 1970-01-01 UTC on the sender's clock |
+//! | 27 | 2 | body length B |
+//! | 29 | B | body: one request or reply line, UTF-8, no line ending |
+//! | | 2 | certificate length C (only with `CERT`) |
+//! | | C | the sender's certificate, DER (only with `CERT`) |
+//! | | 2 | signature length S |
+//! | | S | signature over [`CONTEXT`] followed by every byte before the signature length |
+//!
+//! The signature is ECDSA P-256 with SHA-256, ASN.1 DER encoded (the key type our CA issues).
+//! The context string keeps a datagram signature from ever being valid as any other signature
+//! made with the same key (a TLS handshake, say). Nothing may follow the signature.
+
+use std::fmt;
+
+/// The version this module reads and writes.
+pub const VERSION: u8 = 1;
+
+/// Domain separation: signed before the datagram bytes.
+pub const CONTEXT: &[u8] = b"tlschat signed datagram v1\0";
+
+/// Bytes before the body.
+pub const HEADER_LEN: usize = 29;
+
+/// Default largest datagram accepted or sent, in bytes. Fits a certificate (about 700 bytes), a
+/// signature (at most 72) and a 1 KiB body, and stays under the common 1,500-byte Ethernet MTU
+/// only when no certificate is carried; larger datagrams are dropped unread.
+pub const DEFAULT_MAX_DATAGRAM: usize = 2048;
+
+/// Flag: a certificate follows the body.
+pub const FLAG_CERT: u8 = 0b01;
+
+/// Flag: the sender of a request asks for the replier's certificate.
+pub const FLAG_WANT_CERT: u8 = 0b10;
+
+/// Request or reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A client's request.
+    Request = 1,
+    /// The server's reply.
+    Reply = 2,
+}
+
+/// The fixed fields of a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Request or reply.
+    pub kind: Kind,
+    /// Ask the replier to include its certificate.
+    pub want_cert: bool,
+    /// The sender's key id.
+    pub key_id: [u8; 8],
+    /// The sequence number.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+/// A parsed (not yet verified) datagram, borrowing from the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// The fixed fields.
+    pub header: Header,
+    /// The request or reply line.
+    pub body: &'a str,
+    /// The sender's certificate (DER), when carried.
+    pub cert: Option<&'a [u8]>,
+    /// The bytes the signature covers (after [`CONTEXT`]).
+    pub signed: &'a [u8],
+    /// The signature.
+    pub signature: &'a [u8],
+}
+
+/// Why bytes are not a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatagramError {
+    /// Shorter than its fields say.
+    #[error("truncated")]
+    Truncated,
+    /// Longer than the limit.
+    #[error("oversized")]
+    Oversized,
+    /// A version this code does not speak.
+    #[error("unknown version {0}")]
+    UnknownVersion(u8),
+    /// Neither request nor reply.
+    #[error("unknown kind {0}")]
+    UnknownKind(u8),
+    /// Flag bits that are not defined.
+    #[error("unknown flags {0:#04x}")]
+    UnknownFlags(u8),
+    /// The body is not UTF-8 or holds a line ending.
+    #[error("body is not a single UTF-8 line")]
+    BadBody,
+    /// Bytes after the signature.
+    #[error("bytes after the signature")]
+    Trailing,
+    /// No signature.
+    #[error("empty signature")]
+    NoSignature,
+}
+
+impl DatagramError {
+    /// A short, stable name, for counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Oversized => "oversized",
+            Self::UnknownVersion(_) => "unknown_version",
+            Self::UnknownKind(_) => "unknown_kind",
+            Self::UnknownFlags(_) => "unknown_flags",
+            Self::BadBody => "bad_body",
+            Self::Trailing => "trailing_bytes",
+            Self::NoSignature => "no_signature",
+        }
+    }
+}
+
+impl<'a> Datagram<'a> {
+    /// Parses `bytes`, refusing anything longer than `max_len`. Does not verify the signature.
+    pub fn parse(bytes: &'a [u8], max_len: usize) -> Result<Self, DatagramError> {
+        if bytes.len() > max_len {
+            return Err(DatagramError::Oversized);
+        }
+        let mut reader = Reader { bytes, at: 0 };
+        let version = reader.u8()?;
+        if version != VERSION {
+            return Err(DatagramError::UnknownVersion(version));
+        }
+        let kind = match reader.u8()? {
+            1 => Kind::Request,
+            2 => Kind::Reply,
+            other => return Err(DatagramError::UnknownKind(other)),
+        };
+        let flags = reader.u8()?;
+        if flags & !(FLAG_CERT | FLAG_WANT_CERT) != 0 {
+            return Err(DatagramError::UnknownFlags(flags));
+        }
+        let key_id = reader.array::<8>()?;
+        let seq = u64::from_be_bytes(reader.array()?);
+        let timestamp_ms = u64::from_be_bytes(reader.array()?);
+        let body = reader.sized()?;
+        let body = std::str::from_utf8(body).map_err(|_| DatagramError::BadBody)?;
+        if body.contains(['\n', '\r']) {
+            return Err(DatagramError::BadBody);
+        }
+        let cert = if flags & FLAG_CERT != 0 {
+            Some(reader.sized()?)
+        } else {
+            None
+        };
+        let signed = &bytes[..reader.at];
+        let signature = reader.sized()?;
+        if signature.is_empty() {
+            return Err(DatagramError::NoSignature);
+        }
+        if reader.at != bytes.len() {
+            return Err(DatagramError::Trailing);
+        }
+        Ok(Self {
+            header: Header {
+                kind,
+                want_cert: flags & FLAG_WANT_CERT != 0,
+                key_id,
+                seq,
+                timestamp_ms,
+            },
+            body,
+            cert,
+            signed,
+            signature,
+        })
+    }
+
+    /// The exact bytes the signature is over: [`CONTEXT`] then [`signed`](Self::signed).
+    pub fn signing_input(&self) -> Vec<u8> {
+        [CONTEXT, self.signed].concat()
+    }
+}
+
+/// Builds a datagram: the fields, then a signature over [`CONTEXT`] and them, made by `sign`.
+///
+/// Fails with [`DatagramError::Oversized`] when a field does not fit its 16-bit length.
+pub fn encode(
+    header: &Header,
+    body: &str,
+    cert: Option<&[u8]>,
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Result<Vec<u8>, DatagramError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + cert.map_or(0, <[u8]>::len) + 80);
+    out.push(VERSION);
+    out.push(header.kind as u8);
+    let mut flags = 0;
+    if cert.is_some() {
+        flags |= FLAG_CERT;
+    }
+    if header.want_cert {
+        flags |= FLAG_WANT_CERT;
+    }
+    out.push(flags);
+    out.extend_from_slice(&header.key_id);
+    out.extend_from_slice(&header.seq.to_be_bytes());
+    out.extend_from_slice(&header.timestamp_ms.to_be_bytes());
+    put_sized(&mut out, body.as_bytes())?;
+    if let Some(cert) = cert {
+        put_sized(&mut out, cert)?;
+    }
+    let signature = sign(&[CONTEXT, &out].concat());
+    put_sized(&mut out, &signature)?;
+    Ok(out)
+}
+
+fn put_sized(out: &mut Vec<u8>, field: &[u8]) -> Result<(), DatagramError> {
+    let len = u16::try_from(field.len()).map_err(|_| DatagramError::Oversized)?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(field);
+    Ok(())
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DatagramError> {
+        let end = self.at.checked_add(n).ok_or(DatagramError::Truncated)?;
+        let slice = self
+            .bytes
+            .get(self.at..end)
+            .ok_or(DatagramError::Truncated)?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, DatagramError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DatagramError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn sized(&mut self) -> Result<&'a [u8], DatagramError> {
+        let len = u16::from_be_bytes(self.array()?);
+        self.take(usize::from(len))
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Request => "request",
+            Self::Reply => "reply",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            kind: Kind::Request,
+            want_cert: true,
+            key_id: [1, 2, 3, 4, 5, 6, 7, 8],
+            seq: 42,
+            timestamp_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// A stand-in signature: the length of the input, so tests see what was signed.
+    fn fake_sign(input: &[u8]) -> Vec<u8> {
+        (input.len() as u32).to_be_bytes().to_vec()
+    }
+
+    #[test]
+    fn round_trips_with_and_without_a_certificate() {
+        for cert in [None, Some(&b"certificate bytes"[..])] {
+            let bytes = encode(&header(), "ECHO hi", cert, fake_sign).unwrap();
+            let parsed = Datagram::parse(&bytes, DEFAULT_MAX_DATAGRAM).unwrap();
+            assert_eq!(parsed.header, header());
+            assert_eq!(parsed.body, "ECHO hi");
+            assert_eq!(parsed.cert, cert);
+            assert_eq!(parsed.signature, fake_sign(&parsed.signing_input()));
+            assert!(parsed.signing_input().starts_with(CONTEXT));
+        }
+    }
+
+    #[test]
+    fn the_layout_is_as_documented() {
+        let bytes = encode(&header(), "PING", None, |_| vec![0xAA]).unwrap();
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(bytes[1], 1);
+        assert_eq!(bytes[2], FLAG_WANT_CERT);
+        assert_eq!(&bytes[3..11], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&bytes[11..19], &42u64.to_be_bytes());
+        assert_eq!(&bytes[27..29], &4u16.to_be_bytes());
+        assert_eq!(&bytes[29..33], b"PING");
+        assert_eq!(&bytes[33..], &[0, 1, 0xAA]);
+    }
+
+    #[test]
+    fn every_malformation_has_its_error() {
+        let good = encode(&header(), "PING", None, |_| vec![0xAA; 8]).unwrap();
+        let parse = |b: &[u8]| Datagram::parse(b, DEFAULT_MAX_DATAGRAM).map(|_| ());
+        for cut in 0..good.len() {
+            assert_eq!(
+                parse(&good[..cut]),
+                Err(DatagramError::Truncated),
+                "cut at {cut}"
+            );
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(parse(&trailing), Err(DatagramError::Trailing));
+        let mut version = good.clone();
+        version[0] = 9;
+        assert_eq!(parse(&version), Err(DatagramError::UnknownVersion(9)));
+        let mut kind = good.clone();
+        kind[1] = 7;
+        assert_eq!(parse(&kind), Err(DatagramError::UnknownKind(7)));
+        let mut flags = good.clone();
+        flags[2] = 0x80;
+        assert_eq!(parse(&flags), Err(DatagramError::UnknownFlags(0x80)));
+        assert_eq!(
+            Datagram::parse(&good, good.len() - 1).map(|_| ()),
+            Err(DatagramError::Oversized)
+        );
+        let newline = encode(&header(), "A\nB", None, fake_sign).unwrap();
+        assert_eq!(parse(&newline), Err(DatagramError::BadBody));
+        let unsigned = encode(&header(), "PING", None, |_| Vec::new()).unwrap();
+        assert_eq!(parse(&unsigned), Err(DatagramError::NoSignature));
+    }
+}

@@ -1,0 +1,378 @@
+//! Signed UDP mode: the stateless verbs over datagrams that are signed instead of encrypted.
+//!
+//! Each request is checked in this order, cheapest first, and dropped at the first failure,
+//! without a reply (a reply to an unauthenticated datagram could be aimed at a spoofed victim):
+//!
+//! 1. size, then layout ([`Datagram::parse`]);
+//! 2. it is a request;
+//! 3. its timestamp is within the allowed clock skew of ours;
+//! 4. its key: a known sender's, or else the datagram must carry a certificate whose key id
+//!    matches, which verifies against the CA as a TLS client certificate would, and whose
+//!    timestamp is newer than the *floor* (the server's start, or the last activity of any
+//!    sender evicted from the table), so nothing sent before we forgot a sender can be replayed;
+//! 5. its sequence number is new for that sender ([`ReplayWindow`]);
+//! 6. its signature.
+//!
+//! Only then is the sender remembered (the table holds at most `max_senders`; the least
+//! recently active is evicted) and the request answered, signed with the server's key. A reply
+//! carries the server certificate only when the request carried one, and is never more than
+//! [`AMPLIFICATION_FACTOR`] times the request's size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use tlschat_proto::datagram::{self, Datagram, DatagramError, Header, Kind};
+use tlschat_proto::replay::{ReplayError, ReplayWindow};
+use tlschat_proto::{Reply, Request, Verb};
+use tlschat_tls::signing::{CertKey, ClientCheck, KeyId, PeerKey};
+
+use crate::chat::peer::lock;
+use crate::random::ProviderRandom;
+use crate::verbs::{self, VerbContext};
+
+/// The verbs UDP mode answers: the stateless ones. Chat stays on TLS.
+pub const UDP_VERBS: &[Verb] = &[
+    Verb::Help,
+    Verb::Time,
+    Verb::Echo,
+    Verb::Sum,
+    Verb::Lucky,
+    Verb::Greet,
+    Verb::Number,
+    Verb::Ping,
+];
+
+/// Default largest difference between a datagram's timestamp and the server's clock: 30 s.
+pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(30);
+
+/// Default number of senders remembered (key, name, replay window): 4,096, about 1 MiB.
+pub const DEFAULT_MAX_SENDERS: usize = 4096;
+
+/// A reply is never more than this many times the size of its request.
+pub const AMPLIFICATION_FACTOR: usize = 3;
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Malformed: too short, too long, unknown version…
+    Malformed(DatagramError),
+    /// A reply, where only requests are expected.
+    NotARequest,
+    /// The timestamp is too far from our clock, or older than the floor for new senders.
+    Stale,
+    /// No certificate, and the key id is not one we know.
+    UnknownKey,
+    /// The certificate's key is not the one the key id names.
+    KeyMismatch,
+    /// The certificate does not verify against the CA.
+    UntrustedCert,
+    /// The sequence number was seen, or is below the window.
+    Replayed(ReplayError),
+    /// The signature does not verify.
+    BadSignature,
+    /// The reply would have been too large compared with the request.
+    Amplification,
+}
+
+impl Dropped {
+    /// The counter name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed(err) => err.name(),
+            Self::NotARequest => "not_a_request",
+            Self::Stale => "stale",
+            Self::UnknownKey => "unknown_key",
+            Self::KeyMismatch => "key_mismatch",
+            Self::UntrustedCert => "untrusted_cert",
+            Self::Replayed(ReplayError::Duplicate) => "replayed",
+            Self::Replayed(ReplayError::TooOld) => "too_old",
+            Self::BadSignature => "bad_signature",
+            Self::Amplification => "amplification",
+        }
+    }
+}
+
+/// Counters of answered and dropped datagrams, shared with `STATS`.
+#[derive(Debug, Default)]
+pub struct UdpStats {
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl UdpStats {
+    fn count(&self, name: &'static str) {
+        *lock(&self.counts).entry(name).or_default() += 1;
+    }
+
+    /// Every counter so far, `answered` and one per drop reason seen, sorted by name.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.counts).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
+
+/// UDP settings.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Largest datagram read, in bytes.
+    pub max_datagram: usize,
+    /// Largest timestamp difference accepted.
+    pub max_skew: Duration,
+    /// Senders remembered at most.
+    pub max_senders: usize,
+}
+
+impl UdpConfig {
+    /// Defaults, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            max_datagram: datagram::DEFAULT_MAX_DATAGRAM,
+            max_skew: DEFAULT_MAX_SKEW,
+            max_senders: DEFAULT_MAX_SENDERS,
+        }
+    }
+}
+
+struct Sender {
+    key: PeerKey,
+    window: ReplayWindow,
+    last_seen_ms: u64,
+}
+
+/// The UDP protocol state: no socket, so tests can feed it datagrams and a clock.
+pub struct UdpService {
+    config: UdpConfig,
+    server_name: String,
+    signer: CertKey,
+    clients: ClientCheck,
+    senders: HashMap<KeyId, Sender>,
+    /// New senders' timestamps must be above this (milliseconds since the epoch).
+    floor_ms: u64,
+    dice: ProviderRandom,
+    stats: Arc<UdpStats>,
+}
+
+impl UdpService {
+    /// A service signing with `signer`, trusting clients `clients` checks, started at `now`.
+    pub fn new(
+        config: UdpConfig,
+        server_name: String,
+        signer: CertKey,
+        clients: ClientCheck,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            config,
+            server_name,
+            signer,
+            clients,
+            senders: HashMap::new(),
+            // Anything stamped before the start is refused. The millisecond of the start itself
+            // is allowed: no earlier run of the server can have sent in it.
+            floor_ms: millis(now).saturating_sub(1),
+            dice: ProviderRandom::new(),
+            stats: Arc::new(UdpStats::default()),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<UdpStats> {
+        self.stats.clone()
+    }
+
+    /// Senders remembered now.
+    pub fn sender_count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Checks one received datagram and returns the signed reply to send, or why it was
+    /// dropped. Counts either way.
+    pub fn handle(&mut self, bytes: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>, Dropped> {
+        let result = self.check_and_answer(bytes, now);
+        self.stats.count(match &result {
+            Ok(_) => "answered",
+            Err(reason) => reason.name(),
+        });
+        result
+    }
+
+    fn check_and_answer(&mut self, bytes: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>, Dropped> {
+        let request =
+            Datagram::parse(bytes, self.config.max_datagram).map_err(Dropped::Malformed)?;
+        let header = request.header;
+        if header.kind != Kind::Request {
+            return Err(Dropped::NotARequest);
+        }
+        let now_ms = millis(now);
+        let skew = u64::try_from(self.config.max_skew.as_millis()).unwrap_or(u64::MAX);
+        if now_ms.abs_diff(header.timestamp_ms) > skew {
+            return Err(Dropped::Stale);
+        }
+        let new_sender = match self.senders.get(&header.key_id) {
+            Some(sender) => {
+                sender.window.check(header.seq).map_err(Dropped::Replayed)?;
+                None
+            }
+            None => Some(self.new_sender(&request)?),
+        };
+        let signing_input = request.signing_input();
+        let key = match &new_sender {
+            Some(key) => key,
+            None => {
+                &self
+                    .senders
+                    .get(&header.key_id)
+                    .ok_or(Dropped::UnknownKey)?
+                    .key
+            }
+        };
+        if !key.verify(&signing_input, request.signature) {
+            return Err(Dropped::BadSignature);
+        }
+        let caller = key.name().unwrap_or("anonymous").to_owned();
+        self.remember(header.key_id, new_sender, header.seq, now_ms)?;
+        let reply = self.answer(request.body, &caller, now);
+        let cert = request.cert.map(|_| self.signer.cert_der());
+        let reply_header = Header {
+            kind: Kind::Reply,
+            want_cert: false,
+            key_id: self.signer.key_id(),
+            seq: header.seq,
+            timestamp_ms: now_ms,
+        };
+        let signer = &self.signer;
+        let encoded = datagram::encode(&reply_header, &reply.to_string(), cert, |input| {
+            signer.sign(input)
+        })
+        .map_err(|_| Dropped::Amplification)?;
+        if encoded.len() > AMPLIFICATION_FACTOR * bytes.len() {
+            return Err(Dropped::Amplification);
+        }
+        Ok(encoded)
+    }
+
+    /// Checks an unknown sender's certificate; returns its key, not yet remembered.
+    fn new_sender(&self, request: &Datagram<'_>) -> Result<PeerKey, Dropped> {
+        let cert = request.cert.ok_or(Dropped::UnknownKey)?;
+        if request.header.timestamp_ms <= self.floor_ms {
+            return Err(Dropped::Stale);
+        }
+        let key = PeerKey::from_cert(cert).map_err(|_| Dropped::UntrustedCert)?;
+        if key.key_id() != request.header.key_id {
+            return Err(Dropped::KeyMismatch);
+        }
+        self.clients
+            .verify(cert)
+            .map_err(|_| Dropped::UntrustedCert)?;
+        Ok(key)
+    }
+
+    /// Records an accepted sequence number, adding a new sender (evicting if full).
+    fn remember(
+        &mut self,
+        key_id: KeyId,
+        new_key: Option<PeerKey>,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<(), Dropped> {
+        if let Some(key) = new_key {
+            if self.senders.len() >= self.config.max_senders {
+                self.evict_oldest();
+            }
+            self.senders.insert(
+                key_id,
+                Sender {
+                    key,
+                    window: ReplayWindow::new(),
+                    last_seen_ms: now_ms,
+                },
+            );
+        }
+        let sender = self.senders.get_mut(&key_id).ok_or(Dropped::UnknownKey)?;
+        sender.window.accept(seq).map_err(Dropped::Replayed)?;
+        sender.last_seen_ms = now_ms;
+        Ok(())
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .senders
+            .iter()
+            .min_by_key(|(_, s)| s.last_seen_ms)
+            .map(|(id, s)| (*id, s.last_seen_ms));
+        if let Some((id, last_seen)) = oldest {
+            self.senders.remove(&id);
+            // Anything that sender sent before now could be replayed once it is forgotten;
+            // raising the floor refuses all of it.
+            self.floor_ms = self.floor_ms.max(last_seen);
+        }
+    }
+
+    fn answer(&mut self, body: &str, caller: &str, now: DateTime<Utc>) -> Reply {
+        let mut cx = VerbContext {
+            server_name: &self.server_name,
+            now,
+            dice: &mut self.dice,
+            available: UDP_VERBS,
+        };
+        match Request::parse(body) {
+            Ok(Some(request)) if UDP_VERBS.contains(&request.verb()) => {
+                verbs::answer(&request, caller, &mut cx)
+                    .unwrap_or_else(|| not_offered(request.verb()))
+            }
+            Ok(Some(request)) => not_offered(request.verb()),
+            Ok(None) => Reply::err(tlschat_proto::ErrorCode::BadArgs, "empty request"),
+            Err(err) => Reply::err(err.code(), err),
+        }
+    }
+}
+
+fn not_offered(verb: Verb) -> Reply {
+    Reply::err(
+        tlschat_proto::ErrorCode::UnknownVerb,
+        format!("{verb} is not offered over UDP (chat needs TLS); HELP lists what is"),
+    )
+}
+
+fn millis(time: DateTime<Utc>) -> u64 {
+    u64::try_from(time.timestamp_millis()).unwrap_or(0)
+}
+
+/// Receives, checks and answers datagrams until `shutdown`.
+pub async fn serve(socket: UdpSocket, mut service: UdpService, shutdown: CancellationToken) {
+    // One byte more than the limit, to tell an oversized datagram from one exactly at it.
+    let mut buf = vec![0u8; service.config.max_datagram + 1];
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        let (len, from) = match received {
+            Ok(received) => received,
+            Err(err) => {
+                // ICMP errors from earlier sends surface here on some systems; keep serving.
+                debug!(error = %err, "UDP receive failed");
+                continue;
+            }
+        };
+        match service.handle(&buf[..len], Utc::now()) {
+            Ok(reply) => {
+                if let Err(err) = socket.send_to(&reply, from).await {
+                    warn!(peer = %from, error = %err, "UDP reply failed");
+                }
+            }
+            Err(reason) => debug!(peer = %from, reason = reason.name(), len, "datagram dropped"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! End-to-end tests of signed UDP mode against the real server: valid requests are answered
+//! and verified; every kind of bad datagram is dropped without a reply, counted (read through
+//! the admin `STATS` verb over TLS), and the server keeps answering.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime};
+
+use tlschat_client::Client;
+use tlschat_proto::datagram::{self, Datagram, Header, Kind};
+use tlschat_proto::{Reply, Request};
+use tlschat_tests::{text, tlschat, Pki, ServerProcess, STEP_TIMEOUT};
+use tlschat_tls::signing::{CertKey, PeerKey};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn key(pki: &Pki, name: &str) -> CertKey {
+    let (cert, key) = pki.identity(name);
+    CertKey::load(&cert, &key).unwrap()
+}
+
+fn request(key: &CertKey, body: &str, seq: u64, timestamp_ms: u64) -> Vec<u8> {
+    let header = Header {
+        kind: Kind::Request,
+        want_cert: true,
+        key_id: key.key_id(),
+        seq,
+        timestamp_ms,
+    };
+    datagram::encode(&header, body, Some(key.cert_der()), |i| key.sign(i)).unwrap()
+}
+
+/// A UDP socket towards the server with a short read timeout.
+fn socket(server: SocketAddr) -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    socket
+}
+
+/// Receives a reply, checks the server's signature and the echoed sequence number.
+fn verified_reply(socket: &UdpSocket, pki: &Pki, seq: u64) -> String {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let len = loop {
+        match socket.recv(&mut buf) {
+            Ok(len) => break len,
+            Err(_) if Instant::now() < deadline => continue,
+            Err(err) => panic!("no reply: {err}"),
+        }
+    };
+    let reply = Datagram::parse(&buf[..len], 4096).unwrap();
+    assert_eq!((reply.header.kind, reply.header.seq), (Kind::Reply, seq));
+    let server = PeerKey::from_cert(key(pki, "server").cert_der()).unwrap();
+    assert!(server.verify(&reply.signing_input(), reply.signature));
+    reply.body.to_owned()
+}
+
+fn no_reply(socket: &UdpSocket) {
+    let mut buf = [0u8; 4096];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    assert!(
+        socket.recv(&mut buf).is_err(),
+        "a dropped datagram must get no reply"
+    );
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+}
+
+/// The server's counters, read as admin over TLS.
+struct Stats {
+    client: Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Stats {
+    fn connect(pki: &Pki, server: &ServerProcess) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt
+            .block_on(Client::connect(
+                &pki.client_config(server.addr(), Some("root")),
+            ))
+            .unwrap();
+        Self { client, rt }
+    }
+
+    fn read(&mut self) -> HashMap<String, u64> {
+        let reply = self
+            .rt
+            .block_on(self.client.request(&Request::Stats))
+            .unwrap();
+        let Reply::Ok(line) = reply else {
+            panic!("STATS refused: {reply}")
+        };
+        line.split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+            .collect()
+    }
+
+    /// Waits (bounded) until counter `name` reaches `at_least`.
+    fn wait_for(&mut self, name: &str, at_least: u64) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let stats = self.read();
+            if stats.get(name).copied().unwrap_or(0) >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {at_least}: {stats:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn udp_exec_gets_verified_replies() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let udp = server.udp_addr();
+    let out = tlschat(
+        &pki,
+        udp,
+        Some("alice"),
+        &["udp", "exec", "SUM", "1", "2", "3"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "6\n");
+    let out = tlschat(&pki, udp, Some("alice"), &["udp", "exec", "GREET"]);
+    assert_eq!(text(&out.stdout), "Hello, alice!\n");
+    let out = tlschat(&pki, udp, Some("alice"), &["udp", "exec", "NUMBER", "500"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("ERR OUT_OF_RANGE"));
+    let out = tlschat(&pki, udp, None, &["udp", "exec", "TIME"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("need your certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A server whose certificate is not from our CA gets no trust: its replies are ignored.
+    let other = Pki::standard();
+    let foreign = ServerProcess::start(&other, &["--udp", "127.0.0.1:0"]);
+    let out = tlschat(
+        &pki,
+        foreign.udp_addr(),
+        Some("alice"),
+        &[
+            "udp",
+            "exec",
+            "--timeout",
+            "300ms",
+            "--retries",
+            "1",
+            "TIME",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "alice's certificate is foreign to it anyway"
+    );
+}
+
+#[test]
+fn every_bad_datagram_is_dropped_counted_and_the_server_keeps_answering() {
+    let pki = Pki::standard();
+    let other = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let udp = socket(server.udp_addr());
+    let mut stats = Stats::connect(&pki, &server);
+    let alice = key(&pki, "alice");
+    let bob = key(&pki, "bob");
+    let mut seq = 1000;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+
+    let s = next();
+    let valid = request(&alice, "ECHO hello", s, now_ms());
+    udp.send(&valid).unwrap();
+    assert_eq!(verified_reply(&udp, &pki, s), "OK hello");
+
+    // The same datagram again.
+    udp.send(&valid).unwrap();
+    stats.wait_for("udp.replayed", 1);
+    no_reply(&udp);
+
+    // A flipped byte in the header, the body, the certificate and the signature.
+    let fresh = request(&alice, "ECHO tampered", next(), now_ms());
+    for at in [12, 35, 60, fresh.len() - 5] {
+        let mut bad = fresh.clone();
+        bad[at] ^= 0x20;
+        udp.send(&bad).unwrap();
+    }
+    stats.wait_for("udp.bad_signature", 4);
+    no_reply(&udp);
+
+    // Bob's certificate under an unknown key id (carol's); bob's certificate signed by alice.
+    let carol = key(&pki, "carol");
+    let header = Header {
+        kind: Kind::Request,
+        want_cert: true,
+        key_id: carol.key_id(),
+        seq: next(),
+        timestamp_ms: now_ms(),
+    };
+    udp.send(&datagram::encode(&header, "PING", Some(bob.cert_der()), |i| bob.sign(i)).unwrap())
+        .unwrap();
+    stats.wait_for("udp.key_mismatch", 1);
+    let bob_header = Header {
+        key_id: bob.key_id(),
+        ..header
+    };
+    udp.send(
+        &datagram::encode(&bob_header, "PING", Some(bob.cert_der()), |i| alice.sign(i)).unwrap(),
+    )
+    .unwrap();
+    stats.wait_for("udp.bad_signature", 5);
+    // An unknown key without a certificate.
+    let bare = datagram::encode(
+        &Header {
+            want_cert: false,
+            ..header
+        },
+        "PING",
+        None,
+        |i| carol.sign(i),
+    )
+    .unwrap();
+    udp.send(&bare).unwrap();
+    stats.wait_for("udp.unknown_key", 1);
+    no_reply(&udp);
+
+    // A certificate from another CA.
+    let stranger = key(&other, "alice");
+    udp.send(&request(&stranger, "PING", next(), now_ms()))
+        .unwrap();
+    stats.wait_for("udp.untrusted_cert", 1);
+
+    // Stale, truncated, oversized.
+    udp.send(&request(&alice, "PING", next(), now_ms() - 60_000))
+        .unwrap();
+    stats.wait_for("udp.stale", 1);
+    let whole = request(&alice, "PING", next(), now_ms());
+    udp.send(&whole[..whole.len() - 10]).unwrap();
+    stats.wait_for("udp.truncated", 1);
+    udp.send(&vec![1u8; 3000]).unwrap();
+    stats.wait_for("udp.oversized", 1);
+    no_reply(&udp);
+
+    let counters = stats.read();
+    assert_eq!(
+        counters["udp.answered"], 1,
+        "only the one valid datagram was answered: {counters:?}"
+    );
+
+    let s = next();
+    udp.send(&request(&alice, "PING", s, now_ms())).unwrap();
+    assert_eq!(verified_reply(&udp, &pki, s), "OK PONG", "still serving");
+    assert!(
+        server.log().contains("datagram dropped"),
+        "drops are logged at debug"
+    );
+}
+
+#[test]
+fn a_datagram_from_before_a_restart_is_refused_after_it() {
+    let pki = Pki::standard();
+    let alice = key(&pki, "alice");
+    let first = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let captured = request(&alice, "ECHO once", 1, now_ms());
+    let udp = socket(first.udp_addr());
+    udp.send(&captured).unwrap();
+    assert_eq!(verified_reply(&udp, &pki, 1), "OK once");
+    drop(first);
+
+    // A new server process (as after a restart) has no replay window for alice, but the
+    // captured datagram is older than the server itself.
+    let second = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let udp = socket(second.udp_addr());
+    udp.send(&captured).unwrap();
+    let mut stats = Stats::connect(&pki, &second);
+    stats.wait_for("udp.stale", 1);
+    no_reply(&udp);
+}
