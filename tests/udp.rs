@@ -301,3 +301,38 @@ fn a_datagram_from_before_a_restart_is_refused_after_it() {
     stats.wait_for("udp.stale", 1);
     no_reply(&udp);
 }
+
+#[test]
+fn the_benchmark_tool_runs_both_modes_without_failures() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let (cert, key) = pki.identity("alice");
+    for (addr, mode) in [(server.addr(), "echo"), (server.udp_addr(), "udp")] {
+        let out = tlschat_tests::run(
+            std::process::Command::new(tlschat_tests::binary("tlschat-bench"))
+                .args(["--server", &addr.to_string(), "--ca"])
+                .arg(pki.ca())
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--key")
+                .arg(&key)
+                .args([
+                    "--requests",
+                    "200",
+                    "--connections",
+                    "2",
+                    "--warmup",
+                    "5",
+                    "--json",
+                    mode,
+                ]),
+            b"",
+        );
+        assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
+        let report = text(&out.stdout);
+        assert!(
+            report.contains(&format!(r#""mode":"{mode}","requests":200,"failed":0"#)),
+            "{report}"
+        );
+    }
+}

@@ -90,6 +90,8 @@ pub struct UdpClient {
     /// The server's key, once a reply has proven it.
     server_key: Option<PeerKey>,
     next_seq: u64,
+    /// How far apart this client's sequence numbers are (see [`UdpClient::share_key`]).
+    stride: u64,
     options: UdpOptions,
 }
 
@@ -121,9 +123,19 @@ impl UdpClient {
             server_key: None,
             // Microseconds since the epoch: separate runs with the same key never reuse a
             // sequence number the server may still remember.
-            next_seq: now_ms().saturating_mul(1000),
+            next_seq: now_micros(),
+            stride: 1,
             options,
         })
+    }
+
+    /// Lets `count` clients send with one key at once: the server keeps one sequence space
+    /// per key, so client `index` uses `start + index`, `start + index + count`, … and the
+    /// numbers of all of them stay close together (inside the replay window) without ever
+    /// colliding. Give every sharing client the same `start`.
+    pub fn share_key(&mut self, start: u64, index: u64, count: u64) {
+        self.next_seq = start.saturating_add(index);
+        self.stride = count.max(1);
     }
 
     /// Sends a request line and returns the server's verified reply, retrying on silence.
@@ -132,7 +144,7 @@ impl UdpClient {
         let attempts = self.options.retries + 1;
         for _ in 0..attempts {
             let seq = self.next_seq;
-            self.next_seq += 1;
+            self.next_seq = self.next_seq.saturating_add(self.stride);
             let datagram = self.encode(line, seq)?;
             self.socket.send(&datagram).await?;
             sent.insert(seq);
@@ -227,6 +239,13 @@ impl UdpClient {
             _ => Err("body is not a reply line"),
         }
     }
+}
+
+/// Microseconds since the Unix epoch: where sequence numbers start.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn now_ms() -> u64 {
