@@ -245,7 +245,8 @@ async fn room_order_holds_with_concurrent_senders() {
     const SENDERS: usize = 4;
     const PER_SENDER: usize = 200;
     let pki = Pki::standard();
-    let server = ServerProcess::start(&pki, &[]);
+    // Senders go as fast as round trips allow: lift the rate limit.
+    let server = ServerProcess::start(&pki, &["--rate", "1000000", "--rate-burst", "1000000"]);
     let addr = server.addr();
     let mut readers = Vec::new();
     for name in ["alice", "bob"] {
@@ -316,9 +317,19 @@ async fn a_reader_that_stops_reading_is_cut_off_and_the_room_keeps_flowing() {
     const MESSAGES: usize = 10_000;
     const BATCH: usize = 100;
     let pki = Pki::standard();
+    // The sender floods on purpose: lift its rate limit.
     let server = ServerProcess::start(
         &pki,
-        &["--max-pending-bytes", "524288", "--write-timeout", "60s"],
+        &[
+            "--max-pending-bytes",
+            "524288",
+            "--write-timeout",
+            "60s",
+            "--rate",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+        ],
     );
     let addr = server.addr();
 
@@ -450,7 +461,8 @@ async fn admins_kick_users_and_rooms_are_told() {
 async fn a_thousand_clients_each_receive_a_broadcast() {
     const CLIENTS: usize = 1000;
     let pki = Pki::standard();
-    let server = ServerProcess::start(&pki, &[]);
+    // All clients come from 127.0.0.1: lift the per-address limit.
+    let server = ServerProcess::start(&pki, &["--max-connections-per-ip", "2000"]);
     let config = pki.client_config(server.addr(), None);
     let mut joins = tokio::task::JoinSet::new();
     for i in 0..CLIENTS {

@@ -158,17 +158,27 @@ impl Client {
         self.events.drain(..)
     }
 
-    /// Reads the next line from the server, whatever it is.
+    /// Reads the next line from the server, whatever it is. Keepalive pings are answered
+    /// here (`PONG`) and not returned.
     ///
-    /// Cancel-safe: bytes read are kept in the client, so dropping this future (for example in
-    /// `select!`) loses nothing.
+    /// Cancel-safe as long as no keepalive is being answered: bytes read are kept in the
+    /// client, so dropping this future (for example in `select!`) loses nothing.
     pub async fn next_line(&mut self) -> Result<ServerLine, ClientError> {
-        let line = self.read_line().await?;
-        let parsed = ServerLine::parse(&line)?;
-        if let ServerLine::Event(event) = &parsed {
-            self.last_event = Some(event.to_string());
+        loop {
+            let line = self.read_line().await?;
+            let parsed = ServerLine::parse(&line)?;
+            match &parsed {
+                ServerLine::Event(Event::Ping { token }) => {
+                    self.send(&Request::Pong(Some(token.clone())).to_string())
+                        .await?;
+                }
+                ServerLine::Event(event) => {
+                    self.last_event = Some(event.to_string());
+                    return Ok(parsed);
+                }
+                _ => return Ok(parsed),
+            }
         }
-        Ok(parsed)
     }
 
     /// Sends `QUIT`, waits for the reply and closes the TLS session cleanly.

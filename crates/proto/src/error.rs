@@ -77,6 +77,16 @@ error_codes! {
     NoSuchRoom => "NO_SUCH_ROOM",
     /// A message with no text.
     EmptyText => "EMPTY_TEXT",
+    /// Too many requests too fast; the request was not processed.
+    RateLimited => "RATE_LIMITED",
+    /// The user is in as many rooms as allowed.
+    TooManyRooms => "TOO_MANY_ROOMS",
+    /// The room has as many members as allowed.
+    RoomFull => "ROOM_FULL",
+    /// The server is shutting down and takes no new work.
+    ShuttingDown => "SHUTTING_DOWN",
+    /// A certificate reload failed; the old certificate stays in use.
+    ReloadFailed => "RELOAD_FAILED",
     /// A code this version does not know (only produced when parsing a newer server's reply;
     /// the original code is kept at the start of the message).
     Unknown => "UNKNOWN",

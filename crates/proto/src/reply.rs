@@ -212,6 +212,12 @@ pub enum Event {
         /// Why, for people.
         reason: String,
     },
+    /// `EVENT PING <token>`: keepalive; answer `PONG <token>` (any input will do) or be
+    /// disconnected at the idle timeout.
+    Ping {
+        /// Echo it back in `PONG`.
+        token: String,
+    },
     /// `EVENT <KIND> <rest>` of a kind this version does not know, or malformed fields.
     Other {
         /// The kind word.
@@ -249,6 +255,7 @@ impl fmt::Display for Event {
             Self::Nick { room, old, new } => write!(f, "EVENT NICK {room} {old} {new}"),
             Self::Disconnect { code, reason } => write!(f, "EVENT DISCONNECT {code} {reason}"),
             Self::Shutdown { reason } => write!(f, "EVENT SHUTDOWN {reason}"),
+            Self::Ping { token } => write!(f, "EVENT PING {token}"),
             Self::Other { kind, rest } if rest.is_empty() => write!(f, "EVENT {kind}"),
             Self::Other { kind, rest } => write!(f, "EVENT {kind} {rest}"),
         }
@@ -323,6 +330,7 @@ impl Event {
             "SHUTDOWN" => Self::Shutdown {
                 reason: owned(rest),
             },
+            "PING" => Self::Ping { token: owned(rest) },
             _ => return None,
         })
     }
@@ -477,6 +485,7 @@ mod tests {
                 code: "SLOW_CONSUMER".into(),
                 reason: "outbound queue full".into(),
             }),
+            ServerLine::Event(Event::Ping { token: "7".into() }),
         ];
         for line in lines {
             let text = match &line {

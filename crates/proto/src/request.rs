@@ -64,6 +64,7 @@ verbs! {
     Answer => "ANSWER", "ANSWER n", "Answers the pending QUIZ problem.";
     Number => "NUMBER", "NUMBER n", "Trades numbers (1-100): the server adds its own.";
     Ping => "PING", "PING", "Answers PONG.";
+    Pong => "PONG", "PONG [token]", "Answers the server's EVENT PING keepalive; gets no reply.";
     Quit => "QUIT", "QUIT", "Says goodbye and closes the connection.";
     Nick => "NICK", "NICK name", "Claims a nickname (only without a client certificate).";
     Join => "JOIN", "JOIN #room", "Joins a room, creating it if needed.";
@@ -73,6 +74,7 @@ verbs! {
     Msg => "MSG", "MSG #room|nick text", "Sends text to a room you are in, or to one user.";
     Kick => "KICK", "KICK nick [reason]", "Admin only: disconnects a user.";
     Stats => "STATS", "STATS", "Admin only: server counters (connections, rooms, UDP drops).";
+    Reload => "RELOAD", "RELOAD", "Admin only: reloads the certificate, key and CA files.";
     Shutdown => "SHUTDOWN", "SHUTDOWN", "Admin only: drains and stops the server.";
 }
 
@@ -106,6 +108,8 @@ pub enum Request {
     Number(i64),
     /// `PING`
     Ping,
+    /// `PONG [token]`: the answer to a keepalive; the one request that gets no reply.
+    Pong(Option<String>),
     /// `QUIT`
     Quit,
     /// `NICK name`
@@ -134,6 +138,8 @@ pub enum Request {
     },
     /// `STATS`
     Stats,
+    /// `RELOAD`
+    Reload,
     /// `SHUTDOWN`
     Shutdown,
 }
@@ -295,6 +301,11 @@ impl Request {
             )?),
             Verb::Rooms => Self::Rooms,
             Verb::Stats => Self::Stats,
+            Verb::Reload => Self::Reload,
+            Verb::Pong => {
+                let token = rest.trim();
+                return Ok(Self::Pong((!token.is_empty()).then(|| clip(token))));
+            }
             Verb::Help => match args.next() {
                 None => Self::Help(None),
                 Some(word) => Self::Help(Some(
@@ -337,6 +348,8 @@ impl Request {
             Self::Msg { .. } => Verb::Msg,
             Self::Kick { .. } => Verb::Kick,
             Self::Stats => Verb::Stats,
+            Self::Reload => Verb::Reload,
+            Self::Pong(_) => Verb::Pong,
             Self::Shutdown => Verb::Shutdown,
         }
     }
@@ -356,6 +369,7 @@ impl fmt::Display for Request {
             Self::Greet(Some(name)) => write!(f, "{verb} {name}"),
             Self::Answer(n) | Self::Number(n) => write!(f, "{verb} {n}"),
             Self::Help(Some(topic)) => write!(f, "{verb} {topic}"),
+            Self::Pong(Some(token)) => write!(f, "{verb} {token}"),
             Self::Nick(name) | Self::Join(name) | Self::Part(name) | Self::Who(name) => {
                 write!(f, "{verb} {name}")
             }
@@ -622,6 +636,9 @@ mod tests {
             Request::Quit,
             Request::Shutdown,
             Request::Stats,
+            Request::Reload,
+            Request::Pong(None),
+            Request::Pong(Some("42".into())),
             Request::Nick("alice".into()),
             Request::Join("#general".into()),
             Request::Part("#general".into()),

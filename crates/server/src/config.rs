@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
 
+use crate::chat::hub::RoomLimits;
+use crate::limits::RateLimit;
 use crate::udp::UdpConfig;
 
 /// Default listening address: loopback only, so a fresh server is not reachable from the network
@@ -36,8 +38,31 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// memory: the worst case per connection is about twice this (queue plus the write in flight).
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 1024 * 1024;
 
+/// Default time without any input after which a connection is closed: 5 min. Halfway, the
+/// server sends `EVENT PING` so a live client (which answers `PONG`) is never closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default maximum of concurrent connections from one source address: 64.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+
+/// Default sustained request rate per connection: 100 requests a second.
+pub const DEFAULT_RATE_PER_SECOND: u32 = 100;
+
+/// Default burst of requests per connection: 200 at once after a quiet spell.
+pub const DEFAULT_RATE_BURST: u32 = 200;
+
+/// Default refused requests (net of accepted ones) before a flooding client is disconnected.
+pub const DEFAULT_MAX_STRIKES: u32 = 100;
+
+/// Default maximum of rooms one user may be in: 50.
+pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 50;
+
+/// Default maximum of members in one room: 10,000.
+pub const DEFAULT_MAX_ROOM_MEMBERS: usize = 10_000;
+
 /// Whether and how clients prove who they are with a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// No client certificates are asked for; everyone is unverified.
     None,
@@ -79,6 +104,14 @@ pub struct Config {
     pub max_pending_bytes: usize,
     /// Signed UDP mode, off when `None`.
     pub udp: Option<UdpConfig>,
+    /// No input for this long closes a connection (a keepalive ping goes out halfway).
+    pub idle_timeout: Duration,
+    /// Concurrent connections from one source address at most.
+    pub max_connections_per_ip: usize,
+    /// Request rate limit per connection.
+    pub rate: RateLimit,
+    /// Limits on rooms.
+    pub rooms: RoomLimits,
 }
 
 impl Config {
@@ -100,6 +133,14 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             udp: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            rate: RateLimit {
+                per_second: DEFAULT_RATE_PER_SECOND,
+                burst: DEFAULT_RATE_BURST,
+                max_strikes: DEFAULT_MAX_STRIKES,
+            },
+            rooms: RoomLimits::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
@@ -28,9 +29,10 @@ use tlschat_proto::{ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Reque
 
 use crate::chat::{Disconnect, Peer};
 use crate::identity::Identity;
+use crate::limits::{AddressSlot, Idle, RateLimiter, Verdict};
 use crate::random::ProviderRandom;
-use crate::server::Shared;
 use crate::session::{Outcome, Session};
+use crate::shared::Shared;
 use crate::verbs::VerbContext;
 
 /// How much to read at a time, in bytes.
@@ -99,12 +101,15 @@ pub(crate) async fn serve(
     tcp: TcpStream,
     peer_addr: SocketAddr,
     _permit: OwnedSemaphorePermit,
+    address_slot: Option<AddressSlot>,
 ) {
     if let Err(err) = tcp.set_nodelay(true) {
         debug!(peer = %peer_addr, error = %err, "cannot set TCP_NODELAY");
     }
-    let handshake =
-        tokio::time::timeout(shared.config.handshake_timeout, shared.acceptor.accept(tcp));
+    let handshake = tokio::time::timeout(
+        shared.config.handshake_timeout,
+        shared.acceptor().accept(tcp),
+    );
     let stream = tokio::select! {
         result = handshake => match result {
             Ok(Ok(stream)) => stream,
@@ -119,6 +124,10 @@ pub(crate) async fn serve(
             }
         },
         () = shared.shutdown.cancelled() => return,
+    };
+    let Some(_address_slot) = address_slot else {
+        refuse_over_limit(&shared, stream, peer_addr).await;
+        return;
     };
     let (_, tls) = stream.get_ref();
     let identity = Identity::from_peer_certificates(tls.peer_certificates());
@@ -157,6 +166,24 @@ pub(crate) async fn serve(
     }
 }
 
+/// Tells a client from an address that has too many connections why it is refused, then
+/// closes (the handshake already cost what it costs; the message saves the user a guess).
+async fn refuse_over_limit(shared: &Shared, mut stream: TlsStream<TcpStream>, peer: SocketAddr) {
+    let max = shared.config.max_connections_per_ip;
+    info!(%peer, max, "refused: too many connections from this address");
+    let event = Event::Disconnect {
+        code: "TOO_MANY_CONNECTIONS".to_owned(),
+        reason: format!("{max} connections from {} already", peer.ip()),
+    };
+    let mut line = Vec::new();
+    encode_line(&event.to_string(), &mut line);
+    let goodbye = async {
+        stream.write_all(&line).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
+}
+
 struct Connection {
     shared: Arc<Shared>,
     stream: TlsStream<TcpStream>,
@@ -168,6 +195,11 @@ struct Connection {
     /// Replies and events waiting to be written, in order.
     out: Vec<u8>,
     dice: ProviderRandom,
+    rate: RateLimiter,
+    /// When the last bytes arrived, for the idle timeout.
+    last_input: Instant,
+    /// Whether a keepalive ping went out since the last input.
+    pinged: bool,
     /// Set once the connection must end after the pending output is written.
     closing: Option<CloseReason>,
 }
@@ -175,7 +207,11 @@ struct Connection {
 impl Connection {
     fn new(shared: Arc<Shared>, stream: TlsStream<TcpStream>, peer: Arc<Peer>) -> Self {
         let decoder = LineDecoder::new(shared.config.max_line_len);
+        let now = Instant::now();
         Self {
+            rate: RateLimiter::new(shared.config.rate, now.into_std()),
+            last_input: now,
+            pinged: false,
             session: Session::new(peer.clone(), shared.hub.clone()),
             shared,
             stream,
@@ -207,6 +243,9 @@ impl Connection {
     /// The main loop: write what is pending, then wait for input, news for this client, a
     /// disconnect order or shutdown.
     async fn serve_lines(&mut self) -> CloseReason {
+        let idle = Idle {
+            timeout: self.shared.config.idle_timeout,
+        };
         loop {
             let more_buffered = self.process_buffered();
             if let Err(reason) = self.flush().await {
@@ -223,16 +262,38 @@ impl Connection {
                 () = self.shared.shutdown.cancelled() => self.say_goodbye_for_shutdown(),
                 () = self.peer.closing() => self.say_goodbye_for_disconnect(),
                 () = self.peer.outbox().ready() => self.peer.outbox().drain_into(&mut self.out),
+                () = tokio::time::sleep_until(idle.deadline(self.last_input.into_std(), self.pinged).into()) => {
+                    self.on_idle();
+                }
                 read = read_some(&mut self.stream, &mut self.inbuf) => match read {
                     Ok(0) if self.decoder.is_mid_line(&self.inbuf) => {
                         return CloseReason::PeerClosedMidLine;
                     }
                     Ok(0) => return CloseReason::PeerClosed,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        self.last_input = Instant::now();
+                        self.pinged = false;
+                    }
                     Err(err) => return CloseReason::ReadFailed(err),
                 },
             }
         }
+    }
+
+    /// Nothing came in for a while: a keepalive ping at half the idle timeout, a disconnect at
+    /// the whole of it.
+    fn on_idle(&mut self) {
+        if !self.pinged {
+            self.pinged = true;
+            let event = Event::Ping {
+                token: self.last_input.elapsed().as_secs().to_string(),
+            };
+            encode_line(&event.to_string(), &mut self.out);
+            return;
+        }
+        let timeout = tlschat_proto::duration::format_duration(self.shared.config.idle_timeout);
+        self.peer
+            .disconnect("IDLE", format!("no input for {timeout}"));
     }
 
     /// Shutdown: first everything already queued for this client, then the notice.
@@ -278,8 +339,16 @@ impl Connection {
             };
             let reply = match frame {
                 Frame::Line(line) => match Request::parse(&line) {
-                    Ok(Some(request)) => self.handle(request),
-                    Ok(None) => continue,
+                    // Keepalive answers and blank lines get no reply.
+                    Ok(None | Some(Request::Pong(_))) => continue,
+                    Ok(Some(request)) => match self.rate.check(std::time::Instant::now()) {
+                        Verdict::Allow => self.handle(request),
+                        Verdict::Refuse => self.rate_limited(),
+                        Verdict::Disconnect => {
+                            self.flooding();
+                            continue;
+                        }
+                    },
                     Err(err) => Reply::err(err.code(), err),
                 },
                 Frame::TooLong => Reply::err(
@@ -296,7 +365,36 @@ impl Connection {
         false
     }
 
+    fn rate_limited(&self) -> Reply {
+        let rate = self.shared.config.rate;
+        debug!(nick = ?self.peer.nick(), "request refused by the rate limit");
+        Reply::err(
+            ErrorCode::RateLimited,
+            format!(
+                "slow down: {} requests a second, bursts of {}",
+                rate.per_second, rate.burst
+            ),
+        )
+    }
+
+    fn flooding(&mut self) {
+        let rate = self.shared.config.rate;
+        warn!(nick = ?self.peer.nick(), "flooding client disconnected");
+        self.peer.disconnect(
+            "FLOOD",
+            format!(
+                "too many requests refused in a row (limit {} a second)",
+                rate.per_second
+            ),
+        );
+        self.say_goodbye_for_disconnect();
+    }
+
     fn handle(&mut self, request: Request) -> Reply {
+        let shared = self.shared.clone();
+        let Some(_admission) = shared.admit() else {
+            return Reply::err(ErrorCode::ShuttingDown, "the server is shutting down");
+        };
         let mut cx = VerbContext {
             server_name: &self.shared.config.server_name,
             now: Utc::now(),
@@ -310,11 +408,15 @@ impl Connection {
                 reply
             }
             Outcome::Stats => Reply::ok(self.shared.stats_line()),
+            Outcome::Reload => match self.shared.reload() {
+                Ok(()) => Reply::ok("reloaded"),
+                Err(reason) => Reply::err(ErrorCode::ReloadFailed, reason),
+            },
             Outcome::Shutdown(reply) => {
                 let who = self.peer.nick();
                 let who = who.as_deref().unwrap_or("an admin");
                 self.shared
-                    .begin_shutdown(format!("shutdown requested by {who}"));
+                    .request_stop(format!("shutdown requested by {who}"));
                 reply
             }
         }

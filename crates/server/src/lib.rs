@@ -2,13 +2,16 @@
 //!
 //! Modules:
 //! - [`config`]: every setting, its default and its unit.
+//! - [`settings`]: settings from flags and a TOML file, merged and range-checked.
 //! - [`tls`]: loading certificates and keys, building the rustls configuration.
+//! - [`limits`]: request rate, connections per address, idle keepalive.
 //! - [`identity`]: who a connection is, from its verified client certificate.
 //! - [`verbs`]: the stateless verbs (`TIME`, `SUM`, …), shared by every transport.
 //! - [`session`]: per-connection protocol state (the pending quiz, quitting, shutdown).
 //! - [`chat`]: nicknames, rooms and messages shared between connections, with bounded queues.
 //! - [`connection`]: one client's I/O: handshake, bounded reads, one coalescing writer.
-//! - [`server`]: the accept loop, the connection limit and graceful shutdown.
+//! - [`server`]: the accept loop, the connection limits, reload on SIGHUP.
+//! - `shared`: state all connections share, and the phases of graceful shutdown.
 //! - [`udp`]: signed UDP mode: the stateless verbs over signed, replay-checked datagrams.
 //! - [`random`]: random numbers from the TLS crypto provider.
 //!
@@ -22,9 +25,12 @@ pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod identity;
+pub mod limits;
 pub mod random;
 pub mod server;
 pub mod session;
+pub mod settings;
+mod shared;
 pub mod tls;
 pub mod udp;
 pub mod verbs;

@@ -1,30 +1,26 @@
-//! The accept loop, the connection limit and graceful shutdown.
+//! The accept loop, the connection limits, reload on SIGHUP and graceful shutdown.
 //!
-//! [`Server::bind`] builds the TLS configuration and binds the listener, so every startup error
-//! (a missing key, a key that does not fit the certificate, a port in use) surfaces before the
-//! server reports that it is listening. [`Server::run`] then accepts until the shutdown future
-//! completes or an admin sends `SHUTDOWN`, tells every client, waits for them to flush (at most
-//! the drain timeout) and returns.
+//! [`Server::bind`] builds the TLS configuration and binds the listeners, so every startup
+//! error (a missing key, a key that does not fit the certificate, a port in use) surfaces
+//! before the server reports that it is listening. [`Server::run`] then accepts until the
+//! shutdown future completes or an admin sends `SHUTDOWN`, and drains (see [`crate::shared`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::chat::Hub;
 use crate::config::Config;
 use crate::connection;
+use crate::shared::Shared;
 use crate::tls::{self, TlsSetupError};
-use crate::udp::{self, UdpConfig, UdpService, UdpStats};
-use tlschat_tls::signing::{CertKey, ClientCheck};
+use crate::udp::{self, UdpConfig, UdpKeys, UdpService};
 
 /// Longest pause after a failed `accept` (for example when out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -68,82 +64,16 @@ pub enum ServerError {
     },
 }
 
-/// State every connection task shares.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) acceptor: TlsAcceptor,
-    /// Cancelled once, when shutdown begins.
-    pub(crate) shutdown: CancellationToken,
-    shutdown_reason: OnceLock<String>,
-    /// Connections past the TLS handshake, now.
-    pub(crate) connections: AtomicUsize,
-    pub(crate) udp_stats: Option<Arc<UdpStats>>,
-}
-
-impl Shared {
-    /// Starts a graceful shutdown; the first reason given is the one clients see.
-    pub(crate) fn begin_shutdown(&self, reason: String) {
-        if self.shutdown_reason.set(reason).is_ok() {
-            info!(reason = self.shutdown_reason(), "shutting down");
-        }
-        self.shutdown.cancel();
-    }
-
-    /// The `STATS` reply payload: `connections=… users=… rooms=… udp.answered=… udp.<drop>=…`.
-    pub(crate) fn stats_line(&self) -> String {
-        let mut line = format!(
-            "connections={} users={} rooms={}",
-            self.connections.load(Ordering::Relaxed),
-            self.hub.user_count(),
-            self.hub.room_count()
-        );
-        for (name, count) in self.udp_stats.iter().flat_map(|s| s.snapshot()) {
-            line.push_str(&format!(" udp.{name}={count}"));
-        }
-        line
-    }
-
-    pub(crate) fn shutdown_reason(&self) -> &str {
-        self.shutdown_reason
-            .get()
-            .map_or("server is shutting down", String::as_str)
-    }
-}
-
-/// Loads the server's signing key and the CA, and binds the UDP socket.
-async fn bind_udp(
-    config: &Config,
-    udp: &UdpConfig,
-) -> Result<(UdpSocket, UdpService), ServerError> {
-    let signer = CertKey::load(&config.cert, &config.key)?;
-    let clients = ClientCheck::new(&config.ca)?;
-    let socket = UdpSocket::bind(udp.listen)
-        .await
-        .map_err(|source| ServerError::UdpBind {
-            addr: udp.listen,
-            source,
-        })?;
-    let service = UdpService::new(
-        udp.clone(),
-        config.server_name.clone(),
-        signer,
-        clients,
-        chrono::Utc::now(),
-    );
-    Ok((socket, service))
-}
-
 /// A bound server, ready to [`run`](Self::run).
 pub struct Server {
     shared: Arc<Shared>,
     listener: TcpListener,
     local_addr: SocketAddr,
-    udp: Option<(UdpSocket, UdpService)>,
+    udp: Option<(UdpSocket, UdpService, watch::Receiver<UdpKeys>)>,
 }
 
 impl Server {
-    /// Loads the certificates and binds the listening address.
+    /// Loads the certificates and binds the listening addresses.
     ///
     /// # Errors
     ///
@@ -162,21 +92,18 @@ impl Server {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
-        let udp = match &config.udp {
-            Some(udp) => Some(bind_udp(&config, udp).await?),
-            None => None,
+        let (udp, udp_keys) = match &config.udp {
+            Some(udp_config) => {
+                let (socket, service, keys) = bind_udp(&config, udp_config).await?;
+                let (sender, receiver) = watch::channel(keys);
+                (Some((socket, service, receiver)), Some(sender))
+            }
+            None => (None, None),
         };
-        let shared = Arc::new(Shared {
-            acceptor: TlsAcceptor::from(tls),
-            config,
-            hub: Arc::new(Hub::new()),
-            shutdown: CancellationToken::new(),
-            shutdown_reason: OnceLock::new(),
-            connections: AtomicUsize::new(0),
-            udp_stats: udp.as_ref().map(|(_, service)| service.stats()),
-        });
+        let udp_stats = udp.as_ref().map(|(_, service, _)| service.stats());
+        let shared = Shared::new(config, TlsAcceptor::from(tls), udp_stats, udp_keys);
         Ok(Self {
-            shared,
+            shared: Arc::new(shared),
             listener,
             local_addr,
             udp,
@@ -192,11 +119,12 @@ impl Server {
     pub fn local_udp_addr(&self) -> Option<SocketAddr> {
         self.udp
             .as_ref()
-            .and_then(|(socket, _)| socket.local_addr().ok())
+            .and_then(|(socket, _, _)| socket.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes or an admin sends `SHUTDOWN`, then drains: every client
-    /// gets `EVENT SHUTDOWN`, its queued output and a TLS close, within the drain timeout.
+    /// gets what is queued for it, `EVENT SHUTDOWN` and a TLS close, within the drain timeout.
+    /// SIGHUP reloads the certificates.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Self {
             shared,
@@ -204,52 +132,22 @@ impl Server {
             udp,
             ..
         } = self;
-        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
         let tracker = TaskTracker::new();
-        if let Some((socket, service)) = udp {
-            tracker.spawn(udp::serve(socket, service, shared.shutdown.clone()));
+        if let Some((socket, service, keys)) = udp {
+            tracker.spawn(udp::serve(socket, service, keys, shared.shutdown.clone()));
         }
-        let mut backoff = Duration::ZERO;
-        // Completes when shutdown begins, from outside (a signal) or inside (admin SHUTDOWN).
+        tracker.spawn(reload_on_sighup(shared.clone()));
         let stop = async {
             tokio::select! {
-                () = shutdown => shared.begin_shutdown("server is shutting down".to_owned()),
-                () = shared.shutdown.cancelled() => {}
+                () = shutdown => shared.request_stop("server is shutting down".to_owned()),
+                () = shared.stop.cancelled() => {}
             }
         };
-        tokio::pin!(stop);
-        loop {
-            // Take a connection slot before accepting: at the limit, new clients wait in the
-            // kernel's backlog instead of costing us memory.
-            let permit = tokio::select! {
-                biased;
-                () = &mut stop => break,
-                permit = limit.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_closed) => break,
-                },
-            };
-            let accepted = tokio::select! {
-                biased;
-                () = &mut stop => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((tcp, peer)) => {
-                    backoff = Duration::ZERO;
-                    tracker.spawn(connection::serve(shared.clone(), tcp, peer, permit));
-                }
-                Err(err) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                    warn!(error = %err, retry_in = ?backoff, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                }
-            }
-        }
+        accept_until(&shared, &listener, &tracker, stop).await;
         drop(listener);
+        shared.quiesce();
         tracker.close();
-        let open = tracker.len();
-        info!(connections = open, "draining");
+        info!(connections = tracker.len(), "draining");
         if tokio::time::timeout(shared.config.drain_timeout, tracker.wait())
             .await
             .is_err()
@@ -261,4 +159,96 @@ impl Server {
         }
         info!("stopped");
     }
+}
+
+/// Accepts connections until `stop` completes.
+async fn accept_until(
+    shared: &Arc<Shared>,
+    listener: &TcpListener,
+    tracker: &TaskTracker,
+    stop: impl Future<Output = ()>,
+) {
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let mut backoff = Duration::ZERO;
+    tokio::pin!(stop);
+    loop {
+        // Take a connection slot before accepting: at the limit, new clients wait in the
+        // kernel's backlog instead of costing us memory.
+        let permit = tokio::select! {
+            biased;
+            () = &mut stop => return,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = Duration::ZERO;
+                let max = shared.config.max_connections_per_ip;
+                let slot = shared.addresses.try_acquire(peer.ip(), max);
+                tracker.spawn(connection::serve(shared.clone(), tcp, peer, permit, slot));
+            }
+            Err(err) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                warn!(error = %err, retry_in = ?backoff, "accept failed");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+/// Reloads the certificates on every SIGHUP until shutdown.
+async fn reload_on_sighup(shared: Arc<Shared>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => {
+                warn!(error = %err, "cannot watch SIGHUP; use the RELOAD verb to reload");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                () = shared.stop.cancelled() => return,
+                received = hangups.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    info!("SIGHUP: reloading certificates");
+                    let _ = shared.reload();
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    shared.stop.cancelled().await;
+}
+
+/// Loads the server's signing key and the CA, and binds the UDP socket.
+async fn bind_udp(
+    config: &Config,
+    udp: &UdpConfig,
+) -> Result<(UdpSocket, UdpService, UdpKeys), ServerError> {
+    let keys = UdpKeys::load(config)?;
+    let socket = UdpSocket::bind(udp.listen)
+        .await
+        .map_err(|source| ServerError::UdpBind {
+            addr: udp.listen,
+            source,
+        })?;
+    let service = UdpService::new(
+        udp.clone(),
+        config.server_name.clone(),
+        keys.clone(),
+        chrono::Utc::now(),
+    );
+    Ok((socket, service, keys))
 }

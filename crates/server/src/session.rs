@@ -24,6 +24,8 @@ pub enum Outcome {
     Shutdown(Reply),
     /// Reply with the server's counters (the caller is an admin).
     Stats,
+    /// Reload the certificates and reply how it went (the caller is an admin).
+    Reload,
 }
 
 /// The state of one client's conversation.
@@ -75,6 +77,11 @@ impl Session {
                 "SHUTDOWN needs a client certificate with the admin role",
             ),
             Request::Stats if peer.is_admin() => return Outcome::Stats,
+            Request::Reload if peer.is_admin() => return Outcome::Reload,
+            Request::Reload => Reply::err(
+                ErrorCode::Forbidden,
+                "RELOAD needs a client certificate with the admin role",
+            ),
             Request::Stats => Reply::err(
                 ErrorCode::Forbidden,
                 "STATS needs a client certificate with the admin role",

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -141,6 +142,25 @@ impl UdpConfig {
     }
 }
 
+/// The keys UDP mode works with; replaced as a whole on reload.
+#[derive(Clone)]
+pub struct UdpKeys {
+    /// The server's certificate and key, for signing replies.
+    pub signer: Arc<CertKey>,
+    /// The CA check for client certificates.
+    pub clients: ClientCheck,
+}
+
+impl UdpKeys {
+    /// Loads the server's certificate and key and the CA named in `config`.
+    pub fn load(config: &crate::Config) -> Result<Self, tlschat_tls::signing::SigningError> {
+        Ok(Self {
+            signer: Arc::new(CertKey::load(&config.cert, &config.key)?),
+            clients: ClientCheck::new(&config.ca)?,
+        })
+    }
+}
+
 struct Sender {
     key: PeerKey,
     window: ReplayWindow,
@@ -151,8 +171,7 @@ struct Sender {
 pub struct UdpService {
     config: UdpConfig,
     server_name: String,
-    signer: CertKey,
-    clients: ClientCheck,
+    keys: UdpKeys,
     senders: HashMap<KeyId, Sender>,
     /// New senders' timestamps must be above this (milliseconds since the epoch).
     floor_ms: u64,
@@ -161,19 +180,12 @@ pub struct UdpService {
 }
 
 impl UdpService {
-    /// A service signing with `signer`, trusting clients `clients` checks, started at `now`.
-    pub fn new(
-        config: UdpConfig,
-        server_name: String,
-        signer: CertKey,
-        clients: ClientCheck,
-        now: DateTime<Utc>,
-    ) -> Self {
+    /// A service signing and checking with `keys`, started at `now`.
+    pub fn new(config: UdpConfig, server_name: String, keys: UdpKeys, now: DateTime<Utc>) -> Self {
         Self {
             config,
             server_name,
-            signer,
-            clients,
+            keys,
             senders: HashMap::new(),
             // Anything stamped before the start is refused. The millisecond of the start itself
             // is allowed: no earlier run of the server can have sent in it.
@@ -181,6 +193,11 @@ impl UdpService {
             dice: ProviderRandom::new(),
             stats: Arc::new(UdpStats::default()),
         }
+    }
+
+    /// Uses new keys from now on (after a reload). Known senders stay known.
+    pub fn set_keys(&mut self, keys: UdpKeys) {
+        self.keys = keys;
     }
 
     /// The counters.
@@ -240,15 +257,15 @@ impl UdpService {
         let caller = key.name().unwrap_or("anonymous").to_owned();
         self.remember(header.key_id, new_sender, header.seq, now_ms)?;
         let reply = self.answer(request.body, &caller, now);
-        let cert = request.cert.map(|_| self.signer.cert_der());
+        let signer = &self.keys.signer;
+        let cert = request.cert.map(|_| signer.cert_der());
         let reply_header = Header {
             kind: Kind::Reply,
             want_cert: false,
-            key_id: self.signer.key_id(),
+            key_id: signer.key_id(),
             seq: header.seq,
             timestamp_ms: now_ms,
         };
-        let signer = &self.signer;
         let encoded = datagram::encode(&reply_header, &reply.to_string(), cert, |input| {
             signer.sign(input)
         })
@@ -269,7 +286,8 @@ impl UdpService {
         if key.key_id() != request.header.key_id {
             return Err(Dropped::KeyMismatch);
         }
-        self.clients
+        self.keys
+            .clients
             .verify(cert)
             .map_err(|_| Dropped::UntrustedCert)?;
         Ok(key)
@@ -346,13 +364,24 @@ fn millis(time: DateTime<Utc>) -> u64 {
     u64::try_from(time.timestamp_millis()).unwrap_or(0)
 }
 
-/// Receives, checks and answers datagrams until `shutdown`.
-pub async fn serve(socket: UdpSocket, mut service: UdpService, shutdown: CancellationToken) {
+/// Receives, checks and answers datagrams until `shutdown`, taking new keys from `keys`.
+pub async fn serve(
+    socket: UdpSocket,
+    mut service: UdpService,
+    mut keys: watch::Receiver<UdpKeys>,
+    shutdown: CancellationToken,
+) {
     // One byte more than the limit, to tell an oversized datagram from one exactly at it.
     let mut buf = vec![0u8; service.config.max_datagram + 1];
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => return,
+            changed = keys.changed() => {
+                if changed.is_ok() {
+                    service.set_keys(keys.borrow_and_update().clone());
+                }
+                continue;
+            }
             received = socket.recv_from(&mut buf) => received,
         };
         let (len, from) = match received {

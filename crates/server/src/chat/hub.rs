@@ -48,18 +48,45 @@ impl RoomState {
     }
 }
 
+/// Limits on rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomLimits {
+    /// Rooms one user may be in at once.
+    pub per_user: usize,
+    /// Members one room may have.
+    pub members: usize,
+}
+
+impl Default for RoomLimits {
+    fn default() -> Self {
+        Self {
+            per_user: crate::config::DEFAULT_MAX_ROOMS_PER_USER,
+            members: crate::config::DEFAULT_MAX_ROOM_MEMBERS,
+        }
+    }
+}
+
 /// The shared chat state.
 #[derive(Default)]
 pub struct Hub {
     users: Mutex<HashMap<String, Arc<Peer>>>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_peer_id: AtomicU64,
+    limits: RoomLimits,
 }
 
 impl Hub {
-    /// An empty hub.
+    /// An empty hub with the default limits.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty hub with these limits.
+    pub fn with_limits(limits: RoomLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
     }
 
     /// A fresh peer id.
@@ -140,6 +167,16 @@ impl Hub {
             Err(reply) => return reply,
         };
         let key = name_key(room);
+        if peer.room_count() >= self.limits.per_user && !peer.rooms().contains(&key) {
+            tracing::info!(nick = %nick, limit = self.limits.per_user, "room limit per user reached");
+            return Reply::err(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "you are in {} rooms, the most allowed; PART one first",
+                    self.limits.per_user
+                ),
+            );
+        }
         let mut rooms = lock(&self.rooms);
         let room = rooms.entry(key.clone()).or_insert_with(|| {
             Arc::new(Room {
@@ -155,6 +192,16 @@ impl Hub {
             return Reply::err(
                 ErrorCode::AlreadyInRoom,
                 format!("you are already in {key}"),
+            );
+        }
+        if state.members.len() >= self.limits.members {
+            tracing::info!(room = %key, limit = self.limits.members, "room member limit reached");
+            return Reply::err(
+                ErrorCode::RoomFull,
+                format!(
+                    "{key} has {} members, the most allowed",
+                    self.limits.members
+                ),
             );
         }
         let event = Event::Join {

@@ -151,6 +151,10 @@ impl Peer {
         lock(&self.rooms).iter().cloned().collect()
     }
 
+    pub(crate) fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
     pub(crate) fn add_room(&self, key: &str) {
         lock(&self.rooms).insert(key.to_owned());
     }

@@ -33,8 +33,11 @@ impl Pki {
     }
 
     fn service(&self, config: UdpConfig, started: DateTime<Utc>) -> UdpService {
-        let clients = ClientCheck::new(&self.root.join("ca.pem")).unwrap();
-        UdpService::new(config, "srv".into(), self.key("server"), clients, started)
+        let keys = UdpKeys {
+            signer: Arc::new(self.key("server")),
+            clients: ClientCheck::new(&self.root.join("ca.pem")).unwrap(),
+        };
+        UdpService::new(config, "srv".into(), keys, started)
     }
 }
 

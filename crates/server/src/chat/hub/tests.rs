@@ -254,3 +254,26 @@ fn a_slow_member_is_cut_off_without_holding_up_the_room() {
     assert_eq!(slow.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
     assert_eq!(events(&bob).len(), 20, "the others get every message");
 }
+
+#[test]
+fn room_limits_are_enforced_with_clear_errors() {
+    let hub = Hub::with_limits(super::RoomLimits {
+        per_user: 2,
+        members: 2,
+    });
+    let alice = verified(&hub, "alice");
+    assert_eq!(hub.join(&alice, "#a"), Reply::ok("#a"));
+    assert_eq!(hub.join(&alice, "#b"), Reply::ok("#b"));
+    assert_eq!(code(hub.join(&alice, "#c")), ErrorCode::TooManyRooms);
+    assert_eq!(
+        code(hub.join(&alice, "#a")),
+        ErrorCode::AlreadyInRoom,
+        "not TOO_MANY_ROOMS"
+    );
+    let bob = verified(&hub, "bob");
+    let carol = verified(&hub, "carol");
+    assert_eq!(hub.join(&bob, "#a"), Reply::ok("#a"));
+    assert_eq!(code(hub.join(&carol, "#a")), ErrorCode::RoomFull);
+    hub.part(&bob, "#a");
+    assert_eq!(hub.join(&carol, "#a"), Reply::ok("#a"));
+}

@@ -1,0 +1,179 @@
+//! The state every connection task shares: configuration, the TLS acceptor (swapped on
+//! reload), the chat hub, counters, and the two phases of shutdown.
+//!
+//! # Shutdown
+//!
+//! 1. *Stop requested* ([`Shared::request_stop`]: a signal, or an admin's `SHUTDOWN`): the
+//!    accept loop stops accepting.
+//! 2. *Quiesce* ([`Shared::quiesce`]): requests are refused with `ERR SHUTTING_DOWN`. Every
+//!    request is handled under a read lock of `gate` that first checks `draining`, so taking
+//!    the write lock once waits for requests in flight; after it no request can queue anything
+//!    more for anyone.
+//! 3. *Drain* (`shutdown` cancelled): each connection writes what is queued for it, then
+//!    `EVENT SHUTDOWN`, then closes. So every message the server acknowledged reaches every
+//!    recipient still connected.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::chat::Hub;
+use crate::config::Config;
+use crate::limits::AddressCounter;
+use crate::tls;
+use crate::udp::{UdpKeys, UdpStats};
+
+/// State every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Arc<Hub>,
+    acceptor: RwLock<TlsAcceptor>,
+    /// Cancelled when a stop is requested (phase 1).
+    pub(crate) stop: CancellationToken,
+    /// Cancelled when connections must drain and close (phase 3).
+    pub(crate) shutdown: CancellationToken,
+    shutdown_reason: OnceLock<String>,
+    draining: AtomicBool,
+    gate: RwLock<()>,
+    /// Connections past the TLS handshake, now.
+    pub(crate) connections: AtomicUsize,
+    pub(crate) addresses: Arc<AddressCounter>,
+    pub(crate) udp_stats: Option<Arc<UdpStats>>,
+    pub(crate) udp_keys: Option<watch::Sender<UdpKeys>>,
+}
+
+/// Permission to handle one request: held while it runs.
+// The guard is never read: holding it is the point (quiesce waits for it to drop).
+#[allow(dead_code)]
+pub(crate) struct Admission<'a>(RwLockReadGuard<'a, ()>);
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        acceptor: TlsAcceptor,
+        udp_stats: Option<Arc<UdpStats>>,
+        udp_keys: Option<watch::Sender<UdpKeys>>,
+    ) -> Self {
+        Self {
+            hub: Arc::new(Hub::with_limits(config.rooms)),
+            config,
+            acceptor: RwLock::new(acceptor),
+            stop: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+            shutdown_reason: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            gate: RwLock::new(()),
+            connections: AtomicUsize::new(0),
+            addresses: Arc::new(AddressCounter::default()),
+            udp_stats,
+            udp_keys,
+        }
+    }
+
+    /// The acceptor for a new connection (the newest certificate after a reload).
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Phase 1: asks the server to stop; the first reason given is the one clients see.
+    pub(crate) fn request_stop(&self, reason: String) {
+        if self.shutdown_reason.set(reason).is_ok() {
+            info!(reason = self.shutdown_reason(), "shutting down");
+        }
+        self.stop.cancel();
+    }
+
+    /// Phases 2 and 3: refuses new requests, waits for those in flight, then tells every
+    /// connection to drain.
+    pub(crate) fn quiesce(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        drop(
+            self.gate
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        self.shutdown.cancel();
+    }
+
+    /// Admits one request, or `None` when the server is shutting down.
+    pub(crate) fn admit(&self) -> Option<Admission<'_>> {
+        let guard = self
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.draining.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(Admission(guard))
+    }
+
+    pub(crate) fn shutdown_reason(&self) -> &str {
+        self.shutdown_reason
+            .get()
+            .map_or("server is shutting down", String::as_str)
+    }
+
+    /// Reloads the certificate, key and CA from their files. New connections (and UDP
+    /// datagrams) use them; existing connections keep theirs. On any error the old ones stay.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let result = tls::server_config(&self.config)
+            .map_err(|e| error_chain(&e))
+            .and_then(|tls| {
+                let keys = match &self.udp_keys {
+                    Some(_) => Some(UdpKeys::load(&self.config).map_err(|e| error_chain(&e))?),
+                    None => None,
+                };
+                Ok((tls, keys))
+            });
+        match result {
+            Ok((tls, keys)) => {
+                *self
+                    .acceptor
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = TlsAcceptor::from(tls);
+                if let (Some(sender), Some(keys)) = (&self.udp_keys, keys) {
+                    sender.send_replace(keys);
+                }
+                info!(cert = %self.config.cert.display(), "certificates reloaded");
+                Ok(())
+            }
+            Err(reason) => {
+                warn!(%reason, "certificate reload failed; keeping the current certificate");
+                Err(reason)
+            }
+        }
+    }
+
+    /// The `STATS` reply payload: `connections=… users=… rooms=… udp.answered=… udp.<drop>=…`.
+    pub(crate) fn stats_line(&self) -> String {
+        let mut line = format!(
+            "connections={} users={} rooms={}",
+            self.connections.load(Ordering::Relaxed),
+            self.hub.user_count(),
+            self.hub.room_count()
+        );
+        for (name, count) in self.udp_stats.iter().flat_map(|s| s.snapshot()) {
+            line.push_str(&format!(" udp.{name}={count}"));
+        }
+        line
+    }
+}
+
+/// An error with its causes, `outer: inner`.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
