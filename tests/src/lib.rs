@@ -254,6 +254,26 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// The server's resident memory now, in KiB (Linux: VmRSS from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`…) without waiting.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
@@ -430,6 +450,16 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
     }
 }
 
+/// A plain TCP connection from `local` (port chosen by the OS) to `server`.
+pub async fn tcp_from(local: std::net::IpAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match local {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(server).await
+}
+
 /// Reports that a test skipped itself, by name, on the real standard error (not captured by the
 /// test harness), so the skip shows in CI's log. CI greps for lines starting with `SKIPPED`.
 pub fn skip(test: &str, reason: &str) {
@@ -453,6 +483,25 @@ impl RawTls {
     pub async fn connect(config: &ClientConfig) -> std::io::Result<Self> {
         let tls = config.tls_config().map_err(std::io::Error::other)?;
         Self::connect_with(config, tls).await
+    }
+
+    /// Connects from a given local address (another loopback address, say, so per-address
+    /// limits see a different client).
+    pub async fn connect_from(
+        config: &ClientConfig,
+        local: std::net::IpAddr,
+    ) -> std::io::Result<Self> {
+        let tls = config.tls_config().map_err(std::io::Error::other)?;
+        let name = config.verify_name().map_err(std::io::Error::other)?;
+        let server: SocketAddr = config.server.parse().map_err(std::io::Error::other)?;
+        let tcp = tcp_from(local, server).await?;
+        let stream = tokio::time::timeout(STEP_TIMEOUT, TlsConnector::from(tls).connect(name, tcp))
+            .await
+            .map_err(|_| std::io::Error::other("handshake timed out"))??;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+        })
     }
 
     /// Connects with a given rustls configuration (for example TLS 1.2 only).

@@ -274,6 +274,14 @@ impl Connection {
                         self.last_input = Instant::now();
                         self.pinged = false;
                     }
+                    // A close without TLS close_notify is still the client going away.
+                    Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                        return if self.decoder.is_mid_line(&self.inbuf) {
+                            CloseReason::PeerClosedMidLine
+                        } else {
+                            CloseReason::PeerClosed
+                        };
+                    }
                     Err(err) => return CloseReason::ReadFailed(err),
                 },
             }

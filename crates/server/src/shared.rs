@@ -6,9 +6,8 @@
 //! 1. *Stop requested* ([`Shared::request_stop`]: a signal, or an admin's `SHUTDOWN`): the
 //!    accept loop stops accepting.
 //! 2. *Quiesce* ([`Shared::quiesce`]): requests are refused with `ERR SHUTTING_DOWN`. Every
-//!    request is handled under a read lock of `gate` that first checks `draining`, so taking
-//!    the write lock once waits for requests in flight; after it no request can queue anything
-//!    more for anyone.
+//!    request is handled holding an [`Admission`] from the [`Gate`]; closing the gate waits for
+//!    the requests in flight, and after it no request can queue anything more for anyone.
 //! 3. *Drain* (`shutdown` cancelled): each connection writes what is queued for it, then
 //!    `EVENT SHUTDOWN`, then closes. So every message the server acknowledged reaches every
 //!    recipient still connected.
@@ -37,8 +36,7 @@ pub(crate) struct Shared {
     /// Cancelled when connections must drain and close (phase 3).
     pub(crate) shutdown: CancellationToken,
     shutdown_reason: OnceLock<String>,
-    draining: AtomicBool,
-    gate: RwLock<()>,
+    gate: Gate,
     /// Connections past the TLS handshake, now.
     pub(crate) connections: AtomicUsize,
     pub(crate) addresses: Arc<AddressCounter>,
@@ -46,10 +44,41 @@ pub(crate) struct Shared {
     pub(crate) udp_keys: Option<watch::Sender<UdpKeys>>,
 }
 
+/// Admits requests until closed; closing waits for the requests admitted before.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    closed: AtomicBool,
+    lock: RwLock<()>,
+}
+
 /// Permission to handle one request: held while it runs.
-// The guard is never read: holding it is the point (quiesce waits for it to drop).
+// The guard is never read: holding it is the point (closing waits for it to drop).
 #[allow(dead_code)]
 pub(crate) struct Admission<'a>(RwLockReadGuard<'a, ()>);
+
+impl Gate {
+    /// Admits one request, or `None` once closed.
+    pub(crate) fn admit(&self) -> Option<Admission<'_>> {
+        let guard = self
+            .lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(Admission(guard))
+    }
+
+    /// Refuses further requests and returns once every admitted one has finished.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        drop(
+            self.lock
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+}
 
 impl Shared {
     pub(crate) fn new(
@@ -65,8 +94,7 @@ impl Shared {
             stop: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             shutdown_reason: OnceLock::new(),
-            draining: AtomicBool::new(false),
-            gate: RwLock::new(()),
+            gate: Gate::default(),
             connections: AtomicUsize::new(0),
             addresses: Arc::new(AddressCounter::default()),
             udp_stats,
@@ -93,25 +121,13 @@ impl Shared {
     /// Phases 2 and 3: refuses new requests, waits for those in flight, then tells every
     /// connection to drain.
     pub(crate) fn quiesce(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        drop(
-            self.gate
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        self.gate.close();
         self.shutdown.cancel();
     }
 
     /// Admits one request, or `None` when the server is shutting down.
     pub(crate) fn admit(&self) -> Option<Admission<'_>> {
-        let guard = self
-            .gate
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.draining.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(Admission(guard))
+        self.gate.admit()
     }
 
     pub(crate) fn shutdown_reason(&self) -> &str {
@@ -176,4 +192,48 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn closing_the_gate_waits_for_admitted_requests_and_refuses_new_ones() {
+        let gate = Arc::new(Gate::default());
+        let (admitted_tx, admitted_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let holder = {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                let admission = gate.admit().expect("open");
+                admitted_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                drop(admission);
+            })
+        };
+        admitted_rx.recv().unwrap();
+        let (closed_tx, closed_rx) = mpsc::channel();
+        let closer = {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                gate.close();
+                closed_tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            closed_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "close must wait for the request in flight"
+        );
+        release_tx.send(()).unwrap();
+        closed_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("close returns once it is done");
+        assert!(gate.admit().is_none(), "no request after closing");
+        holder.join().unwrap();
+        closer.join().unwrap();
+    }
 }

@@ -1,0 +1,252 @@
+//! Running the server: a configuration file, certificate reload without restart, and a
+//! graceful drain under load.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tlschat_client::{Client, ClientError};
+use tlschat_proto::{ErrorCode, Event, Reply, Request};
+use tlschat_tests::{binary, run, text, Pki, RawTls, ServerProcess};
+
+#[tokio::test]
+async fn a_config_file_sets_everything_and_flags_win() {
+    let pki = Pki::standard();
+    let file = pki.path("tlschat.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nserver-name = \"from-file\"\nclient-auth = \"required\"\n",
+            pki.path("server.pem").display(),
+            pki.path("server-key.pem").display(),
+            pki.ca().display()
+        ),
+    )
+    .unwrap();
+    let config_arg = file.display().to_string();
+    let server = ServerProcess::start_with(&["--config".into(), config_arg.clone()]).unwrap();
+    let client = Client::connect(&pki.client_config(server.addr(), Some("alice")))
+        .await
+        .unwrap();
+    assert_eq!(client.greeting().server, "from-file");
+    assert!(
+        Client::connect(&pki.client_config(server.addr(), None))
+            .await
+            .is_err(),
+        "client-auth = required from the file"
+    );
+
+    let flagged = ServerProcess::start_with(&[
+        "--config".into(),
+        config_arg,
+        "--server-name".into(),
+        "from-flag".into(),
+    ])
+    .unwrap();
+    let client = Client::connect(&pki.client_config(flagged.addr(), Some("alice")))
+        .await
+        .unwrap();
+    assert_eq!(client.greeting().server, "from-flag", "the flag wins");
+}
+
+#[test]
+fn a_bad_config_file_stops_startup_with_the_key_named() {
+    let pki = Pki::standard();
+    for (content, expected) in [
+        ("listn = \"127.0.0.1:0\"\n", "listn"),
+        ("idle-timeout = \"forever\"\n", "idle-timeout"),
+        ("max-line-len = 1\n", "invalid value for max-line-len: 1"),
+        ("rate = -5\n", "rate"),
+    ] {
+        let file = pki.path("bad.toml");
+        std::fs::write(&file, content).unwrap();
+        let out = run(
+            std::process::Command::new(binary("tlschat-server"))
+                .arg("--config")
+                .arg(&file),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(1), "{content}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{content}: {stderr}");
+        assert!(out.stdout.is_empty(), "never reports listening");
+    }
+}
+
+#[tokio::test]
+async fn certificates_reload_on_sighup_and_a_bad_file_keeps_the_old_one() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let mut alice = Client::connect(&pki.client_config(server.addr(), Some("alice")))
+        .await
+        .unwrap();
+    let mut renamed = pki.client_config(server.addr(), None);
+    renamed.server_name = Some("reloaded.example".into());
+    assert!(
+        Client::connect(&renamed).await.is_err(),
+        "the old certificate lacks the name"
+    );
+
+    // Reissue the server certificate (same CA) with one more name, then SIGHUP.
+    let out = run(
+        std::process::Command::new(binary("tlschat-certgen"))
+            .arg("--out")
+            .arg(pki.dir())
+            .args(["--host", "reloaded.example"]),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Client::connect(&renamed).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "new connections get the new certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.log().contains("certificates reloaded"));
+    assert_eq!(
+        alice.request(&Request::Ping).await.unwrap(),
+        Reply::ok("PONG"),
+        "existing connections go on"
+    );
+
+    // A broken file: the admin verb reports it and the certificate in use stays.
+    std::fs::write(pki.path("server.pem"), "not a certificate").unwrap();
+    let mut root = Client::connect(&pki.client_config(server.addr(), Some("root")))
+        .await
+        .unwrap();
+    let Reply::Err(err) = root.request(&Request::Reload).await.unwrap() else {
+        panic!("a broken certificate must not reload");
+    };
+    assert_eq!(err.code, ErrorCode::ReloadFailed);
+    assert!(err.message.contains("server.pem"), "{}", err.message);
+    assert!(server
+        .log()
+        .contains("certificate reload failed; keeping the current certificate"));
+    Client::connect(&renamed)
+        .await
+        .expect("still serving with the last good certificate");
+    let Reply::Err(err) = alice.request(&Request::Reload).await.unwrap() else {
+        panic!("RELOAD is for admins");
+    };
+    assert_eq!(err.code, ErrorCode::Forbidden);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_delivers_every_acknowledged_message_before_exit() {
+    const RECIPIENTS: usize = 100;
+    let pki = Pki::standard();
+    let mut server = ServerProcess::start(
+        &pki,
+        &[
+            "--max-connections-per-ip",
+            "500",
+            "--rate",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+            "--drain-timeout",
+            "10s",
+        ],
+    );
+    let config = pki.client_config(server.addr(), None);
+    let mut recipients = tokio::task::JoinSet::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(RECIPIENTS);
+    for i in 0..RECIPIENTS {
+        let config = config.clone();
+        let ready = ready_tx.clone();
+        recipients.spawn(async move {
+            let mut client = Client::connect(&config).await.unwrap();
+            for request in [
+                Request::Nick(format!("r{i}")),
+                Request::Join("#drain".into()),
+            ] {
+                assert!(matches!(
+                    client.request(&request).await.unwrap(),
+                    Reply::Ok(_)
+                ));
+            }
+            ready.send(()).await.unwrap();
+            let mut ids = BTreeSet::new();
+            let mut told = false;
+            loop {
+                match client.next_event().await {
+                    Ok(Event::Message { id, .. }) => {
+                        ids.insert(id);
+                    }
+                    Ok(Event::Shutdown { .. }) => told = true,
+                    Ok(_) => {}
+                    Err(ClientError::Closed { .. }) => return (ids, told),
+                    Err(err) => panic!("recipient {i}: {err}"),
+                }
+            }
+        });
+    }
+    for _ in 0..RECIPIENTS {
+        ready_rx.recv().await.unwrap();
+    }
+
+    // The sender pipelines batches and records every id the server acknowledged.
+    let mut sender = RawTls::connect(&pki.client_config(server.addr(), Some("alice")))
+        .await
+        .unwrap();
+    assert!(sender.read_line().await.unwrap().starts_with("HELLO"));
+    sender.write(b"JOIN #drain\n").await.unwrap();
+    assert_eq!(sender.read_line().await.unwrap(), "OK #drain");
+    // 4,000 messages written back to back without waiting, so requests are in flight when
+    // the signal lands; then every reply is read.
+    let sending = tokio::spawn(async move {
+        let batch: String = (0..100)
+            .map(|i| format!("MSG #drain in flight {i}\n"))
+            .collect();
+        for _ in 0..40 {
+            if sender.write(batch.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let mut acked = BTreeSet::new();
+        while let Some(line) = sender.read_line().await {
+            if let Some(id) = line.strip_prefix("OK ") {
+                acked.insert(id.parse::<u64>().unwrap());
+            } else {
+                assert!(
+                    line.starts_with("ERR SHUTTING_DOWN") || line.starts_with("EVENT "),
+                    "unexpected {line}"
+                );
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.terminate();
+        (status, server)
+    });
+    let (status, server) = status.await.unwrap();
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within the drain timeout"
+    );
+    let acked = sending.await.unwrap();
+    assert!(
+        acked.len() > 100,
+        "messages were in flight: {}",
+        acked.len()
+    );
+    eprintln!("acknowledged before the shutdown: {} of 4000", acked.len());
+    let mut checked = 0;
+    while let Some(result) = recipients.join_next().await {
+        let (received, told) = result.unwrap();
+        assert!(told, "every recipient is told about the shutdown");
+        let missing: Vec<_> = acked.difference(&received).take(5).collect();
+        assert!(
+            missing.is_empty(),
+            "acknowledged but not delivered: {missing:?}…"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, RECIPIENTS);
+}
