@@ -104,7 +104,7 @@ async fn certificates_reload_on_sighup_and_a_bad_file_keeps_the_old_one() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(server.log().contains("certificates reloaded"));
+    server.wait_for_log("certificates reloaded");
     assert_eq!(
         alice.request(&Request::Ping).await.unwrap(),
         Reply::ok("PONG"),
@@ -121,9 +121,7 @@ async fn certificates_reload_on_sighup_and_a_bad_file_keeps_the_old_one() {
     };
     assert_eq!(err.code, ErrorCode::ReloadFailed);
     assert!(err.message.contains("server.pem"), "{}", err.message);
-    assert!(server
-        .log()
-        .contains("certificate reload failed; keeping the current certificate"));
+    server.wait_for_log("certificate reload failed; keeping the current certificate");
     Client::connect(&renamed)
         .await
         .expect("still serving with the last good certificate");

@@ -274,6 +274,20 @@ impl ServerProcess {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Waits (bounded) until the server has logged a line containing `needle`. The log is read
+    /// by another thread, so a line can arrive just after the reply it belongs to.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the server never logged {needle:?}; its log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
