@@ -212,7 +212,8 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        // 256 cases, or PROPTEST_CASES from the environment (scripts/fuzz.sh).
+        #![proptest_config(ProptestConfig::default())]
 
         #[test]
         fn the_window_agrees_with_the_model(
