@@ -3,7 +3,7 @@
 //! [`Server::bind`] builds the TLS configuration and binds the listeners, so every startup
 //! error (a missing key, a key that does not fit the certificate, a port in use) surfaces
 //! before the server reports that it is listening. [`Server::run`] then accepts until the
-//! shutdown future completes or an admin sends `SHUTDOWN`, and drains (see [`crate::shared`]).
+//! shutdown future completes or an admin sends `SHUTDOWN`, and drains (see the `shared` module).
 
 use std::future::Future;
 use std::net::SocketAddr;
