@@ -359,14 +359,20 @@ impl Connection {
                     },
                     Err(err) => Reply::err(err.code(), err),
                 },
-                Frame::TooLong => Reply::err(
-                    ErrorCode::LineTooLong,
-                    format!(
-                        "line longer than {} bytes; discarded",
-                        self.decoder.max_len()
-                    ),
-                ),
-                Frame::InvalidUtf8 => Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8"),
+                Frame::TooLong => {
+                    debug!(nick = ?self.peer.nick(), "line too long, discarded");
+                    Reply::err(
+                        ErrorCode::LineTooLong,
+                        format!(
+                            "line longer than {} bytes; discarded",
+                            self.decoder.max_len()
+                        ),
+                    )
+                }
+                Frame::InvalidUtf8 => {
+                    debug!(nick = ?self.peer.nick(), "line is not UTF-8, discarded");
+                    Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8")
+                }
             };
             encode_line(&reply.to_string(), &mut self.out);
         }

@@ -174,14 +174,24 @@ async fn accept_until(
     loop {
         // Take a connection slot before accepting: at the limit, new clients wait in the
         // kernel's backlog instead of costing us memory.
-        let permit = tokio::select! {
-            biased;
-            () = &mut stop => return,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => return,
-            },
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                warn!(
+                    max = shared.config.max_connections,
+                    "connection limit reached; new connections wait in the backlog"
+                );
+                tokio::select! {
+                    biased;
+                    () = &mut stop => return,
+                    permit = limit.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_closed) => return,
+                    },
+                }
+            }
         };
+
         let accepted = tokio::select! {
             biased;
             () = &mut stop => return,
