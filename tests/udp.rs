@@ -300,11 +300,43 @@ fn a_datagram_from_before_a_restart_is_refused_after_it() {
 }
 
 #[test]
-fn the_benchmark_tool_runs_both_modes_without_failures() {
+fn the_benchmark_tool_runs_its_modes_without_failures() {
     let pki = Pki::standard();
-    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let server = ServerProcess::start(
+        &pki,
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--rate",
+            "100000",
+            "--rate-burst",
+            "100000",
+        ],
+    );
     let (cert, key) = pki.identity("alice");
-    for (addr, mode) in [(server.addr(), "echo"), (server.udp_addr(), "udp")] {
+    let runs: [(SocketAddr, &[&str], &str); 4] = [
+        (
+            server.addr(),
+            &["echo", "--connections", "2", "--requests", "200"],
+            r#""ops":200,"errors":0"#,
+        ),
+        (
+            server.udp_addr(),
+            &["udp", "--sockets", "2", "--requests", "200"],
+            r#""ops":200,"errors":0"#,
+        ),
+        (
+            server.addr(),
+            &["fanout", "--subscribers", "5", "--messages", "500"],
+            r#""ops":2500,"errors":0,"lost":0,"duplicated":0,"reordered":0"#,
+        ),
+        (
+            server.addr(),
+            &["connect", "--count", "20", "--concurrency", "2"],
+            r#""ops":20,"errors":0"#,
+        ),
+    ];
+    for (addr, mode, expected) in runs {
         let out = tlschat_tests::run(
             std::process::Command::new(tlschat_tests::binary("tlschat-bench"))
                 .args(["--server", &addr.to_string(), "--ca"])
@@ -313,23 +345,13 @@ fn the_benchmark_tool_runs_both_modes_without_failures() {
                 .arg(&cert)
                 .arg("--key")
                 .arg(&key)
-                .args([
-                    "--requests",
-                    "200",
-                    "--connections",
-                    "2",
-                    "--warmup",
-                    "5",
-                    "--json",
-                    mode,
-                ]),
+                .args(["--server-pid", &server.pid().to_string(), "--json"])
+                .args(mode),
             b"",
         );
-        assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
+        assert!(out.status.success(), "{mode:?}: {}", text(&out.stderr));
         let report = text(&out.stdout);
-        assert!(
-            report.contains(&format!(r#""mode":"{mode}","requests":200,"failed":0"#)),
-            "{report}"
-        );
+        assert!(report.contains(expected), "{mode:?}: {report}");
+        assert!(report.contains(r#""server_cpu_us_per_op":"#), "{report}");
     }
 }

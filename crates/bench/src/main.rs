@@ -1,62 +1,118 @@
-//! `tlschat-bench`: parses flags and runs one load mode.
+//! `tlschat-bench`: parses flags and runs one workload.
 
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tlschat_bench::{Load, Report};
+use rustls::client::Resumption;
+use tlschat_bench::modes::{self, Fanout, Setup};
+use tlschat_bench::probe::Probe;
+use tlschat_bench::target::{Endpoint, Kind};
+use tlschat_bench::Report;
 use tlschat_client::ClientConfig;
 use tlschat_proto::duration::HumanDuration;
 
-/// Load generator for tlschat. Talks only to --server; every run is bounded by --requests and
-/// --deadline.
+/// Load generator for tlschat, nats-server and `ncat --chat --ssl`, over TLS. Talks only to
+/// --server; every run is bounded by its counts and --deadline.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Server address (the TLS port for `echo`, the UDP port for `udp`).
+    /// The server under test.
+    #[arg(long, value_enum, default_value_t = Kind::Tlschat)]
+    target: Kind,
+    /// Server address (the UDP address for `udp`).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6254")]
     server: String,
-    /// CA certificate.
+    /// CA certificate the server's certificate must chain to.
     #[arg(long, value_name = "FILE", default_value = "certs/ca.pem")]
     ca: PathBuf,
-    /// Client certificate (required for `udp`).
+    /// Client certificate (for `connect` with client authentication, and `udp`).
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
     /// Client key.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
-    /// Requests in all.
-    #[arg(long, default_value_t = 10_000)]
-    requests: u64,
-    /// Concurrent connections or sockets, each in a closed loop.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    connections: u64,
-    /// Unmeasured requests per connection first.
-    #[arg(long, default_value_t = 100)]
-    warmup: u64,
-    /// Stop after this long even if requests remain.
+    /// The server's process id: reports its CPU time per operation and its memory.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// Local addresses to spread connections over (repeatable), e.g. 127.0.0.2.
+    #[arg(long = "source", value_name = "IP")]
+    sources: Vec<IpAddr>,
+    /// Stop after this long even if work remains.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     deadline: HumanDuration,
-    /// The request line to send.
-    #[arg(long, default_value = "PING")]
-    request: String,
-    /// Print JSON instead of a table row.
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// The mode.
+    /// The workload.
     #[command(subcommand)]
     mode: Mode,
 }
 
 #[derive(Debug, Subcommand)]
 enum Mode {
-    /// Request/response over TLS.
-    Echo,
-    /// Request/response over signed UDP.
-    Udp,
+    /// N subscribers in one room, S senders, M messages of B bytes.
+    Fanout {
+        /// Subscribers.
+        #[arg(long, default_value_t = 50)]
+        subscribers: usize,
+        /// Senders.
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        /// Payload bytes (at least 32).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(32..=60_000))]
+        size: u64,
+        /// Messages a second across senders (default: as fast as the window allows).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// At full speed, most messages in flight towards the slowest subscriber.
+        #[arg(long, default_value_t = 1000)]
+        window: u64,
+    },
+    /// Request/response round trips (PING) on N connections, closed loop.
+    Echo {
+        /// Connections.
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        /// Requests in all.
+        #[arg(long, default_value_t = 50_000)]
+        requests: u64,
+    },
+    /// TLS handshakes: connect, open the protocol, close.
+    Connect {
+        /// Handshakes in all.
+        #[arg(long, default_value_t = 2_000)]
+        count: u64,
+        /// Handshakes at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Resume sessions (TLS 1.3 tickets) instead of full handshakes.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Hold N idle connections; report server memory per connection.
+    Hold {
+        /// Connections to hold.
+        #[arg(long, default_value_t = 1_000)]
+        connections: usize,
+    },
+    /// Signed UDP request/response (tlschat only).
+    Udp {
+        /// Sockets (sharing the client key).
+        #[arg(long, default_value_t = 1)]
+        sockets: u64,
+        /// Requests in all.
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,15 +147,60 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let mut config = ClientConfig::new(cli.server.clone(), cli.ca.clone());
     config.cert = cli.cert.clone();
     config.key = cli.key.clone();
-    let load = Load {
-        request: cli.request.clone(),
-        requests: cli.requests,
-        connections: cli.connections,
-        warmup: cli.warmup,
+    // The TLS setup is tlschat's client setup (TLS 1.3, the same provider) for every target.
+    let resume = matches!(cli.mode, Mode::Connect { resume: true, .. });
+    let with_identity = matches!(cli.mode, Mode::Connect { .. });
+    let mut tls_config = config.clone();
+    if !with_identity {
+        tls_config.cert = None;
+        tls_config.key = None;
+    }
+    let mut tls = (*tls_config.tls_config()?).clone();
+    if !resume {
+        tls.resumption = Resumption::disabled();
+    }
+    let addr = tokio::net::lookup_host(&cli.server)
+        .await?
+        .next()
+        .context("the server address does not resolve")?;
+    let setup = Setup {
+        endpoint: Endpoint {
+            kind: cli.target,
+            addr,
+            tls: std::sync::Arc::new(tls),
+            name: config.verify_name()?,
+            sources: cli.sources.clone(),
+        },
+        probe: cli.server_pid.map(Probe::new),
         deadline: Duration::from(cli.deadline),
     };
-    match cli.mode {
-        Mode::Echo => tlschat_bench::echo(&config, &load).await,
-        Mode::Udp => tlschat_bench::udp(&config, &load).await,
+    match &cli.mode {
+        Mode::Fanout {
+            subscribers,
+            senders,
+            messages,
+            size,
+            rate,
+            window,
+        } => {
+            let load = Fanout {
+                subscribers: *subscribers,
+                senders: *senders,
+                messages: *messages,
+                size: *size as usize,
+                rate: *rate,
+                window: *window,
+            };
+            modes::fanout(&setup, load).await
+        }
+        Mode::Echo {
+            connections,
+            requests,
+        } => modes::echo(&setup, *connections, *requests).await,
+        Mode::Connect {
+            count, concurrency, ..
+        } => modes::connect(&setup, *count, *concurrency).await,
+        Mode::Hold { connections } => modes::hold(&setup, *connections).await,
+        Mode::Udp { sockets, requests } => modes::udp(&config, &setup, *sockets, *requests).await,
     }
 }

@@ -1,4 +1,4 @@
-//! Results of a run: counts, rate and latency percentiles.
+//! Results of a run: counts, rates, latency percentiles and server cost per operation.
 
 use std::time::Duration;
 
@@ -6,20 +6,36 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// What a run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    /// The mode, such as `echo` or `udp`.
+    /// The workload: `fanout`, `echo`, `connect`, `hold`, `udp`.
     pub mode: String,
-    /// Requests answered.
-    pub requests: u64,
-    /// Requests that failed (no reply, error reply, connection lost).
-    pub failed: u64,
-    /// Wall-clock time of the measured part, in seconds.
+    /// The server under test: `tlschat`, `nats`, `ncat`.
+    pub target: String,
+    /// What one operation is: deliveries, replies, handshakes, connections, requests.
+    pub op: String,
+    /// Operations completed in the measured part.
+    pub ops: u64,
+    /// Operations that failed (no reply, error reply, refused connection).
+    pub errors: u64,
+    /// Fan-out: messages some subscriber never received.
+    pub lost: u64,
+    /// Fan-out: messages a subscriber received twice.
+    pub duplicated: u64,
+    /// Fan-out: messages that arrived before one sent earlier by the same sender.
+    pub reordered: u64,
+    /// Wall-clock time of the measured part, seconds.
     pub seconds: f64,
-    /// Answered requests per second.
+    /// Operations per second.
     pub per_second: f64,
-    /// Latency percentiles, in microseconds.
-    pub latency_us: Latency,
+    /// Payload megabytes (10^6) per second delivered.
+    pub mb_per_s: f64,
+    /// Latency percentiles, microseconds (for operations that have one).
+    pub latency_us: Option<Latency>,
+    /// Server CPU time (user + system) per operation, microseconds (with `--server-pid`).
+    pub server_cpu_us_per_op: Option<f64>,
+    /// Server resident memory per connection held, KiB (mode `hold`).
+    pub server_rss_kib_per_conn: Option<f64>,
 }
 
 /// Latency percentiles, in microseconds.
@@ -36,6 +52,7 @@ pub struct Latency {
 }
 
 /// A latency recorder (1 µs to 60 s, 3 significant digits).
+#[derive(Clone)]
 pub struct Recorder {
     histogram: Histogram<u64>,
 }
@@ -73,50 +90,60 @@ impl Recorder {
         self.histogram.len()
     }
 
-    /// The report for a run that took `elapsed`.
-    pub fn report(&self, mode: &str, failed: u64, elapsed: Duration) -> Report {
-        let seconds = elapsed.as_secs_f64();
+    /// The percentiles, or `None` with no samples.
+    pub fn latency(&self) -> Option<Latency> {
         let h = &self.histogram;
-        Report {
-            mode: mode.to_owned(),
-            requests: h.len(),
-            failed,
-            seconds,
-            per_second: if seconds > 0.0 {
-                h.len() as f64 / seconds
-            } else {
-                0.0
-            },
-            latency_us: Latency {
-                p50: h.value_at_quantile(0.50),
-                p90: h.value_at_quantile(0.90),
-                p99: h.value_at_quantile(0.99),
-                max: h.max(),
-            },
-        }
+        (!h.is_empty()).then(|| Latency {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        })
     }
 }
 
 impl Report {
-    /// A markdown table row: mode, requests, failed, req/s, p50, p90, p99, max (ms).
-    pub fn table_row(&self) -> String {
-        let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
-        format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
-            self.mode,
-            self.requests,
-            self.failed,
-            self.per_second,
-            ms(self.latency_us.p50),
-            ms(self.latency_us.p90),
-            ms(self.latency_us.p99),
-            ms(self.latency_us.max)
-        )
+    /// Fills the rates from `ops`, `bytes` and `elapsed`, and the CPU cost from `cpu_us`.
+    pub fn finish(mut self, elapsed: Duration, bytes: u64, cpu_us: Option<u64>) -> Self {
+        self.seconds = elapsed.as_secs_f64();
+        if self.seconds > 0.0 {
+            self.per_second = self.ops as f64 / self.seconds;
+            self.mb_per_s = bytes as f64 / 1e6 / self.seconds;
+        }
+        if let (Some(cpu), true) = (cpu_us, self.ops > 0) {
+            self.server_cpu_us_per_op = Some(cpu as f64 / self.ops as f64);
+        }
+        self
     }
 
     /// The markdown table header matching [`table_row`](Self::table_row).
     pub fn table_header() -> &'static str {
-        "| mode | requests | failed | req/s | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|"
+        "| target | mode | ops | op/s | MB/s | p50 ms | p99 ms | max ms | server CPU µs/op | RSS KiB/conn | errors | lost/dup/reordered |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    }
+
+    /// One markdown table row.
+    pub fn table_row(&self) -> String {
+        let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
+        let (p50, p99, max) = match &self.latency_us {
+            Some(l) => (ms(l.p50), ms(l.p99), ms(l.max)),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+        format!(
+            "| {} | {} | {} {} | {:.0} | {:.1} | {p50} | {p99} | {max} | {} | {} | {} | {}/{}/{} |",
+            self.target,
+            self.mode,
+            self.ops,
+            self.op,
+            self.per_second,
+            self.mb_per_s,
+            opt(self.server_cpu_us_per_op),
+            opt(self.server_rss_kib_per_conn),
+            self.errors,
+            self.lost,
+            self.duplicated,
+            self.reordered
+        )
     }
 }
 
@@ -125,25 +152,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_come_from_the_samples() {
+    fn rates_and_costs_follow_from_the_counts() {
         let mut recorder = Recorder::new();
         for us in 1..=100 {
             recorder.record(Duration::from_micros(us * 10));
         }
-        let report = recorder.report("echo", 2, Duration::from_secs(2));
-        assert_eq!(report.requests, 100);
-        assert_eq!(report.failed, 2);
-        assert!((report.per_second - 50.0).abs() < 1e-9);
-        assert!(
-            (495..=505).contains(&report.latency_us.p50),
-            "{:?}",
-            report.latency_us
-        );
-        assert!(
-            (985..=995).contains(&report.latency_us.p99),
-            "{:?}",
-            report.latency_us
-        );
-        assert!(report.table_row().starts_with("| echo | 100 | 2 | 50 |"));
+        let latency = recorder.latency().unwrap();
+        assert!((495..=505).contains(&latency.p50), "{latency:?}");
+        assert!((985..=995).contains(&latency.p99), "{latency:?}");
+        let report = Report {
+            mode: "fanout".into(),
+            target: "tlschat".into(),
+            op: "deliveries".into(),
+            ops: 1000,
+            latency_us: Some(latency),
+            ..Report::default()
+        }
+        .finish(Duration::from_secs(2), 2_000_000, Some(500));
+        assert!((report.per_second - 500.0).abs() < 1e-9);
+        assert!((report.mb_per_s - 1.0).abs() < 1e-9);
+        assert_eq!(report.server_cpu_us_per_op, Some(0.5));
+        assert!(report
+            .table_row()
+            .starts_with("| tlschat | fanout | 1000 deliveries | 500 | 1.0 |"));
+        assert!(Recorder::new().latency().is_none());
     }
 }

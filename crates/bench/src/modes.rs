@@ -1,0 +1,554 @@
+//! The workloads. Each connects first, then measures: wall time, the server's CPU time (with a
+//! probe) and, per operation, latency.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tlschat_client::udp::{UdpClient, UdpOptions};
+use tlschat_client::ClientConfig;
+use tlschat_proto::Reply;
+use tokio::io::AsyncWriteExt;
+
+use crate::probe::Probe;
+use crate::report::{Recorder, Report};
+use crate::target::{Conn, Endpoint, Kind};
+
+/// What every mode needs.
+#[derive(Clone)]
+pub struct Setup {
+    /// Where to connect.
+    pub endpoint: Endpoint,
+    /// The server's process, for CPU and memory figures.
+    pub probe: Option<Probe>,
+    /// Every run stops here, whatever is left.
+    pub deadline: Duration,
+}
+
+impl Setup {
+    fn cpu(&self) -> Option<u64> {
+        self.probe.and_then(|p| p.cpu_us().ok())
+    }
+
+    fn report(&self, mode: &str, op: &str) -> Report {
+        Report {
+            mode: mode.to_owned(),
+            target: self.endpoint.kind.to_string(),
+            op: op.to_owned(),
+            ..Report::default()
+        }
+    }
+}
+
+/// A fan-out load.
+#[derive(Debug, Clone, Copy)]
+pub struct Fanout {
+    /// Subscribers, each receiving every message.
+    pub subscribers: usize,
+    /// Senders, sharing the messages.
+    pub senders: usize,
+    /// Messages in all (each delivered to every subscriber).
+    pub messages: u64,
+    /// Payload size in bytes (at least 32).
+    pub size: usize,
+    /// Messages a second across senders; `None`: as fast as the window allows.
+    pub rate: Option<u64>,
+    /// Most messages sent but not yet received by every subscriber, at full speed.
+    pub window: u64,
+}
+
+/// Messages written per write at full speed.
+const BATCH: u64 = 32;
+
+/// Fan-out: senders publish to a room every subscriber is in.
+pub async fn fanout(setup: &Setup, load: Fanout) -> anyhow::Result<Report> {
+    let endpoint = &setup.endpoint;
+    let mut subscribers = Vec::with_capacity(load.subscribers);
+    for i in 0..load.subscribers {
+        let mut conn = endpoint.connect(i).await?;
+        conn.join(&format!("sub{i}")).await?;
+        subscribers.push(conn);
+    }
+    let mut senders = Vec::with_capacity(load.senders);
+    for i in 0..load.senders {
+        let mut conn = endpoint.connect(load.subscribers + i).await?;
+        conn.join(&format!("pub{i}")).await?;
+        senders.push(conn);
+    }
+
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let received: Arc<Vec<AtomicU64>> =
+        Arc::new((0..load.subscribers).map(|_| AtomicU64::new(0)).collect());
+    let ready: Arc<Vec<AtomicBool>> = Arc::new(
+        (0..load.subscribers)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+    );
+    let per_sender = load.messages.div_ceil(load.senders as u64);
+    let mut sub_tasks = Vec::new();
+    for (i, conn) in subscribers.into_iter().enumerate() {
+        let (mut reader, writer) = conn.split();
+        let (received, ready, stop) = (received.clone(), ready.clone(), stop.clone());
+        let expected = load.messages;
+        let senders = load.senders;
+        sub_tasks.push(tokio::spawn(async move {
+            let _writer = writer;
+            let mut tally = Tally::new(senders, per_sender);
+            while tally.unique < expected && !stop.load(Ordering::Relaxed) {
+                let Ok(Some(payload)) = reader.next_payload().await else {
+                    break;
+                };
+                match parse_payload(&payload) {
+                    Some(Stamp::Warmup) => ready[i].store(true, Ordering::Relaxed),
+                    Some(Stamp::Message {
+                        sender,
+                        seq,
+                        sent_ns,
+                    }) => {
+                        let now = started.elapsed().as_nanos() as u64;
+                        tally.record(
+                            sender,
+                            seq,
+                            Duration::from_nanos(now.saturating_sub(sent_ns)),
+                        );
+                        received[i].store(tally.unique, Ordering::Relaxed);
+                    }
+                    None => {}
+                }
+            }
+            tally
+        }));
+    }
+
+    let kind = endpoint.kind;
+    let mut writers = Vec::new();
+    let mut reply_tasks = Vec::new();
+    for conn in senders {
+        let (mut reader, writer) = conn.split();
+        writers.push(writer);
+        reply_tasks.push(tokio::spawn(async move { reader.count_replies().await }));
+    }
+
+    // Warm up until every subscriber has seen a message: subscriptions are then live.
+    let warm_deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.iter().all(|r| r.load(Ordering::Relaxed)) {
+        anyhow::ensure!(
+            Instant::now() < warm_deadline,
+            "subscribers never saw the warm-up message"
+        );
+        let mut buf = Vec::new();
+        Conn::encode_publish(kind, &pad("@W:", load.size), &mut buf);
+        writers[0].write_all(&buf).await?;
+        writers[0].flush().await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let cpu_before = setup.cpu();
+    let measured_from = Instant::now();
+    let sent_total = Arc::new(AtomicU64::new(0));
+    let mut send_tasks = Vec::new();
+    for (s, mut writer) in writers.into_iter().enumerate() {
+        let (received, stop, sent_total) = (received.clone(), stop.clone(), sent_total.clone());
+        let count = per_sender.min(load.messages.saturating_sub(per_sender * s as u64));
+        send_tasks.push(tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(load.size * BATCH as usize + 64);
+            let mut ticker = load.rate.map(|rate| {
+                let per_sender_rate = (rate / load.senders as u64).max(1);
+                let mut interval =
+                    tokio::time::interval(Duration::from_nanos(1_000_000_000 / per_sender_rate));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                interval
+            });
+            let mut seq = 0;
+            while seq < count && !stop.load(Ordering::Relaxed) {
+                let batch = match &mut ticker {
+                    Some(ticker) => {
+                        ticker.tick().await;
+                        1
+                    }
+                    None => {
+                        // Keep at most `window` messages in flight towards the slowest subscriber.
+                        while sent_total.load(Ordering::Relaxed)
+                            > received
+                                .iter()
+                                .map(|r| r.load(Ordering::Relaxed))
+                                .min()
+                                .unwrap_or(0)
+                                + load.window
+                        {
+                            if stop.load(Ordering::Relaxed) {
+                                return Ok::<_, std::io::Error>(seq);
+                            }
+                            tokio::time::sleep(Duration::from_micros(200)).await;
+                        }
+                        BATCH.min(count - seq)
+                    }
+                };
+                buf.clear();
+                for _ in 0..batch {
+                    let stamp = format!("@{s}:{seq}:{}:", started.elapsed().as_nanos());
+                    Conn::encode_publish(kind, &pad(&stamp, load.size), &mut buf);
+                    seq += 1;
+                }
+                writer.write_all(&buf).await?;
+                writer.flush().await?;
+                sent_total.fetch_add(batch, Ordering::Relaxed);
+            }
+            Ok(seq)
+        }));
+    }
+
+    let deadline = tokio::time::sleep(setup.deadline);
+    tokio::pin!(deadline);
+    let mut tallies = Vec::new();
+    for task in sub_tasks {
+        tokio::select! {
+            tally = task => tallies.push(tally?),
+            () = &mut deadline => {
+                stop.store(true, Ordering::Relaxed);
+                anyhow::bail!("the run passed its deadline of {:?}", setup.deadline);
+            }
+        }
+    }
+    let elapsed = measured_from.elapsed();
+    let cpu_after = setup.cpu();
+    stop.store(true, Ordering::Relaxed);
+    for task in send_tasks {
+        task.await??;
+    }
+    drop(reply_tasks);
+
+    let mut report = setup.report("fanout", "deliveries");
+    let mut latency = Recorder::new();
+    for tally in &tallies {
+        report.ops += tally.unique;
+        report.lost += load.messages - tally.unique;
+        report.duplicated += tally.duplicated;
+        report.reordered += tally.reordered;
+        latency.merge(&tally.latency);
+    }
+    report.latency_us = latency.latency();
+    let bytes = report.ops * load.size as u64;
+    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
+    Ok(report.finish(elapsed, bytes, cpu))
+}
+
+/// `payload` padded with `x` to `size` bytes (never cut).
+fn pad(stamp: &str, size: usize) -> String {
+    let mut payload = String::with_capacity(size.max(stamp.len()));
+    payload.push_str(stamp);
+    while payload.len() < size {
+        payload.push('x');
+    }
+    payload
+}
+
+enum Stamp {
+    Warmup,
+    Message {
+        sender: usize,
+        seq: u64,
+        sent_ns: u64,
+    },
+}
+
+fn parse_payload(payload: &str) -> Option<Stamp> {
+    let rest = payload.strip_prefix('@')?;
+    if rest.starts_with("W:") {
+        return Some(Stamp::Warmup);
+    }
+    let mut parts = rest.splitn(4, ':');
+    Some(Stamp::Message {
+        sender: parts.next()?.parse().ok()?,
+        seq: parts.next()?.parse().ok()?,
+        sent_ns: parts.next()?.parse().ok()?,
+    })
+}
+
+/// One subscriber's view: what it received, once, in order.
+struct Tally {
+    seen: Vec<Vec<bool>>,
+    highest: HashMap<usize, u64>,
+    unique: u64,
+    duplicated: u64,
+    reordered: u64,
+    latency: Recorder,
+}
+
+impl Tally {
+    fn new(senders: usize, per_sender: u64) -> Self {
+        Self {
+            seen: vec![vec![false; per_sender as usize]; senders],
+            highest: HashMap::new(),
+            unique: 0,
+            duplicated: 0,
+            reordered: 0,
+            latency: Recorder::new(),
+        }
+    }
+
+    fn record(&mut self, sender: usize, seq: u64, latency: Duration) {
+        let Some(slot) = self
+            .seen
+            .get_mut(sender)
+            .and_then(|s| s.get_mut(seq as usize))
+        else {
+            return;
+        };
+        if *slot {
+            self.duplicated += 1;
+            return;
+        }
+        *slot = true;
+        self.unique += 1;
+        let highest = self.highest.entry(sender).or_insert(0);
+        if seq < *highest {
+            self.reordered += 1;
+        }
+        *highest = (*highest).max(seq);
+        self.latency.record(latency);
+    }
+}
+
+/// Request/response: `connections` clients, each pinging in a closed loop.
+pub async fn echo(setup: &Setup, connections: usize, requests: u64) -> anyhow::Result<Report> {
+    let mut conns = Vec::new();
+    for i in 0..connections {
+        let mut conn = setup.endpoint.connect(i).await?;
+        for _ in 0..100 {
+            conn.ping().await?;
+        }
+        conns.push(conn);
+    }
+    let cpu_before = setup.cpu();
+    let started = Instant::now();
+    let stop_at = started + setup.deadline;
+    let per_conn = requests.div_ceil(connections as u64);
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            tokio::spawn(async move {
+                let mut recorder = Recorder::new();
+                let mut errors = 0;
+                for _ in 0..per_conn {
+                    if Instant::now() >= stop_at {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    match conn.ping().await {
+                        Ok(()) => recorder.record(sent.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (recorder, errors)
+            })
+        })
+        .collect();
+    let mut latency = Recorder::new();
+    let mut report = setup.report("echo", "replies");
+    for task in tasks {
+        let (recorder, errors) = task.await?;
+        latency.merge(&recorder);
+        report.errors += errors;
+    }
+    let elapsed = started.elapsed();
+    let cpu = setup
+        .cpu()
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    report.ops = latency.count();
+    report.latency_us = latency.latency();
+    Ok(report.finish(elapsed, 0, cpu))
+}
+
+/// Full handshakes (or resumed ones): connect, open the protocol, close; `concurrency` at once.
+pub async fn connect(setup: &Setup, count: u64, concurrency: usize) -> anyhow::Result<Report> {
+    // One connection first, so a resuming client has a ticket.
+    setup.endpoint.connect(0).await?.close().await;
+    let cpu_before = setup.cpu();
+    let started = Instant::now();
+    let stop_at = started + setup.deadline;
+    let per_task = count.div_ceil(concurrency as u64);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|t| {
+            let endpoint = setup.endpoint.clone();
+            tokio::spawn(async move {
+                let mut recorder = Recorder::new();
+                let mut errors = 0;
+                for i in 0..per_task {
+                    if Instant::now() >= stop_at {
+                        break;
+                    }
+                    let began = Instant::now();
+                    match endpoint.connect(t + i as usize * concurrency).await {
+                        Ok(conn) => {
+                            recorder.record(began.elapsed());
+                            conn.close().await;
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (recorder, errors)
+            })
+        })
+        .collect();
+    let mut latency = Recorder::new();
+    let mut report = setup.report("connect", "handshakes");
+    for task in tasks {
+        let (recorder, errors) = task.await?;
+        latency.merge(&recorder);
+        report.errors += errors;
+    }
+    let elapsed = started.elapsed();
+    let cpu = setup
+        .cpu()
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    report.ops = latency.count();
+    report.latency_us = latency.latency();
+    Ok(report.finish(elapsed, 0, cpu))
+}
+
+/// Holds `count` idle connections and reports the server's memory per connection; then checks
+/// the server still answers promptly (round trips on a fresh connection, as latency).
+pub async fn hold(setup: &Setup, count: usize) -> anyhow::Result<Report> {
+    let probe = setup
+        .probe
+        .ok_or_else(|| anyhow::anyhow!("hold needs --server-pid"))?;
+    let before = probe.rss_kib()?;
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(count);
+    let mut errors = 0;
+    for i in 0..count {
+        anyhow::ensure!(
+            started.elapsed() < setup.deadline,
+            "the run passed its deadline"
+        );
+        match setup.endpoint.connect(i).await {
+            Ok(conn) => held.push(conn),
+            Err(_) => errors += 1,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = probe.rss_kib()?;
+    let elapsed = started.elapsed();
+    let mut report = setup.report("hold", "connections");
+    report.ops = held.len() as u64;
+    report.errors = errors;
+    report.server_rss_kib_per_conn =
+        Some(after.saturating_sub(before) as f64 / held.len().max(1) as f64);
+    if setup.endpoint.kind != Kind::Ncat {
+        let mut probe_conn = setup.endpoint.connect(count).await?;
+        let mut latency = Recorder::new();
+        for _ in 0..200 {
+            let sent = Instant::now();
+            probe_conn.ping().await?;
+            latency.record(sent.elapsed());
+        }
+        report.latency_us = latency.latency();
+    }
+    drop(held);
+    Ok(report.finish(elapsed, 0, None))
+}
+
+/// Signed UDP requests (tlschat only): `sockets` clients sharing one key, closed loop.
+pub async fn udp(
+    config: &ClientConfig,
+    setup: &Setup,
+    sockets: u64,
+    requests: u64,
+) -> anyhow::Result<Report> {
+    let options = UdpOptions {
+        timeout: Duration::from_secs(1),
+        retries: 0,
+    };
+    let start = tlschat_client::udp::now_micros();
+    let mut clients = Vec::new();
+    for index in 0..sockets {
+        let mut client = UdpClient::connect(config, options).await?;
+        client.share_key(start, index, sockets);
+        clients.push(client);
+    }
+    // Round-robin warm-up, so the shared key's sequence numbers stay close together.
+    for _ in 0..100 {
+        for client in &mut clients {
+            client.request("PING").await?;
+        }
+    }
+    let cpu_before = setup.cpu();
+    let started = Instant::now();
+    let stop_at = started + setup.deadline;
+    let per_socket = requests.div_ceil(sockets);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut recorder = Recorder::new();
+                let mut errors = 0;
+                for _ in 0..per_socket {
+                    if Instant::now() >= stop_at {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    match client.request("PING").await {
+                        Ok(Reply::Ok(_)) => recorder.record(sent.elapsed()),
+                        _ => errors += 1,
+                    }
+                }
+                (recorder, errors)
+            })
+        })
+        .collect();
+    let mut latency = Recorder::new();
+    let mut report = setup.report("udp", "replies");
+    for task in tasks {
+        let (recorder, errors) = task.await?;
+        latency.merge(&recorder);
+        report.errors += errors;
+    }
+    let elapsed = started.elapsed();
+    let cpu = setup
+        .cpu()
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    report.ops = latency.count();
+    report.latency_us = latency.latency();
+    report.target = "tlschat-udp".into();
+    Ok(report.finish(elapsed, 0, cpu))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_their_stamp_and_size() {
+        let payload = pad("@3:42:123456:", 64);
+        assert_eq!(payload.len(), 64);
+        let Some(Stamp::Message {
+            sender,
+            seq,
+            sent_ns,
+        }) = parse_payload(&payload)
+        else {
+            panic!("not a message stamp");
+        };
+        assert_eq!((sender, seq, sent_ns), (3, 42, 123456));
+        assert!(matches!(
+            parse_payload(&pad("@W:", 32)),
+            Some(Stamp::Warmup)
+        ));
+        assert!(parse_payload("no stamp").is_none());
+    }
+
+    #[test]
+    fn the_tally_counts_duplicates_and_reordering() {
+        let mut tally = Tally::new(2, 10);
+        for (sender, seq) in [(0, 0), (0, 2), (0, 1), (1, 0), (0, 2)] {
+            tally.record(sender, seq, Duration::from_micros(5));
+        }
+        assert_eq!((tally.unique, tally.duplicated, tally.reordered), (4, 1, 1));
+    }
+}

@@ -1,0 +1,272 @@
+//! Speaking to each server under test over TLS: tlschat itself, nats-server and
+//! `ncat --chat --ssl`, with the same connection code so every figure is taken the same way.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// The room (tlschat) or subject (NATS) fan-out runs in.
+pub const ROOM: &str = "bench";
+
+/// Which server is on the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// tlschat-server.
+    Tlschat,
+    /// nats-server with TLS.
+    Nats,
+    /// `ncat --chat --ssl`: every line goes to every other client.
+    Ncat,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tlschat => "tlschat",
+            Self::Nats => "nats",
+            Self::Ncat => "ncat",
+        })
+    }
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The server's kind.
+    pub kind: Kind,
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The client TLS configuration (shared, so session tickets are reused when resuming).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The name the server certificate is checked against.
+    pub name: ServerName<'static>,
+    /// Local addresses to spread connections over (many connections need many source
+    /// addresses: one address has about 28,000 ports). Empty: let the OS choose.
+    pub sources: Vec<IpAddr>,
+}
+
+type Tls = TlsStream<TcpStream>;
+
+/// One connection to the server under test.
+pub struct Conn {
+    kind: Kind,
+    reader: BufReader<ReadHalf<Tls>>,
+    writer: WriteHalf<Tls>,
+    line: String,
+}
+
+/// The reading half of a connection, for a task of its own.
+pub struct Reader {
+    kind: Kind,
+    reader: BufReader<ReadHalf<Tls>>,
+    line: String,
+}
+
+impl Endpoint {
+    /// Connects, completes TLS and the protocol's opening (greeting, `CONNECT`…). `index`
+    /// picks the source address.
+    pub async fn connect(&self, index: usize) -> io::Result<Conn> {
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if !self.sources.is_empty() {
+            socket.bind(SocketAddr::new(self.sources[index % self.sources.len()], 0))?;
+        }
+        let mut tcp = socket.connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        if self.kind == Kind::Nats {
+            // NATS 2.9 says INFO in the clear, then the client starts TLS.
+            read_plain_line(&mut tcp).await?;
+        }
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(self.name.clone(), tcp)
+            .await?;
+        let (read, writer) = tokio::io::split(tls);
+        let mut conn = Conn {
+            kind: self.kind,
+            reader: BufReader::with_capacity(64 * 1024, read),
+            writer,
+            line: String::new(),
+        };
+        match self.kind {
+            Kind::Tlschat => {
+                conn.read_line().await?;
+            }
+            Kind::Nats => {
+                conn.write(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":true,\"echo\":false,\"name\":\"tlschat-bench\",\"lang\":\"rust\",\"version\":\"0.1\",\"protocol\":1}\r\n").await?;
+                conn.ping().await?;
+            }
+            Kind::Ncat => {}
+        }
+        Ok(conn)
+    }
+}
+
+impl Conn {
+    /// Joins the fan-out room (subject) under a name of its own.
+    pub async fn join(&mut self, name: &str) -> io::Result<()> {
+        match self.kind {
+            Kind::Tlschat => {
+                let hello = format!("NICK {name}\nJOIN #{ROOM}\n");
+                self.write(hello.as_bytes()).await?;
+                for _ in 0..2 {
+                    let line = self.read_line().await?;
+                    if !line.starts_with("OK") {
+                        return Err(io::Error::other(format!("tlschat refused: {line}")));
+                    }
+                }
+                Ok(())
+            }
+            Kind::Nats => {
+                self.write(format!("SUB {ROOM} 1\r\n").as_bytes()).await?;
+                self.ping().await
+            }
+            // Everyone connected to ncat's chat gets every line.
+            Kind::Ncat => Ok(()),
+        }
+    }
+
+    /// Appends one published message to `out` (for batching).
+    pub fn encode_publish(kind: Kind, payload: &str, out: &mut Vec<u8>) {
+        match kind {
+            Kind::Tlschat => {
+                out.extend_from_slice(b"MSG #");
+                out.extend_from_slice(ROOM.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(payload.as_bytes());
+                out.push(b'\n');
+            }
+            Kind::Nats => {
+                out.extend_from_slice(format!("PUB {ROOM} {}\r\n", payload.len()).as_bytes());
+                out.extend_from_slice(payload.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Kind::Ncat => {
+                out.extend_from_slice(payload.as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+
+    /// One request/response round trip: tlschat `PING` → `OK PONG`, NATS `PING` → `PONG`.
+    pub async fn ping(&mut self) -> io::Result<()> {
+        let (request, reply): (&[u8], &str) = match self.kind {
+            Kind::Tlschat => (b"PING\n", "OK PONG"),
+            Kind::Nats => (b"PING\r\n", "PONG"),
+            Kind::Ncat => return Err(io::Error::other("ncat has no request/response")),
+        };
+        self.write(request).await?;
+        loop {
+            let line = self.read_line().await?;
+            if line == reply {
+                return Ok(());
+            }
+            if line.starts_with("-ERR") || line.starts_with("ERR") {
+                return Err(io::Error::other(line));
+            }
+        }
+    }
+
+    /// Writes bytes as they are.
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await
+    }
+
+    /// Sends the TLS close and drops the connection.
+    pub async fn close(mut self) {
+        let _ = self.writer.shutdown().await;
+    }
+
+    /// Splits off the reading half (for a reader task); the writing half stays.
+    pub fn split(self) -> (Reader, WriteHalf<Tls>) {
+        (
+            Reader {
+                kind: self.kind,
+                reader: self.reader,
+                line: self.line,
+            },
+            self.writer,
+        )
+    }
+
+    async fn read_line(&mut self) -> io::Result<String> {
+        read_line(&mut self.reader, &mut self.line).await
+    }
+}
+
+impl Reader {
+    /// The next delivered payload (the text from its `@` on), skipping everything else.
+    /// `None` at the end of the stream.
+    pub async fn next_payload(&mut self) -> io::Result<Option<String>> {
+        loop {
+            let line = match read_line(&mut self.reader, &mut self.line).await {
+                Ok(line) => line,
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(err) => return Err(err),
+            };
+            let payload = match self.kind {
+                Kind::Tlschat if line.starts_with("EVENT MSG ") => line.split(' ').nth(7),
+                Kind::Nats if line.starts_with("MSG ") => {
+                    let body = read_line(&mut self.reader, &mut self.line).await?;
+                    return Ok(Some(body));
+                }
+                Kind::Ncat => line.find('@').map(|at| &line[at..]),
+                _ => None,
+            };
+            if let Some(payload) = payload {
+                return Ok(Some(payload.to_owned()));
+            }
+        }
+    }
+
+    /// Counts replies to published messages (tlschat `OK <id>`) until the stream ends.
+    pub async fn count_replies(&mut self) -> io::Result<u64> {
+        let mut count = 0;
+        loop {
+            match read_line(&mut self.reader, &mut self.line).await {
+                Ok(line) if line.starts_with("OK") => count += 1,
+                Ok(line) if line.starts_with("ERR") || line.starts_with("-ERR") => {
+                    return Err(io::Error::other(line))
+                }
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(count),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// Reads one line without its `\n` or `\r\n`.
+async fn read_line(reader: &mut BufReader<ReadHalf<Tls>>, line: &mut String) -> io::Result<String> {
+    line.clear();
+    let n = reader.read_line(line).await?;
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Reads one line from a plain socket a byte at a time (so nothing after it is consumed).
+async fn read_plain_line(tcp: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 * 1024 {
+        tcp.read_exact(&mut byte).await?;
+        if byte[0] == b'\n' {
+            return Ok(line);
+        }
+        line.push(byte[0]);
+    }
+    Err(io::Error::other("no line end"))
+}
