@@ -1,0 +1,102 @@
+# Shared by scripts/bench.sh and scripts/bench-peers.sh: build, certificates, server start/stop,
+# one benchmark run. Source it; it sets $bin, $work and a cleanup trap.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+cargo build --quiet --release -p tlschat-server -p tlschat-certgen -p tlschat-bench
+bin="$root/target/release"
+work="$(mktemp -d)"
+server_pid=""
+stop_server() {
+  if [[ -n "$server_pid" ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+trap 'stop_server; rm -rf "$work"' EXIT
+"$bin/tlschat-certgen" --out "$work" --client bench >/dev/null
+
+# Settings for benchmarks: the per-connection limits that protect a real deployment (request
+# rate, connections per address, queue depth, room size, idle timeout) are lifted so they do
+# not cap what is measured. Everything else is the default.
+cat >"$work/tlschat-bench.toml" <<TOML
+cert = "$work/server.pem"
+key = "$work/server-key.pem"
+ca = "$work/ca.pem"
+listen = "127.0.0.1:0"
+rate = 10000000
+rate-burst = 10000000
+max-connections = 100000
+max-connections-per-ip = 100000
+max-pending-bytes = 67108864
+max-room-members = 100000
+idle-timeout = "1h"
+TOML
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_tlschat: sets $server_pid and $server_addr.
+start_tlschat() {
+  "$bin/tlschat-server" --config "$work/tlschat-bench.toml" --udp 127.0.0.1:0 >"$work/tlschat.ready" 2>"$work/tlschat.log" &
+  server_pid=$!
+  for _ in $(seq 200); do grep -q '^tlschat-server listening on' "$work/tlschat.ready" && break; sleep 0.05; done
+  server_addr="$(sed -n 's/^tlschat-server listening on //p' "$work/tlschat.ready")"
+  udp_addr="$(sed -n 's/^tlschat-server udp listening on //p' "$work/tlschat.ready")"
+  [[ -n "$server_addr" ]] || { cat "$work/tlschat.log" >&2; return 1; }
+}
+
+wait_port() { # port
+  for _ in $(seq 200); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# start_nats VERIFY(true|false)
+start_nats() {
+  local port; port="$(free_port)"
+  cat >"$work/nats.conf" <<CONF
+listen: 127.0.0.1:$port
+max_connections: 100000
+max_pending: 67108864
+max_payload: 1048576
+write_deadline: "10s"
+tls {
+  cert_file: "$work/server.pem"
+  key_file: "$work/server-key.pem"
+  ca_file: "$work/ca.pem"
+  verify: $1
+  timeout: 5
+}
+CONF
+  nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
+  server_pid=$!
+  server_addr="127.0.0.1:$port"
+  wait_port "$port"
+}
+
+start_ncat() {
+  local port; port="$(free_port)"
+  ncat --listen --chat --ssl --ssl-cert "$work/server.pem" --ssl-key "$work/server-key.pem" \
+    --max-conns 100000 127.0.0.1 "$port" >"$work/ncat.log" 2>&1 &
+  server_pid=$!
+  server_addr="127.0.0.1:$port"
+  wait_port "$port"
+}
+
+# bench TARGET ADDR MODE ARGS... : one JSON report line appended to $results (failures noted).
+bench() {
+  local target="$1" addr="$2"; shift 2
+  local out
+  if out="$("$bin/tlschat-bench" --target "$target" --server "$addr" --ca "$work/ca.pem" \
+      --cert "$work/bench.pem" --key "$work/bench-key.pem" --server-pid "$server_pid" \
+      --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4 --deadline 120s --json "$@" 2>"$work/bench.err")"; then
+    printf '%s\n' "$out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["case"]=sys.argv[1]; print(json.dumps(r))' "$case" >>"$results"
+  else
+    echo "  $target $* failed: $(tail -1 "$work/bench.err")" >&2
+    printf '{"case":"%s","target":"%s","failed":true}\n' "$case" "$target" >>"$results"
+  fi
+}

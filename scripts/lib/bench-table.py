@@ -1,0 +1,48 @@
+"""Prints benchmark JSON lines as markdown: every run, then medians side by side."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+by = defaultdict(list)
+for r in rows:
+    by[(r["case"], r["target"])].append(r)
+cases = list(dict.fromkeys(r["case"] for r in rows))
+targets = list(dict.fromkeys(r["target"] for r in rows))
+
+def med(rs, f):
+    vals = [f(r) for r in rs if not r.get("failed") and f(r) is not None]
+    return statistics.median(vals) if vals else None
+
+def fmt(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+print("| case | target | runs | op/s | server CPU µs/op | p50 ms | p99 ms | RSS KiB/conn | lost/dup/reordered |")
+print("|---|---|---|---|---|---|---|---|---|")
+for case in cases:
+    for t in targets:
+        rs = by.get((case, t))
+        if not rs:
+            continue
+        ok = [r for r in rs if not r.get("failed")]
+        lat = lambda k: (lambda r: r["latency_us"][k] / 1000 if r.get("latency_us") else None)
+        ldr = "/".join(str(sum(r.get(k, 0) for r in ok)) for k in ("lost", "duplicated", "reordered"))
+        print(f"| {case} | {t} | {len(ok)}/{len(rs)} | {fmt(med(ok, lambda r: r['per_second']), 0)} | "
+              f"{fmt(med(ok, lambda r: r.get('server_cpu_us_per_op')))} | {fmt(med(ok, lat('p50')), 3)} | "
+              f"{fmt(med(ok, lat('p99')), 3)} | {fmt(med(ok, lambda r: r.get('server_rss_kib_per_conn')), 1)} | {ldr} |")
+
+if "nats" in targets and "tlschat" in targets:
+    print("\nratios tlschat / nats (medians; below 1 is better for tlschat):\n")
+    print("| case | server CPU per op | p99 latency | RSS per connection |")
+    print("|---|---|---|---|")
+    for case in cases:
+        t, n = by.get((case, "tlschat"), []), by.get((case, "nats"), [])
+        if not t or not n:
+            continue
+        def ratio(f):
+            a, b = med(t, f), med(n, f)
+            return "-" if a is None or not b else f"{a / b:.2f}x"
+        p99 = lambda r: r["latency_us"]["p99"] if r.get("latency_us") else None
+        print(f"| {case} | {ratio(lambda r: r.get('server_cpu_us_per_op'))} | {ratio(p99)} | "
+              f"{ratio(lambda r: r.get('server_rss_kib_per_conn'))} |")
