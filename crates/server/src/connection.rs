@@ -246,6 +246,9 @@ impl Connection {
         let idle = Idle {
             timeout: self.shared.config.idle_timeout,
         };
+        let first = idle.deadline(self.last_input.into_std(), self.pinged);
+        let idle_timer = tokio::time::sleep_until(Instant::from_std(first));
+        tokio::pin!(idle_timer);
         loop {
             let more_buffered = self.process_buffered();
             if let Err(reason) = self.flush().await {
@@ -262,8 +265,16 @@ impl Connection {
                 () = self.shared.shutdown.cancelled() => self.say_goodbye_for_shutdown(),
                 () = self.peer.closing() => self.say_goodbye_for_disconnect(),
                 () = self.peer.outbox().ready() => self.peer.outbox().drain_into(&mut self.out),
-                () = tokio::time::sleep_until(idle.deadline(self.last_input.into_std(), self.pinged).into()) => {
-                    self.on_idle();
+                () = idle_timer.as_mut() => {
+                    // The timer is not moved on every read (that would cost a timer-wheel
+                    // update per request); when it fires early, it is moved to the real
+                    // deadline instead.
+                    let due = Instant::from_std(idle.deadline(self.last_input.into_std(), self.pinged));
+                    if Instant::now() >= due {
+                        self.on_idle();
+                    }
+                    let next = idle.deadline(self.last_input.into_std(), self.pinged);
+                    idle_timer.as_mut().reset(Instant::from_std(next));
                 }
                 read = read_some(&mut self.stream, &mut self.inbuf) => match read {
                     Ok(0) if self.decoder.is_mid_line(&self.inbuf) => {

@@ -25,7 +25,7 @@ use tlschat_proto::{ErrorCode, Event, Reply, Trust};
 use super::peer::{lock, Peer};
 
 /// A room: its canonical name, members and message counter.
-struct Room {
+pub(crate) struct Room {
     name: String,
     state: Mutex<RoomState>,
 }
@@ -167,7 +167,7 @@ impl Hub {
             Err(reply) => return reply,
         };
         let key = name_key(room);
-        if peer.room_count() >= self.limits.per_user && !peer.rooms().contains(&key) {
+        if peer.room_count() >= self.limits.per_user && peer.room(&key).is_none() {
             tracing::info!(nick = %nick, limit = self.limits.per_user, "room limit per user reached");
             return Reply::err(
                 ErrorCode::TooManyRooms,
@@ -211,7 +211,7 @@ impl Hub {
         };
         state.broadcast(&encode(&event), peer);
         state.members.push(peer.clone());
-        peer.add_room(&key);
+        peer.add_room(&key, room.clone());
         Reply::ok(key)
     }
 
@@ -294,14 +294,12 @@ impl Hub {
             Err(reply) => return reply,
         };
         let key = name_key(room);
-        let not_in_room = || Reply::err(ErrorCode::NotInRoom, format!("you are not in {key}"));
-        let Some(room) = lock(&self.rooms).get(&key).cloned() else {
-            return not_in_room();
+        // The peer's own handle to the room: no global lookup on the hot path. It is added
+        // and removed together with the membership, by the peer's own connection.
+        let Some(room) = peer.room(&key) else {
+            return Reply::err(ErrorCode::NotInRoom, format!("you are not in {key}"));
         };
         let mut state = lock(&room.state);
-        if state.position(peer).is_none() {
-            return not_in_room();
-        }
         let id = state.next_id;
         state.next_id += 1;
         let event = Event::Message {
@@ -386,11 +384,7 @@ impl Hub {
     }
 
     fn rooms_of(&self, peer: &Peer) -> Vec<Arc<Room>> {
-        let rooms = lock(&self.rooms);
-        peer.rooms()
-            .iter()
-            .filter_map(|key| rooms.get(key).cloned())
-            .collect()
+        peer.room_handles()
     }
 }
 

@@ -1,7 +1,7 @@
 //! One connected client as the rest of the server sees it: its name, its rooms, its bounded
 //! outbound queue and a way to disconnect it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -9,6 +9,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use tlschat_proto::Trust;
+
+use super::hub::Room;
 
 /// A bounded queue of encoded lines for one connection, filled by other connections (room
 /// messages, DMs) and drained by the connection's own writer.
@@ -48,9 +50,14 @@ impl Outbox {
             return Err(Full);
         }
         state.bytes += line.len();
+        let was_empty = state.queue.is_empty();
         state.queue.push(line);
         drop(state);
-        self.ready.notify_one();
+        // The writer drains everything at once, so only the first line after a drain needs
+        // to wake it: one wake-up per batch instead of one per line.
+        if was_empty {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 
@@ -95,7 +102,9 @@ pub struct Peer {
     nick: Mutex<Option<Arc<str>>>,
     trust: Trust,
     admin: bool,
-    rooms: Mutex<BTreeSet<String>>,
+    /// The rooms the peer is in, by key, with a handle each: sending to a room needs no
+    /// global lookup.
+    rooms: Mutex<BTreeMap<String, Arc<Room>>>,
     outbox: Outbox,
     closing: CancellationToken,
     disconnect: OnceLock<Disconnect>,
@@ -115,7 +124,7 @@ impl Peer {
             nick: Mutex::new(nick.map(Arc::from)),
             trust,
             admin,
-            rooms: Mutex::new(BTreeSet::new()),
+            rooms: Mutex::new(BTreeMap::new()),
             outbox: Outbox::new(limit_bytes),
             closing: CancellationToken::new(),
             disconnect: OnceLock::new(),
@@ -148,15 +157,23 @@ impl Peer {
 
     /// The keys of the rooms the peer is in.
     pub fn rooms(&self) -> Vec<String> {
-        lock(&self.rooms).iter().cloned().collect()
+        lock(&self.rooms).keys().cloned().collect()
+    }
+
+    pub(crate) fn room(&self, key: &str) -> Option<Arc<Room>> {
+        lock(&self.rooms).get(key).cloned()
+    }
+
+    pub(crate) fn room_handles(&self) -> Vec<Arc<Room>> {
+        lock(&self.rooms).values().cloned().collect()
     }
 
     pub(crate) fn room_count(&self) -> usize {
         lock(&self.rooms).len()
     }
 
-    pub(crate) fn add_room(&self, key: &str) {
-        lock(&self.rooms).insert(key.to_owned());
+    pub(crate) fn add_room(&self, key: &str, room: Arc<Room>) {
+        lock(&self.rooms).insert(key.to_owned(), room);
     }
 
     pub(crate) fn remove_room(&self, key: &str) {
