@@ -346,21 +346,14 @@ pub async fn echo(setup: &Setup, connections: usize, requests: u64) -> anyhow::R
             })
         })
         .collect();
-    let mut latency = Recorder::new();
-    let mut report = setup.report("echo", "replies");
-    for task in tasks {
-        let (recorder, errors) = task.await?;
-        latency.merge(&recorder);
-        report.errors += errors;
-    }
-    let elapsed = started.elapsed();
-    let cpu = setup
-        .cpu()
-        .zip(cpu_before)
-        .map(|(a, b)| a.saturating_sub(b));
-    report.ops = latency.count();
-    report.latency_us = latency.latency();
-    Ok(report.finish(elapsed, 0, cpu))
+    gather(
+        setup,
+        setup.report("echo", "replies"),
+        tasks,
+        started,
+        cpu_before,
+    )
+    .await
 }
 
 /// Full handshakes (or resumed ones): connect, open the protocol, close; `concurrency` at once.
@@ -394,21 +387,14 @@ pub async fn connect(setup: &Setup, count: u64, concurrency: usize) -> anyhow::R
             })
         })
         .collect();
-    let mut latency = Recorder::new();
-    let mut report = setup.report("connect", "handshakes");
-    for task in tasks {
-        let (recorder, errors) = task.await?;
-        latency.merge(&recorder);
-        report.errors += errors;
-    }
-    let elapsed = started.elapsed();
-    let cpu = setup
-        .cpu()
-        .zip(cpu_before)
-        .map(|(a, b)| a.saturating_sub(b));
-    report.ops = latency.count();
-    report.latency_us = latency.latency();
-    Ok(report.finish(elapsed, 0, cpu))
+    gather(
+        setup,
+        setup.report("connect", "handshakes"),
+        tasks,
+        started,
+        cpu_before,
+    )
+    .await
 }
 
 /// Holds `count` idle connections and reports the server's memory per connection; then checks
@@ -451,6 +437,30 @@ pub async fn hold(setup: &Setup, count: usize) -> anyhow::Result<Report> {
     }
     drop(held);
     Ok(report.finish(elapsed, 0, None))
+}
+
+/// Waits for closed-loop tasks and merges their latencies and errors into a finished report.
+async fn gather(
+    setup: &Setup,
+    mut report: Report,
+    tasks: Vec<tokio::task::JoinHandle<(Recorder, u64)>>,
+    started: Instant,
+    cpu_before: Option<u64>,
+) -> anyhow::Result<Report> {
+    let mut latency = Recorder::new();
+    for task in tasks {
+        let (recorder, errors) = task.await?;
+        latency.merge(&recorder);
+        report.errors += errors;
+    }
+    let elapsed = started.elapsed();
+    let cpu = setup
+        .cpu()
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    report.ops = latency.count();
+    report.latency_us = latency.latency();
+    Ok(report.finish(elapsed, 0, cpu))
 }
 
 /// Signed UDP requests (tlschat only): `sockets` clients sharing one key, closed loop.
@@ -501,22 +511,16 @@ pub async fn udp(
             })
         })
         .collect();
-    let mut latency = Recorder::new();
-    let mut report = setup.report("udp", "replies");
-    for task in tasks {
-        let (recorder, errors) = task.await?;
-        latency.merge(&recorder);
-        report.errors += errors;
-    }
-    let elapsed = started.elapsed();
-    let cpu = setup
-        .cpu()
-        .zip(cpu_before)
-        .map(|(a, b)| a.saturating_sub(b));
-    report.ops = latency.count();
-    report.latency_us = latency.latency();
+    let mut report = gather(
+        setup,
+        setup.report("udp", "replies"),
+        tasks,
+        started,
+        cpu_before,
+    )
+    .await?;
     report.target = "tlschat-udp".into();
-    Ok(report.finish(elapsed, 0, cpu))
+    Ok(report)
 }
 
 #[cfg(test)]
