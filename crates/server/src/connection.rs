@@ -416,8 +416,7 @@ impl Connection {
     }
 
     fn handle(&mut self, request: Request) -> Reply {
-        let shared = self.shared.clone();
-        let Some(_admission) = shared.admit() else {
+        let Some(_admission) = self.shared.admit() else {
             return Reply::err(ErrorCode::ShuttingDown, "the server is shutting down");
         };
         let mut cx = VerbContext {

@@ -140,10 +140,13 @@ impl Shared {
     /// datagrams) use them; existing connections keep theirs. On any error the old ones stay.
     pub(crate) fn reload(&self) -> Result<(), String> {
         let result = tls::server_config(&self.config)
-            .map_err(|e| error_chain(&e))
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
             .and_then(|tls| {
                 let keys = match &self.udp_keys {
-                    Some(_) => Some(UdpKeys::load(&self.config).map_err(|e| error_chain(&e))?),
+                    Some(_) => Some(
+                        UdpKeys::load(&self.config)
+                            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?,
+                    ),
                     None => None,
                 };
                 Ok((tls, keys))
@@ -180,18 +183,6 @@ impl Shared {
         }
         line
     }
-}
-
-/// An error with its causes, `outer: inner`.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
