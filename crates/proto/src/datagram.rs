@@ -29,6 +29,8 @@
 
 use std::fmt;
 
+use crate::wire::{put_sized, Reader, TooLong, Truncated};
+
 /// The version this module reads and writes.
 pub const VERSION: u8 = 1;
 
@@ -140,7 +142,7 @@ impl<'a> Datagram<'a> {
         if bytes.len() > max_len {
             return Err(DatagramError::Oversized);
         }
-        let mut reader = Reader { bytes, at: 0 };
+        let mut reader = Reader::new(bytes);
         let version = reader.u8()?;
         if version != VERSION {
             return Err(DatagramError::UnknownVersion(version));
@@ -155,8 +157,8 @@ impl<'a> Datagram<'a> {
             return Err(DatagramError::UnknownFlags(flags));
         }
         let key_id = reader.array::<8>()?;
-        let seq = u64::from_be_bytes(reader.array()?);
-        let timestamp_ms = u64::from_be_bytes(reader.array()?);
+        let seq = reader.u64()?;
+        let timestamp_ms = reader.u64()?;
         let body = reader.sized()?;
         let body = std::str::from_utf8(body).map_err(|_| DatagramError::BadBody)?;
         if body.contains(['\n', '\r']) {
@@ -167,12 +169,12 @@ impl<'a> Datagram<'a> {
         } else {
             None
         };
-        let signed = &bytes[..reader.at];
+        let signed = &bytes[..reader.position()];
         let signature = reader.sized()?;
         if signature.is_empty() {
             return Err(DatagramError::NoSignature);
         }
-        if reader.at != bytes.len() {
+        if !reader.is_done() {
             return Err(DatagramError::Trailing);
         }
         Ok(Self {
@@ -228,42 +230,15 @@ pub fn encode(
     Ok(out)
 }
 
-fn put_sized(out: &mut Vec<u8>, field: &[u8]) -> Result<(), DatagramError> {
-    let len = u16::try_from(field.len()).map_err(|_| DatagramError::Oversized)?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(field);
-    Ok(())
+impl From<Truncated> for DatagramError {
+    fn from(_: Truncated) -> Self {
+        Self::Truncated
+    }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DatagramError> {
-        let end = self.at.checked_add(n).ok_or(DatagramError::Truncated)?;
-        let slice = self
-            .bytes
-            .get(self.at..end)
-            .ok_or(DatagramError::Truncated)?;
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn u8(&mut self) -> Result<u8, DatagramError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DatagramError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn sized(&mut self) -> Result<&'a [u8], DatagramError> {
-        let len = u16::from_be_bytes(self.array()?);
-        self.take(usize::from(len))
+impl From<TooLong> for DatagramError {
+    fn from(_: TooLong) -> Self {
+        Self::Oversized
     }
 }
 

@@ -77,6 +77,10 @@ error_codes! {
     NoSuchRoom => "NO_SUCH_ROOM",
     /// A message with no text.
     EmptyText => "EMPTY_TEXT",
+    /// The user has published no E2E key.
+    NoKey => "NO_KEY",
+    /// The verb needs a verified identity (a client certificate).
+    NotVerified => "NOT_VERIFIED",
     /// Too many requests too fast; the request was not processed.
     RateLimited => "RATE_LIMITED",
     /// The user is in as many rooms as allowed.

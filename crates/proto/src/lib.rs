@@ -11,6 +11,8 @@
 //! - [`error`]: the error codes carried by `ERR` replies.
 //! - [`names`]: rules for nicknames and server names.
 //! - [`datagram`]: the byte layout of signed UDP datagrams.
+//! - [`e2e`]: the byte layouts of published E2E keys and sealed direct messages.
+//! - [`hex`]: hexadecimal, how binary payloads travel in lines.
 //! - [`replay`]: the sliding window that refuses replayed datagrams.
 //! - [`limits`]: the default protocol limits.
 //! - [`duration`]: durations as written in flags (`10s`, `250ms`).
@@ -27,12 +29,15 @@ pub mod cert;
 pub mod codec;
 pub mod datagram;
 pub mod duration;
+pub mod e2e;
 pub mod error;
+pub mod hex;
 pub mod limits;
 pub mod names;
 pub mod replay;
 pub mod reply;
 pub mod request;
+mod wire;
 
 pub use codec::{Frame, LineDecoder};
 pub use error::ErrorCode;

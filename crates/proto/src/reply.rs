@@ -162,6 +162,19 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// `EVENT E2E <nick> <trust> <time> <sealed>`: an end-to-end encrypted direct message. The
+    /// payload is kept as sent (hex of [`crate::e2e::Sealed`]): the client decodes it, so a
+    /// malformed one is shown as unreadable rather than breaking the connection.
+    E2e {
+        /// The sender.
+        from: String,
+        /// Whether the sender's name is verified.
+        trust: Trust,
+        /// When the server relayed it, RFC 3339 UTC.
+        time: String,
+        /// The sealed message, hex.
+        sealed: String,
+    },
     /// `EVENT JOIN <#room> <nick> <trust>`: someone joined a room this client is in.
     Join {
         /// The room.
@@ -244,6 +257,12 @@ impl fmt::Display for Event {
                 time,
                 text,
             } => write!(f, "EVENT DM {from} {trust} {time} {text}"),
+            Self::E2e {
+                from,
+                trust,
+                time,
+                sealed,
+            } => write!(f, "EVENT E2E {from} {trust} {time} {sealed}"),
             Self::Join { room, nick, trust } => write!(f, "EVENT JOIN {room} {nick} {trust}"),
             Self::Part { room, nick, trust } => write!(f, "EVENT PART {room} {nick} {trust}"),
             Self::Quit {
@@ -292,6 +311,15 @@ impl Event {
                     trust: Trust::parse(trust)?,
                     time: owned(time),
                     text: owned(text),
+                }
+            }
+            "E2E" => {
+                let [from, trust, time, sealed] = fields(rest)?;
+                Self::E2e {
+                    from: owned(from),
+                    trust: Trust::parse(trust)?,
+                    time: owned(time),
+                    sealed: owned(sealed),
                 }
             }
             "JOIN" | "PART" => {
@@ -459,6 +487,12 @@ mod tests {
                 trust: Trust::Unverified,
                 time: "2026-11-21T09:30:00.000Z".into(),
                 text: "psst".into(),
+            }),
+            ServerLine::Event(Event::E2e {
+                from: "alice".into(),
+                trust: Trust::Verified,
+                time: "2026-11-21T09:30:00.000Z".into(),
+                sealed: "01abcdef".into(),
             }),
             ServerLine::Event(Event::Join {
                 room: "#a".into(),

@@ -10,7 +10,9 @@
 
 use std::fmt;
 
+use crate::e2e::{KeyBundle, LayoutError, Sealed};
 use crate::error::ErrorCode;
+use crate::hex;
 use crate::limits::{NUMBER_MAX, NUMBER_MIN, SUM_MAX_TERMS};
 use crate::names::{validate_nick, validate_room, NameError};
 
@@ -72,6 +74,8 @@ verbs! {
     Rooms => "ROOMS", "ROOMS", "Lists the rooms and their member counts.";
     Who => "WHO", "WHO #room", "Lists a room's members, verified or not.";
     Msg => "MSG", "MSG #room|nick text", "Sends text to a room you are in, or to one user.";
+    Key => "KEY", "KEY SET bundle | KEY GET nick", "Publishes your E2E key (hex bundle), or fetches a user's.";
+    E2e => "E2E", "E2E nick sealed", "Relays an end-to-end encrypted message (hex) to one user.";
     Kick => "KICK", "KICK nick [reason]", "Admin only: disconnects a user.";
     Stats => "STATS", "STATS", "Admin only: server counters (connections, rooms, UDP drops).";
     Reload => "RELOAD", "RELOAD", "Admin only: reloads the certificate, key and CA files.";
@@ -128,6 +132,17 @@ pub enum Request {
         target: Target,
         /// The message, never empty or blank.
         text: String,
+    },
+    /// `KEY SET bundle`: publishes the caller's E2E key.
+    KeySet(KeyBundle),
+    /// `KEY GET nick`: asks for a user's published E2E key.
+    KeyGet(String),
+    /// `E2E nick sealed`: an end-to-end encrypted direct message.
+    E2e {
+        /// The recipient.
+        to: String,
+        /// The sealed message.
+        sealed: Sealed,
     },
     /// `KICK nick [reason]`
     Kick {
@@ -230,6 +245,14 @@ pub enum RequestError {
     /// A message without text.
     #[error("the message is empty")]
     EmptyText,
+    /// A hex payload that is not hex, or not the documented layout.
+    #[error("bad {what}: {reason}")]
+    BadPayload {
+        /// "key bundle" or "sealed message".
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl RequestError {
@@ -237,7 +260,9 @@ impl RequestError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::UnknownVerb { .. } => ErrorCode::UnknownVerb,
-            Self::Usage { .. } | Self::NotInteger { .. } => ErrorCode::BadArgs,
+            Self::Usage { .. } | Self::NotInteger { .. } | Self::BadPayload { .. } => {
+                ErrorCode::BadArgs
+            }
             Self::TooBig { .. } => ErrorCode::Overflow,
             Self::OutOfRange { .. } => ErrorCode::OutOfRange,
             Self::ControlChar(_) => ErrorCode::BadChars,
@@ -287,6 +312,22 @@ impl Request {
             }
             Verb::Msg => return parse_msg(rest),
             Verb::Kick => return parse_kick(rest),
+            Verb::Key => match (args.next(), args.next()) {
+                (Some(sub), Some(arg)) if sub.eq_ignore_ascii_case("SET") => {
+                    Self::KeySet(payload(arg, "key bundle", KeyBundle::decode)?)
+                }
+                (Some(sub), Some(nick)) if sub.eq_ignore_ascii_case("GET") => {
+                    Self::KeyGet(checked_nick(nick)?)
+                }
+                _ => return Err(RequestError::Usage { verb }),
+            },
+            Verb::E2e => match (args.next(), args.next()) {
+                (Some(nick), Some(arg)) => Self::E2e {
+                    to: checked_nick(nick)?,
+                    sealed: payload(arg, "sealed message", Sealed::decode)?,
+                },
+                _ => return Err(RequestError::Usage { verb }),
+            },
             Verb::Nick => Self::Nick(checked_nick(
                 args.next().ok_or(RequestError::Usage { verb })?,
             )?),
@@ -347,6 +388,8 @@ impl Request {
             Self::Who(_) => Verb::Who,
             Self::Msg { .. } => Verb::Msg,
             Self::Kick { .. } => Verb::Kick,
+            Self::KeySet(_) | Self::KeyGet(_) => Verb::Key,
+            Self::E2e { .. } => Verb::E2e,
             Self::Stats => Verb::Stats,
             Self::Reload => Verb::Reload,
             Self::Pong(_) => Verb::Pong,
@@ -374,6 +417,16 @@ impl fmt::Display for Request {
                 write!(f, "{verb} {name}")
             }
             Self::Msg { target, text } => write!(f, "{verb} {target} {text}"),
+            // Encoding fails only for fields too long to have been decoded; write nothing then.
+            Self::KeySet(bundle) => {
+                let bytes = bundle.encode().unwrap_or_default();
+                write!(f, "{verb} SET {}", hex::encode(&bytes))
+            }
+            Self::KeyGet(nick) => write!(f, "{verb} GET {nick}"),
+            Self::E2e { to, sealed } => {
+                let bytes = sealed.encode().unwrap_or_default();
+                write!(f, "{verb} {to} {}", hex::encode(&bytes))
+            }
             Self::Kick {
                 nick,
                 reason: Some(reason),
@@ -404,6 +457,17 @@ fn parse_msg(rest: &str) -> Result<Request, RequestError> {
         target,
         text: text.to_owned(),
     })
+}
+
+/// Decodes a hex argument with `decode`, naming `what` in the error.
+fn payload<T>(
+    arg: &str,
+    what: &'static str,
+    decode: impl FnOnce(&[u8]) -> Result<T, LayoutError>,
+) -> Result<T, RequestError> {
+    let bad = |reason: String| RequestError::BadPayload { what, reason };
+    let bytes = hex::decode(arg).map_err(|e| bad(e.to_string()))?;
+    decode(&bytes).map_err(|e| bad(e.to_string()))
 }
 
 fn parse_kick(rest: &str) -> Result<Request, RequestError> {
@@ -618,6 +682,33 @@ mod tests {
     }
 
     #[test]
+    fn e2e_verbs_check_their_payloads() {
+        let usage = |line: &str| matches!(Request::parse(line), Err(RequestError::Usage { .. }));
+        assert!(usage("KEY"));
+        assert!(usage("KEY GET"));
+        assert!(usage("KEY PUT bob"));
+        assert!(usage("KEY GET bob extra"));
+        assert!(usage("E2E bob"));
+        let bad = |line: &str| match Request::parse(line) {
+            Err(err @ RequestError::BadPayload { .. }) => {
+                assert_eq!(err.code(), ErrorCode::BadArgs);
+                err.to_string()
+            }
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(
+            bad("KEY SET xyz"),
+            "bad key bundle: odd number of hex digits"
+        );
+        assert_eq!(bad("KEY SET 0100"), "bad key bundle: truncated");
+        assert_eq!(bad("E2E bob 02"), "bad sealed message: unknown version 2");
+        assert!(matches!(
+            Request::parse("E2E #room 01"),
+            Err(RequestError::BadName { .. })
+        ));
+    }
+
+    #[test]
     fn display_round_trips_through_parse() {
         let requests = [
             Request::Help(None),
@@ -651,6 +742,23 @@ mod tests {
             Request::Msg {
                 target: Target::User("bob".into()),
                 text: "psst".into(),
+            },
+            Request::KeySet(KeyBundle {
+                public_key: vec![1; 32],
+                cert: vec![2; 300],
+                signature: vec![3; 71],
+            }),
+            Request::KeyGet("bob".into()),
+            Request::E2e {
+                to: "bob".into(),
+                sealed: Sealed {
+                    counter: 1,
+                    timestamp_ms: 2,
+                    recipient_key_id: [3; 8],
+                    enc: vec![4; 32],
+                    ciphertext: vec![5; 40],
+                    signature: vec![6; 72],
+                },
             },
             Request::Kick {
                 nick: "mallory".into(),

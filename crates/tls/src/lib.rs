@@ -9,6 +9,8 @@
 //!
 //! - [`signing`]: datagram signatures with certificate keys, and certificate checks against
 //!   the CA outside a handshake (for signed UDP).
+//! - [`e2e`]: end-to-end encrypted direct messages (HPKE), with keys published under the
+//!   certificate's signature.
 //!
 //! What this crate does not do: build a server or client configuration (each side does, with
 //! its own verifier), or touch sockets.
@@ -16,7 +18,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod e2e;
 pub mod signing;
+#[cfg(test)]
+mod test_pki;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

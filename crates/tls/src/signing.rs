@@ -201,20 +201,8 @@ impl ServerCheck {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use tlschat_certgen::{generate, Options};
-
     use super::*;
-
-    fn pki(clients: &[&str]) -> (tempfile::TempDir, impl Fn(&str) -> PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut options = Options::new(dir.path());
-        options.clients = clients.iter().map(|c| c.to_string()).collect();
-        generate(&options).unwrap();
-        let root = dir.path().to_owned();
-        (dir, move |file: &str| root.join(file))
-    }
+    use crate::test_pki::pki;
 
     #[test]
     fn a_signature_verifies_with_the_certificate_key_only() {
