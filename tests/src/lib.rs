@@ -9,11 +9,13 @@
 //!   what the typed client refuses to send.
 //!
 //! - [`tmux::Tmux`] drives interactive programs through a real terminal.
+//! - [`relay::Relay`] is a man-in-the-middle standing in for a compromised server.
 //!
 //! Every wait here is bounded: a hung binary fails the test instead of hanging it.
 
 #![forbid(unsafe_code)]
 
+pub mod relay;
 pub mod tmux;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -175,9 +177,23 @@ impl ServerProcess {
         Self::start_wrapped(&[], args)
     }
 
+    /// Like [`start`](Self::start), logging everything (`RUST_LOG=trace`): each request line,
+    /// and rustls's handshake details.
+    pub fn start_traced(pki: &Pki, extra: &[&str]) -> Self {
+        let mut args = pki.server_args();
+        args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch(&[], &args, "trace")
+            .unwrap_or_else(|failure| panic!("server did not start: {failure:?}"))
+    }
+
     /// Like [`start_with`](Self::start_with), run through a wrapper command such as
     /// `ip netns exec NAME`.
     pub fn start_wrapped(wrapper: &[&str], args: &[String]) -> Result<Self, StartFailure> {
+        Self::launch(wrapper, args, "debug")
+    }
+
+    fn launch(wrapper: &[&str], args: &[String], log_filter: &str) -> Result<Self, StartFailure> {
         let server = binary("tlschat-server");
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -189,7 +205,7 @@ impl ServerProcess {
         };
         let mut child = command
             .args(args)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -3,7 +3,9 @@
 //! Requests are answered in order, so [`Client::request`] sends one and reads lines until its
 //! reply arrives, keeping any events that arrive meanwhile for [`Client::next_event`]. For
 //! event-driven use (an interactive client), [`Client::send`] and [`Client::next_line`] give the
-//! raw stream.
+//! raw stream. The two mix: the client counts the replies owed to lines sent with `send`, so a
+//! `request` made while some are outstanding skips past them, and `next_line` hands them (and
+//! the events read meanwhile) back afterwards, in order.
 
 use std::collections::VecDeque;
 use std::io;
@@ -42,7 +44,11 @@ pub struct Client {
     decoder: LineDecoder,
     inbuf: BytesMut,
     greeting: Greeting,
-    events: VecDeque<Event>,
+    /// Lines read while waiting for a reply that belong to someone else: events, and replies
+    /// to lines sent earlier with [`Client::send`]. Oldest first.
+    held: VecDeque<ServerLine>,
+    /// Replies owed to lines sent and not yet read.
+    unanswered: usize,
     last_event: Option<String>,
 }
 
@@ -77,7 +83,8 @@ impl Client {
                 decoder: LineDecoder::new(config.max_line_len),
                 inbuf: BytesMut::with_capacity(4096),
                 greeting: Greeting::new("", ""),
-                events: VecDeque::new(),
+                held: VecDeque::new(),
+                unanswered: 0,
                 last_event: None,
             };
             client.greeting = client.read_greeting().await?;
@@ -119,33 +126,41 @@ impl Client {
         self.request_line(&request.to_string()).await
     }
 
-    /// Sends a raw request line and waits for its reply. Events arriving first are queued.
+    /// Sends a raw request line and waits for its reply. Events arriving first are queued, and
+    /// so are replies owed to lines sent earlier with [`Client::send`].
     pub async fn request_line(&mut self, line: &str) -> Result<Reply, ClientError> {
         self.send(line).await?;
         loop {
-            match self.next_line().await? {
-                ServerLine::Reply(reply) => return Ok(reply),
-                ServerLine::Event(event) => self.queue_event(event),
+            match self.read_server_line().await? {
+                ServerLine::Reply(reply) => {
+                    self.unanswered = self.unanswered.saturating_sub(1);
+                    if self.unanswered == 0 {
+                        return Ok(reply);
+                    }
+                    self.hold(ServerLine::Reply(reply));
+                }
+                ServerLine::Event(event) => self.hold(ServerLine::Event(event)),
                 ServerLine::Hello(_) => {}
             }
         }
     }
 
-    /// Sends one line (a newline is added) without waiting for anything.
+    /// Sends one line (a newline is added) without waiting for anything. Its reply, if the
+    /// line gets one, comes from [`Client::next_line`].
     pub async fn send(&mut self, line: &str) -> Result<(), ClientError> {
         let mut buf = Vec::with_capacity(line.len() + 1);
         encode_line(line, &mut buf);
         self.stream.write_all(&buf).await?;
         self.stream.flush().await?;
+        if gets_reply(line) {
+            self.unanswered += 1;
+        }
         Ok(())
     }
 
     /// The next event: a queued one, or the next one read. Replies read meanwhile are dropped,
     /// so use this only when no request is outstanding.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
-        if let Some(event) = self.events.pop_front() {
-            return Ok(event);
-        }
         loop {
             if let ServerLine::Event(event) = self.next_line().await? {
                 return Ok(event);
@@ -153,17 +168,38 @@ impl Client {
         }
     }
 
-    /// Takes the events queued while waiting for replies.
-    pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
-        self.events.drain(..)
+    /// Takes the events queued while waiting for replies (replies held for lines sent with
+    /// [`Client::send`] stay for [`Client::next_line`]).
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.held.retain(|line| match line {
+            ServerLine::Event(event) => {
+                events.push(event.clone());
+                false
+            }
+            _ => true,
+        });
+        events
     }
 
-    /// Reads the next line from the server, whatever it is. Keepalive pings are answered
-    /// here (`PONG`) and not returned.
+    /// The next line from the server, whatever it is: one held while a request waited, or
+    /// the next one read. Keepalive pings are answered here (`PONG`) and not returned.
     ///
     /// Cancel-safe as long as no keepalive is being answered: bytes read are kept in the
     /// client, so dropping this future (for example in `select!`) loses nothing.
     pub async fn next_line(&mut self) -> Result<ServerLine, ClientError> {
+        if let Some(line) = self.held.pop_front() {
+            return Ok(line);
+        }
+        let line = self.read_server_line().await?;
+        if matches!(line, ServerLine::Reply(_)) {
+            self.unanswered = self.unanswered.saturating_sub(1);
+        }
+        Ok(line)
+    }
+
+    /// Reads the next line, answering keepalive pings.
+    async fn read_server_line(&mut self) -> Result<ServerLine, ClientError> {
         loop {
             let line = self.read_line().await?;
             let parsed = ServerLine::parse(&line)?;
@@ -193,11 +229,19 @@ impl Client {
         Ok(())
     }
 
-    fn queue_event(&mut self, event: Event) {
-        if self.events.len() == MAX_QUEUED_EVENTS {
-            self.events.pop_front();
+    /// Keeps a line for later. Past [`MAX_QUEUED_EVENTS`] the oldest event goes; replies are
+    /// never dropped (each stands for a request someone is waiting on).
+    fn hold(&mut self, line: ServerLine) {
+        if self.held.len() >= MAX_QUEUED_EVENTS {
+            if let Some(i) = self
+                .held
+                .iter()
+                .position(|l| matches!(l, ServerLine::Event(_)))
+            {
+                self.held.remove(i);
+            }
         }
-        self.events.push_back(event);
+        self.held.push_back(line);
     }
 
     async fn read_line(&mut self) -> Result<String, ClientError> {
@@ -225,4 +269,10 @@ impl Client {
             last_event: self.last_event.clone(),
         }
     }
+}
+
+/// Whether the server answers `line`: every line but a blank one and `PONG` gets one reply
+/// (a malformed line gets an `ERR`).
+fn gets_reply(line: &str) -> bool {
+    !matches!(Request::parse(line), Ok(None) | Ok(Some(Request::Pong(_))))
 }

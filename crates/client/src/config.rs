@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tlschat_tls::PemError;
 
+use crate::e2e::E2ePaths;
 use crate::error::ClientError;
 
 /// Default server address.
@@ -37,6 +38,10 @@ pub struct ClientConfig {
     pub allow_tls12: bool,
     /// Longest line accepted from the server, in bytes.
     pub max_line_len: usize,
+    /// The E2E private key file; next to `cert` when `None`.
+    pub e2e_key: Option<PathBuf>,
+    /// The remembered E2E key fingerprints; next to `cert` when `None`.
+    pub known_keys: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -52,6 +57,8 @@ impl ClientConfig {
             allow_tls12: false,
             // Replies echo requests, so accept a little more than a request may hold.
             max_line_len: tlschat_proto::limits::DEFAULT_MAX_LINE_LEN * 2,
+            e2e_key: None,
+            known_keys: None,
         }
     }
 
@@ -70,6 +77,19 @@ impl ClientConfig {
         tlschat_proto::cert::summarize_der(chain.first()?)
             .ok()?
             .common_name
+    }
+
+    /// Where the E2E files are: as set, or next to the client certificate. `None` without a
+    /// certificate.
+    pub fn e2e_paths(&self) -> Option<E2ePaths> {
+        let mut paths = E2ePaths::beside(self.cert.as_ref()?);
+        if let Some(key) = &self.e2e_key {
+            paths.key = key.clone();
+        }
+        if let Some(known) = &self.known_keys {
+            paths.known_keys = known.clone();
+        }
+        Some(paths)
     }
 
     /// The name the server certificate must carry.

@@ -4,6 +4,7 @@
 //! - [`config`]: where to connect and with which certificates; the rustls client setup.
 //! - [`client`]: [`Client`], a connection that sends requests, matches replies and queues events.
 //! - [`error`]: [`ClientError`], every way a connection can fail, with the reason.
+//! - [`e2e`]: end-to-end encrypted direct messages: keys, trust on first use, seal and open.
 //! - [`udp`]: [`udp::UdpClient`], requests over signed UDP with verified replies.
 //! - [`text`]: making text from the network safe to show on a terminal.
 //! - [`app`]: the `tlschat` command's subcommands (`exec`, `send`, `listen`, the chat client).
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod e2e;
 pub mod error;
 pub mod text;
 pub mod udp;

@@ -1,5 +1,8 @@
-//! Replay detection for signed datagrams: a sliding window over sequence numbers, as in
-//! RFC 6479 and DTLS (RFC 6347, section 4.1.2.6).
+//! Replay detection.
+//!
+//! For signed datagrams, [`ReplayWindow`]: a sliding window over sequence numbers, as in
+//! RFC 6479 and DTLS (RFC 6347, section 4.1.2.6). For E2E messages, whose counters are sparse,
+//! [`CounterMemory`]: the last few thousand counters, remembered exactly.
 //!
 //! The window remembers the highest sequence number accepted (`top`) and which of the
 //! [`REPLAY_WINDOW`] numbers just below it were seen:
@@ -10,8 +13,8 @@
 //! - within the window and seen: a duplicate, refused;
 //! - `REPLAY_WINDOW` or more below `top`: too old to tell, refused.
 //!
-//! Check first (cheap, before any signature work), and [`ReplayWindow::accept`] only once the
-//! datagram is verified, so forged datagrams cannot move the window.
+//! Check first (cheap, before any signature work), and accept only once the datagram or
+//! message is verified, so forgeries cannot move the window.
 
 /// Sequence numbers the window spans, `top` included.
 pub const REPLAY_WINDOW: u64 = 1024;
@@ -113,6 +116,65 @@ impl ReplayWindow {
     }
 }
 
+/// Counters an E2E recipient remembers per sender by default.
+pub const DEFAULT_COUNTER_MEMORY: usize = 4096;
+
+/// Replay detection for sparse counters (E2E messages number themselves with a microsecond
+/// clock, so consecutive messages are far apart and a bit window would not span two of them).
+///
+/// Remembers the last `capacity` counters accepted; a counter seen is a duplicate, and one at
+/// or below the highest counter forgotten (the floor) is too old to tell. Anything else is
+/// accepted, including a counter below the highest (reordering: the caller may flag it).
+#[derive(Debug, Clone)]
+pub struct CounterMemory {
+    seen: std::collections::BTreeSet<u64>,
+    floor: Option<u64>,
+    capacity: usize,
+}
+
+impl Default for CounterMemory {
+    fn default() -> Self {
+        Self::new(DEFAULT_COUNTER_MEMORY)
+    }
+}
+
+impl CounterMemory {
+    /// Remembers up to `capacity` counters (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: std::collections::BTreeSet::new(),
+            floor: None,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The highest counter accepted.
+    pub fn top(&self) -> Option<u64> {
+        self.seen.last().copied()
+    }
+
+    /// Whether `counter` would be accepted. Changes nothing.
+    pub fn check(&self, counter: u64) -> Result<(), ReplayError> {
+        if self.floor.is_some_and(|floor| counter <= floor) {
+            return Err(ReplayError::TooOld);
+        }
+        if self.seen.contains(&counter) {
+            return Err(ReplayError::Duplicate);
+        }
+        Ok(())
+    }
+
+    /// Checks `counter` and, when acceptable, remembers it.
+    pub fn accept(&mut self, counter: u64) -> Result<(), ReplayError> {
+        self.check(counter)?;
+        self.seen.insert(counter);
+        if self.seen.len() > self.capacity {
+            self.floor = self.seen.pop_first();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -120,6 +182,25 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn sparse_counters_refuse_duplicates_and_forgotten_ones_only() {
+        let mut memory = CounterMemory::new(3);
+        for counter in [1_000_000, 5_000_000, 2_000_000] {
+            assert_eq!(memory.accept(counter), Ok(()), "{counter}");
+        }
+        assert_eq!(memory.top(), Some(5_000_000));
+        assert_eq!(memory.accept(2_000_000), Err(ReplayError::Duplicate));
+        assert_eq!(memory.accept(9_000_000), Ok(()));
+        // 1,000,000 was forgotten to make room: it and anything below it are too old.
+        assert_eq!(memory.check(1_000_000), Err(ReplayError::TooOld));
+        assert_eq!(memory.check(999), Err(ReplayError::TooOld));
+        assert_eq!(
+            memory.check(1_500_000),
+            Ok(()),
+            "unseen and above the floor"
+        );
+    }
 
     #[test]
     fn the_first_packet_is_accepted_whatever_its_number() {

@@ -60,6 +60,10 @@ pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 50;
 /// Default maximum of members in one room: 10,000.
 pub const DEFAULT_MAX_ROOM_MEMBERS: usize = 10_000;
 
+/// Default maximum of published E2E keys the server keeps: 10,000 (the least recently
+/// published goes first).
+pub const DEFAULT_MAX_PUBLISHED_KEYS: usize = 10_000;
+
 /// Whether and how clients prove who they are with a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,6 +116,8 @@ pub struct Config {
     pub rate: RateLimit,
     /// Limits on rooms.
     pub rooms: RoomLimits,
+    /// Published E2E keys kept at most.
+    pub max_published_keys: usize,
 }
 
 impl Config {
@@ -141,6 +147,7 @@ impl Config {
                 max_strikes: DEFAULT_MAX_STRIKES,
             },
             rooms: RoomLimits::default(),
+            max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
         }
     }
 }

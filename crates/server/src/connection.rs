@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use tlschat_proto::codec::encode_line;
 use tlschat_proto::{ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Trust, Verb};
@@ -357,19 +357,22 @@ impl Connection {
                 return false;
             };
             let reply = match frame {
-                Frame::Line(line) => match Request::parse(&line) {
-                    // Keepalive answers and blank lines get no reply.
-                    Ok(None | Some(Request::Pong(_))) => continue,
-                    Ok(Some(request)) => match self.rate.check(std::time::Instant::now()) {
-                        Verdict::Allow => self.handle(request),
-                        Verdict::Refuse => self.rate_limited(),
-                        Verdict::Disconnect => {
-                            self.flooding();
-                            continue;
-                        }
-                    },
-                    Err(err) => Reply::err(err.code(), err),
-                },
+                Frame::Line(line) => {
+                    trace!(nick = ?self.peer.nick(), %line, "request");
+                    match Request::parse(&line) {
+                        // Keepalive answers and blank lines get no reply.
+                        Ok(None | Some(Request::Pong(_))) => continue,
+                        Ok(Some(request)) => match self.rate.check(std::time::Instant::now()) {
+                            Verdict::Allow => self.handle(request),
+                            Verdict::Refuse => self.rate_limited(),
+                            Verdict::Disconnect => {
+                                self.flooding();
+                                continue;
+                            }
+                        },
+                        Err(err) => Reply::err(err.code(), err),
+                    }
+                }
                 Frame::TooLong => {
                     debug!(nick = ?self.peer.nick(), "line too long, discarded");
                     Reply::err(
@@ -385,7 +388,9 @@ impl Connection {
                     Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8")
                 }
             };
-            encode_line(&reply.to_string(), &mut self.out);
+            let reply = reply.to_string();
+            trace!(nick = ?self.peer.nick(), %reply, "reply");
+            encode_line(&reply, &mut self.out);
         }
         false
     }

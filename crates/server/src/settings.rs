@@ -123,6 +123,9 @@ pub struct Settings {
     /// Members per room at most.
     #[arg(long, value_name = "N", help = help("Members one room may have; more get ERR ROOM_FULL", config::DEFAULT_MAX_ROOM_MEMBERS))]
     pub max_room_members: Option<u64>,
+    /// Published E2E keys kept.
+    #[arg(long, value_name = "N", help = help("Published E2E keys kept; past this the least recently published is dropped", config::DEFAULT_MAX_PUBLISHED_KEYS))]
+    pub max_published_keys: Option<u64>,
     /// Signed UDP address.
     #[arg(
         long,
@@ -193,6 +196,7 @@ impl Settings {
             max_strikes,
             max_rooms_per_user,
             max_room_members,
+            max_published_keys,
             udp,
             udp_max_skew,
             udp_max_senders,
@@ -267,6 +271,10 @@ impl Settings {
         set(
             &mut c.rooms.members,
             ranged("max-room-members", self.max_room_members, 1, 10_000_000)?,
+        );
+        set(
+            &mut c.max_published_keys,
+            ranged("max-published-keys", self.max_published_keys, 1, 10_000_000)?,
         );
         if let Some(addr) = self.udp {
             let mut u = UdpConfig::new(addr);

@@ -88,7 +88,7 @@ impl Shared {
         udp_keys: Option<watch::Sender<UdpKeys>>,
     ) -> Self {
         Self {
-            hub: Arc::new(Hub::with_limits(config.rooms)),
+            hub: Arc::new(Hub::with_limits(config.rooms, config.max_published_keys)),
             config,
             acceptor: RwLock::new(acceptor),
             stop: CancellationToken::new(),
@@ -173,10 +173,11 @@ impl Shared {
     /// The `STATS` reply payload: `connections=… users=… rooms=… udp.answered=… udp.<drop>=…`.
     pub(crate) fn stats_line(&self) -> String {
         let mut line = format!(
-            "connections={} users={} rooms={}",
+            "connections={} users={} rooms={} keys={}",
             self.connections.load(Ordering::Relaxed),
             self.hub.user_count(),
-            self.hub.room_count()
+            self.hub.room_count(),
+            self.hub.key_count()
         );
         for (name, count) in self.udp_stats.iter().flat_map(|s| s.snapshot()) {
             line.push_str(&format!(" udp.{name}={count}"));

@@ -1,12 +1,17 @@
 //! `tlschat listen`: print messages as they arrive, like `mosquitto_sub` or `nats sub`.
+//!
+//! With a client certificate, the user's E2E key is published first and end-to-end encrypted
+//! direct messages are verified and decrypted; they print with an `e2e` mark, and one that
+//! fails prints as failed with the reason.
 
 use std::io::Write;
 
 use serde::Serialize;
 use tlschat_proto::{Event, Request, Trust};
 
-use super::{connect_as, connection_failed, expect_ok, EXIT_CONNECTION, EXIT_OK};
+use super::{connect_as, connection_failed, expect_ok, open_e2e, EXIT_CONNECTION, EXIT_OK};
 use crate::config::ClientConfig;
+use crate::e2e::Received;
 use crate::text::sanitize;
 
 /// Listen options.
@@ -18,9 +23,9 @@ pub(crate) struct ListenOptions {
     pub(crate) json: bool,
 }
 
-/// One message as a JSON line.
-#[derive(Debug, Serialize)]
-struct JsonMessage<'a> {
+/// One message as printed: a JSON line, or text.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct Printed<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,7 +35,42 @@ struct JsonMessage<'a> {
     from: &'a str,
     verified: bool,
     time: &'a str,
-    text: &'a str,
+    /// Sealed end to end (an `EVENT E2E`).
+    e2e: bool,
+    /// The text; absent when the message could not be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    /// Why an E2E message could not be opened (then it is not a message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    /// An E2E message that came after a later one from the same sender.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    reordered: bool,
+}
+
+impl Printed<'_> {
+    fn line(&self, json: bool) -> String {
+        if json {
+            return serde_json::to_string(self).unwrap_or_default();
+        }
+        let mark = if self.verified { "" } else { "?" };
+        let place = match (self.room, self.e2e) {
+            (Some(room), _) => sanitize(room),
+            (None, false) => "DM".to_owned(),
+            (None, true) if self.reordered => "DM[e2e,out-of-order]".to_owned(),
+            (None, true) => "DM[e2e]".to_owned(),
+        };
+        let body = match (self.text, self.error) {
+            (_, Some(error)) => format!("!! E2E message NOT shown: {}", sanitize(error)),
+            (Some(text), None) => sanitize(text),
+            (None, None) => String::new(),
+        };
+        format!(
+            "{} {place} {mark}{}: {body}",
+            sanitize(self.time),
+            sanitize(self.from)
+        )
+    }
 }
 
 pub(super) async fn run(
@@ -39,10 +79,17 @@ pub(super) async fn run(
     rooms: &[String],
     options: ListenOptions,
 ) -> u8 {
+    let mut e2e = match open_e2e(config) {
+        Ok(e2e) => e2e,
+        Err(code) => return code,
+    };
     let mut client = match connect_as(config, nick).await {
         Ok(client) => client,
         Err(code) => return code,
     };
+    if let Err(code) = super::publish_key(&mut client, e2e.as_ref()).await {
+        return code;
+    }
     for room in rooms {
         let Ok(Some(request)) = Request::parse(&format!("JOIN {room}")) else {
             eprintln!("tlschat: error: invalid room name {room:?}");
@@ -60,13 +107,31 @@ pub(super) async fn run(
             Ok(event) => event,
             Err(err) => return connection_failed(err),
         };
+        let opened;
         let line = match &event {
             Event::Disconnect { .. } | Event::Shutdown { .. } => {
                 eprintln!("tlschat: {}", sanitize(&event.to_string()));
                 return EXIT_CONNECTION;
             }
-            event => match format(event, options.json) {
-                Some(line) => line,
+            Event::E2e {
+                from,
+                trust,
+                time,
+                sealed,
+            } => {
+                opened = match e2e.as_mut() {
+                    Some(e2e) => match e2e.receive(&mut client, from, *trust, sealed).await {
+                        Ok(received) => received,
+                        Err(err) => return connection_failed(err),
+                    },
+                    None => Received::Refused(
+                        "you have no client certificate, so no E2E key to open it with".into(),
+                    ),
+                };
+                e2e_message(from, *trust, time, &opened).line(options.json)
+            }
+            event => match message(event) {
+                Some(printed) => printed.line(options.json),
                 None => continue,
             },
         };
@@ -83,8 +148,8 @@ pub(super) async fn run(
     EXIT_OK
 }
 
-/// A message event as one output line; `None` for other events.
-fn format(event: &Event, json: bool) -> Option<String> {
+/// A room or direct message in clear; `None` for other events.
+fn message(event: &Event) -> Option<Printed<'_>> {
     let (kind, room, id, from, trust, time, text) = match event {
         Event::Message {
             room,
@@ -110,26 +175,43 @@ fn format(event: &Event, json: bool) -> Option<String> {
         } => ("dm", None, None, from, *trust, time, text),
         _ => return None,
     };
-    if json {
-        let message = JsonMessage {
-            kind,
-            room,
-            id,
-            from,
-            verified: trust == Trust::Verified,
-            time,
-            text,
-        };
-        return serde_json::to_string(&message).ok();
+    Some(Printed {
+        kind,
+        room,
+        id,
+        from,
+        verified: trust == Trust::Verified,
+        time,
+        e2e: false,
+        text: Some(text),
+        error: None,
+        reordered: false,
+    })
+}
+
+/// An E2E direct message, opened or not.
+fn e2e_message<'a>(
+    from: &'a str,
+    trust: Trust,
+    time: &'a str,
+    opened: &'a Received,
+) -> Printed<'a> {
+    let (text, error, reordered) = match opened {
+        Received::Message { text, reordered } => (Some(text.as_str()), None, *reordered),
+        Received::Refused(why) => (None, Some(why.as_str()), false),
+    };
+    Printed {
+        kind: "dm",
+        room: None,
+        id: None,
+        from,
+        verified: trust == Trust::Verified,
+        time,
+        e2e: true,
+        text,
+        error,
+        reordered,
     }
-    let mark = if trust == Trust::Verified { "" } else { "?" };
-    Some(format!(
-        "{} {} {mark}{}: {}",
-        sanitize(time),
-        room.map_or("DM".to_owned(), sanitize),
-        sanitize(from),
-        sanitize(text)
-    ))
 }
 
 #[cfg(test)]
@@ -146,14 +228,16 @@ mod tests {
             time: "2026-11-21T09:30:00.000Z".into(),
             text: "say \"hi\"".into(),
         };
+        let printed = message(&event).unwrap();
         assert_eq!(
-            format(&event, false).unwrap(),
+            printed.line(false),
             "2026-11-21T09:30:00.000Z #ops ?mallory: say \"hi\""
         );
-        let json: serde_json::Value = serde_json::from_str(&format(&event, true).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&printed.line(true)).unwrap();
         assert_eq!(json["type"], "msg");
         assert_eq!(json["id"], 7);
         assert_eq!(json["verified"], false);
+        assert_eq!(json["e2e"], false);
         assert_eq!(json["text"], "say \"hi\"");
         let dm = Event::Direct {
             from: "bob".into(),
@@ -161,9 +245,34 @@ mod tests {
             time: "t".into(),
             text: "x".into(),
         };
-        let json: serde_json::Value = serde_json::from_str(&format(&dm, true).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&message(&dm).unwrap().line(true)).unwrap();
         assert_eq!(json["type"], "dm");
         assert!(json.get("room").is_none());
-        assert!(format(&Event::Shutdown { reason: "x".into() }, false).is_none());
+        assert!(message(&Event::Shutdown { reason: "x".into() }).is_none());
+    }
+
+    #[test]
+    fn e2e_messages_are_marked_and_failures_are_shown_as_failures() {
+        let opened = Received::Message {
+            text: "secret\u{1b}[2J".into(),
+            reordered: false,
+        };
+        let printed = e2e_message("alice", Trust::Verified, "t", &opened);
+        assert_eq!(printed.line(false), "t DM[e2e] alice: secret\u{fffd}[2J");
+        let json: serde_json::Value = serde_json::from_str(&printed.line(true)).unwrap();
+        assert_eq!(json["e2e"], true);
+        assert_eq!(json["text"], "secret\u{1b}[2J");
+        assert!(json.get("error").is_none());
+
+        let failed = Received::Refused("decryption failed".into());
+        let printed = e2e_message("alice", Trust::Verified, "t", &failed);
+        assert_eq!(
+            printed.line(false),
+            "t DM[e2e] alice: !! E2E message NOT shown: decryption failed"
+        );
+        let json: serde_json::Value = serde_json::from_str(&printed.line(true)).unwrap();
+        assert_eq!(json["error"], "decryption failed");
+        assert!(json.get("text").is_none());
     }
 }

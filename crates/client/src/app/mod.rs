@@ -18,6 +18,7 @@ use tlschat_proto::{Reply, Request};
 
 use crate::client::Client;
 use crate::config::{ClientConfig, DEFAULT_CA, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER};
+use crate::e2e::E2e;
 use crate::error::ClientError;
 
 /// Exit code: the request succeeded.
@@ -71,6 +72,13 @@ pub struct ConnectionArgs {
     /// Also offer TLS 1.2 (only TLS 1.3 by default).
     #[arg(long, global = true)]
     pub tls12: bool,
+    /// Your E2E private key, created on first use [default: NAME-e2e-key next to --cert].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub e2e_key: Option<PathBuf>,
+    /// Where the E2E key fingerprints of others are remembered [default: NAME-known-keys
+    /// next to --cert].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub known_keys: Option<PathBuf>,
 }
 
 impl ConnectionArgs {
@@ -82,6 +90,8 @@ impl ConnectionArgs {
         config.key = self.key.clone();
         config.connect_timeout = self.connect_timeout.into();
         config.allow_tls12 = self.tls12;
+        config.e2e_key = self.e2e_key.clone();
+        config.known_keys = self.known_keys.clone();
         config
     }
 }
@@ -102,10 +112,16 @@ pub enum Command {
     Chat,
     /// Send one message to a room (joining it if needed) or to a user; exit 0 once the server
     /// accepted it.
+    ///
+    /// A message to a user who has published an E2E key is encrypted end to end (your client
+    /// certificate signs it); one whose key changed since you last saw it is not sent (exit 1).
     Send {
         /// Nickname to use when you have no client certificate.
         #[arg(long, value_name = "NAME")]
         nick: Option<String>,
+        /// Send a direct message in clear even though the recipient has an E2E key.
+        #[arg(long)]
+        plain: bool,
         /// `#room` or a nickname.
         #[arg(value_name = "TARGET")]
         target: String,
@@ -168,9 +184,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             chat::run(&config, options).await
         }
-        Command::Send { nick, target, text } => {
-            send::run(&config, nick.as_deref(), &target, &text.join(" ")).await
-        }
+        Command::Send {
+            nick,
+            plain,
+            target,
+            text,
+        } => send::run(&config, nick.as_deref(), plain, &target, &text.join(" ")).await,
         Command::Listen {
             rooms,
             count,
@@ -230,6 +249,28 @@ async fn connect_as(config: &ClientConfig, nick: Option<&str>) -> Result<Client,
         };
     }
     Ok(client)
+}
+
+/// The user's E2E state (`None` without a certificate); the exit code when it is unusable.
+fn open_e2e(config: &ClientConfig) -> Result<Option<E2e>, u8> {
+    E2e::open(config).map_err(|err| {
+        eprintln!("tlschat: error: {}", error_text(&err));
+        EXIT_ERR_REPLY
+    })
+}
+
+/// Publishes the user's E2E key, if they have one. A refusal is a warning, not a failure:
+/// the user can still chat, only not receive E2E messages.
+async fn publish_key(client: &mut Client, e2e: Option<&E2e>) -> Result<(), u8> {
+    let Some(e2e) = e2e else { return Ok(()) };
+    match e2e.publish(client).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refusal)) => {
+            eprintln!("tlschat: warning: your E2E key was not published: {refusal}");
+            Ok(())
+        }
+        Err(err) => Err(connection_failed(err)),
+    }
 }
 
 /// Sends a request and returns its OK payload, or the exit code for an ERR or a failure.

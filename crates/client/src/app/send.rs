@@ -1,11 +1,23 @@
 //! `tlschat send TARGET text`: one message, like `mosquitto_pub` or `nats pub`.
+//!
+//! A direct message is sealed end to end when the recipient has published an E2E key
+//! (see [`crate::e2e`]), unless `--plain` asks for clear text.
 
 use tlschat_proto::{ErrorCode, Reply, Request, Target};
 
-use super::{connect_as, connection_failed, expect_ok, EXIT_ERR_REPLY, EXIT_OK};
+use super::{
+    connect_as, connection_failed, expect_ok, open_e2e, publish_key, EXIT_ERR_REPLY, EXIT_OK,
+};
 use crate::config::ClientConfig;
+use crate::e2e::{self, Outgoing};
 
-pub(super) async fn run(config: &ClientConfig, nick: Option<&str>, target: &str, text: &str) -> u8 {
+pub(super) async fn run(
+    config: &ClientConfig,
+    nick: Option<&str>,
+    plain: bool,
+    target: &str,
+    text: &str,
+) -> u8 {
     let target = match Target::parse(target) {
         Ok(target) => target,
         Err(err) => {
@@ -13,32 +25,66 @@ pub(super) async fn run(config: &ClientConfig, nick: Option<&str>, target: &str,
             return EXIT_ERR_REPLY;
         }
     };
+    let check = Request::Msg {
+        target: target.clone(),
+        text: text.to_owned(),
+    };
+    if Request::parse(&check.to_string()).is_err() {
+        eprintln!("tlschat: error: the message cannot hold newlines or control characters");
+        return EXIT_ERR_REPLY;
+    }
+    let mut e2e = match open_e2e(config) {
+        Ok(e2e) => e2e,
+        Err(code) => return code,
+    };
     let mut client = match connect_as(config, nick).await {
         Ok(client) => client,
         Err(code) => return code,
     };
-    if let Target::Room(room) = &target {
-        match client.request(&Request::Join(room.clone())).await {
-            Ok(Reply::Ok(_)) => {}
-            Ok(Reply::Err(err)) if err.code == ErrorCode::AlreadyInRoom => {}
-            Ok(Reply::Err(err)) => {
-                eprintln!("{err}");
-                return EXIT_ERR_REPLY;
+    // Published first, so the recipient can verify the message even after we leave.
+    if let Err(code) = publish_key(&mut client, e2e.as_ref()).await {
+        return code;
+    }
+    let outgoing = match &target {
+        Target::Room(room) => {
+            match client.request(&Request::Join(room.clone())).await {
+                Ok(Reply::Ok(_)) => {}
+                Ok(Reply::Err(err)) if err.code == ErrorCode::AlreadyInRoom => {}
+                Ok(Reply::Err(err)) => {
+                    eprintln!("{err}");
+                    return EXIT_ERR_REPLY;
+                }
+                Err(err) => return connection_failed(err),
             }
-            Err(err) => return connection_failed(err),
+            Ok(Outgoing::Send {
+                request: check,
+                e2e: false,
+                notice: None,
+            })
         }
-    }
-    let request = Request::Msg {
-        target,
-        text: text.to_owned(),
+        Target::User(nick) if plain => Ok(e2e::plain(nick, text)),
+        Target::User(nick) => match e2e.as_mut() {
+            Some(e2e) => e2e.outgoing(&mut client, nick, text).await,
+            None => e2e::outgoing_without_key(&mut client, nick, text).await,
+        },
     };
-    if request.to_string().contains('\n') || Request::parse(&request.to_string()).is_err() {
-        eprintln!("tlschat: error: the message cannot hold newlines or control characters");
-        return EXIT_ERR_REPLY;
-    }
-    let code = match expect_ok(&mut client, &request).await {
-        Ok(_) => EXIT_OK,
-        Err(code) => code,
+    let code = match outgoing {
+        Ok(Outgoing::Send {
+            request, notice, ..
+        }) => {
+            if let Some(notice) = notice {
+                eprintln!("tlschat: {notice}");
+            }
+            match expect_ok(&mut client, &request).await {
+                Ok(_) => EXIT_OK,
+                Err(code) => code,
+            }
+        }
+        Ok(Outgoing::Refused(why)) => {
+            eprintln!("tlschat: error: {why}");
+            EXIT_ERR_REPLY
+        }
+        Err(err) => return connection_failed(err),
     };
     let _ = client.quit().await;
     code

@@ -18,10 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tlschat_proto::cert::summarize_der;
 use tlschat_proto::codec::encode_line;
+use tlschat_proto::e2e::KeyBundle;
 use tlschat_proto::names::name_key;
 use tlschat_proto::{ErrorCode, Event, Reply, Trust};
 
+use super::keys::KeyDirectory;
 use super::peer::{lock, Peer};
 
 /// A room: its canonical name, members and message counter.
@@ -73,6 +76,7 @@ pub struct Hub {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_peer_id: AtomicU64,
     limits: RoomLimits,
+    keys: KeyDirectory,
 }
 
 impl Hub {
@@ -81,10 +85,11 @@ impl Hub {
         Self::default()
     }
 
-    /// An empty hub with these limits.
-    pub fn with_limits(limits: RoomLimits) -> Self {
+    /// An empty hub with these room limits, keeping at most `max_keys` published E2E keys.
+    pub fn with_limits(limits: RoomLimits, max_keys: usize) -> Self {
         Self {
             limits,
+            keys: KeyDirectory::new(max_keys),
             ..Self::default()
         }
     }
@@ -316,6 +321,36 @@ impl Hub {
 
     /// `MSG nick text`: a direct message.
     pub fn message_user(&self, peer: &Arc<Peer>, to: &str, text: &str, time: &str) -> Reply {
+        self.direct(peer, to, |from, trust| Event::Direct {
+            from,
+            trust,
+            time: time.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// `E2E nick sealed`: relays an end-to-end encrypted message, which the server cannot read,
+    /// from a verified user (the recipient checks the sender's signature against their
+    /// certificate, so the sender must have one).
+    pub fn message_e2e(&self, peer: &Arc<Peer>, to: &str, sealed: &str, time: &str) -> Reply {
+        if let Err(reply) = require_verified(peer, "E2E messages") {
+            return reply;
+        }
+        self.direct(peer, to, |from, trust| Event::E2e {
+            from,
+            trust,
+            time: time.to_owned(),
+            sealed: sealed.to_owned(),
+        })
+    }
+
+    /// Queues the event `make(sender, trust)` for the user called `to`.
+    fn direct(
+        &self,
+        peer: &Arc<Peer>,
+        to: &str,
+        make: impl FnOnce(String, Trust) -> Event,
+    ) -> Reply {
         let nick = match require_nick(peer) {
             Ok(nick) => nick,
             Err(reply) => return reply,
@@ -323,14 +358,42 @@ impl Hub {
         let Some(target) = lock(&self.users).get(&name_key(to)).cloned() else {
             return Reply::err(ErrorCode::NoSuchUser, format!("{to} is not connected"));
         };
-        let event = Event::Direct {
-            from: nick.to_string(),
-            trust: peer.trust(),
-            time: time.to_owned(),
-            text: text.to_owned(),
-        };
-        target.deliver(&encode(&event));
+        target.deliver(&encode(&make(nick.to_string(), peer.trust())));
         Reply::ok("")
+    }
+
+    /// `KEY SET bundle`: files the caller's published E2E key (`hex` is the bundle as sent).
+    /// Only a verified user may publish, and only a bundle holding their own certificate.
+    pub fn publish_key(&self, peer: &Peer, bundle: &KeyBundle, hex: &str) -> Reply {
+        let nick = match require_verified(peer, "publishing an E2E key") {
+            Ok(nick) => nick,
+            Err(reply) => return reply,
+        };
+        let owner = summarize_der(&bundle.cert)
+            .ok()
+            .and_then(|summary| summary.common_name)
+            .unwrap_or_default();
+        if name_key(&owner) != name_key(&nick) {
+            return Reply::err(
+                ErrorCode::BadArgs,
+                format!("the bundle holds the certificate of {owner:?}, not yours ({nick})"),
+            );
+        }
+        self.keys.publish(&nick, hex);
+        Reply::ok("published")
+    }
+
+    /// `KEY GET nick`: a user's published key, as they sent it.
+    pub fn key_of(&self, nick: &str) -> Reply {
+        match self.keys.get(nick) {
+            Some(bundle) => Reply::ok(bundle.to_string()),
+            None => Reply::err(ErrorCode::NoKey, format!("{nick} has published no E2E key")),
+        }
+    }
+
+    /// Published E2E keys held now.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
     }
 
     /// `KICK nick [reason]`: admins only.
@@ -385,6 +448,17 @@ impl Hub {
 
     fn rooms_of(&self, peer: &Peer) -> Vec<Arc<Room>> {
         peer.room_handles()
+    }
+}
+
+/// The peer's name, if it is verified by a certificate; else `ERR NOT_VERIFIED` about `what`.
+fn require_verified(peer: &Peer, what: &str) -> Result<Arc<str>, Reply> {
+    match peer.nick() {
+        Some(nick) if peer.trust() == Trust::Verified => Ok(nick),
+        _ => Err(Reply::err(
+            ErrorCode::NotVerified,
+            format!("{what} needs a client certificate (an identity others can check)"),
+        )),
     }
 }
 

@@ -257,10 +257,13 @@ fn a_slow_member_is_cut_off_without_holding_up_the_room() {
 
 #[test]
 fn room_limits_are_enforced_with_clear_errors() {
-    let hub = Hub::with_limits(super::RoomLimits {
-        per_user: 2,
-        members: 2,
-    });
+    let hub = Hub::with_limits(
+        super::RoomLimits {
+            per_user: 2,
+            members: 2,
+        },
+        10,
+    );
     let alice = verified(&hub, "alice");
     assert_eq!(hub.join(&alice, "#a"), Reply::ok("#a"));
     assert_eq!(hub.join(&alice, "#b"), Reply::ok("#b"));
@@ -276,4 +279,87 @@ fn room_limits_are_enforced_with_clear_errors() {
     assert_eq!(code(hub.join(&carol, "#a")), ErrorCode::RoomFull);
     hub.part(&bob, "#a");
     assert_eq!(hub.join(&carol, "#a"), Reply::ok("#a"));
+}
+
+/// Certificates for `names` from a fresh CA, DER.
+fn certificates(names: &[&str]) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = tlschat_certgen::Options::new(dir.path());
+    options.clients = names.iter().map(|n| n.to_string()).collect();
+    tlschat_certgen::generate(&options).unwrap();
+    names
+        .iter()
+        .map(|n| {
+            let path = dir.path().join(format!("{n}.pem"));
+            tlschat_tls::load_certs(&path, "certificate").unwrap()[0].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn e2e_keys_are_filed_under_their_verified_owner_only() {
+    let hub = Hub::new();
+    let (alice, bob, anon) = (
+        verified(&hub, "alice"),
+        verified(&hub, "bob"),
+        unverified(&hub),
+    );
+    let certs = certificates(&["alice", "bob"]);
+    let bundle = |cert: &[u8]| tlschat_proto::e2e::KeyBundle {
+        public_key: vec![1; 32],
+        cert: cert.to_vec(),
+        signature: vec![2; 70],
+    };
+    assert_eq!(code(hub.key_of("alice")), ErrorCode::NoKey);
+    assert_eq!(
+        hub.publish_key(&alice, &bundle(&certs[0]), "01aa"),
+        Reply::ok("published")
+    );
+    assert_eq!(hub.key_of("ALICE"), Reply::ok("01aa"));
+    // Bob cannot file a bundle holding alice's certificate; nobody unverified can publish.
+    assert_eq!(
+        code(hub.publish_key(&bob, &bundle(&certs[0]), "01bb")),
+        ErrorCode::BadArgs
+    );
+    assert_eq!(
+        code(hub.publish_key(&anon, &bundle(&certs[1]), "01bb")),
+        ErrorCode::NotVerified
+    );
+    // The key outlives the connection.
+    hub.leave_all(&alice, "bye");
+    assert_eq!(hub.key_of("alice"), Reply::ok("01aa"));
+    assert_eq!(hub.key_count(), 1);
+}
+
+#[test]
+fn e2e_messages_are_relayed_as_sent_from_verified_senders_only() {
+    let hub = Hub::new();
+    let (alice, bob, anon) = (
+        verified(&hub, "alice"),
+        verified(&hub, "bob"),
+        unverified(&hub),
+    );
+    assert_eq!(hub.message_e2e(&alice, "Bob", "01ff", TIME), Reply::ok(""));
+    assert_eq!(
+        events(&bob),
+        [Event::E2e {
+            from: "alice".into(),
+            trust: Trust::Verified,
+            time: TIME.into(),
+            sealed: "01ff".into(),
+        }]
+    );
+    assert_eq!(
+        hub.set_nick(&anon, "mallory"),
+        Reply::ok("mallory (unverified)")
+    );
+    assert_eq!(
+        code(hub.message_e2e(&anon, "bob", "01ff", TIME)),
+        ErrorCode::NotVerified
+    );
+    assert_eq!(
+        code(hub.message_e2e(&alice, "nobody", "01ff", TIME)),
+        ErrorCode::NoSuchUser
+    );
+    assert!(events(&bob).is_empty());
 }

@@ -1,0 +1,462 @@
+//! End-to-end encrypted direct messages, client side: the user's E2E key, the remembered keys
+//! of others, and the rules for when a direct message is sealed, sent in clear or refused.
+//!
+//! - A user with a certificate has an E2E key ([`store::load_or_create_key`]) and publishes it
+//!   with `KEY SET` on every connection ([`E2e::publish`]).
+//! - Before a direct message, the sender fetches the recipient's key (`KEY GET`) and checks
+//!   it: the certificate chains to the CA and names the recipient, its key signed the E2E key,
+//!   and the fingerprint matches the one remembered ([`store::KnownKeys`], trust on first use).
+//!   A changed, forged or withheld key stops the message ([`Outgoing::Refused`]).
+//! - A received `EVENT E2E` is verified and opened ([`E2e::receive`]); a replayed, stale,
+//!   forged or undecryptable message comes back as [`Received::Refused`] with the reason, to be
+//!   shown, never dropped.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tlschat_proto::e2e::{KeyBundle, Sealed};
+use tlschat_proto::names::name_key;
+use tlschat_proto::replay::{CounterMemory, ReplayError};
+use tlschat_proto::{hex, ErrorCode, Reply, Request, Target, Trust};
+use tlschat_tls::e2e::{fingerprint_text, E2eError, E2eKey, Fingerprint, TrustedKey};
+use tlschat_tls::signing::{CertKey, ClientCheck};
+
+use self::store::{Known, KnownKeys, StoreError};
+use crate::client::Client;
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+use crate::udp::now_ms;
+
+/// Default largest difference between an E2E message's timestamp and the recipient's clock:
+/// 5 minutes. Older messages are refused as replays (the recipient's replay window does not
+/// survive a restart; this bound does).
+pub const DEFAULT_E2E_MAX_SKEW: Duration = Duration::from_secs(300);
+
+/// Why E2E could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum E2eSetupError {
+    /// The certificate or its key cannot sign.
+    #[error("cannot use the client certificate for E2E: {0}")]
+    Certificate(#[from] tlschat_tls::signing::SigningError),
+    /// A key file is unusable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The certificate has no common name to publish a key under.
+    #[error("the client certificate has no common name")]
+    NoName,
+    /// Our own published key does not verify (certificate not from the CA given with --ca).
+    #[error("your own E2E key does not verify: {0}")]
+    OwnKey(#[source] E2eError),
+}
+
+/// The E2E files of a user.
+#[derive(Debug, Clone)]
+pub struct E2ePaths {
+    /// The private key.
+    pub key: PathBuf,
+    /// The remembered fingerprints.
+    pub known_keys: PathBuf,
+}
+
+impl E2ePaths {
+    /// Next to the certificate `dir/name.pem`: `dir/name-e2e-key` and `dir/name-known-keys`.
+    pub fn beside(cert: &std::path::Path) -> Self {
+        let stem = cert
+            .file_stem()
+            .map_or_else(|| "tlschat".into(), |s| s.to_string_lossy().into_owned());
+        let dir = cert.parent().unwrap_or_else(|| std::path::Path::new("."));
+        Self {
+            key: dir.join(format!("{stem}-e2e-key")),
+            known_keys: dir.join(format!("{stem}-known-keys")),
+        }
+    }
+}
+
+/// What to send for a direct message, or why not.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Send this request. `e2e` says whether it is sealed; `notice` is something to tell the
+    /// user first (a key seen for the first time).
+    Send {
+        /// `E2E …` or `MSG …`.
+        request: Request,
+        /// Sealed end to end.
+        e2e: bool,
+        /// To show the user.
+        notice: Option<String>,
+    },
+    /// Nothing was sent, for this reason.
+    Refused(String),
+}
+
+/// A received E2E message, opened or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Verified and decrypted.
+    Message {
+        /// The text.
+        text: String,
+        /// It came after a later message from the same sender.
+        reordered: bool,
+    },
+    /// Not shown as a message, for this reason.
+    Refused(String),
+}
+
+/// What a key lookup found.
+#[derive(Debug)]
+enum Lookup {
+    /// The user published no key, and none is remembered.
+    NoKey,
+    /// A valid key that matches the remembered one (or is remembered now: `first`).
+    Trusted { key: TrustedKey, first: bool },
+    /// A valid key, but not the one remembered.
+    Changed {
+        key: TrustedKey,
+        remembered: Fingerprint,
+    },
+    /// The server offers no key, but one is remembered.
+    Withheld,
+    /// The published key does not verify, or the remembered keys cannot be read.
+    Invalid(String),
+}
+
+/// A user's E2E state for one or more connections.
+pub struct E2e {
+    me: String,
+    cert: CertKey,
+    key: E2eKey,
+    bundle: KeyBundle,
+    fingerprint: Fingerprint,
+    ca: ClientCheck,
+    known: KnownKeys,
+    /// Verified keys of those who sent us messages.
+    senders: HashMap<String, TrustedKey>,
+    windows: HashMap<String, CounterMemory>,
+    last_counter: u64,
+    max_skew: Duration,
+    created: bool,
+}
+
+impl E2e {
+    /// The E2E state of the configured user: `None` without a client certificate (E2E needs
+    /// an identity others can check). Creates the private key on first use.
+    pub fn open(config: &ClientConfig) -> Result<Option<Self>, E2eSetupError> {
+        let (Some(cert_path), Some(key_path)) = (&config.cert, &config.key) else {
+            return Ok(None);
+        };
+        let paths = config
+            .e2e_paths()
+            .unwrap_or_else(|| E2ePaths::beside(cert_path));
+        let cert = CertKey::load(cert_path, key_path)?;
+        let me = config.certificate_name().ok_or(E2eSetupError::NoName)?;
+        let (key, created) = store::load_or_create_key(&paths.key)?;
+        let ca = ClientCheck::new(&config.ca)?;
+        let bundle = key.bundle(&cert, &me).map_err(E2eSetupError::OwnKey)?;
+        let fingerprint = TrustedKey::verify(&bundle, &me, &ca)
+            .map_err(E2eSetupError::OwnKey)?
+            .fingerprint();
+        Ok(Some(Self {
+            me: name_key(&me),
+            cert,
+            key,
+            bundle,
+            fingerprint,
+            ca,
+            known: KnownKeys::new(paths.known_keys),
+            senders: HashMap::new(),
+            windows: HashMap::new(),
+            last_counter: 0,
+            max_skew: DEFAULT_E2E_MAX_SKEW,
+            created,
+        }))
+    }
+
+    /// Our name.
+    pub fn name(&self) -> &str {
+        &self.me
+    }
+
+    /// Our own key's fingerprint, as people compare it.
+    pub fn own_fingerprint(&self) -> String {
+        fingerprint_text(&self.fingerprint)
+    }
+
+    /// Whether the private key was created when this state was opened.
+    pub fn key_was_created(&self) -> bool {
+        self.created
+    }
+
+    /// Publishes our key (`KEY SET`). `Ok(Err(text))` when the server refused it.
+    pub async fn publish(&self, client: &mut Client) -> Result<Result<(), String>, ClientError> {
+        match client
+            .request(&Request::KeySet(self.bundle.clone()))
+            .await?
+        {
+            Reply::Ok(_) => Ok(Ok(())),
+            Reply::Err(err) => Ok(Err(err.to_string())),
+        }
+    }
+
+    /// A line about `nick`'s key: its fingerprint and whether it is the remembered one.
+    pub async fn describe(
+        &mut self,
+        client: &mut Client,
+        nick: &str,
+    ) -> Result<String, ClientError> {
+        Ok(match self.lookup(client, nick).await? {
+            Lookup::NoKey => format!("{nick} has published no E2E key"),
+            Lookup::Trusted { key, first } => format!(
+                "{nick}'s E2E key: {}{}",
+                fingerprint_text(&key.fingerprint()),
+                if first {
+                    " (seen for the first time; remembered)"
+                } else {
+                    " (matches the one remembered)"
+                }
+            ),
+            Lookup::Changed { key, remembered } => format!(
+                "{nick}'s E2E key has CHANGED: now {}, remembered {}",
+                fingerprint_text(&key.fingerprint()),
+                fingerprint_text(&remembered)
+            ),
+            Lookup::Withheld => withheld(nick),
+            Lookup::Invalid(err) => format!("{nick}'s published E2E key is not valid: {err}"),
+        })
+    }
+
+    /// Accepts `nick`'s current key after a change (the user compared fingerprints).
+    pub async fn trust(&mut self, client: &mut Client, nick: &str) -> Result<String, ClientError> {
+        Ok(match self.lookup(client, nick).await? {
+            Lookup::Changed { key, .. } | Lookup::Trusted { key, .. } => {
+                match self.known.remember(nick, &key.fingerprint()) {
+                    Ok(()) => {
+                        let text = fingerprint_text(&key.fingerprint());
+                        self.senders.insert(name_key(nick), key);
+                        format!("now trusting {nick}'s E2E key {text}")
+                    }
+                    Err(err) => format!("cannot remember the key: {err}"),
+                }
+            }
+            Lookup::NoKey | Lookup::Withheld => format!("{nick} has published no E2E key"),
+            Lookup::Invalid(err) => format!("{nick}'s published E2E key is not valid: {err}"),
+        })
+    }
+
+    /// Seals `text` to `nick` when they have a trusted key; a direct message in clear when
+    /// they have none.
+    pub async fn outgoing(
+        &mut self,
+        client: &mut Client,
+        nick: &str,
+        text: &str,
+    ) -> Result<Outgoing, ClientError> {
+        let (key, notice) = match self.lookup(client, nick).await? {
+            Lookup::NoKey => return Ok(plain(nick, text)),
+            Lookup::Trusted { key, first } => {
+                let notice = first.then(|| first_seen(nick, &key));
+                (key, notice)
+            }
+            Lookup::Changed { key, remembered } => {
+                return Ok(Outgoing::Refused(changed(nick, &key, &remembered)))
+            }
+            Lookup::Withheld => return Ok(Outgoing::Refused(withheld(nick))),
+            Lookup::Invalid(err) => {
+                return Ok(Outgoing::Refused(format!(
+                    "{nick}'s published E2E key is not valid ({err}); not sending. Someone may be impersonating {nick}."
+                )))
+            }
+        };
+        let counter = self.next_counter();
+        Ok(
+            match key.seal(&self.cert, &self.me, counter, now_ms(), text) {
+                Ok(sealed) => Outgoing::Send {
+                    request: Request::E2e {
+                        to: nick.to_owned(),
+                        sealed,
+                    },
+                    e2e: true,
+                    notice,
+                },
+                Err(err) => Outgoing::Refused(format!("cannot encrypt: {err}")),
+            },
+        )
+    }
+
+    /// Verifies and opens an `EVENT E2E` from `from`.
+    pub async fn receive(
+        &mut self,
+        client: &mut Client,
+        from: &str,
+        trust: Trust,
+        sealed: &str,
+    ) -> Result<Received, ClientError> {
+        let refuse = |why: String| Ok(Received::Refused(why));
+        if trust != Trust::Verified {
+            return refuse("the server marks the sender unverified".into());
+        }
+        let sealed = match hex::decode(sealed)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Sealed::decode(&bytes).map_err(|e| e.to_string()))
+        {
+            Ok(sealed) => sealed,
+            Err(err) => return refuse(format!("unreadable ({err})")),
+        };
+        let skew = now_ms().abs_diff(sealed.timestamp_ms);
+        if u128::from(skew) > self.max_skew.as_millis() {
+            return refuse(format!(
+                "sent {:.0} s away from now (more than {} s): a replay, or a clock far off",
+                skew as f64 / 1000.0,
+                self.max_skew.as_secs()
+            ));
+        }
+        let sender = name_key(from);
+        if let Err(err) = self
+            .windows
+            .entry(sender.clone())
+            .or_default()
+            .check(sealed.counter)
+        {
+            return refuse(replayed(err));
+        }
+        let mut opened = None;
+        if let Some(key) = self.senders.get(&sender) {
+            opened = self.key.open(&self.me, key, &sealed).ok();
+        }
+        if opened.is_none() {
+            // No key cached, or the sender's key changed since: fetch it.
+            let key = match self.lookup(client, from).await? {
+                Lookup::Trusted { key, .. } => key,
+                Lookup::Changed { key, remembered } => {
+                    return refuse(changed(from, &key, &remembered))
+                }
+                Lookup::NoKey | Lookup::Withheld => {
+                    return refuse(format!("{from} has no published E2E key to verify it with"))
+                }
+                Lookup::Invalid(err) => {
+                    return refuse(format!("{from}'s published E2E key is not valid ({err})"))
+                }
+            };
+            match self.key.open(&self.me, &key, &sealed) {
+                Ok(text) => opened = Some(text),
+                Err(err) => return refuse(err.to_string()),
+            }
+            self.senders.insert(sender.clone(), key);
+        }
+        let window = self.windows.entry(sender).or_default();
+        let reordered = window.top().is_some_and(|top| sealed.counter < top);
+        if let Err(err) = window.accept(sealed.counter) {
+            return refuse(replayed(err));
+        }
+        Ok(Received::Message {
+            text: opened.unwrap_or_default(),
+            reordered,
+        })
+    }
+
+    /// Fetches and checks `nick`'s key, remembering it on first use.
+    async fn lookup(&mut self, client: &mut Client, nick: &str) -> Result<Lookup, ClientError> {
+        let remembered = match self.known.get(nick) {
+            Ok(fp) => fp,
+            Err(err) => return Ok(Lookup::Invalid(err.to_string())),
+        };
+        let reply = client.request(&Request::KeyGet(nick.to_owned())).await?;
+        let bundle = match reply {
+            Reply::Err(err) if err.code == ErrorCode::NoKey => {
+                return Ok(match remembered {
+                    Some(_) => Lookup::Withheld,
+                    None => Lookup::NoKey,
+                })
+            }
+            Reply::Err(err) => return Ok(Lookup::Invalid(err.to_string())),
+            Reply::Ok(text) => match hex::decode(text.trim())
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| KeyBundle::decode(&bytes).map_err(|e| e.to_string()))
+            {
+                Ok(bundle) => bundle,
+                Err(err) => return Ok(Lookup::Invalid(format!("malformed: {err}"))),
+            },
+        };
+        let key = match TrustedKey::verify(&bundle, nick, &self.ca) {
+            Ok(key) => key,
+            Err(err) => return Ok(Lookup::Invalid(err.to_string())),
+        };
+        Ok(match self.known.check(nick, &key.fingerprint()) {
+            Ok(Known::Same) => Lookup::Trusted { key, first: false },
+            Ok(Known::Changed(remembered)) => Lookup::Changed { key, remembered },
+            Ok(Known::New) => match self.known.remember(nick, &key.fingerprint()) {
+                Ok(()) => Lookup::Trusted { key, first: true },
+                Err(err) => Lookup::Invalid(err.to_string()),
+            },
+            Err(err) => Lookup::Invalid(err.to_string()),
+        })
+    }
+
+    /// Strictly increasing, and above anything sent before a restart: microseconds since the
+    /// epoch, or one more than the last.
+    fn next_counter(&mut self) -> u64 {
+        self.last_counter = crate::udp::now_micros().max(self.last_counter + 1);
+        self.last_counter
+    }
+}
+
+/// For a user without a certificate: a direct message in clear, unless the recipient has a
+/// published key (then the user must ask for clear text explicitly).
+pub async fn outgoing_without_key(
+    client: &mut Client,
+    nick: &str,
+    text: &str,
+) -> Result<Outgoing, ClientError> {
+    Ok(match client.request(&Request::KeyGet(nick.to_owned())).await? {
+        Reply::Ok(_) => Outgoing::Refused(format!(
+            "{nick} has an E2E key, but you have no client certificate to encrypt and sign with; not sending in clear unless you ask (--plain)"
+        )),
+        Reply::Err(_) => plain(nick, text),
+    })
+}
+
+/// A direct message in clear.
+pub fn plain(nick: &str, text: &str) -> Outgoing {
+    Outgoing::Send {
+        request: Request::Msg {
+            target: Target::User(nick.to_owned()),
+            text: text.to_owned(),
+        },
+        e2e: false,
+        notice: None,
+    }
+}
+
+fn first_seen(nick: &str, key: &TrustedKey) -> String {
+    format!(
+        "first E2E key seen for {nick}: {} (remembered; compare it with {nick} to be sure)",
+        fingerprint_text(&key.fingerprint())
+    )
+}
+
+fn changed(nick: &str, key: &TrustedKey, remembered: &Fingerprint) -> String {
+    format!(
+        "WARNING: {nick}'s E2E key has CHANGED (now {}, remembered {}). Someone may be intercepting your messages, or {nick} has a new key. Not sending or showing anything E2E for {nick} until you check with {nick} and accept it (/trust {nick}).",
+        fingerprint_text(&key.fingerprint()),
+        fingerprint_text(remembered)
+    )
+}
+
+fn withheld(nick: &str) -> String {
+    format!(
+        "{nick} had an E2E key before, but the server now offers none; not sending in clear unless you ask (--plain)"
+    )
+}
+
+fn replayed(err: ReplayError) -> String {
+    match err {
+        ReplayError::Duplicate => "replayed: this message was already received".to_owned(),
+        ReplayError::TooOld => {
+            "replayed or far out of order: older than the replay window".to_owned()
+        }
+    }
+}

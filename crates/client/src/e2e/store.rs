@@ -1,0 +1,273 @@
+//! The files E2E keeps next to the user's certificate: the private key (created on first use,
+//! mode 0600, refused when others can read it, like ssh does) and the remembered fingerprints
+//! of other users' keys (trust on first use, like ssh's `known_hosts`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use tlschat_proto::hex;
+use tlschat_proto::names::name_key;
+use tlschat_tls::e2e::{E2eKey, Fingerprint};
+
+/// Why an E2E file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file's content is not what it should be.
+    #[error("{}: {reason}", .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+const KEY_HEADER: &str = "# tlschat E2E private key (X25519, for HPKE). Keep it secret.";
+const KNOWN_HEADER: &str =
+    "# tlschat: E2E key fingerprints seen for each user. Delete a line to forget a key.";
+
+/// Loads the private key in `path`, or creates one there (mode 0600) when the file does not
+/// exist. Returns the key and whether it was just created.
+pub fn load_or_create_key(path: &Path) -> Result<(E2eKey, bool), StoreError> {
+    let io_err = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let invalid = |reason: &str| StoreError::Invalid {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            check_private(path)?;
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .ok_or_else(|| invalid("no key in the file"))?;
+            let bytes = hex::decode(line).map_err(|e| invalid(&e.to_string()))?;
+            let key = E2eKey::from_private(&bytes).map_err(|e| invalid(&e.to_string()))?;
+            Ok((key, false))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let key = E2eKey::generate().map_err(|e| invalid(&e.to_string()))?;
+            let text = format!("{KEY_HEADER}\n{}\n", hex::encode(key.private_bytes()));
+            write_atomically(path, &text).map_err(io_err)?;
+            Ok((key, true))
+        }
+        Err(err) => Err(io_err(err)),
+    }
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(StoreError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "permissions {:04o} are too open: others could read your private key; run chmod 600 {}",
+                mode & 0o7777,
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// Writes `text` to a new file next to `path` (mode 0600) and renames it over `path`, so a
+/// reader never sees half a file and a crash never leaves one.
+fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let result = options.open(&tmp).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    match result.and_then(|()| fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            let _ = fs::remove_file(&tmp);
+            Err(err)
+        }
+    }
+}
+
+/// What the remembered fingerprints say about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// No key remembered for this user.
+    New,
+    /// The same key as remembered.
+    Same,
+    /// A different key was remembered.
+    Changed(Fingerprint),
+}
+
+/// The remembered key fingerprints, one `name hex` line per user.
+#[derive(Debug)]
+pub struct KnownKeys {
+    path: PathBuf,
+}
+
+impl KnownKeys {
+    /// The fingerprints kept in `path` (a missing file means none yet).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The fingerprint remembered for `name`.
+    pub fn get(&self, name: &str) -> Result<Option<Fingerprint>, StoreError> {
+        Ok(self.read()?.remove(&name_key(name)))
+    }
+
+    /// How `fingerprint` compares with what is remembered for `name`.
+    pub fn check(&self, name: &str, fingerprint: &Fingerprint) -> Result<Known, StoreError> {
+        Ok(match self.get(name)? {
+            None => Known::New,
+            Some(known) if &known == fingerprint => Known::Same,
+            Some(known) => Known::Changed(known),
+        })
+    }
+
+    /// Remembers `fingerprint` for `name`, replacing what was there. The file is read again
+    /// first, so other clients' additions are kept.
+    pub fn remember(&self, name: &str, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        let mut all = self.read()?;
+        all.insert(name_key(name), *fingerprint);
+        let mut text = format!("{KNOWN_HEADER}\n");
+        for (name, fp) in &all {
+            text.push_str(&format!("{name} {}\n", hex::encode(fp)));
+        }
+        write_atomically(&self.path, &text).map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn read(&self) -> Result<BTreeMap<String, Fingerprint>, StoreError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let mut all = BTreeMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let parsed = line.split_once(' ').and_then(|(name, fp)| {
+                let bytes = hex::decode(fp.trim()).ok()?;
+                Some((
+                    name_key(name),
+                    Fingerprint::try_from(bytes.as_slice()).ok()?,
+                ))
+            });
+            let (name, fp) = parsed.ok_or_else(|| StoreError::Invalid {
+                path: self.path.clone(),
+                reason: format!("line {} is not `name fingerprint`", number + 1),
+            })?;
+            all.insert(name, fp);
+        }
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_created_once_private_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice-e2e-key");
+        let (key, created) = load_or_create_key(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (again, created) = load_or_create_key(&path).unwrap();
+        assert!(!created);
+        assert_eq!(again.public_key(), key.public_key());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_others_can_read_or_a_damaged_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        load_or_create_key(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create_key(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("too open") && err.contains("chmod 600"),
+            "{err}"
+        );
+        fs::write(&path, "# header\nnot hex\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let err = load_or_create_key(&path).err().unwrap().to_string();
+        assert!(err.contains("hex"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_are_remembered_per_user_and_changes_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = KnownKeys::new(dir.path().join("known"));
+        let (one, two) = ([1; 32], [2; 32]);
+        assert_eq!(known.check("bob", &one).unwrap(), Known::New);
+        known.remember("Bob", &one).unwrap();
+        known.remember("carol", &two).unwrap();
+        assert_eq!(known.check("BOB", &one).unwrap(), Known::Same);
+        assert_eq!(known.check("bob", &two).unwrap(), Known::Changed(one));
+        known.remember("bob", &two).unwrap();
+        assert_eq!(known.check("bob", &two).unwrap(), Known::Same);
+        assert_eq!(known.get("carol").unwrap(), Some(two));
+        fs::write(known.path(), "bob 0102\n").unwrap();
+        let err = known.get("bob").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}
