@@ -191,8 +191,15 @@ fn two_people_chat_through_real_terminals() {
     );
     tmux.keys("bob", &["C-u"]);
 
+    // Direct messages between users with certificates are end-to-end encrypted.
     tmux.line("bob", "/msg alice psst");
-    tmux.wait_for("w0", "[DM] <bob> psst");
+    tmux.wait_for("w0", "[E2E DM] <bob> psst");
+    tmux.wait_for("bob", "first E2E key seen for alice");
+    tmux.wait_for("bob", "[E2E DM to alice] <bob> psst");
+    tmux.line("w0", "/fingerprint bob");
+    tmux.wait_for("w0", "bob's E2E key: ");
+    tmux.line("bob", "/fingerprint alice");
+    tmux.wait_for("bob", "(matches the one remembered)");
 
     tmux.line("guest", "/nick visitor");
     tmux.wait_for("guest", "you are visitor (unverified)");
@@ -202,6 +209,11 @@ fn two_people_chat_through_real_terminals() {
     tmux.wait_for("w0", "#lab <?visitor> i am definitely alice");
     tmux.line("w0", "/who");
     tmux.wait_for("w0", "-- #lab: alice, bob, ?visitor");
+    // Without a certificate there is no E2E: clear text to alice only when asked for.
+    tmux.line("guest", "/msg alice hello?");
+    tmux.wait_for("guest", "you have no client certificate to encrypt");
+    tmux.line("guest", "/msg --plain alice hello!");
+    tmux.wait_for("w0", "[DM] <?visitor> hello!");
 
     tmux.line("bob", "/quit");
     tmux.wait_for("w0", "#lab <- bob quit (quit)");

@@ -11,7 +11,22 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ("/join #room", "join a room and make it current"),
     ("/part [#room]", "leave a room (default: the current one)"),
     ("/switch #room", "make a joined room current"),
-    ("/msg nick text", "send a direct message"),
+    (
+        "/msg nick text",
+        "send a direct message (end-to-end encrypted when nick has a key)",
+    ),
+    (
+        "/msg --plain nick text",
+        "send a direct message in clear on purpose",
+    ),
+    (
+        "/fingerprint [nick]",
+        "show your E2E key fingerprint, or nick's",
+    ),
+    (
+        "/trust nick",
+        "accept nick's new E2E key after checking it with them",
+    ),
     ("/who [#room]", "list a room's members (?nick: unverified)"),
     ("/rooms", "list the rooms"),
     (
@@ -39,6 +54,19 @@ pub(crate) enum Input {
     Send(Request),
     /// Send this raw line (`/quote`).
     Raw(String),
+    /// A direct message: sealed end to end when the recipient has a key, unless `plain`.
+    Direct {
+        /// The recipient.
+        nick: String,
+        /// The message.
+        text: String,
+        /// Send in clear even when the recipient has a key.
+        plain: bool,
+    },
+    /// Show our E2E fingerprint, or someone's.
+    Fingerprint(Option<String>),
+    /// Accept someone's changed E2E key.
+    Trust(String),
     /// Make this joined room current.
     Switch(String),
     /// Show the command list.
@@ -78,9 +106,44 @@ pub(crate) fn parse(line: &str, current: Option<&str>) -> Input {
             Some(room) => request(&format!("{name} {room}")),
             None => Input::Invalid(format!("usage: /{name} #room (no current room)")),
         },
-        "join" | "msg" | "nick" | "time" | "sum" | "quiz" | "answer" | "number" | "lucky"
-        | "echo" | "greet" | "ping" | "rooms" | "kick" => request(&format!("{name} {rest}")),
+        "msg" => direct(rest),
+        "fingerprint" => match rest.split_whitespace().next() {
+            None => Input::Fingerprint(None),
+            Some(nick) => nick_then(nick, |nick| Input::Fingerprint(Some(nick))),
+        },
+        "trust" => match rest.split_whitespace().next() {
+            None => Input::Invalid("usage: /trust nick".into()),
+            Some(nick) => nick_then(nick, Input::Trust),
+        },
+        "join" | "nick" | "time" | "sum" | "quiz" | "answer" | "number" | "lucky" | "echo"
+        | "greet" | "ping" | "rooms" | "kick" => request(&format!("{name} {rest}")),
         _ => Input::Invalid(format!("unknown command /{name}; /help lists them")),
+    }
+}
+
+/// `/msg [--plain] target text`: a room message goes as it is, a direct message by the E2E
+/// rules.
+fn direct(rest: &str) -> Input {
+    let (plain, rest) = match rest.strip_prefix("--plain") {
+        Some(after) if after.is_empty() || after.starts_with(' ') => (true, after.trim_start()),
+        _ => (false, rest),
+    };
+    match request(&format!("msg {rest}")) {
+        Input::Send(Request::Msg {
+            target: Target::User(nick),
+            text,
+        }) => Input::Direct { nick, text, plain },
+        Input::Invalid(message) => Input::Invalid(message.replace("/msg", "/msg [--plain]")),
+        other => other,
+    }
+}
+
+/// `make(nick)` for a valid nickname.
+fn nick_then(nick: &str, make: impl FnOnce(String) -> Input) -> Input {
+    match Target::parse(nick) {
+        Ok(Target::User(nick)) => make(nick),
+        Ok(Target::Room(_)) => Input::Invalid("rooms have no E2E keys; give a nickname".into()),
+        Err(err) => Input::Invalid(err.to_string()),
     }
 }
 
@@ -159,11 +222,35 @@ mod tests {
         );
         assert_eq!(
             parse("/msg bob see you", None),
+            Input::Direct {
+                nick: "bob".into(),
+                text: "see you".into(),
+                plain: false
+            }
+        );
+        assert_eq!(
+            parse("/msg --plain bob  hi", None),
+            Input::Direct {
+                nick: "bob".into(),
+                text: " hi".into(),
+                plain: true
+            }
+        );
+        assert_eq!(
+            parse("/msg #dev hello", None),
             Input::Send(Request::Msg {
-                target: Target::User("bob".into()),
-                text: "see you".into()
+                target: Target::Room("#dev".into()),
+                text: "hello".into()
             })
         );
+        assert_eq!(parse("/fingerprint", None), Input::Fingerprint(None));
+        assert_eq!(
+            parse("/fingerprint bob", None),
+            Input::Fingerprint(Some("bob".into()))
+        );
+        assert_eq!(parse("/trust bob", None), Input::Trust("bob".into()));
+        assert!(matches!(parse("/trust", None), Input::Invalid(_)));
+        assert!(matches!(parse("/trust #room", None), Input::Invalid(_)));
         assert_eq!(
             parse("/SUM 1 2 3", None),
             Input::Send(Request::Sum(vec![1, 2, 3]))

@@ -24,6 +24,9 @@ use self::terminal::{Terminal, Typed};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::Client;
 use crate::config::ClientConfig;
+use crate::e2e::{E2e, Outgoing, Received};
+use crate::error::ClientError;
+use crate::text::sanitize;
 
 /// First wait before reconnecting.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -52,6 +55,10 @@ enum SessionEnd {
 }
 
 pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
+    let mut e2e = match super::open_e2e(config) {
+        Ok(e2e) => e2e,
+        Err(code) => return code,
+    };
     let mut client = match Client::connect(config).await {
         Ok(client) => client,
         Err(err) => return connection_failed(err),
@@ -62,9 +69,25 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
     for line in connected_lines(config, &client) {
         term.print(line);
     }
+    match &e2e {
+        Some(e2e) => {
+            if e2e.key_was_created() {
+                term.print("-- created your E2E key");
+            }
+            term.print(format!(
+                "-- E2E: direct messages to users with a key are end-to-end encrypted; your key {}",
+                e2e.own_fingerprint()
+            ));
+        }
+        None => term.print("-- no client certificate: direct messages go in clear (no E2E)"),
+    }
+    if let Err(reason) = publish(&mut client, &mut term, e2e.as_ref()).await {
+        term.print(format!("!! connection lost: {reason}"));
+        return EXIT_CONNECTION;
+    }
     term.print("-- /join #room to start, /help for commands");
     loop {
-        match session(&mut client, &mut term, &mut state).await {
+        match session(&mut client, &mut term, &mut state, &mut e2e).await {
             SessionEnd::Quit => {
                 let _ =
                     tokio::time::timeout(QUIT_TIMEOUT, leave(client, &mut term, &mut state)).await;
@@ -79,20 +102,47 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
                     return EXIT_OK;
                 };
                 client = new_client;
-                restore(&mut client, &mut term, &mut state, verified).await;
+                if publish(&mut client, &mut term, e2e.as_ref()).await.is_ok() {
+                    restore(&mut client, &mut term, &mut state, verified).await;
+                }
             }
         }
     }
 }
 
+/// Publishes our E2E key, if we have one; a refusal is shown, a failure returned.
+async fn publish(
+    client: &mut Client,
+    term: &mut Terminal,
+    e2e: Option<&E2e>,
+) -> Result<(), String> {
+    let Some(e2e) = e2e else { return Ok(()) };
+    match e2e.publish(client).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refusal)) => {
+            term.print(format!(
+                "!! your E2E key was not published: {}",
+                sanitize(&refusal)
+            ));
+            Ok(())
+        }
+        Err(err) => Err(error_text(&err)),
+    }
+}
+
 /// Serves one connection until the user leaves or the connection fails.
-async fn session(client: &mut Client, term: &mut Terminal, state: &mut ChatState) -> SessionEnd {
+async fn session(
+    client: &mut Client,
+    term: &mut Terminal,
+    state: &mut ChatState,
+    e2e: &mut Option<E2e>,
+) -> SessionEnd {
     let mut final_ = false;
     loop {
         tokio::select! {
             typed = term.next() => {
                 let Typed::Line(line) = typed else { return SessionEnd::Quit };
-                let result = handle_line(&line, client, term, state).await;
+                let result = handle_line(&line, client, term, state, e2e).await;
                 match result {
                     Ok(true) => return SessionEnd::Quit,
                     Ok(false) => term.resume(prompt(state)),
@@ -107,6 +157,16 @@ async fn session(client: &mut Client, term: &mut Terminal, state: &mut ChatState
                     if let Some(text) = state.on_reply(&reply) {
                         term.print(text);
                     }
+                }
+                Ok(ServerLine::Event(Event::E2e { from, trust, time, sealed })) => {
+                    let received = match e2e.as_mut() {
+                        Some(e2e) => match e2e.receive(client, &from, trust, &sealed).await {
+                            Ok(received) => received,
+                            Err(err) => return SessionEnd::Lost { reason: error_text(&err), final_ },
+                        },
+                        None => Received::Refused("you have no client certificate, so no E2E key".into()),
+                    };
+                    term.print(render::sealed(&from, &time, &received));
                 }
                 Ok(ServerLine::Event(event)) => {
                     if let Event::Disconnect { code, .. } = &event {
@@ -127,8 +187,52 @@ async fn handle_line(
     client: &mut Client,
     term: &mut Terminal,
     state: &mut ChatState,
+    e2e: &mut Option<E2e>,
 ) -> Result<bool, String> {
+    let failed = |e: ClientError| error_text(&e);
     match input::parse(line, state.current.as_deref()) {
+        Input::Direct { nick, text, plain } => {
+            let outgoing = match (plain, e2e.as_mut()) {
+                (true, _) => Ok(crate::e2e::plain(&nick, &text)),
+                (false, Some(e2e)) => e2e.outgoing(client, &nick, &text).await,
+                (false, None) => crate::e2e::outgoing_without_key(client, &nick, &text).await,
+            };
+            match outgoing.map_err(failed)? {
+                Outgoing::Send {
+                    request,
+                    e2e: sealed,
+                    notice,
+                } => {
+                    if let Some(notice) = notice {
+                        term.print(format!("-- {notice}"));
+                    }
+                    client.send(&request.to_string()).await.map_err(failed)?;
+                    if sealed {
+                        state.sent_sealed(&nick, &text);
+                    } else {
+                        state.sent(Some(request));
+                    }
+                }
+                Outgoing::Refused(why) => term.print(format!("!! {why}")),
+            }
+        }
+        Input::Fingerprint(who) => {
+            let line = match (e2e.as_mut(), who) {
+                (None, _) => "!! E2E needs a client certificate (--cert, --key)".to_owned(),
+                (Some(e2e), None) => format!("-- your E2E key: {}", e2e.own_fingerprint()),
+                (Some(e2e), Some(nick)) => {
+                    format!("-- {}", e2e.describe(client, &nick).await.map_err(failed)?)
+                }
+            };
+            term.print(line);
+        }
+        Input::Trust(nick) => {
+            let line = match e2e.as_mut() {
+                None => "!! E2E needs a client certificate (--cert, --key)".to_owned(),
+                Some(e2e) => format!("-- {}", e2e.trust(client, &nick).await.map_err(failed)?),
+            };
+            term.print(line);
+        }
         Input::Send(request) => {
             client
                 .send(&request.to_string())
@@ -249,7 +353,7 @@ fn connected_lines(config: &ClientConfig, client: &Client) -> [String; 2] {
         format!(
             "-- connected to {} ({})",
             config.server,
-            crate::text::sanitize(&client.greeting().server)
+            sanitize(&client.greeting().server)
         ),
         format!(
             "-- {}, {}, key exchange {}",

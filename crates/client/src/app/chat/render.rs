@@ -27,6 +27,25 @@ pub(crate) fn now() -> String {
     Local::now().format("%H:%M").to_string()
 }
 
+/// The screen line for an E2E direct message, opened or refused.
+pub(crate) fn sealed(from: &str, time: &str, received: &crate::e2e::Received) -> String {
+    match received {
+        crate::e2e::Received::Message { text, reordered } => format!(
+            "{} [E2E DM{}] <{}> {}",
+            local_time(time),
+            if *reordered { ", out of order" } else { "" },
+            sanitize(from),
+            sanitize(text)
+        ),
+        crate::e2e::Received::Refused(why) => format!(
+            "!! {} E2E message from {} NOT shown: {}",
+            local_time(time),
+            sanitize(from),
+            sanitize(why)
+        ),
+    }
+}
+
 /// The screen line for an event.
 pub(crate) fn event(event: &Event) -> String {
     match event {

@@ -17,8 +17,25 @@ pub(crate) struct ChatState {
     pub(crate) current: Option<String>,
     /// Rooms joined, by canonical name.
     pub(crate) joined: BTreeSet<String>,
-    /// Sent and not yet answered, oldest first; `None` for a raw `/quote` line.
-    pending: VecDeque<Option<Request>>,
+    /// Sent and not yet answered, oldest first.
+    pending: VecDeque<Sent>,
+}
+
+/// A line sent and waiting for its reply.
+#[derive(Debug)]
+enum Sent {
+    /// A raw `/quote` line.
+    Raw,
+    /// A request.
+    Request(Request),
+    /// An E2E direct message: the request carries only ciphertext, so the text is kept here
+    /// to show once the server accepts it.
+    Sealed {
+        /// The recipient.
+        to: String,
+        /// The text.
+        text: String,
+    },
 }
 
 impl ChatState {
@@ -36,7 +53,16 @@ impl ChatState {
         if let Some(Request::Join(room)) = &request {
             self.current = Some(room.to_ascii_lowercase());
         }
-        self.pending.push_back(request);
+        self.pending
+            .push_back(request.map_or(Sent::Raw, Sent::Request));
+    }
+
+    /// Remembers a sent E2E message (`text` to `to`) until its reply comes.
+    pub(crate) fn sent_sealed(&mut self, to: &str, text: &str) {
+        self.pending.push_back(Sent::Sealed {
+            to: to.to_owned(),
+            text: text.to_owned(),
+        });
     }
 
     /// Requests still waiting for a reply.
@@ -73,7 +99,11 @@ impl ChatState {
 
     /// Takes a reply and returns the line to show, if any.
     pub(crate) fn on_reply(&mut self, reply: &Reply) -> Option<String> {
-        let request = self.pending.pop_front().flatten();
+        let (request, sealed) = match self.pending.pop_front() {
+            Some(Sent::Request(request)) => (Some(request), None),
+            Some(Sent::Sealed { to, text }) => (None, Some((to, text))),
+            Some(Sent::Raw) | None => (None, None),
+        };
         let payload = match reply {
             Reply::Err(err) => {
                 if let Some(Request::Join(room)) = &request {
@@ -86,6 +116,9 @@ impl ChatState {
             }
             Reply::Ok(payload) => payload,
         };
+        if let Some((to, text)) = sealed {
+            return Some(self.echo(&Target::User(to), &text, true));
+        }
         let Some(request) = request else {
             return Some(format!("-- OK {}", sanitize(payload)));
         };
@@ -110,7 +143,7 @@ impl ChatState {
                 self.me = Some(nick);
                 Some(format!("-- you are {}", sanitize(payload)))
             }
-            Request::Msg { target, text } => Some(self.echo(&target, &text)),
+            Request::Msg { target, text } => Some(self.echo(&target, &text, false)),
             Request::Who(room) => Some(format!("-- {}: {}", sanitize(&room), who(payload))),
             Request::Rooms if payload.is_empty() => Some("-- no rooms yet".into()),
             Request::Rooms => Some(format!("-- rooms: {}", sanitize(payload))),
@@ -119,8 +152,8 @@ impl ChatState {
         }
     }
 
-    /// Our own message, as others see it.
-    fn echo(&self, target: &Target, text: &str) -> String {
+    /// Our own message, as others see it; `e2e` when it was sealed end to end.
+    fn echo(&self, target: &Target, text: &str, e2e: bool) -> String {
         let me = self.me.as_deref().unwrap_or("me");
         match target {
             Target::Room(room) => format!(
@@ -131,8 +164,9 @@ impl ChatState {
                 sanitize(text)
             ),
             Target::User(to) => format!(
-                "{} [DM to {}] <{}> {}",
+                "{} [{}DM to {}] <{}> {}",
                 render::now(),
+                if e2e { "E2E " } else { "" },
                 sanitize(to),
                 sanitize(me),
                 sanitize(text)
@@ -206,6 +240,21 @@ mod tests {
         assert!(state.joined.is_empty());
         state.sent(None);
         assert_eq!(state.on_reply(&Reply::ok("PONG")).unwrap(), "-- OK PONG");
+    }
+
+    #[test]
+    fn a_sealed_message_is_echoed_with_its_text_and_mark() {
+        let mut state = ChatState::new(Some("alice".into()));
+        state.sent_sealed("bob", "psst");
+        state.sent(Some(Request::Ping));
+        let line = state.on_reply(&Reply::ok("")).unwrap();
+        assert!(line.ends_with(" [E2E DM to bob] <alice> psst"), "{line}");
+        assert_eq!(state.on_reply(&Reply::ok("PONG")).unwrap(), "-- PONG");
+        state.sent_sealed("bob", "gone");
+        let line = state
+            .on_reply(&Reply::err(ErrorCode::NoSuchUser, "bob is not connected"))
+            .unwrap();
+        assert_eq!(line, "!! NO_SUCH_USER bob is not connected");
     }
 
     #[test]
