@@ -7,6 +7,7 @@
 use bytes::BytesMut;
 use proptest::prelude::*;
 use tlschat_proto::datagram::{self, Datagram, Header, Kind};
+use tlschat_proto::e2e::{KeyBundle, Sealed};
 use tlschat_proto::{Frame, LineDecoder, Request, ServerLine};
 
 fn config() -> ProptestConfig {
@@ -101,6 +102,18 @@ proptest! {
         bytes.extend_from_slice(&extra);
         if let Ok(parsed) = Datagram::parse(&bytes, usize::MAX) {
             prop_assert!(parsed.signed.len() < bytes.len());
+        }
+    }
+
+    #[test]
+    fn e2e_payloads_decode_without_panicking_and_round_trip(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+    ) {
+        if let Ok(sealed) = Sealed::decode(&bytes) {
+            prop_assert_eq!(sealed.encode().unwrap(), bytes.clone());
+        }
+        if let Ok(bundle) = KeyBundle::decode(&bytes) {
+            prop_assert_eq!(bundle.encode().unwrap(), bytes);
         }
     }
 }

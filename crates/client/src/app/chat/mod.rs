@@ -8,6 +8,9 @@
 //! A lost connection is reported and, unless `--no-reconnect`, retried with exponential backoff
 //! (0.5 s doubling to 30 s, with jitter); once back, the client restores its nickname and rooms
 //! and says so. It does not reconnect after being kicked or replaced by a newer connection.
+//!
+//! Direct messages follow [`crate::e2e`]: sealed end to end when the recipient has a key, and
+//! received E2E messages are verified and opened before they are shown (or shown as failed).
 
 mod input;
 mod render;
