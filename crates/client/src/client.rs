@@ -36,6 +36,8 @@ pub struct TlsInfo {
     pub cipher_suite: Option<CipherSuite>,
     /// The key exchange group (X25519MLKEM768 when the post-quantum hybrid was used).
     pub key_exchange: Option<NamedGroup>,
+    /// The server's certificate (DER), as verified in the handshake.
+    pub server_cert: Option<Vec<u8>>,
 }
 
 /// A connection to a tlschat server.
@@ -118,6 +120,10 @@ impl Client {
             version: conn.protocol_version(),
             cipher_suite: conn.negotiated_cipher_suite().map(|s| s.suite()),
             key_exchange: conn.negotiated_key_exchange_group().map(|g| g.name()),
+            server_cert: conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| cert.to_vec()),
         }
     }
 

@@ -23,6 +23,8 @@ pub struct CertSummary {
     pub spki: Vec<u8>,
     /// The public key itself (the SubjectPublicKeyInfo's bit string): for an EC key, the point.
     pub public_key: Vec<u8>,
+    /// The end of the validity period, seconds since the Unix epoch.
+    pub not_after: i64,
 }
 
 /// A certificate that could not be parsed.
@@ -61,6 +63,7 @@ pub fn summarize_der(der: &[u8]) -> Result<CertSummary, CertParseError> {
         sans,
         spki: spki.raw.to_vec(),
         public_key: spki.subject_public_key.data.to_vec(),
+        not_after: cert.validity().not_after.timestamp(),
     })
 }
 

@@ -6,7 +6,9 @@
 mod chat;
 mod exec;
 mod listen;
+mod reconnect;
 mod send;
+mod tui;
 mod udp;
 
 use std::path::PathBuf;
@@ -110,6 +112,9 @@ pub enum Command {
     },
     /// The interactive chat client (the default): type to talk, /help for commands.
     Chat,
+    /// The full-screen terminal client: rooms and conversations, members, scrollback, and
+    /// the connection's security in a status bar. `?` lists the keys.
+    Tui,
     /// Send one message to a room (joining it if needed) or to a user; exit 0 once the server
     /// accepted it.
     ///
@@ -183,6 +188,12 @@ pub async fn run(cli: Cli) -> ExitCode {
                 reconnect: !cli.no_reconnect,
             };
             chat::run(&config, options).await
+        }
+        Command::Tui => {
+            let options = tui::TuiOptions {
+                reconnect: !cli.no_reconnect,
+            };
+            tui::run(&config, options).await
         }
         Command::Send {
             nick,

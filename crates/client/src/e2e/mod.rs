@@ -140,6 +140,8 @@ pub struct E2e {
     last_counter: u64,
     max_skew: Duration,
     created: bool,
+    /// Key changes seen and not yet taken by [`E2e::take_alerts`].
+    alerts: Vec<String>,
 }
 
 impl E2e {
@@ -173,6 +175,7 @@ impl E2e {
             last_counter: 0,
             max_skew: DEFAULT_E2E_MAX_SKEW,
             created,
+            alerts: Vec::new(),
         }))
     }
 
@@ -184,6 +187,12 @@ impl E2e {
     /// Our own key's fingerprint, as people compare it.
     pub fn own_fingerprint(&self) -> String {
         fingerprint_text(&self.fingerprint)
+    }
+
+    /// Warnings about changed keys met since the last call: an interface that can ask the
+    /// user to acknowledge them shows them so.
+    pub fn take_alerts(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.alerts)
     }
 
     /// Whether the private key was created when this state was opened.
@@ -387,7 +396,10 @@ impl E2e {
         };
         Ok(match self.known.check(nick, &key.fingerprint()) {
             Ok(Known::Same) => Lookup::Trusted { key, first: false },
-            Ok(Known::Changed(remembered)) => Lookup::Changed { key, remembered },
+            Ok(Known::Changed(remembered)) => {
+                self.alerts.push(changed(nick, &key, &remembered));
+                Lookup::Changed { key, remembered }
+            }
             Ok(Known::New) => match self.known.remember(nick, &key.fingerprint()) {
                 Ok(()) => Lookup::Trusted { key, first: true },
                 Err(err) => Lookup::Invalid(err.to_string()),

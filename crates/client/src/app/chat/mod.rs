@@ -12,18 +12,19 @@
 //! Direct messages follow [`crate::e2e`]: sealed end to end when the recipient has a key, and
 //! received E2E messages are verified and opened before they are shown (or shown as failed).
 
-mod input;
+pub(super) mod input;
 mod render;
 mod state;
 mod terminal;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tlschat_proto::{Event, Request, ServerLine};
 
 use self::input::Input;
 use self::state::ChatState;
 use self::terminal::{Terminal, Typed};
+use super::reconnect::{jitter, next_backoff, FINAL_DISCONNECTS, FIRST_BACKOFF};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::Client;
 use crate::config::ClientConfig;
@@ -31,17 +32,8 @@ use crate::e2e::{E2e, Outgoing, Received};
 use crate::error::ClientError;
 use crate::text::sanitize;
 
-/// First wait before reconnecting.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
 /// How long `/quit` waits for the server's goodbye.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Disconnect codes after which reconnecting would be wrong.
-const FINAL_DISCONNECTS: &[&str] = &["KICKED", "REPLACED", "NICK_RECLAIMED"];
 
 /// Chat options.
 #[derive(Debug, Clone, Copy)]
@@ -314,7 +306,7 @@ async fn reconnect(
             Ok(client) => return Some(client),
             Err(err) => term.print(format!("!! reconnect failed: {}", error_text(&err))),
         }
-        wait = (wait * 2).min(MAX_BACKOFF);
+        wait = next_backoff(wait);
     }
     None
 }
@@ -365,14 +357,4 @@ fn connected_lines(config: &ClientConfig, client: &Client) -> [String; 2] {
             show(info.key_exchange.map(|g| format!("{g:?}"))),
         ),
     ]
-}
-
-/// Spreads reconnection attempts by up to ±20 % so clients of a restarted server do not all
-/// return at once.
-fn jitter(wait: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let factor = 0.8 + 0.4 * f64::from(nanos % 1000) / 1000.0;
-    wait.mul_f64(factor)
 }
