@@ -274,3 +274,86 @@ fn without_reconnect_a_lost_connection_ends_the_chat_with_status_2() {
         "the terminal is back in cooked mode:\n{screen}"
     );
 }
+
+#[test]
+fn two_tuis_chat_redraw_after_a_resize_and_show_the_reconnect_banner() {
+    let pki = Pki::standard();
+    let mut server = ServerProcess::start(&pki, &[]);
+    let addr = server.addr();
+    let tui = |user: &str| format!("{} tui", chat_command(&pki, addr, Some(user)));
+    let Some(tmux) = Tmux::start(&tui("alice"), 120, 30) else {
+        skip(
+            "two_tuis_chat_redraw_after_a_resize_and_show_the_reconnect_banner",
+            "tmux is not installed",
+        );
+        return;
+    };
+    tmux.window("bob", &tui("bob"));
+    for (window, me) in [("w0", "alice"), ("bob", "bob")] {
+        let screen = tmux.wait_for(window, "? help");
+        let status = screen.lines().next().unwrap_or_default();
+        assert!(status.contains(&format!("{me} ✓verified")), "{status}");
+        assert!(
+            status.contains("TLSv1_3") && status.contains("X25519MLKEM768"),
+            "{status}"
+        );
+    }
+
+    tmux.line("w0", "/join #lab");
+    tmux.wait_for("w0", "joined #lab");
+    tmux.line("bob", "/join #lab");
+    tmux.wait_for("w0", "bob joined");
+    tmux.wait_for("w0", "✓bob");
+    tmux.line("w0", "hello from the tui");
+    tmux.wait_for("bob", "<alice> hello from the tui");
+
+    // An E2E direct message lands in its own conversation, counted and marked unread.
+    tmux.line("bob", "/msg alice sealed words");
+    tmux.wait_for("w0", "@bob (1) !");
+    tmux.keys("w0", &["C-n"]);
+    tmux.wait_for("w0", "[E2E] <bob> sealed words");
+
+    // After a resize the whole screen is drawn again at the new size: the input box's
+    // bottom border spans exactly the new width.
+    tmux.resize("bob", 80, 24);
+    tmux.wait_until("bob", "an 80-column redraw", |screen| {
+        screen
+            .lines()
+            .any(|l| l.starts_with('└') && l.ends_with('┘') && l.chars().count() == 80)
+    });
+    let screen = tmux.screen("bob");
+    assert!(screen.contains("[E2E] <bob> sealed words"), "{screen}");
+    assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+
+    // Ctrl-C leaves with status 0 and the terminal back in its normal (canonical) mode.
+    tmux.window(
+        "quitter",
+        &format!(
+            "sh -c '{} --cert {} --key {} tui; echo EXITED $?; stty -a | tr \" ;\" \"\\n\\n\" | grep -x -e icanon -e -icanon; sleep 60'",
+            chat_command(&pki, addr, None).replace('\'', ""),
+            pki.identity("carol").0.display(),
+            pki.identity("carol").1.display(),
+        ),
+    );
+    tmux.wait_for("quitter", "? help");
+    tmux.keys("quitter", &["C-c"]);
+    let screen = tmux.wait_until("quitter", "the terminal mode", |s| {
+        s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
+    assert!(screen.contains("EXITED 0"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.trim() == "icanon"),
+        "raw mode is off: {screen}"
+    );
+
+    assert!(server.terminate().success());
+    tmux.wait_for("w0", "connection lost");
+    tmux.wait_for("w0", "reconnecting (attempt");
+    let mut args = pki.server_args();
+    args.extend(["--listen".to_owned(), addr.to_string()]);
+    let _restarted = ServerProcess::start_with(&args).expect("restart on the same port");
+    // Back: the banner goes, and the room is joined again (its reply makes it current).
+    tmux.wait_until("w0", "#lab rejoined", |s| {
+        s.matches("-- joined #lab").count() == 2 && !s.contains("connection lost")
+    });
+}

@@ -109,16 +109,17 @@ pub(crate) fn draw(frame: &mut Frame<'_>, state: &TuiState, theme: Theme) {
     }
 }
 
-/// `tlschat │ alice (verified) │ TLSv1_3 … │ server cert … expires …`.
+/// `alice ✓verified │ TLSv1_3 <suite> <group> │ cert <fingerprint> exp <date>`: who we are,
+/// then what protects the connection, most important first (a narrow terminal cuts the end).
 pub(crate) fn status_line(state: &TuiState) -> String {
     let me = match (&state.me, state.verified) {
-        (Some(me), true) => format!("{me} (verified by certificate)"),
-        (Some(me), false) => format!("?{me} (unverified)"),
-        (None, _) => "no nickname (unverified)".to_owned(),
+        (Some(me), true) => format!("{me} ✓verified"),
+        (Some(me), false) => format!("?{me} unverified"),
+        (None, _) => "no nickname, unverified".to_owned(),
     };
     let s = &state.security;
     format!(
-        " tlschat │ {me} │ {} {} {} │ server cert {} expires {}",
+        " {me} │ {} {} {} │ server cert {} exp {}",
         s.version, s.cipher, s.group, s.server_fingerprint, s.server_expiry
     )
 }
@@ -220,9 +221,9 @@ pub(crate) fn banner(link: &Link) -> Option<String> {
     match link {
         Link::Up => None,
         Link::Reconnecting { reason, attempt } => Some(format!(
-            " connection lost: {reason} | reconnecting (attempt {attempt})…"
+            "reconnecting (attempt {attempt})… connection lost: {reason}"
         )),
-        Link::Down(reason) => Some(format!(" disconnected: {reason} | /quit to leave")),
+        Link::Down(reason) => Some(format!("disconnected; /quit to leave. {reason}")),
     }
 }
 
