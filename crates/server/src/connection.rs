@@ -217,7 +217,7 @@ impl Connection {
             stream,
             peer,
             decoder,
-            inbuf: BytesMut::with_capacity(READ_CHUNK),
+            inbuf: BytesMut::new(),
             out: Vec::new(),
             dice: ProviderRandom::new(),
             closing: None,
@@ -259,6 +259,10 @@ impl Connection {
             }
             if more_buffered {
                 continue;
+            }
+            // An idle connection keeps no read buffer: it is allocated when bytes arrive.
+            if self.inbuf.is_empty() {
+                self.inbuf = BytesMut::new();
             }
             tokio::select! {
                 biased;
@@ -496,8 +500,24 @@ impl Connection {
     }
 }
 
-/// Reads what is available into `buf`. Cancel-safe: bytes read are in `buf` or still unread.
+/// Reads what is available into `buf`. With no buffer (an idle connection keeps none), it first
+/// waits until there is something to read: plaintext TLS already holds, or bytes on the socket.
+/// Cancel-safe: bytes read are in `buf` or still unread.
 async fn read_some(stream: &mut TlsStream<TcpStream>, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() == 0 {
+        // Records TLS has taken off the socket but not yet handed over make no readiness
+        // event: decrypt them now and look. An error is left for the read to report.
+        let held = stream
+            .get_mut()
+            .1
+            .process_new_packets()
+            .map_or(true, |state| {
+                state.plaintext_bytes_to_read() > 0 || state.peer_has_closed()
+            });
+        if !held {
+            stream.get_ref().0.readable().await?;
+        }
+    }
     buf.reserve(READ_CHUNK);
     stream.read_buf(buf).await
 }
