@@ -36,6 +36,9 @@ pub enum TlsSetupError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
+/// Session tickets sent after each TLS 1.3 handshake (rustls sends 2 by default).
+pub const TLS13_TICKETS: usize = 1;
+
 /// Builds the rustls configuration from the certificate, key and CA files in `config`.
 pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let chain = tlschat_tls::load_certs(&config.cert, "certificate")?;
@@ -64,5 +67,8 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsSetupError
                 source,
             })?;
     tls.alpn_protocols = vec![tlschat_tls::ALPN.to_vec()];
+    // One ticket per handshake is enough: a client uses one per reconnection and gets a fresh
+    // one then. (Resumption state stays in rustls's session cache of the last 256 sessions.)
+    tls.send_tls13_tickets = TLS13_TICKETS;
     Ok(Arc::new(tls))
 }
