@@ -6,6 +6,7 @@
 #   scripts/bench-peers.sh                 one pass per server
 #   RUNS=3 scripts/bench-peers.sh          three passes, interleaved; medians
 #   SCALE=0.2 scripts/bench-peers.sh       smaller runs
+#   PIN=1 RUNS=3 scripts/bench-peers.sh    servers on core 0, generator on core 1 (taskset)
 #
 # nats-server runs with TLS (verify off, as tlschat's fan-out clients present no certificate;
 # a second instance with verify on measures CA-verified handshakes). ncat has no
@@ -25,6 +26,6 @@ for _ in $(seq "${RUNS:-1}"); do
   stop_server
   start_ncat; suite ncat; stop_server
 done
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; nats-server $(nats-server --version | awk '{print $2}')"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; nats-server $(nats-server --version | awk '{print $2}')$([[ "${PIN:-0}" == 1 ]] && echo "; pinned: servers on core 0, generator on core 1")"
 python3 "$root/scripts/lib/bench-table.py" "$results"
 cp "$results" "${RESULTS_OUT:-/dev/null}" 2>/dev/null || true

@@ -35,11 +35,20 @@ max-room-members = 100000
 idle-timeout = "1h"
 TOML
 
+# PIN=1: the server on core 0, the load generator on core 1 (taskset), so neither steals the
+# other's core. Latency tails then show the server rather than the scheduler.
+on_server_core=(env)
+on_bench_core=(env)
+if [[ "${PIN:-0}" == 1 ]]; then
+  on_server_core=(taskset -c 0)
+  on_bench_core=(taskset -c 1)
+fi
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_tlschat: sets $server_pid and $server_addr.
 start_tlschat() {
-  "$bin/tlschat-server" --config "$work/tlschat-bench.toml" --udp 127.0.0.1:0 >"$work/tlschat.ready" 2>"$work/tlschat.log" &
+  "${on_server_core[@]}" "$bin/tlschat-server" --config "$work/tlschat-bench.toml" --udp 127.0.0.1:0 >"$work/tlschat.ready" 2>"$work/tlschat.log" &
   server_pid=$!
   for _ in $(seq 200); do grep -q '^tlschat-server listening on' "$work/tlschat.ready" && break; sleep 0.05; done
   server_addr="$(sed -n 's/^tlschat-server listening on //p' "$work/tlschat.ready")"
@@ -72,7 +81,7 @@ tls {
   timeout: 5
 }
 CONF
-  nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
+  "${on_server_core[@]}" nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
   server_pid=$!
   server_addr="127.0.0.1:$port"
   wait_port "$port"
@@ -80,7 +89,7 @@ CONF
 
 start_ncat() {
   local port; port="$(free_port)"
-  ncat --listen --chat --ssl --ssl-cert "$work/server.pem" --ssl-key "$work/server-key.pem" \
+  "${on_server_core[@]}" ncat --listen --chat --ssl --ssl-cert "$work/server.pem" --ssl-key "$work/server-key.pem" \
     --max-conns 100000 127.0.0.1 "$port" >"$work/ncat.log" 2>&1 &
   server_pid=$!
   server_addr="127.0.0.1:$port"
@@ -91,7 +100,7 @@ start_ncat() {
 bench() {
   local target="$1" addr="$2"; shift 2
   local out
-  if out="$("$bin/tlschat-bench" --target "$target" --server "$addr" --ca "$work/ca.pem" \
+  if out="$("${on_bench_core[@]}" "$bin/tlschat-bench" --target "$target" --server "$addr" --ca "$work/ca.pem" \
       --cert "$work/bench.pem" --key "$work/bench-key.pem" --server-pid "$server_pid" \
       --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4 --deadline 120s --json "$@" 2>"$work/bench.err")"; then
     printf '%s\n' "$out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["case"]=sys.argv[1]; print(json.dumps(r))' "$case" >>"$results"
