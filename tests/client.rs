@@ -1,10 +1,10 @@
 //! End-to-end tests of the `tlschat` command: scriptable `send` and `listen`, and the
 //! interactive chat client driven through a real terminal (tmux).
 
-use std::net::SocketAddr;
-
 use tlschat_tests::tmux::Tmux;
-use tlschat_tests::{binary, skip, text, tlschat, tlschat_command, Background, Pki, ServerProcess};
+use tlschat_tests::{
+    skip, text, tlschat, tlschat_command, tlschat_shell, Background, Pki, ServerProcess,
+};
 
 #[test]
 fn send_and_listen_work_like_pub_and_sub() {
@@ -135,37 +135,20 @@ fn listen_prints_plain_lines_with_unverified_marks() {
     assert!(lines[1].ends_with(" #b bob: hi from b"), "{stdout}");
 }
 
-fn chat_command(pki: &Pki, addr: SocketAddr, user: Option<&str>) -> String {
-    let mut command = format!(
-        "'{}' --server {addr} --ca '{}'",
-        binary("tlschat").display(),
-        pki.ca().display()
-    );
-    if let Some(user) = user {
-        let (cert, key) = pki.identity(user);
-        command.push_str(&format!(
-            " --cert '{}' --key '{}'",
-            cert.display(),
-            key.display()
-        ));
-    }
-    command
-}
-
 #[test]
 fn two_people_chat_through_real_terminals() {
     let pki = Pki::standard();
     let server = ServerProcess::start(&pki, &[]);
     let addr = server.addr();
-    let Some(tmux) = Tmux::start(&chat_command(&pki, addr, Some("alice")), 100, 30) else {
+    let Some(tmux) = Tmux::start(&tlschat_shell(&pki, addr, Some("alice")), 100, 30) else {
         skip(
             "two_people_chat_through_real_terminals",
             "tmux is not installed",
         );
         return;
     };
-    tmux.window("bob", &chat_command(&pki, addr, Some("bob")));
-    tmux.window("guest", &chat_command(&pki, addr, None));
+    tmux.window("bob", &tlschat_shell(&pki, addr, Some("bob")));
+    tmux.window("guest", &tlschat_shell(&pki, addr, None));
     for window in ["w0", "bob", "guest"] {
         let screen = tmux.wait_for(window, "/help for commands");
         assert!(
@@ -224,7 +207,7 @@ fn the_chat_client_reconnects_and_rejoins_after_the_server_restarts() {
     let pki = Pki::standard();
     let mut server = ServerProcess::start(&pki, &[]);
     let addr = server.addr();
-    let Some(tmux) = Tmux::start(&chat_command(&pki, addr, Some("alice")), 100, 30) else {
+    let Some(tmux) = Tmux::start(&tlschat_shell(&pki, addr, Some("alice")), 100, 30) else {
         skip(
             "the_chat_client_reconnects_and_rejoins_after_the_server_restarts",
             "tmux is not installed",
@@ -253,7 +236,7 @@ fn without_reconnect_a_lost_connection_ends_the_chat_with_status_2() {
     let mut server = ServerProcess::start(&pki, &[]);
     let command = format!(
         "sh -c \"{} --no-reconnect; echo EXIT=\\$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; sleep 60\"",
-        chat_command(&pki, server.addr(), Some("alice")).replace('"', "\\\"")
+        tlschat_shell(&pki, server.addr(), Some("alice")).replace('"', "\\\"")
     );
     let Some(tmux) = Tmux::start(&command, 100, 30) else {
         skip(
@@ -280,7 +263,7 @@ fn two_tuis_chat_redraw_after_a_resize_and_show_the_reconnect_banner() {
     let pki = Pki::standard();
     let mut server = ServerProcess::start(&pki, &[]);
     let addr = server.addr();
-    let tui = |user: &str| format!("{} tui", chat_command(&pki, addr, Some(user)));
+    let tui = |user: &str| format!("{} tui", tlschat_shell(&pki, addr, Some(user)));
     let Some(tmux) = Tmux::start(&tui("alice"), 120, 30) else {
         skip(
             "two_tuis_chat_redraw_after_a_resize_and_show_the_reconnect_banner",
@@ -330,7 +313,7 @@ fn two_tuis_chat_redraw_after_a_resize_and_show_the_reconnect_banner() {
         "quitter",
         &format!(
             "sh -c '{} --cert {} --key {} tui; echo EXITED $?; stty -a | tr \" ;\" \"\\n\\n\" | grep -x -e icanon -e -icanon; sleep 60'",
-            chat_command(&pki, addr, None).replace('\'', ""),
+            tlschat_shell(&pki, addr, None).replace('\'', ""),
             pki.identity("carol").0.display(),
             pki.identity("carol").1.display(),
         ),

@@ -11,7 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use tlschat_proto::hex;
 use tlschat_tests::relay::Relay;
-use tlschat_tests::{binary, run, text, tlschat, tlschat_command, Background, Pki, ServerProcess};
+use tlschat_tests::tmux::Tmux;
+use tlschat_tests::{
+    binary, run, skip, text, tlschat, tlschat_command, tlschat_shell, Background, Pki,
+    ServerProcess,
+};
 use tlschat_tls::e2e::E2eKey;
 use tlschat_tls::signing::CertKey;
 
@@ -257,4 +261,60 @@ fn replayed_reordered_and_tampered_messages_are_flagged_by_the_recipient() {
         "{}",
         lines[4]
     );
+}
+
+#[test]
+fn the_tui_makes_a_changed_key_a_warning_to_acknowledge_and_sends_nothing() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start_traced(&pki, &[]);
+    // Alice meets bob's genuine key first.
+    let bob = listen(&pki, server.addr(), "bob", 1);
+    let out = send(&pki, server.addr(), "alice", &["bob", "hello bob"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    finish(bob);
+    // Then a server that answers KEY GET bob with a key of its own making.
+    let (_forged_dir, forged) = forged_bob(&pki);
+    let forged_hex = hex::encode(
+        &E2eKey::generate()
+            .unwrap()
+            .bundle(&forged, "bob")
+            .unwrap()
+            .encode()
+            .unwrap(),
+    );
+    let relay = Relay::start(&pki, server.addr(), "alice", move |request, line| {
+        if request.starts_with("KEY GET bob") && line.starts_with("OK ") {
+            vec![format!("OK {forged_hex}")]
+        } else {
+            vec![line.to_owned()]
+        }
+    });
+    let command = format!("{} tui", tlschat_shell(&pki, relay.addr(), Some("alice")));
+    let Some(tmux) = Tmux::start(&command, 120, 30) else {
+        skip(
+            "the_tui_makes_a_changed_key_a_warning_to_acknowledge_and_sends_nothing",
+            "tmux is not installed",
+        );
+        return;
+    };
+    tmux.wait_for("w0", "? help");
+    tmux.line("w0", "/msg bob for your eyes only");
+    let screen = tmux.wait_for("w0", "Press Enter to acknowledge");
+    assert!(screen.contains("WARNING"), "{screen}");
+    assert!(screen.contains("CHANGED"), "{screen}");
+    // Other keys do not dismiss it.
+    tmux.type_text("w0", "x");
+    assert!(tmux.screen("w0").contains("Press Enter to acknowledge"));
+    tmux.keys("w0", &["Enter"]);
+    tmux.wait_until("w0", "the warning gone", |s| {
+        !s.contains("Press Enter to acknowledge")
+    });
+    let screen = tmux.wait_for("w0", "(/trust bob)");
+    assert!(!screen.contains("<alice> for your eyes only"), "{screen}");
+    assert_eq!(
+        server.log().matches("E2E bob ").count(),
+        1,
+        "only the first message"
+    );
+    assert!(!server.log().contains("for your eyes only"));
 }

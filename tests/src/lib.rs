@@ -347,6 +347,24 @@ pub fn tlschat_command(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Com
     command
 }
 
+/// The `tlschat` command line for `server` as `user`, for a shell (tmux runs it through one).
+pub fn tlschat_shell(pki: &Pki, addr: SocketAddr, user: Option<&str>) -> String {
+    let mut command = format!(
+        "'{}' --server {addr} --ca '{}'",
+        binary("tlschat").display(),
+        pki.ca().display()
+    );
+    if let Some(user) = user {
+        let (cert, key) = pki.identity(user);
+        command.push_str(&format!(
+            " --cert '{}' --key '{}'",
+            cert.display(),
+            key.display()
+        ));
+    }
+    command
+}
+
 /// A running background process (such as `tlschat listen`) whose standard error is watched
 /// line by line; killed on drop.
 pub struct Background {
