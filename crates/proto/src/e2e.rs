@@ -158,11 +158,7 @@ impl KeyBundle {
 
     /// Reads a bundle. Does not verify anything but the layout.
     pub fn decode(bytes: &[u8]) -> Result<Self, LayoutError> {
-        let mut reader = Reader::new(bytes);
-        let version = reader.u8()?;
-        if version != VERSION {
-            return Err(LayoutError::UnknownVersion(version));
-        }
+        let mut reader = versioned(bytes)?;
         let suite = Suite {
             kem: reader.u16()?,
             kdf: reader.u16()?,
@@ -245,11 +241,7 @@ impl Sealed {
 
     /// Reads a sealed message. Does not verify anything but the layout.
     pub fn decode(bytes: &[u8]) -> Result<Self, LayoutError> {
-        let mut reader = Reader::new(bytes);
-        let version = reader.u8()?;
-        if version != VERSION {
-            return Err(LayoutError::UnknownVersion(version));
-        }
+        let mut reader = versioned(bytes)?;
         let counter = reader.u64()?;
         let timestamp_ms = reader.u64()?;
         let recipient_key_id = reader.array()?;
@@ -268,6 +260,15 @@ impl Sealed {
             ciphertext,
             signature,
         })
+    }
+}
+
+/// A reader past the version byte, which must be [`VERSION`].
+fn versioned(bytes: &[u8]) -> Result<Reader<'_>, LayoutError> {
+    let mut reader = Reader::new(bytes);
+    match reader.u8()? {
+        VERSION => Ok(reader),
+        other => Err(LayoutError::UnknownVersion(other)),
     }
 }
 

@@ -62,11 +62,7 @@ pub(super) async fn run(
                 notice: None,
             })
         }
-        Target::User(nick) if plain => Ok(e2e::plain(nick, text)),
-        Target::User(nick) => match e2e.as_mut() {
-            Some(e2e) => e2e.outgoing(&mut client, nick, text).await,
-            None => e2e::outgoing_without_key(&mut client, nick, text).await,
-        },
+        Target::User(nick) => e2e::outgoing(&mut client, e2e.as_mut(), nick, text, plain).await,
     };
     let code = match outgoing {
         Ok(Outgoing::Send {

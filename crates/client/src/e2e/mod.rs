@@ -416,9 +416,26 @@ impl E2e {
     }
 }
 
+/// What to send for a direct message `text` to `nick`, by the rules above: in clear when asked
+/// (`plain`), sealed when we have a key and `nick` has a trusted one, in clear when `nick` has
+/// none; refused otherwise.
+pub async fn outgoing(
+    client: &mut Client,
+    e2e: Option<&mut E2e>,
+    nick: &str,
+    text: &str,
+    plain: bool,
+) -> Result<Outgoing, ClientError> {
+    match (plain, e2e) {
+        (true, _) => Ok(self::plain(nick, text)),
+        (false, Some(e2e)) => e2e.outgoing(client, nick, text).await,
+        (false, None) => outgoing_without_key(client, nick, text).await,
+    }
+}
+
 /// For a user without a certificate: a direct message in clear, unless the recipient has a
 /// published key (then the user must ask for clear text explicitly).
-pub async fn outgoing_without_key(
+async fn outgoing_without_key(
     client: &mut Client,
     nick: &str,
     text: &str,

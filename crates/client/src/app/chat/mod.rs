@@ -187,11 +187,7 @@ async fn handle_line(
     let failed = |e: ClientError| error_text(&e);
     match input::parse(line, state.current.as_deref()) {
         Input::Direct { nick, text, plain } => {
-            let outgoing = match (plain, e2e.as_mut()) {
-                (true, _) => Ok(crate::e2e::plain(&nick, &text)),
-                (false, Some(e2e)) => e2e.outgoing(client, &nick, &text).await,
-                (false, None) => crate::e2e::outgoing_without_key(client, &nick, &text).await,
-            };
+            let outgoing = crate::e2e::outgoing(client, e2e.as_mut(), &nick, &text, plain).await;
             match outgoing.map_err(failed)? {
                 Outgoing::Send {
                     request,

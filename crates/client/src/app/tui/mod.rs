@@ -355,11 +355,7 @@ async fn direct(
     text: &str,
     plain: bool,
 ) -> Result<(), ClientError> {
-    let outgoing = match (plain, e2e) {
-        (true, _) => crate::e2e::plain(nick, text),
-        (false, Some(e2e)) => e2e.outgoing(client, nick, text).await?,
-        (false, None) => crate::e2e::outgoing_without_key(client, nick, text).await?,
-    };
+    let outgoing = crate::e2e::outgoing(client, e2e, nick, text, plain).await?;
     match outgoing {
         Outgoing::Send {
             request,
