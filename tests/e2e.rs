@@ -187,6 +187,36 @@ fn a_server_that_swaps_or_withholds_a_key_is_caught_and_nothing_is_sent() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
+    // The user can look at the keys and, after checking with bob, accept the new one.
+    *mode.lock().unwrap() = Swap::Forged;
+    let fingerprint = |user: &str, args: &[&str]| {
+        let mut all = vec!["fingerprint"];
+        all.extend_from_slice(args);
+        tlschat(&pki, relay.addr(), Some(user), &all)
+    };
+    let own = fingerprint("alice", &[]);
+    assert!(own.status.success());
+    assert_eq!(
+        text(&own.stdout).trim().split(' ').count(),
+        16,
+        "16 groups of 4"
+    );
+    let out = fingerprint("alice", &["bob"]);
+    assert!(
+        text(&out.stdout).contains("has CHANGED"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = tlschat(&pki, relay.addr(), Some("alice"), &["trust", "bob"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("now trusting bob's E2E key"));
+    let out = fingerprint("alice", &["bob"]);
+    assert!(
+        text(&out.stdout).contains("matches the one remembered"),
+        "{}",
+        text(&out.stdout)
+    );
+
     // Without a certificate, a DM to someone with a key needs --plain.
     let out = tlschat(
         &pki,

@@ -5,6 +5,7 @@
 
 mod chat;
 mod exec;
+mod keys;
 mod listen;
 mod reconnect;
 mod send;
@@ -151,6 +152,19 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         nick: Option<String>,
     },
+    /// Show the fingerprint of your E2E key, or of NICK's as the server offers it (and whether
+    /// it is the one remembered). Compare fingerprints with the other person out of band.
+    Fingerprint {
+        /// Whose key; yours when left out.
+        #[arg(value_name = "NICK")]
+        nick: Option<String>,
+    },
+    /// Accept NICK's current E2E key after it changed (check the fingerprint with them first).
+    Trust {
+        /// Whose key.
+        #[arg(value_name = "NICK")]
+        nick: String,
+    },
     /// Signed UDP mode (integrity and authenticity, no encryption): the stateless verbs.
     Udp {
         /// What to do over UDP.
@@ -210,6 +224,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             let options = listen::ListenOptions { count, json };
             listen::run(&config, nick.as_deref(), &rooms, options).await
         }
+        Command::Fingerprint { nick } => keys::fingerprint(&config, nick.as_deref()).await,
+        Command::Trust { nick } => keys::trust(&config, &nick).await,
         Command::Udp {
             command:
                 UdpCommand::Exec {

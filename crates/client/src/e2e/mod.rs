@@ -238,21 +238,26 @@ impl E2e {
         })
     }
 
-    /// Accepts `nick`'s current key after a change (the user compared fingerprints).
-    pub async fn trust(&mut self, client: &mut Client, nick: &str) -> Result<String, ClientError> {
+    /// Accepts `nick`'s current key after a change (the user compared fingerprints):
+    /// `Ok(what was done)` or `Err(why not)`.
+    pub async fn trust(
+        &mut self,
+        client: &mut Client,
+        nick: &str,
+    ) -> Result<Result<String, String>, ClientError> {
         Ok(match self.lookup(client, nick).await? {
             Lookup::Changed { key, .. } | Lookup::Trusted { key, .. } => {
                 match self.known.remember(nick, &key.fingerprint()) {
                     Ok(()) => {
                         let text = fingerprint_text(&key.fingerprint());
                         self.senders.insert(name_key(nick), key);
-                        format!("now trusting {nick}'s E2E key {text}")
+                        Ok(format!("now trusting {nick}'s E2E key {text}"))
                     }
-                    Err(err) => format!("cannot remember the key: {err}"),
+                    Err(err) => Err(format!("cannot remember the key: {err}")),
                 }
             }
-            Lookup::NoKey | Lookup::Withheld => format!("{nick} has published no E2E key"),
-            Lookup::Invalid(err) => format!("{nick}'s published E2E key is not valid: {err}"),
+            Lookup::NoKey | Lookup::Withheld => Err(format!("{nick} has published no E2E key")),
+            Lookup::Invalid(err) => Err(format!("{nick}'s published E2E key is not valid: {err}")),
         })
     }
 
@@ -469,7 +474,7 @@ fn first_seen(nick: &str, key: &TrustedKey) -> String {
 
 fn changed(nick: &str, key: &TrustedKey, remembered: &Fingerprint) -> String {
     format!(
-        "WARNING: {nick}'s E2E key has CHANGED (now {}, remembered {}). Someone may be intercepting your messages, or {nick} has a new key. Not sending or showing anything E2E for {nick} until you check with {nick} and accept it (/trust {nick}).",
+        "WARNING: {nick}'s E2E key has CHANGED (now {}, remembered {}). Someone may be intercepting your messages, or {nick} has a new key. Not sending or showing anything E2E for {nick} until you check with {nick} and accept it (/trust {nick} in chat, or `tlschat trust {nick}`).",
         fingerprint_text(&key.fingerprint()),
         fingerprint_text(remembered)
     )

@@ -220,7 +220,10 @@ async fn handle_line(
         Input::Trust(nick) => {
             let line = match e2e.as_mut() {
                 None => "!! E2E needs a client certificate (--cert, --key)".to_owned(),
-                Some(e2e) => format!("-- {}", e2e.trust(client, &nick).await.map_err(failed)?),
+                Some(e2e) => match e2e.trust(client, &nick).await.map_err(failed)? {
+                    Ok(done) => format!("-- {done}"),
+                    Err(why) => format!("!! {why}"),
+                },
             };
             term.print(line);
         }

@@ -199,11 +199,16 @@ impl App<'_> {
                 text.map(|text| self.state.notice(Kind::Reply, text))
             }
             Input::Trust(nick) => {
-                let text = match self.e2e.as_mut() {
-                    None => Ok("E2E needs a client certificate (--cert, --key)".to_owned()),
+                let outcome = match self.e2e.as_mut() {
+                    None => Ok(Err(
+                        "E2E needs a client certificate (--cert, --key)".to_owned()
+                    )),
                     Some(e2e) => e2e.trust(client, &nick).await,
                 };
-                text.map(|text| self.state.notice(Kind::Reply, text))
+                outcome.map(|outcome| match outcome {
+                    Ok(text) => self.state.notice(Kind::Reply, text),
+                    Err(why) => self.state.notice(Kind::Error, why),
+                })
             }
             _ => Ok(()),
         };
