@@ -339,7 +339,7 @@ fn the_tui_makes_a_changed_key_a_warning_to_acknowledge_and_sends_nothing() {
     tmux.wait_until("w0", "the warning gone", |s| {
         !s.contains("Press Enter to acknowledge")
     });
-    let screen = tmux.wait_for("w0", "(/trust bob)");
+    let screen = tmux.wait_for("w0", "/trust bob in chat");
     assert!(!screen.contains("<alice> for your eyes only"), "{screen}");
     assert_eq!(
         server.log().matches("E2E bob ").count(),

@@ -365,20 +365,22 @@ fn draw_help(frame: &mut Frame<'_>, theme: Theme) {
 }
 
 fn draw_warning(frame: &mut Frame<'_>, warning: &str, theme: Theme) {
-    let area = centered(frame, 80, 9);
+    // Tall enough for the wrapped text (a row of slack for word breaks); the way out is in the
+    // frame itself, so it shows however small the terminal.
+    let width = frame.area().width.min(80);
+    let inner = usize::from(width.saturating_sub(2).max(1));
+    let rows = warning.chars().count().div_ceil(inner) + 1;
+    let area = centered(frame, width, u16::try_from(rows + 2).unwrap_or(u16::MAX));
     frame.render_widget(Clear, area);
-    let text = vec![
-        TextLine::styled(warning.to_owned(), theme.error()),
-        TextLine::raw(""),
-        TextLine::styled(
-            "Press Enter to acknowledge.",
-            Style::new().add_modifier(Modifier::BOLD),
-        ),
-    ];
     frame.render_widget(
-        Paragraph::new(text)
+        Paragraph::new(TextLine::styled(warning.to_owned(), theme.error()))
             .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(" WARNING ").style(theme.error())),
+            .block(
+                Block::bordered()
+                    .title(" WARNING ")
+                    .title_bottom(" Press Enter to acknowledge ")
+                    .style(theme.error()),
+            ),
         area,
     );
 }
