@@ -25,7 +25,10 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, trace, warn};
 
 use tlschat_proto::codec::encode_line;
-use tlschat_proto::{ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Trust, Verb};
+use tlschat_proto::names::name_key;
+use tlschat_proto::{
+    ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Target, Trust, Verb,
+};
 
 use crate::chat::{Disconnect, Peer};
 use crate::identity::Identity;
@@ -37,6 +40,9 @@ use crate::verbs::VerbContext;
 
 /// How much to read at a time, in bytes.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Most room messages sent as one batch.
+const MAX_BATCH: usize = 256;
 
 /// Output size at which the connection stops decoding buffered requests and writes first, so a
 /// burst of pipelined requests cannot build an unbounded reply buffer.
@@ -202,6 +208,8 @@ struct Connection {
     pinged: bool,
     /// Set once the connection must end after the pending output is written.
     closing: Option<CloseReason>,
+    /// Room messages held back to go out together: the room and the texts, in order.
+    batch: Option<(String, Vec<String>)>,
 }
 
 impl Connection {
@@ -221,6 +229,7 @@ impl Connection {
             out: Vec::new(),
             dice: ProviderRandom::new(),
             closing: None,
+            batch: None,
         }
     }
 
@@ -353,6 +362,15 @@ impl Connection {
     fn process_buffered(&mut self) -> bool {
         // What others queued before these requests goes out before their replies.
         self.peer.outbox().drain_into(&mut self.out);
+        let more = self.process_frames();
+        self.flush_batch();
+        more
+    }
+
+    /// The loop of [`process_buffered`](Self::process_buffered). Consecutive room messages to
+    /// the same room are gathered and sent as one batch (see [`Self::batch`]); anything else
+    /// first sends the batch, so replies and deliveries keep the order of the requests.
+    fn process_frames(&mut self) -> bool {
         while self.closing.is_none() {
             if self.out.len() >= OUT_HIGH_WATER {
                 return true;
@@ -367,17 +385,37 @@ impl Connection {
                         // Keepalive answers and blank lines get no reply.
                         Ok(None | Some(Request::Pong(_))) => continue,
                         Ok(Some(request)) => match self.rate.check(std::time::Instant::now()) {
-                            Verdict::Allow => self.handle(request),
-                            Verdict::Refuse => self.rate_limited(),
+                            Verdict::Allow => match request {
+                                Request::Msg {
+                                    target: Target::Room(room),
+                                    text,
+                                } => {
+                                    self.batch(room, text);
+                                    continue;
+                                }
+                                request => {
+                                    self.flush_batch();
+                                    self.handle(request)
+                                }
+                            },
+                            Verdict::Refuse => {
+                                self.flush_batch();
+                                self.rate_limited()
+                            }
                             Verdict::Disconnect => {
+                                self.flush_batch();
                                 self.flooding();
                                 continue;
                             }
                         },
-                        Err(err) => Reply::err(err.code(), err),
+                        Err(err) => {
+                            self.flush_batch();
+                            Reply::err(err.code(), err)
+                        }
                     }
                 }
                 Frame::TooLong => {
+                    self.flush_batch();
                     debug!(nick = ?self.peer.nick(), "line too long, discarded");
                     Reply::err(
                         ErrorCode::LineTooLong,
@@ -388,15 +426,52 @@ impl Connection {
                     )
                 }
                 Frame::InvalidUtf8 => {
+                    self.flush_batch();
                     debug!(nick = ?self.peer.nick(), "line is not UTF-8, discarded");
                     Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8")
                 }
             };
-            let reply = reply.to_string();
-            trace!(nick = ?self.peer.nick(), %reply, "reply");
-            encode_line(&reply, &mut self.out);
+            self.reply(&reply);
         }
         false
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        let reply = reply.to_string();
+        trace!(nick = ?self.peer.nick(), %reply, "reply");
+        encode_line(&reply, &mut self.out);
+    }
+
+    /// Holds a room message back to send it together with the ones that follow it to the same
+    /// room in this read: one queue push per member for the whole batch instead of one per
+    /// message. Each message still gets its own number and reply, in order.
+    fn batch(&mut self, room: String, text: String) {
+        match &mut self.batch {
+            Some((held, texts)) if name_key(held) == name_key(&room) && texts.len() < MAX_BATCH => {
+                texts.push(text);
+            }
+            _ => {
+                self.flush_batch();
+                self.batch = Some((room, vec![text]));
+            }
+        }
+    }
+
+    /// Sends the held room messages, if any, and writes their replies.
+    fn flush_batch(&mut self) {
+        let Some((room, texts)) = self.batch.take() else {
+            return;
+        };
+        let replies = match self.shared.admit() {
+            Some(_admission) => self.session.message_room_batch(&room, &texts, Utc::now()),
+            None => vec![
+                Reply::err(ErrorCode::ShuttingDown, "the server is shutting down");
+                texts.len()
+            ],
+        };
+        for reply in &replies {
+            self.reply(reply);
+        }
     }
 
     fn rate_limited(&self) -> Reply {

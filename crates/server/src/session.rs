@@ -117,6 +117,17 @@ impl Session {
         Outcome::Reply(reply)
     }
 
+    /// `MSG #room text` for several texts in a row: one reply each, in order.
+    pub fn message_room_batch(
+        &self,
+        room: &str,
+        texts: &[String],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Reply> {
+        let time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        self.hub.message_room_batch(&self.peer, room, texts, &time)
+    }
+
     fn answer(&mut self, given: i64) -> Reply {
         let Some((a, b)) = self.quiz.take() else {
             return Reply::err(ErrorCode::NoQuiz, "no quiz pending; send QUIZ first");

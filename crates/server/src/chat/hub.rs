@@ -294,29 +294,53 @@ impl Hub {
 
     /// `MSG #room text`: to every member but the sender. Replies `OK <message id>`.
     pub fn message_room(&self, peer: &Arc<Peer>, room: &str, text: &str, time: &str) -> Reply {
+        let texts = [text.to_owned()];
+        let mut replies = self.message_room_batch(peer, room, &texts, time);
+        replies.pop().unwrap_or_else(|| Reply::ok(""))
+    }
+
+    /// Several `MSG #room text` in a row from one sender: numbered and queued to every member
+    /// under one hold of the room's lock, as one shared buffer. One reply per text, in order.
+    pub fn message_room_batch(
+        &self,
+        peer: &Arc<Peer>,
+        room: &str,
+        texts: &[String],
+        time: &str,
+    ) -> Vec<Reply> {
+        let refuse = |reply: Reply| vec![reply; texts.len()];
         let nick = match require_nick(peer) {
             Ok(nick) => nick,
-            Err(reply) => return reply,
+            Err(reply) => return refuse(reply),
         };
         let key = name_key(room);
         // The peer's own handle to the room: no global lookup on the hot path. It is added
         // and removed together with the membership, by the peer's own connection.
         let Some(room) = peer.room(&key) else {
-            return Reply::err(ErrorCode::NotInRoom, format!("you are not in {key}"));
+            return refuse(Reply::err(
+                ErrorCode::NotInRoom,
+                format!("you are not in {key}"),
+            ));
         };
+        let mut lines = Vec::new();
+        let mut replies = Vec::with_capacity(texts.len());
         let mut state = lock(&room.state);
-        let id = state.next_id;
-        state.next_id += 1;
-        let event = Event::Message {
-            room: key.clone(),
-            id,
-            from: nick.to_string(),
-            trust: peer.trust(),
-            time: time.to_owned(),
-            text: text.to_owned(),
-        };
-        state.broadcast(&encode(&event), peer);
-        Reply::ok(id.to_string())
+        for text in texts {
+            let id = state.next_id;
+            state.next_id += 1;
+            let event = Event::Message {
+                room: key.clone(),
+                id,
+                from: nick.to_string(),
+                trust: peer.trust(),
+                time: time.to_owned(),
+                text: text.clone(),
+            };
+            encode_line(&event.to_string(), &mut lines);
+            replies.push(Reply::ok(id.to_string()));
+        }
+        state.broadcast(&Bytes::from(lines), peer);
+        replies
     }
 
     /// `MSG nick text`: a direct message.

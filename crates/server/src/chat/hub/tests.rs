@@ -363,3 +363,45 @@ fn e2e_messages_are_relayed_as_sent_from_verified_senders_only() {
     );
     assert!(events(&bob).is_empty());
 }
+
+#[test]
+fn a_batch_of_room_messages_is_numbered_in_order_and_queued_once_per_member() {
+    let hub = Hub::new();
+    let (alice, bob, carol) = (
+        verified(&hub, "alice"),
+        verified(&hub, "bob"),
+        verified(&hub, "carol"),
+    );
+    for peer in [&alice, &bob] {
+        hub.join(peer, "#r");
+    }
+    events(&alice);
+    assert_eq!(
+        hub.message_room(&alice, "#r", "first", TIME),
+        Reply::ok("1")
+    );
+    let texts: Vec<String> = ["two", "three", "four"].map(String::from).to_vec();
+    assert_eq!(
+        hub.message_room_batch(&alice, "#R", &texts, TIME),
+        [Reply::ok("2"), Reply::ok("3"), Reply::ok("4")]
+    );
+    let got: Vec<(u64, String)> = events(&bob)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { id, text, .. } => Some((id, text)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(1, "first"), (2, "two"), (3, "three"), (4, "four")].map(|(i, t)| (i, t.to_owned()))
+    );
+    assert!(events(&alice).is_empty(), "not to the sender");
+    // Someone outside the room gets one refusal per message, and nothing is numbered.
+    let refused = hub.message_room_batch(&carol, "#r", &texts, TIME);
+    assert_eq!(refused.len(), 3);
+    assert!(refused
+        .iter()
+        .all(|r| code(r.clone()) == ErrorCode::NotInRoom));
+    assert_eq!(hub.message_room(&alice, "#r", "five", TIME), Reply::ok("5"));
+}
