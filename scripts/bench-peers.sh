@@ -8,6 +8,8 @@
 #   SCALE=0.2 scripts/bench-peers.sh       smaller runs
 #   PIN=1 RUNS=3 scripts/bench-peers.sh    servers on core 0, generator on core 1 (taskset)
 #
+# tlschat-floor (a bare tokio + rustls server with the same TLS setup) shows what the stack
+# costs at the least, for request/response and handshakes.
 # nats-server runs with TLS (verify off, as tlschat's fan-out clients present no certificate;
 # a second instance with verify on measures CA-verified handshakes). ncat has no
 # request/response and no client verification, so those rows are missing for it.
@@ -19,6 +21,11 @@ source "$root/scripts/lib/bench-suite.sh"
 results="$work/results.jsonl"
 for _ in $(seq "${RUNS:-1}"); do
   start_tlschat; suite tlschat; stop_server
+  start_floor; label=floor
+  case="request/response 10 conns"; bench tlschat "$server_addr" echo --connections 10 --requests "$(n 100000)"
+  case="full handshake"; bench tlschat "$server_addr" connect --count "$(n 2000)"
+  case="resumed handshake"; bench tlschat "$server_addr" connect --count "$(n 2000)" --resume
+  label=; stop_server
   start_nats false; suite nats; stop_server
   start_nats true
   case="full handshake"; bench nats "$server_addr" connect --count "$(n 2000)"

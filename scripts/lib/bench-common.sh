@@ -56,6 +56,17 @@ start_tlschat() {
   [[ -n "$server_addr" ]] || { cat "$work/tlschat.log" >&2; return 1; }
 }
 
+# The floor: a bare tokio + rustls server with tlschat's TLS setup (tlschat-floor), labelled
+# "floor" in the results.
+start_floor() {
+  "${on_server_core[@]}" "$bin/tlschat-floor" --cert "$work/server.pem" --key "$work/server-key.pem" \
+    --ca "$work/ca.pem" >"$work/floor.ready" 2>"$work/floor.log" &
+  server_pid=$!
+  for _ in $(seq 200); do grep -q '^tlschat-floor listening on' "$work/floor.ready" && break; sleep 0.05; done
+  server_addr="$(sed -n 's/^tlschat-floor listening on //p' "$work/floor.ready")"
+  [[ -n "$server_addr" ]] || { cat "$work/floor.log" >&2; return 1; }
+}
+
 wait_port() { # port
   for _ in $(seq 200); do
     python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
@@ -103,9 +114,9 @@ bench() {
   if out="$("${on_bench_core[@]}" "$bin/tlschat-bench" --target "$target" --server "$addr" --ca "$work/ca.pem" \
       --cert "$work/bench.pem" --key "$work/bench-key.pem" --server-pid "$server_pid" \
       --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4 --deadline 120s --json "$@" 2>"$work/bench.err")"; then
-    printf '%s\n' "$out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["case"]=sys.argv[1]; print(json.dumps(r))' "$case" >>"$results"
+    printf '%s\n' "$out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["case"]=sys.argv[1]; r["target"]=sys.argv[2] or r["target"]; print(json.dumps(r))' "$case" "${label:-}" >>"$results"
   else
     echo "  $target $* failed: $(tail -1 "$work/bench.err")" >&2
-    printf '{"case":"%s","target":"%s","failed":true}\n' "$case" "$target" >>"$results"
+    printf '{"case":"%s","target":"%s","failed":true}\n' "$case" "${label:-$target}" >>"$results"
   fi
 }

@@ -32,12 +32,12 @@ for case in cases:
               f"{fmt(med(ok, lambda r: r.get('server_cpu_us_per_op')))} | {fmt(med(ok, lat('p50')), 3)} | "
               f"{fmt(med(ok, lat('p99')), 3)} | {fmt(med(ok, lambda r: r.get('server_rss_kib_per_conn')), 1)} | {ldr} |")
 
-if "nats" in targets and "tlschat" in targets:
-    print("\nratios tlschat / nats (medians; below 1 is better for tlschat):\n")
+def ratios(ours, theirs, note):
+    print(f"\nratios {ours} / {theirs} (medians; {note}):\n")
     print("| case | server CPU per op | p99 latency | RSS per connection |")
     print("|---|---|---|---|")
     for case in cases:
-        t, n = by.get((case, "tlschat"), []), by.get((case, "nats"), [])
+        t, n = by.get((case, ours), []), by.get((case, theirs), [])
         if not t or not n:
             continue
         def ratio(f):
@@ -46,3 +46,9 @@ if "nats" in targets and "tlschat" in targets:
         p99 = lambda r: r["latency_us"]["p99"] if r.get("latency_us") else None
         print(f"| {case} | {ratio(lambda r: r.get('server_cpu_us_per_op'))} | {ratio(p99)} | "
               f"{ratio(lambda r: r.get('server_rss_kib_per_conn'))} |")
+
+
+if "nats" in targets and "tlschat" in targets:
+    ratios("tlschat", "nats", "below 1 is better for tlschat")
+if "nats" in targets and "floor" in targets:
+    ratios("floor", "nats", "the least this stack can cost: tlschat cannot go below these")
