@@ -348,3 +348,37 @@ fn the_tui_makes_a_changed_key_a_warning_to_acknowledge_and_sends_nothing() {
     );
     assert!(!server.log().contains("for your eyes only"));
 }
+
+#[test]
+fn a_message_played_back_after_the_recipient_restarts_is_still_refused() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let captured = Arc::new(Mutex::new(None::<String>));
+    let memory = captured.clone();
+    // Remembers the E2E message it relays to bob; plays it back to bob's next client right
+    // after that client publishes its key.
+    let relay = Relay::start(&pki, server.addr(), "bob", move |request, line| {
+        if line.starts_with("EVENT E2E ") {
+            *memory.lock().unwrap() = Some(line.to_owned());
+        }
+        let old = memory.lock().unwrap().clone();
+        match old {
+            Some(old) if request.starts_with("KEY SET") && line.starts_with("OK") => {
+                vec![line.to_owned(), old]
+            }
+            _ => vec![line.to_owned()],
+        }
+    });
+    let bob = listen(&pki, relay.addr(), "bob", 1);
+    let out = send(&pki, server.addr(), "alice", &["bob", "once only"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = finish(bob);
+    assert!(first[0].contains(r#""text":"once only""#), "{first:?}");
+    assert!(captured.lock().unwrap().is_some());
+
+    let again = finish(listen(&pki, relay.addr(), "bob", 1));
+    assert!(
+        again[0].contains(r#""error":"replayed"#) && !again[0].contains("once only"),
+        "{again:?}"
+    );
+}

@@ -148,9 +148,18 @@ impl CounterMemory {
         }
     }
 
+    /// Remembers up to `capacity` counters, refusing everything at or below `floor` (the
+    /// highest counter accepted before, by an earlier process).
+    pub fn with_floor(capacity: usize, floor: Option<u64>) -> Self {
+        Self {
+            floor,
+            ..Self::new(capacity)
+        }
+    }
+
     /// The highest counter accepted.
     pub fn top(&self) -> Option<u64> {
-        self.seen.last().copied()
+        self.seen.last().copied().or(self.floor)
     }
 
     /// Whether `counter` would be accepted. Changes nothing.

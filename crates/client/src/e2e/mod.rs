@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use tlschat_proto::e2e::{KeyBundle, Sealed};
 use tlschat_proto::names::name_key;
-use tlschat_proto::replay::{CounterMemory, ReplayError};
+use tlschat_proto::replay::{CounterMemory, ReplayError, DEFAULT_COUNTER_MEMORY};
 use tlschat_proto::{hex, ErrorCode, Reply, Request, Target, Trust};
 use tlschat_tls::e2e::{fingerprint_text, E2eError, E2eKey, Fingerprint, TrustedKey};
 use tlschat_tls::signing::{CertKey, ClientCheck};
 
-use self::store::{Known, KnownKeys, StoreError};
+use self::store::{Known, KnownKeys, SeenCounters, StoreError};
 use crate::client::Client;
 use crate::config::ClientConfig;
 use crate::error::ClientError;
@@ -134,6 +134,8 @@ pub struct E2e {
     fingerprint: Fingerprint,
     ca: ClientCheck,
     known: KnownKeys,
+    /// The highest counter accepted from each sender, on disk (survives restarts).
+    seen: SeenCounters,
     /// Verified keys of those who sent us messages.
     senders: HashMap<String, TrustedKey>,
     windows: HashMap<String, CounterMemory>,
@@ -169,6 +171,7 @@ impl E2e {
             bundle,
             fingerprint,
             ca,
+            seen: SeenCounters::new(seen_path(&paths.key)),
             known: KnownKeys::new(paths.known_keys),
             senders: HashMap::new(),
             windows: HashMap::new(),
@@ -329,12 +332,16 @@ impl E2e {
             ));
         }
         let sender = name_key(from);
-        if let Err(err) = self
-            .windows
-            .entry(sender.clone())
-            .or_default()
-            .check(sealed.counter)
-        {
+        if !self.windows.contains_key(&sender) {
+            // What an earlier run of this client accepted is refused too.
+            let floor = self.seen.get(&sender).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read the E2E counters seen before");
+                None
+            });
+            let memory = CounterMemory::with_floor(DEFAULT_COUNTER_MEMORY, floor);
+            self.windows.insert(sender.clone(), memory);
+        }
+        if let Err(err) = self.windows[&sender].check(sealed.counter) {
             return refuse(replayed(err));
         }
         let mut opened = None;
@@ -361,10 +368,13 @@ impl E2e {
             }
             self.senders.insert(sender.clone(), key);
         }
-        let window = self.windows.entry(sender).or_default();
+        let window = self.windows.entry(sender.clone()).or_default();
         let reordered = window.top().is_some_and(|top| sealed.counter < top);
         if let Err(err) = window.accept(sealed.counter) {
             return refuse(replayed(err));
+        }
+        if let Err(err) = self.seen.record(&sender, sealed.counter) {
+            tracing::warn!(error = %err, "cannot record the E2E counter; a replay after a restart would not be caught");
         }
         Ok(Received::Message {
             text: opened.unwrap_or_default(),
@@ -436,6 +446,13 @@ pub async fn outgoing(
         (false, Some(e2e)) => e2e.outgoing(client, nick, text).await,
         (false, None) => outgoing_without_key(client, nick, text).await,
     }
+}
+
+/// Where the seen counters of the key in `key` are kept: next to it, `KEY-seen`.
+fn seen_path(key: &std::path::Path) -> PathBuf {
+    let mut path = key.as_os_str().to_owned();
+    path.push("-seen");
+    PathBuf::from(path)
 }
 
 /// For a user without a certificate: a direct message in clear, unless the recipient has a

@@ -169,48 +169,99 @@ impl KnownKeys {
     pub fn remember(&self, name: &str, fingerprint: &Fingerprint) -> Result<(), StoreError> {
         let mut all = self.read()?;
         all.insert(name_key(name), *fingerprint);
-        let mut text = format!("{KNOWN_HEADER}\n");
-        for (name, fp) in &all {
-            text.push_str(&format!("{name} {}\n", hex::encode(fp)));
-        }
-        write_atomically(&self.path, &text).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        write_table(&self.path, KNOWN_HEADER, &all, |fp| hex::encode(fp))
     }
 
     fn read(&self) -> Result<BTreeMap<String, Fingerprint>, StoreError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        let mut all = BTreeMap::new();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let parsed = line.split_once(' ').and_then(|(name, fp)| {
-                let bytes = hex::decode(fp.trim()).ok()?;
-                Some((
-                    name_key(name),
-                    Fingerprint::try_from(bytes.as_slice()).ok()?,
-                ))
-            });
-            let (name, fp) = parsed.ok_or_else(|| StoreError::Invalid {
-                path: self.path.clone(),
-                reason: format!("line {} is not `name fingerprint`", number + 1),
-            })?;
-            all.insert(name, fp);
-        }
-        Ok(all)
+        read_table(&self.path, "name fingerprint", |fp| {
+            Fingerprint::try_from(hex::decode(fp).ok()?.as_slice()).ok()
+        })
     }
+}
+
+/// The highest E2E message counter accepted from each sender, kept on disk so that a message
+/// captured and played back after the client restarts is still refused.
+#[derive(Debug)]
+pub struct SeenCounters {
+    path: PathBuf,
+}
+
+impl SeenCounters {
+    /// The counters kept in `path` (a missing file means none yet).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The highest counter accepted from `name`.
+    pub fn get(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.read()?.remove(&name_key(name)))
+    }
+
+    /// Records `counter` from `name` when it is the highest yet.
+    pub fn record(&self, name: &str, counter: u64) -> Result<(), StoreError> {
+        let mut all = self.read()?;
+        let highest = all.entry(name_key(name)).or_insert(counter);
+        *highest = (*highest).max(counter);
+        write_table(&self.path, SEEN_HEADER, &all, u64::to_string)
+    }
+
+    fn read(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        read_table(&self.path, "name counter", |n| n.parse().ok())
+    }
+}
+
+const SEEN_HEADER: &str =
+    "# tlschat: the highest E2E message counter accepted from each user (replay protection).";
+
+/// Reads `name value` lines (a missing file is empty; `#` starts a comment).
+fn read_table<V>(
+    path: &Path,
+    shape: &str,
+    parse: impl Fn(&str) -> Option<V>,
+) -> Result<BTreeMap<String, V>, StoreError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut all = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(name, value)| Some((name_key(name), parse(value.trim())?)));
+        let (name, value) = parsed.ok_or_else(|| StoreError::Invalid {
+            path: path.to_owned(),
+            reason: format!("line {} is not `{shape}`", number + 1),
+        })?;
+        all.insert(name, value);
+    }
+    Ok(all)
+}
+
+/// Writes `name value` lines under `header`, atomically.
+fn write_table<V>(
+    path: &Path,
+    header: &str,
+    all: &BTreeMap<String, V>,
+    show: impl Fn(&V) -> String,
+) -> Result<(), StoreError> {
+    let mut text = format!("{header}\n");
+    for (name, value) in all {
+        text.push_str(&format!("{name} {}\n", show(value)));
+    }
+    write_atomically(path, &text).map_err(|source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -251,6 +302,23 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let err = load_or_create_key(&path).err().unwrap().to_string();
         assert!(err.contains("hex"), "{err}");
+    }
+
+    #[test]
+    fn seen_counters_keep_the_highest_per_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = SeenCounters::new(dir.path().join("seen"));
+        assert_eq!(seen.get("bob").unwrap(), None);
+        seen.record("Bob", 500).unwrap();
+        seen.record("bob", 300).unwrap();
+        seen.record("carol", 7).unwrap();
+        assert_eq!(seen.get("BOB").unwrap(), Some(500));
+        assert_eq!(
+            SeenCounters::new(dir.path().join("seen"))
+                .get("carol")
+                .unwrap(),
+            Some(7)
+        );
     }
 
     #[test]
