@@ -511,3 +511,53 @@ async fn a_thousand_clients_each_receive_a_broadcast() {
     }
     assert_eq!(received, CLIENTS);
 }
+
+#[tokio::test]
+async fn a_pipelined_burst_keeps_every_reply_and_delivery_in_order() {
+    // Bound: 601 requests in one write: 300 room messages in a row (more than the server sends
+    // as one batch, 256), a direct message, then 300 more. Replies and deliveries must keep
+    // that order exactly, batches or not.
+    const RUN: usize = 300;
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--rate", "1000000", "--rate-burst", "1000000"]);
+    let mut bob = connect(&pki, server.addr(), Some("bob")).await;
+    ok(&mut bob, Request::Join("#b".into())).await;
+    let mut alice = RawTls::connect(&pki.client_config(server.addr(), Some("alice")))
+        .await
+        .unwrap();
+    assert!(alice.read_line().await.unwrap().starts_with("HELLO"));
+    alice.write(b"JOIN #b\n").await.unwrap();
+    assert_eq!(alice.read_line().await.unwrap(), "OK #b");
+
+    let mut burst = String::new();
+    (0..RUN).for_each(|i| burst.push_str(&format!("MSG #b r{i}\n")));
+    burst.push_str("MSG bob between\n");
+    (0..RUN).for_each(|i| burst.push_str(&format!("MSG #b s{i}\n")));
+    alice.write(burst.as_bytes()).await.unwrap();
+
+    let mut replies = Vec::new();
+    for _ in 0..=2 * RUN {
+        replies.push(alice.read_line().await.expect("a reply"));
+    }
+    let expected: Vec<String> = (1..=RUN)
+        .map(|id| format!("OK {id}"))
+        .chain(["OK".to_owned()])
+        .chain((RUN + 1..=2 * RUN).map(|id| format!("OK {id}")))
+        .collect();
+    assert_eq!(replies, expected);
+
+    let mut seen = Vec::new();
+    for _ in 0..=2 * RUN {
+        seen.push(match message(&mut bob).await {
+            Event::Message { id, text, .. } => format!("{id} {text}"),
+            Event::Direct { text, .. } => format!("DM {text}"),
+            other => panic!("{other:?}"),
+        });
+    }
+    let expected: Vec<String> = (0..RUN)
+        .map(|i| format!("{} r{i}", i + 1))
+        .chain(["DM between".to_owned()])
+        .chain((0..RUN).map(|i| format!("{} s{i}", RUN + i + 1)))
+        .collect();
+    assert_eq!(seen, expected);
+}

@@ -3,7 +3,7 @@
 
 use super::{connect_as, connection_failed, open_e2e, EXIT_ERR_REPLY, EXIT_OK};
 use crate::config::ClientConfig;
-use crate::e2e::E2e;
+use crate::e2e::{fingerprint_report, trust_report, E2e, NO_CERTIFICATE};
 
 /// Prints our fingerprint, or NICK's as offered now.
 pub(super) async fn fingerprint(config: &ClientConfig, nick: Option<&str>) -> u8 {
@@ -11,19 +11,16 @@ pub(super) async fn fingerprint(config: &ClientConfig, nick: Option<&str>) -> u8
         Ok(e2e) => e2e,
         Err(code) => return code,
     };
-    let Some(nick) = nick else {
+    if nick.is_none() {
         println!("{}", e2e.own_fingerprint());
         return EXIT_OK;
-    };
+    }
     let mut client = match connect_as(config, None).await {
         Ok(client) => client,
         Err(code) => return code,
     };
-    let code = match e2e.describe(&mut client, nick).await {
-        Ok(line) => {
-            println!("{line}");
-            EXIT_OK
-        }
+    let code = match fingerprint_report(Some(&mut e2e), &mut client, nick).await {
+        Ok(report) => print_report(report),
         Err(err) => return connection_failed(err),
     };
     let _ = client.quit().await;
@@ -40,28 +37,32 @@ pub(super) async fn trust(config: &ClientConfig, nick: &str) -> u8 {
         Ok(client) => client,
         Err(code) => return code,
     };
-    let code = match e2e.trust(&mut client, nick).await {
-        Ok(Ok(done)) => {
-            println!("{done}");
-            EXIT_OK
-        }
-        Ok(Err(why)) => {
-            eprintln!("tlschat: error: {why}");
-            EXIT_ERR_REPLY
-        }
+    let code = match trust_report(Some(&mut e2e), &mut client, nick).await {
+        Ok(report) => print_report(report),
         Err(err) => return connection_failed(err),
     };
     let _ = client.quit().await;
     code
 }
 
-/// The user's E2E state, which these commands cannot do without.
-fn needs_key(config: &ClientConfig) -> Result<E2e, u8> {
-    match open_e2e(config)? {
-        Some(e2e) => Ok(e2e),
-        None => {
-            eprintln!("tlschat: error: E2E keys need a client certificate (--cert, --key)");
-            Err(EXIT_ERR_REPLY)
+/// A report on standard output (exit 0), or a refusal on standard error (exit 1).
+fn print_report(report: Result<String, String>) -> u8 {
+    match report {
+        Ok(text) => {
+            println!("{text}");
+            EXIT_OK
+        }
+        Err(why) => {
+            eprintln!("tlschat: error: {why}");
+            EXIT_ERR_REPLY
         }
     }
+}
+
+/// The user's E2E state, which these commands cannot do without.
+fn needs_key(config: &ClientConfig) -> Result<E2e, u8> {
+    open_e2e(config)?.ok_or_else(|| {
+        eprintln!("tlschat: error: {NO_CERTIFICATE}");
+        EXIT_ERR_REPLY
+    })
 }

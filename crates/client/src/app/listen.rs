@@ -9,7 +9,7 @@ use std::io::Write;
 use serde::Serialize;
 use tlschat_proto::{Event, Request, Trust};
 
-use super::{connect_as, connection_failed, expect_ok, open_e2e, EXIT_CONNECTION, EXIT_OK};
+use super::{connect_with_e2e, connection_failed, expect_ok, EXIT_CONNECTION, EXIT_OK};
 use crate::config::ClientConfig;
 use crate::e2e::Received;
 use crate::text::sanitize;
@@ -79,17 +79,10 @@ pub(super) async fn run(
     rooms: &[String],
     options: ListenOptions,
 ) -> u8 {
-    let mut e2e = match open_e2e(config) {
-        Ok(e2e) => e2e,
+    let (mut client, mut e2e) = match connect_with_e2e(config, nick).await {
+        Ok(connected) => connected,
         Err(code) => return code,
     };
-    let mut client = match connect_as(config, nick).await {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    if let Err(code) = super::publish_key(&mut client, e2e.as_ref()).await {
-        return code;
-    }
     for room in rooms {
         let Ok(Some(request)) = Request::parse(&format!("JOIN {room}")) else {
             eprintln!("tlschat: error: invalid room name {room:?}");

@@ -286,18 +286,25 @@ fn open_e2e(config: &ClientConfig) -> Result<Option<E2e>, u8> {
     })
 }
 
-/// Publishes the user's E2E key, if they have one. A refusal is a warning, not a failure:
-/// the user can still chat, only not receive E2E messages.
-async fn publish_key(client: &mut Client, e2e: Option<&E2e>) -> Result<(), u8> {
-    let Some(e2e) = e2e else { return Ok(()) };
-    match e2e.publish(client).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(refusal)) => {
-            eprintln!("tlschat: warning: your E2E key was not published: {refusal}");
-            Ok(())
+/// Connects as `nick` (without a certificate) and publishes the user's E2E key when they have
+/// one (a refusal is a warning: the user can still chat, only not receive E2E messages).
+/// Returns the connection and the E2E state, or the exit code.
+async fn connect_with_e2e(
+    config: &ClientConfig,
+    nick: Option<&str>,
+) -> Result<(Client, Option<E2e>), u8> {
+    let e2e = open_e2e(config)?;
+    let mut client = connect_as(config, nick).await?;
+    if let Some(e2e) = &e2e {
+        match e2e.publish(&mut client).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refusal)) => {
+                eprintln!("tlschat: warning: your E2E key was not published: {refusal}");
+            }
+            Err(err) => return Err(connection_failed(err)),
         }
-        Err(err) => Err(connection_failed(err)),
     }
+    Ok((client, e2e))
 }
 
 /// Sends a request and returns its OK payload, or the exit code for an ERR or a failure.

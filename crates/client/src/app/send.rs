@@ -5,9 +5,7 @@
 
 use tlschat_proto::{ErrorCode, Reply, Request, Target};
 
-use super::{
-    connect_as, connection_failed, expect_ok, open_e2e, publish_key, EXIT_ERR_REPLY, EXIT_OK,
-};
+use super::{connect_with_e2e, connection_failed, expect_ok, EXIT_ERR_REPLY, EXIT_OK};
 use crate::config::ClientConfig;
 use crate::e2e::{self, Outgoing};
 
@@ -33,18 +31,11 @@ pub(super) async fn run(
         eprintln!("tlschat: error: the message cannot hold newlines or control characters");
         return EXIT_ERR_REPLY;
     }
-    let mut e2e = match open_e2e(config) {
-        Ok(e2e) => e2e,
+    // The key is published first, so the recipient can verify the message after we leave.
+    let (mut client, mut e2e) = match connect_with_e2e(config, nick).await {
+        Ok(connected) => connected,
         Err(code) => return code,
     };
-    let mut client = match connect_as(config, nick).await {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    // Published first, so the recipient can verify the message even after we leave.
-    if let Err(code) = publish_key(&mut client, e2e.as_ref()).await {
-        return code;
-    }
     let outgoing = match &target {
         Target::Room(room) => {
             match client.request(&Request::Join(room.clone())).await {

@@ -142,8 +142,8 @@ pub struct E2e {
     last_counter: u64,
     max_skew: Duration,
     created: bool,
-    /// Key changes seen and not yet taken by [`E2e::take_alerts`].
-    alerts: Vec<String>,
+    /// The latest key change seen and not yet taken by [`E2e::take_alert`].
+    alert: Option<String>,
 }
 
 impl E2e {
@@ -171,14 +171,14 @@ impl E2e {
             bundle,
             fingerprint,
             ca,
-            seen: SeenCounters::new(seen_path(&paths.key)),
+            seen: SeenCounters::open(seen_path(&paths.key))?,
             known: KnownKeys::new(paths.known_keys),
             senders: HashMap::new(),
             windows: HashMap::new(),
             last_counter: 0,
             max_skew: DEFAULT_E2E_MAX_SKEW,
             created,
-            alerts: Vec::new(),
+            alert: None,
         }))
     }
 
@@ -192,10 +192,11 @@ impl E2e {
         fingerprint_text(&self.fingerprint)
     }
 
-    /// Warnings about changed keys met since the last call: an interface that can ask the
-    /// user to acknowledge them shows them so.
-    pub fn take_alerts(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.alerts)
+    /// The latest warning about a changed key met since the last call (one is kept, so a
+    /// client that never asks does not collect them): an interface that can ask the user to
+    /// acknowledge it shows it so.
+    pub fn take_alert(&mut self) -> Option<String> {
+        self.alert.take()
     }
 
     /// Whether the private key was created when this state was opened.
@@ -332,42 +333,43 @@ impl E2e {
             ));
         }
         let sender = name_key(from);
-        if !self.windows.contains_key(&sender) {
-            // What an earlier run of this client accepted is refused too.
-            let floor = self.seen.get(&sender).unwrap_or_else(|err| {
-                tracing::warn!(error = %err, "cannot read the E2E counters seen before");
-                None
-            });
-            let memory = CounterMemory::with_floor(DEFAULT_COUNTER_MEMORY, floor);
-            self.windows.insert(sender.clone(), memory);
-        }
-        if let Err(err) = self.windows[&sender].check(sealed.counter) {
+        // What an earlier run of this client accepted is refused too.
+        let floor = self.seen.get(&sender);
+        let window = self
+            .windows
+            .entry(sender.clone())
+            .or_insert_with(|| CounterMemory::with_floor(DEFAULT_COUNTER_MEMORY, floor));
+        if let Err(err) = window.check(sealed.counter) {
             return refuse(replayed(err));
         }
-        let mut opened = None;
-        if let Some(key) = self.senders.get(&sender) {
-            opened = self.key.open(&self.me, key, &sealed).ok();
-        }
-        if opened.is_none() {
-            // No key cached, or the sender's key changed since: fetch it.
-            let key = match self.lookup(client, from).await? {
-                Lookup::Trusted { key, .. } => key,
-                Lookup::Changed { key, remembered } => {
-                    return refuse(changed(from, &key, &remembered))
-                }
-                Lookup::NoKey | Lookup::Withheld => {
-                    return refuse(format!("{from} has no published E2E key to verify it with"))
-                }
-                Lookup::Invalid(err) => {
-                    return refuse(format!("{from}'s published E2E key is not valid ({err})"))
-                }
-            };
-            match self.key.open(&self.me, &key, &sealed) {
-                Ok(text) => opened = Some(text),
-                Err(err) => return refuse(err.to_string()),
+        let cached = self
+            .senders
+            .get(&sender)
+            .and_then(|key| self.key.open(&self.me, key, &sealed).ok());
+        let text = match cached {
+            Some(text) => text,
+            None => {
+                // No key cached, or the sender's key changed since: fetch it.
+                let key = match self.lookup(client, from).await? {
+                    Lookup::Trusted { key, .. } => key,
+                    Lookup::Changed { key, remembered } => {
+                        return refuse(changed(from, &key, &remembered))
+                    }
+                    Lookup::NoKey | Lookup::Withheld => {
+                        return refuse(format!("{from} has no published E2E key to verify it with"))
+                    }
+                    Lookup::Invalid(err) => {
+                        return refuse(format!("{from}'s published E2E key is not valid ({err})"))
+                    }
+                };
+                let text = match self.key.open(&self.me, &key, &sealed) {
+                    Ok(text) => text,
+                    Err(err) => return refuse(err.to_string()),
+                };
+                self.senders.insert(sender.clone(), key);
+                text
             }
-            self.senders.insert(sender.clone(), key);
-        }
+        };
         let window = self.windows.entry(sender.clone()).or_default();
         let reordered = window.top().is_some_and(|top| sealed.counter < top);
         if let Err(err) = window.accept(sealed.counter) {
@@ -376,10 +378,7 @@ impl E2e {
         if let Err(err) = self.seen.record(&sender, sealed.counter) {
             tracing::warn!(error = %err, "cannot record the E2E counter; a replay after a restart would not be caught");
         }
-        Ok(Received::Message {
-            text: opened.unwrap_or_default(),
-            reordered,
-        })
+        Ok(Received::Message { text, reordered })
     }
 
     /// Fetches and checks `nick`'s key, remembering it on first use.
@@ -412,7 +411,7 @@ impl E2e {
         Ok(match self.known.check(nick, &key.fingerprint()) {
             Ok(Known::Same) => Lookup::Trusted { key, first: false },
             Ok(Known::Changed(remembered)) => {
-                self.alerts.push(changed(nick, &key, &remembered));
+                self.alert = Some(changed(nick, &key, &remembered));
                 Lookup::Changed { key, remembered }
             }
             Ok(Known::New) => match self.known.remember(nick, &key.fingerprint()) {
@@ -447,6 +446,35 @@ pub async fn outgoing(
         (false, None) => outgoing_without_key(client, nick, text).await,
     }
 }
+
+/// `/fingerprint [nick]` for any interface: our key's fingerprint, or a line about `nick`'s key;
+/// `Err` with the reason when there is no E2E key to speak of.
+pub async fn fingerprint_report(
+    e2e: Option<&mut E2e>,
+    client: &mut Client,
+    nick: Option<&str>,
+) -> Result<Result<String, String>, ClientError> {
+    Ok(match (e2e, nick) {
+        (None, _) => Err(NO_CERTIFICATE.to_owned()),
+        (Some(e2e), None) => Ok(format!("your E2E key: {}", e2e.own_fingerprint())),
+        (Some(e2e), Some(nick)) => Ok(e2e.describe(client, nick).await?),
+    })
+}
+
+/// `/trust nick` for any interface: what was done, or why not.
+pub async fn trust_report(
+    e2e: Option<&mut E2e>,
+    client: &mut Client,
+    nick: &str,
+) -> Result<Result<String, String>, ClientError> {
+    match e2e {
+        None => Ok(Err(NO_CERTIFICATE.to_owned())),
+        Some(e2e) => e2e.trust(client, nick).await,
+    }
+}
+
+/// Why a user without a certificate has no E2E key.
+pub const NO_CERTIFICATE: &str = "E2E keys need a client certificate (--cert, --key)";
 
 /// Where the seen counters of the key in `key` are kept: next to it, `KEY-seen`.
 fn seen_path(key: &std::path::Path) -> PathBuf {

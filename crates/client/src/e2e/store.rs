@@ -180,33 +180,36 @@ impl KnownKeys {
 }
 
 /// The highest E2E message counter accepted from each sender, kept on disk so that a message
-/// captured and played back after the client restarts is still refused.
+/// captured and played back after the client restarts is still refused. Read once when opened
+/// (only one client of a user is connected at a time: the server replaces an older one);
+/// written when a sender's highest counter rises.
 #[derive(Debug)]
 pub struct SeenCounters {
     path: PathBuf,
+    highest: BTreeMap<String, u64>,
 }
 
 impl SeenCounters {
     /// The counters kept in `path` (a missing file means none yet).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let path = path.into();
+        let highest = read_table(&path, "name counter", |n| n.parse().ok())?;
+        Ok(Self { path, highest })
     }
 
     /// The highest counter accepted from `name`.
-    pub fn get(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.read()?.remove(&name_key(name)))
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.highest.get(&name_key(name)).copied()
     }
 
-    /// Records `counter` from `name` when it is the highest yet.
-    pub fn record(&self, name: &str, counter: u64) -> Result<(), StoreError> {
-        let mut all = self.read()?;
-        let highest = all.entry(name_key(name)).or_insert(counter);
-        *highest = (*highest).max(counter);
-        write_table(&self.path, SEEN_HEADER, &all, u64::to_string)
-    }
-
-    fn read(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        read_table(&self.path, "name counter", |n| n.parse().ok())
+    /// Records `counter` from `name`; writes the file when it is the highest yet.
+    pub fn record(&mut self, name: &str, counter: u64) -> Result<(), StoreError> {
+        let highest = self.highest.entry(name_key(name)).or_insert(0);
+        if counter <= *highest {
+            return Ok(());
+        }
+        *highest = counter;
+        write_table(&self.path, SEEN_HEADER, &self.highest, u64::to_string)
     }
 }
 
@@ -307,18 +310,20 @@ mod tests {
     #[test]
     fn seen_counters_keep_the_highest_per_user() {
         let dir = tempfile::tempdir().unwrap();
-        let seen = SeenCounters::new(dir.path().join("seen"));
-        assert_eq!(seen.get("bob").unwrap(), None);
+        let mut seen = SeenCounters::open(dir.path().join("seen")).unwrap();
+        assert_eq!(seen.get("bob"), None);
         seen.record("Bob", 500).unwrap();
         seen.record("bob", 300).unwrap();
         seen.record("carol", 7).unwrap();
-        assert_eq!(seen.get("BOB").unwrap(), Some(500));
+        assert_eq!(seen.get("BOB"), Some(500));
+        let reopened = SeenCounters::open(dir.path().join("seen")).unwrap();
         assert_eq!(
-            SeenCounters::new(dir.path().join("seen"))
-                .get("carol")
-                .unwrap(),
-            Some(7)
+            (reopened.get("bob"), reopened.get("carol")),
+            (Some(500), Some(7))
         );
+        fs::write(dir.path().join("seen"), "bob many\n").unwrap();
+        let err = SeenCounters::open(dir.path().join("seen")).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::reconnect::{jitter, next_backoff, FINAL_DISCONNECTS, FIRST_BACKOFF};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::Client;
 use crate::config::ClientConfig;
-use crate::e2e::{E2e, Outgoing, Received};
+use crate::e2e::{fingerprint_report, trust_report, E2e, Outgoing, Received};
 use crate::error::ClientError;
 use crate::text::sanitize;
 
@@ -208,24 +208,12 @@ async fn handle_line(
             }
         }
         Input::Fingerprint(who) => {
-            let line = match (e2e.as_mut(), who) {
-                (None, _) => "!! E2E needs a client certificate (--cert, --key)".to_owned(),
-                (Some(e2e), None) => format!("-- your E2E key: {}", e2e.own_fingerprint()),
-                (Some(e2e), Some(nick)) => {
-                    format!("-- {}", e2e.describe(client, &nick).await.map_err(failed)?)
-                }
-            };
-            term.print(line);
+            let report = fingerprint_report(e2e.as_mut(), client, who.as_deref()).await;
+            term.print(report_line(report.map_err(failed)?));
         }
         Input::Trust(nick) => {
-            let line = match e2e.as_mut() {
-                None => "!! E2E needs a client certificate (--cert, --key)".to_owned(),
-                Some(e2e) => match e2e.trust(client, &nick).await.map_err(failed)? {
-                    Ok(done) => format!("-- {done}"),
-                    Err(why) => format!("!! {why}"),
-                },
-            };
-            term.print(line);
+            let report = trust_report(e2e.as_mut(), client, &nick).await;
+            term.print(report_line(report.map_err(failed)?));
         }
         Input::Send(request) => {
             client
@@ -249,6 +237,14 @@ async fn handle_line(
         Input::Invalid(message) => term.print(format!("!! {message}")),
     }
     Ok(false)
+}
+
+/// The answer to `/fingerprint` or `/trust` as a screen line.
+fn report_line(report: Result<String, String>) -> String {
+    match report {
+        Ok(text) => format!("-- {text}"),
+        Err(why) => format!("!! {why}"),
+    }
 }
 
 /// Says `QUIT` and shows the replies still owed (piped input gets all its answers), up to the

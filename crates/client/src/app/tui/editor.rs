@@ -237,4 +237,17 @@ mod tests {
         editor.clear();
         assert_eq!(editor.text(), "");
     }
+
+    #[test]
+    fn the_history_keeps_the_last_history_len_lines() {
+        let mut editor = Editor::default();
+        for i in 0..HISTORY_LEN + 3 {
+            editor.insert_str(&format!("line {i}"));
+            editor.take();
+        }
+        for _ in 0..HISTORY_LEN + 10 {
+            editor.older();
+        }
+        assert_eq!(editor.text(), "line 3", "the three oldest are gone");
+    }
 }

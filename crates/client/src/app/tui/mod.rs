@@ -38,7 +38,7 @@ use super::reconnect::{jitter, next_backoff, FINAL_DISCONNECTS, FIRST_BACKOFF};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::{Client, TlsInfo};
 use crate::config::ClientConfig;
-use crate::e2e::{E2e, Outgoing, Received};
+use crate::e2e::{fingerprint_report, trust_report, E2e, Outgoing, Received};
 use crate::error::ClientError;
 
 /// Terminal events that may wait to be handled; the reader thread blocks beyond this.
@@ -191,28 +191,16 @@ impl App<'_> {
                 .await
             }
             Input::Fingerprint(who) => {
-                let text = match (self.e2e.as_mut(), who) {
-                    (None, _) => Ok("E2E needs a client certificate (--cert, --key)".to_owned()),
-                    (Some(e2e), None) => Ok(format!("your E2E key: {}", e2e.own_fingerprint())),
-                    (Some(e2e), Some(nick)) => e2e.describe(client, &nick).await,
-                };
-                text.map(|text| self.state.notice(Kind::Reply, text))
+                let report = fingerprint_report(self.e2e.as_mut(), client, who.as_deref()).await;
+                report.map(|report| self.state.report(report))
             }
             Input::Trust(nick) => {
-                let outcome = match self.e2e.as_mut() {
-                    None => Ok(Err(
-                        "E2E needs a client certificate (--cert, --key)".to_owned()
-                    )),
-                    Some(e2e) => e2e.trust(client, &nick).await,
-                };
-                outcome.map(|outcome| match outcome {
-                    Ok(text) => self.state.notice(Kind::Reply, text),
-                    Err(why) => self.state.notice(Kind::Error, why),
-                })
+                let report = trust_report(self.e2e.as_mut(), client, &nick).await;
+                report.map(|report| self.state.report(report))
             }
             _ => Ok(()),
         };
-        self.take_alerts();
+        self.take_alert();
         if let Err(err) = result {
             self.lost(error_text(&err), false);
         }
@@ -246,7 +234,7 @@ impl App<'_> {
                     }
                 };
                 self.state.on_sealed(&from, &time, &received);
-                self.take_alerts();
+                self.take_alert();
             }
             Ok(ServerLine::Event(event)) => {
                 self.state.on_event(&event);
@@ -262,8 +250,8 @@ impl App<'_> {
     }
 
     /// A key change found by the E2E layer becomes a warning to acknowledge.
-    fn take_alerts(&mut self) {
-        if let Some(alert) = self.e2e.as_mut().and_then(|e2e| e2e.take_alerts().pop()) {
+    fn take_alert(&mut self) {
+        if let Some(alert) = self.e2e.as_mut().and_then(E2e::take_alert) {
             self.state.warning = Some(alert);
         }
     }

@@ -260,6 +260,14 @@ impl TuiState {
         self.push(index, None, Trust::Verified, false, text.as_ref(), kind);
     }
 
+    /// The answer to `/fingerprint` or `/trust`: a reply, or an error.
+    pub(crate) fn report(&mut self, report: Result<String, String>) {
+        match report {
+            Ok(text) => self.notice(Kind::Reply, text),
+            Err(why) => self.notice(Kind::Error, why),
+        }
+    }
+
     /// Enter: what the loop must do for the typed line (one of `Send`, `Raw`, `Direct`,
     /// `Fingerprint`, `Trust`, `Quit`); the rest is handled here.
     pub(crate) fn submit(&mut self) -> Option<Input> {

@@ -254,3 +254,20 @@ fn keys_scroll_switch_help_and_quit() {
     assert_eq!(state.editor.text(), "two lines");
     assert_eq!(state.on_key(ctrl('c')), Some(Input::Quit));
 }
+
+#[test]
+fn a_buffer_keeps_the_last_max_lines() {
+    let mut state = state();
+    joined(&mut state, "#a", "alice=verified");
+    for i in 0..MAX_LINES + 5 {
+        state.on_event(&message("#a", "bob", Trust::Verified, &format!("line {i}")));
+    }
+    let lines = &state.current().lines;
+    assert_eq!(lines.len(), MAX_LINES);
+    // The join notice and the first five messages scrolled away for good.
+    assert_eq!(lines.front().unwrap().text, "line 5");
+    assert_eq!(
+        lines.back().unwrap().text,
+        format!("line {}", MAX_LINES + 4)
+    );
+}
