@@ -248,3 +248,51 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
     }
     assert_eq!(checked, RECIPIENTS);
 }
+
+/// Run under an open-file limit smaller than `max-connections`, the server says so at startup;
+/// when the files run out it keeps running, and the clients that arrived meanwhile wait in the
+/// listen backlog and are served as soon as others close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_open_files_the_server_warns_waits_and_serves_the_waiting_clients() {
+    const FILES: usize = 64;
+    const CLIENTS: usize = 80;
+    let pki = Pki::standard();
+    let mut args = pki.server_args();
+    args.extend(["--listen", "127.0.0.1:0", "--max-connections", "1000"].map(String::from));
+    let wrapper = ["sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\""];
+    let server = ServerProcess::start_wrapped(&wrapper, &args).expect("server starts");
+    server.wait_for_log("max-connections is above what the open-file limit allows");
+    assert!(server.log().contains(&format!("open_file_limit={FILES}")));
+
+    // More clients than the server has files for, all at once.
+    let config = pki.client_config(server.addr(), None);
+    let (done, mut arrived) = tokio::sync::mpsc::channel(CLIENTS);
+    for _ in 0..CLIENTS {
+        let (config, done) = (config.clone(), done.clone());
+        tokio::spawn(async move {
+            let result = async {
+                let mut conn = RawTls::connect(&config).await?;
+                let hello = conn.read_line().await.unwrap_or_default();
+                Ok::<_, std::io::Error>((conn, hello))
+            }
+            .await;
+            let _ = done.send(result).await;
+        });
+    }
+    tokio::task::block_in_place(|| server.wait_for_log("accept failed"));
+
+    // Every client is served in the end: each one done closes, which frees a file for the next.
+    for served in 0..CLIENTS {
+        let (conn, hello) = arrived
+            .recv()
+            .await
+            .expect("a result per client")
+            .unwrap_or_else(|err| panic!("client {served} was not served: {err}"));
+        assert!(hello.starts_with("HELLO"), "{hello}");
+        drop(conn);
+    }
+    let mut fresh = RawTls::connect(&config)
+        .await
+        .expect("served after the rush");
+    assert!(fresh.read_line().await.unwrap().starts_with("HELLO"));
+}

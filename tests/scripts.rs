@@ -1,4 +1,5 @@
-//! The shell scripts a new user runs first: `scripts/gen-certs.sh`.
+//! The shell scripts: `scripts/gen-certs.sh`, which a new user runs first, and the checks
+//! `scripts/bench-hold.sh` makes before it builds anything.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,4 +72,31 @@ fn gen_certs_makes_the_demo_set_once_and_keeps_it() {
         "carol too:\n{forced}"
     );
     assert_ne!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);
+}
+
+/// The hold benchmark needs an open file per connection on each side; below that it stops at
+/// once (before building anything) and says which limit and how to raise it or run fewer.
+#[test]
+fn bench_hold_stops_with_the_fix_named_when_the_file_limit_is_too_low() {
+    let script = repo_root().join("scripts/bench-hold.sh");
+    let under_limit = |connections: &str| {
+        run(
+            Command::new("sh")
+                .args(["-c", "ulimit -n 4000 && exec bash \"$0\""])
+                .arg(&script)
+                .env("CONNECTIONS", connections),
+            b"",
+        )
+    };
+    let out = under_limit("50000");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let message = text(&out.stderr);
+    assert!(message.contains("51000 open files"), "{message}");
+    assert!(message.contains("hard limit is 4000"), "{message}");
+    assert!(message.contains("CONNECTIONS=3000"), "{message}");
+    assert!(out.stdout.is_empty());
+
+    let out = under_limit("many");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("CONNECTIONS must be a positive number"));
 }

@@ -314,26 +314,42 @@ fn the_benchmark_tool_runs_its_modes_without_failures() {
         ],
     );
     let (cert, key) = pki.identity("alice");
-    let runs: [(SocketAddr, &[&str], &str); 4] = [
+    let runs: [(SocketAddr, &[&str], &[&str]); 5] = [
         (
             server.addr(),
             &["echo", "--connections", "2", "--requests", "200"],
-            r#""ops":200,"errors":0"#,
+            &[r#""ops":200,"errors":0"#],
         ),
         (
             server.udp_addr(),
             &["udp", "--sockets", "2", "--requests", "200"],
-            r#""ops":200,"errors":0"#,
+            &[r#""ops":200,"errors":0"#],
         ),
         (
             server.addr(),
             &["fanout", "--subscribers", "5", "--messages", "500"],
-            r#""ops":2500,"errors":0,"lost":0,"duplicated":0,"reordered":0"#,
+            &[r#""ops":2500,"errors":0,"lost":0,"duplicated":0,"reordered":0"#],
         ),
         (
             server.addr(),
             &["connect", "--count", "20", "--concurrency", "2"],
-            r#""ops":20,"errors":0"#,
+            &[r#""ops":20,"errors":0"#],
+        ),
+        (
+            server.addr(),
+            &[
+                "hold",
+                "--connections",
+                "30",
+                "--fanout",
+                "3",
+                "--fanout-messages",
+                "100",
+            ],
+            &[
+                r#""op":"connections","ops":30,"errors":0"#,
+                r#""mode":"fanout while 30 held","target":"tlschat","op":"deliveries","ops":300,"errors":0,"lost":0,"duplicated":0,"reordered":0"#,
+            ],
         ),
     ];
     for (addr, mode, expected) in runs {
@@ -351,7 +367,9 @@ fn the_benchmark_tool_runs_its_modes_without_failures() {
         );
         assert!(out.status.success(), "{mode:?}: {}", text(&out.stderr));
         let report = text(&out.stdout);
-        assert!(report.contains(expected), "{mode:?}: {report}");
+        for expected in expected {
+            assert!(report.contains(expected), "{mode:?}: {report}");
+        }
         assert!(report.contains(r#""server_cpu_us_per_op":"#), "{report}");
     }
 }

@@ -98,11 +98,21 @@ enum Mode {
         #[arg(long)]
         resume: bool,
     },
-    /// Hold N idle connections; report server memory per connection.
+    /// Hold N idle connections; report server memory per connection, then (with --fanout) run
+    /// a fan-out while they stay open.
     Hold {
         /// Connections to hold.
         #[arg(long, default_value_t = 1_000)]
         connections: usize,
+        /// Handshakes at once while opening them.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrency: u64,
+        /// Then run a fan-out to this many subscribers (1 sender, 64 B) while holding.
+        #[arg(long, value_name = "SUBSCRIBERS")]
+        fanout: Option<usize>,
+        /// Messages in that fan-out.
+        #[arg(long, default_value_t = 10_000, requires = "fanout")]
+        fanout_messages: u64,
     },
     /// Signed UDP request/response (tlschat only).
     Udp {
@@ -132,7 +142,7 @@ fn main() -> ExitCode {
             if cli.json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
-                println!("{}\n{}", Report::table_header(), report.table_row());
+                println!("{}\n{}", Report::table_header(), report.table_rows());
             }
             ExitCode::SUCCESS
         }
@@ -200,7 +210,22 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         Mode::Connect {
             count, concurrency, ..
         } => modes::connect(&setup, *count, *concurrency).await,
-        Mode::Hold { connections } => modes::hold(&setup, *connections).await,
+        Mode::Hold {
+            connections,
+            concurrency,
+            fanout,
+            fanout_messages,
+        } => {
+            let load = fanout.map(|subscribers| Fanout {
+                subscribers,
+                senders: 1,
+                messages: *fanout_messages,
+                size: 64,
+                rate: None,
+                window: 1000,
+            });
+            modes::hold(&setup, *connections, *concurrency as usize, load).await
+        }
         Mode::Udp { sockets, requests } => modes::udp(&config, &setup, *sockets, *requests).await,
     }
 }

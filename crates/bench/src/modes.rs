@@ -397,25 +397,47 @@ pub async fn connect(setup: &Setup, count: u64, concurrency: usize) -> anyhow::R
     .await
 }
 
-/// Holds `count` idle connections and reports the server's memory per connection; then checks
-/// the server still answers promptly (round trips on a fresh connection, as latency).
-pub async fn hold(setup: &Setup, count: usize) -> anyhow::Result<Report> {
+/// Holds `count` idle connections (opened `concurrency` at a time) and reports the server's
+/// memory per connection; then checks the server still answers promptly (round trips on a
+/// fresh connection, as latency) and, with `fanout`, runs that fan-out while they stay open.
+pub async fn hold(
+    setup: &Setup,
+    count: usize,
+    concurrency: usize,
+    fanout_load: Option<Fanout>,
+) -> anyhow::Result<Report> {
     let probe = setup
         .probe
         .ok_or_else(|| anyhow::anyhow!("hold needs --server-pid"))?;
     let before = probe.rss_kib()?;
     let started = Instant::now();
+    let stop_at = started + setup.deadline;
+    let concurrency = concurrency.clamp(1, count.max(1));
+    let openers: Vec<_> = (0..concurrency)
+        .map(|t| {
+            let endpoint = setup.endpoint.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                let mut errors = 0u64;
+                for index in (t..count).step_by(concurrency) {
+                    if Instant::now() >= stop_at {
+                        return Err(anyhow::anyhow!("the run passed its deadline"));
+                    }
+                    match endpoint.connect(index).await {
+                        Ok(conn) => held.push(conn),
+                        Err(_) => errors += 1,
+                    }
+                }
+                Ok((held, errors))
+            })
+        })
+        .collect();
     let mut held = Vec::with_capacity(count);
     let mut errors = 0;
-    for i in 0..count {
-        anyhow::ensure!(
-            started.elapsed() < setup.deadline,
-            "the run passed its deadline"
-        );
-        match setup.endpoint.connect(i).await {
-            Ok(conn) => held.push(conn),
-            Err(_) => errors += 1,
-        }
+    for opener in openers {
+        let (conns, failed) = opener.await??;
+        held.extend(conns);
+        errors += failed;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = probe.rss_kib()?;
@@ -434,6 +456,11 @@ pub async fn hold(setup: &Setup, count: usize) -> anyhow::Result<Report> {
             latency.record(sent.elapsed());
         }
         report.latency_us = latency.latency();
+    }
+    if let Some(load) = fanout_load {
+        let mut during = fanout(setup, load).await?;
+        during.mode = format!("fanout while {} held", held.len());
+        report.while_held = Some(Box::new(during));
     }
     drop(held);
     Ok(report.finish(elapsed, 0, None))

@@ -36,6 +36,9 @@ pub struct Report {
     pub server_cpu_us_per_op: Option<f64>,
     /// Server resident memory per connection held, KiB (mode `hold`).
     pub server_rss_kib_per_conn: Option<f64>,
+    /// Mode `hold` with `--fanout`: the fan-out run while the connections were held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub while_held: Option<Box<Self>>,
 }
 
 /// Latency percentiles, in microseconds.
@@ -119,6 +122,15 @@ impl Report {
     /// The markdown table header matching [`table_row`](Self::table_row).
     pub fn table_header() -> &'static str {
         "| target | mode | ops | op/s | MB/s | p50 ms | p99 ms | max ms | server CPU µs/op | RSS KiB/conn | errors | lost/dup/reordered |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    }
+
+    /// The markdown table rows: this report's, then the one run while its connections were
+    /// held, if any.
+    pub fn table_rows(&self) -> String {
+        match &self.while_held {
+            Some(during) => format!("{}\n{}", self.table_row(), during.table_row()),
+            None => self.table_row(),
+        }
     }
 
     /// One markdown table row.

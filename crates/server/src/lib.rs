@@ -26,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod identity;
 pub mod limits;
+pub mod open_files;
 pub mod random;
 pub mod server;
 pub mod session;

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::connection;
+use crate::open_files;
 use crate::shared::Shared;
 use crate::tls::{self, TlsSetupError};
 use crate::udp::{self, UdpConfig, UdpKeys, UdpService};
@@ -132,6 +133,7 @@ impl Server {
             udp,
             ..
         } = self;
+        warn_if_files_run_short(&shared.config);
         let tracker = TaskTracker::new();
         if let Some((socket, service, keys)) = udp {
             tracker.spawn(udp::serve(socket, service, keys, shared.shutdown.clone()));
@@ -158,6 +160,23 @@ impl Server {
             );
         }
         info!("stopped");
+    }
+}
+
+/// Says at startup when `max-connections` cannot be reached under the open-file limit.
+fn warn_if_files_run_short(config: &Config) {
+    let Some(files) = open_files::soft_limit() else {
+        return;
+    };
+    let room = open_files::connections_within(files);
+    if config.max_connections as u64 > room {
+        warn!(
+            max_connections = config.max_connections,
+            open_file_limit = files,
+            "max-connections is above what the open-file limit allows: past about {room} \
+             connections, new ones wait until others close; raise the limit (ulimit -n, \
+             systemd LimitNOFILE=) or lower max-connections"
+        );
     }
 }
 
