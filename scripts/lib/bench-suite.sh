@@ -18,8 +18,10 @@ suite() { # target
     case="idle connections"; bench "$t" "$server_addr" hold --connections "$(n 5000)"
     case="signed UDP request/response"; bench "$t" "$udp_addr" udp --requests "$(n 20000)"
   elif [[ "$t" == ncat ]]; then
-    case="full handshake";   bench "$t" "$server_addr" connect --count "$(n 2000)"
-    case="idle connections"; bench "$t" "$server_addr" hold --connections "$(n 900)"
+    # No handshake or idle rows for ncat: in --chat mode it quits when a client closes right
+    # after its handshake ("getpeername ... failed ... QUITTING"), and it stops accepting once
+    # idle clients that do not read fill up with its join announcements (blocking writes).
+    :
   else
     case="idle connections"; bench "$t" "$server_addr" hold --connections "$(n 5000)"
   fi

@@ -1,4 +1,7 @@
-"""Prints benchmark JSON lines as markdown: every run, then medians side by side."""
+"""Prints benchmark JSON lines as markdown: medians per case and target, then ratios side by side.
+
+A run that failed, or had any failed operation (errors > 0), is left out of the medians: the
+runs column says how many of the runs counted."""
 import json
 import statistics
 import sys
@@ -11,8 +14,11 @@ for r in rows:
 cases = list(dict.fromkeys(r["case"] for r in rows))
 targets = list(dict.fromkeys(r["target"] for r in rows))
 
+def counts(r):
+    return not r.get("failed") and not r.get("errors")
+
 def med(rs, f):
-    vals = [f(r) for r in rs if not r.get("failed") and f(r) is not None]
+    vals = [f(r) for r in rs if counts(r) and f(r) is not None]
     return statistics.median(vals) if vals else None
 
 def fmt(v, digits=2):
@@ -25,7 +31,7 @@ for case in cases:
         rs = by.get((case, t))
         if not rs:
             continue
-        ok = [r for r in rs if not r.get("failed")]
+        ok = [r for r in rs if counts(r)]
         lat = lambda k: (lambda r: r["latency_us"][k] / 1000 if r.get("latency_us") else None)
         ldr = "/".join(str(sum(r.get(k, 0) for r in ok)) for k in ("lost", "duplicated", "reordered"))
         print(f"| {case} | {t} | {len(ok)}/{len(rs)} | {fmt(med(ok, lambda r: r['per_second']), 0)} | "
