@@ -1,5 +1,5 @@
-//! Running the server: a configuration file, certificate reload without restart, and a
-//! graceful drain under load.
+//! Running the server: a configuration file, certificate reload without restart, a graceful
+//! drain under load, and running out of open files.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
