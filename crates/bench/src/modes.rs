@@ -2,6 +2,7 @@
 //! probe) and, per operation, latency.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -322,36 +323,17 @@ pub async fn echo(setup: &Setup, connections: usize, requests: u64) -> anyhow::R
         }
         conns.push(conn);
     }
-    let cpu_before = setup.cpu();
-    let started = Instant::now();
-    let stop_at = started + setup.deadline;
     let per_conn = requests.div_ceil(connections as u64);
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .map(|mut conn| {
-            tokio::spawn(async move {
-                let mut recorder = Recorder::new();
-                let mut errors = 0;
-                for _ in 0..per_conn {
-                    if Instant::now() >= stop_at {
-                        break;
-                    }
-                    let sent = Instant::now();
-                    match conn.ping().await {
-                        Ok(()) => recorder.record(sent.elapsed()),
-                        Err(_) => errors += 1,
-                    }
-                }
-                (recorder, errors)
-            })
-        })
-        .collect();
-    gather(
+    closed_loop(
         setup,
         setup.report("echo", "replies"),
-        tasks,
-        started,
-        cpu_before,
+        conns,
+        per_conn,
+        |mut conn, _| async move {
+            let sent = Instant::now();
+            let ok = conn.ping().await.is_ok();
+            (conn, ok.then(|| sent.elapsed()))
+        },
     )
     .await
 }
@@ -360,39 +342,27 @@ pub async fn echo(setup: &Setup, connections: usize, requests: u64) -> anyhow::R
 pub async fn connect(setup: &Setup, count: u64, concurrency: usize) -> anyhow::Result<Report> {
     // One connection first, so a resuming client has a ticket.
     setup.endpoint.connect(0).await?.close().await;
-    let cpu_before = setup.cpu();
-    let started = Instant::now();
-    let stop_at = started + setup.deadline;
     let per_task = count.div_ceil(concurrency as u64);
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|t| {
-            let endpoint = setup.endpoint.clone();
-            tokio::spawn(async move {
-                let mut recorder = Recorder::new();
-                let mut errors = 0;
-                for i in 0..per_task {
-                    if Instant::now() >= stop_at {
-                        break;
-                    }
-                    let began = Instant::now();
-                    match endpoint.connect(t + i as usize * concurrency).await {
-                        Ok(conn) => {
-                            recorder.record(began.elapsed());
-                            conn.close().await;
-                        }
-                        Err(_) => errors += 1,
-                    }
-                }
-                (recorder, errors)
-            })
-        })
+    let workers = (0..concurrency)
+        .map(|t| (setup.endpoint.clone(), t))
         .collect();
-    gather(
+    closed_loop(
         setup,
         setup.report("connect", "handshakes"),
-        tasks,
-        started,
-        cpu_before,
+        workers,
+        per_task,
+        move |(endpoint, t), i| async move {
+            let began = Instant::now();
+            let latency = match endpoint.connect(t + i as usize * concurrency).await {
+                Ok(conn) => {
+                    let latency = began.elapsed();
+                    conn.close().await;
+                    Some(latency)
+                }
+                Err(_) => None,
+            };
+            ((endpoint, t), latency)
+        },
     )
     .await
 }
@@ -466,14 +436,47 @@ pub async fn hold(
     Ok(report.finish(elapsed, 0, None))
 }
 
-/// Waits for closed-loop tasks and merges their latencies and errors into a finished report.
-async fn gather(
+/// Closed-loop load, measured: one task per worker, each running `op` up to `per_worker`
+/// times in a row until the deadline. `op` hands the worker back with the latency of a success,
+/// or `None` for a failure. The report gets the latencies, the failures as errors, the rates
+/// and the server's CPU time over the whole run.
+async fn closed_loop<W, F, Fut>(
     setup: &Setup,
     mut report: Report,
-    tasks: Vec<tokio::task::JoinHandle<(Recorder, u64)>>,
-    started: Instant,
-    cpu_before: Option<u64>,
-) -> anyhow::Result<Report> {
+    workers: Vec<W>,
+    per_worker: u64,
+    op: F,
+) -> anyhow::Result<Report>
+where
+    W: Send + 'static,
+    F: Fn(W, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = (W, Option<Duration>)> + Send + 'static,
+{
+    let cpu_before = setup.cpu();
+    let started = Instant::now();
+    let stop_at = started + setup.deadline;
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|mut worker| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut recorder = Recorder::new();
+                let mut errors = 0;
+                for i in 0..per_worker {
+                    if Instant::now() >= stop_at {
+                        break;
+                    }
+                    let (back, latency) = op(worker, i).await;
+                    worker = back;
+                    match latency {
+                        Some(latency) => recorder.record(latency),
+                        None => errors += 1,
+                    }
+                }
+                (recorder, errors)
+            })
+        })
+        .collect();
     let mut latency = Recorder::new();
     for task in tasks {
         let (recorder, errors) = task.await?;
@@ -514,36 +517,17 @@ pub async fn udp(
             client.request("PING").await?;
         }
     }
-    let cpu_before = setup.cpu();
-    let started = Instant::now();
-    let stop_at = started + setup.deadline;
     let per_socket = requests.div_ceil(sockets);
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|mut client| {
-            tokio::spawn(async move {
-                let mut recorder = Recorder::new();
-                let mut errors = 0;
-                for _ in 0..per_socket {
-                    if Instant::now() >= stop_at {
-                        break;
-                    }
-                    let sent = Instant::now();
-                    match client.request("PING").await {
-                        Ok(Reply::Ok(_)) => recorder.record(sent.elapsed()),
-                        _ => errors += 1,
-                    }
-                }
-                (recorder, errors)
-            })
-        })
-        .collect();
-    let mut report = gather(
+    let mut report = closed_loop(
         setup,
         setup.report("udp", "replies"),
-        tasks,
-        started,
-        cpu_before,
+        clients,
+        per_socket,
+        |mut client, _| async move {
+            let sent = Instant::now();
+            let ok = matches!(client.request("PING").await, Ok(Reply::Ok(_)));
+            (client, ok.then(|| sent.elapsed()))
+        },
     )
     .await?;
     report.target = "tlschat-udp".into();
