@@ -2,12 +2,14 @@
 //! client (`/fingerprint`, `/trust`), for scripts and for users of `send` and `listen`.
 
 use super::{connect_as, connection_failed, open_e2e, EXIT_ERR_REPLY, EXIT_OK};
+use crate::client::Client;
 use crate::config::ClientConfig;
 use crate::e2e::{fingerprint_report, trust_report, E2e, NO_CERTIFICATE};
+use crate::error::ClientError;
 
 /// Prints our fingerprint, or NICK's as offered now.
 pub(super) async fn fingerprint(config: &ClientConfig, nick: Option<&str>) -> u8 {
-    let mut e2e = match needs_key(config) {
+    let e2e = match needs_key(config) {
         Ok(e2e) => e2e,
         Err(code) => return code,
     };
@@ -15,29 +17,35 @@ pub(super) async fn fingerprint(config: &ClientConfig, nick: Option<&str>) -> u8
         println!("{}", e2e.own_fingerprint());
         return EXIT_OK;
     }
-    let mut client = match connect_as(config, None).await {
-        Ok(client) => client,
-        Err(code) => return code,
-    };
-    let code = match fingerprint_report(Some(&mut e2e), &mut client, nick).await {
-        Ok(report) => print_report(report),
-        Err(err) => return connection_failed(err),
-    };
-    let _ = client.quit().await;
-    code
+    report_from_server(config, e2e, async |e2e, client| {
+        fingerprint_report(Some(e2e), client, nick).await
+    })
+    .await
 }
 
 /// Remembers NICK's current key in place of the one remembered.
 pub(super) async fn trust(config: &ClientConfig, nick: &str) -> u8 {
-    let mut e2e = match needs_key(config) {
+    let e2e = match needs_key(config) {
         Ok(e2e) => e2e,
         Err(code) => return code,
     };
+    report_from_server(config, e2e, async |e2e, client| {
+        trust_report(Some(e2e), client, nick).await
+    })
+    .await
+}
+
+/// Connects, prints the report `make` draws from the server, and says goodbye.
+async fn report_from_server(
+    config: &ClientConfig,
+    mut e2e: E2e,
+    make: impl AsyncFnOnce(&mut E2e, &mut Client) -> Result<Result<String, String>, ClientError>,
+) -> u8 {
     let mut client = match connect_as(config, None).await {
         Ok(client) => client,
         Err(code) => return code,
     };
-    let code = match trust_report(Some(&mut e2e), &mut client, nick).await {
+    let code = match make(&mut e2e, &mut client).await {
         Ok(report) => print_report(report),
         Err(err) => return connection_failed(err),
     };
