@@ -5,6 +5,7 @@
 #
 #   scripts/bench-hold.sh                       50,000 connections
 #   CONNECTIONS=19000 scripts/bench-hold.sh     fewer (what a 20,000-file limit allows)
+#   MESSAGES=20000 DEADLINE=600s JSON=1         the fan-out's messages, the run's bound, JSON out
 #
 # Each connection is an open file in the server and another in the load generator, so both
 # need an open-file limit above CONNECTIONS. The script raises the soft limit (`ulimit -n`) for

@@ -22,9 +22,11 @@ pub fn soft_limit() -> Option<u64> {
     }
 }
 
-/// The most connections a soft limit of `files` leaves room for.
-pub fn connections_within(files: u64) -> u64 {
-    files.saturating_sub(RESERVED_FILES)
+/// The most connections a soft limit of `files` leaves room for, when that is fewer than
+/// `max_connections`; `None` when the limit has room for all of them.
+pub fn shortfall(max_connections: usize, files: u64) -> Option<u64> {
+    let room = files.saturating_sub(RESERVED_FILES);
+    (max_connections as u64 > room).then_some(room)
 }
 
 /// The soft limit from the text of `/proc/self/limits` (`None` for "unlimited").
@@ -54,7 +56,14 @@ Max locked memory         8388608              8388608              bytes
             None
         );
         assert_eq!(parse_soft_limit("Limit  Soft Limit\n"), None);
-        assert_eq!(connections_within(1024), 960);
-        assert_eq!(connections_within(10), 0);
+    }
+
+    #[test]
+    fn a_shortfall_starts_one_connection_past_the_room_the_limit_leaves() {
+        assert_eq!(shortfall(960, 1024), None);
+        assert_eq!(shortfall(961, 1024), Some(960));
+        assert_eq!(shortfall(10_000, 1024), Some(960));
+        assert_eq!(shortfall(1, 10), Some(0));
+        assert_eq!(shortfall(10_000, 20_000), None);
     }
 }

@@ -168,8 +168,7 @@ fn warn_if_files_run_short(config: &Config) {
     let Some(files) = open_files::soft_limit() else {
         return;
     };
-    let room = open_files::connections_within(files);
-    if config.max_connections as u64 > room {
+    if let Some(room) = open_files::shortfall(config.max_connections, files) {
         warn!(
             max_connections = config.max_connections,
             open_file_limit = files,
