@@ -100,6 +100,16 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// What a decoded line that is not a room message leads to, once the held batch is sent.
+enum Next {
+    /// A request to carry out.
+    Handle(Request),
+    /// A reply already known (a refusal or a malformed line).
+    Reply(Reply),
+    /// Over the flood limit: the connection ends.
+    Flooding,
+}
+
 /// Serves one accepted TCP connection to the end. The permit is the connection's slot under the
 /// connection limit and is released when this returns.
 pub(crate) async fn serve(
@@ -378,7 +388,7 @@ impl Connection {
             let Some(frame) = self.decoder.decode(&mut self.inbuf) else {
                 return false;
             };
-            let reply = match frame {
+            let next = match frame {
                 Frame::Line(line) => {
                     trace!(nick = ?self.peer.nick(), %line, "request");
                     match Request::parse(&line) {
@@ -393,45 +403,39 @@ impl Connection {
                                     self.batch(room, text);
                                     continue;
                                 }
-                                request => {
-                                    self.flush_batch();
-                                    self.handle(request)
-                                }
+                                request => Next::Handle(request),
                             },
-                            Verdict::Refuse => {
-                                self.flush_batch();
-                                self.rate_limited()
-                            }
-                            Verdict::Disconnect => {
-                                self.flush_batch();
-                                self.flooding();
-                                continue;
-                            }
+                            Verdict::Refuse => Next::Reply(self.rate_limited()),
+                            Verdict::Disconnect => Next::Flooding,
                         },
-                        Err(err) => {
-                            self.flush_batch();
-                            Reply::err(err.code(), err)
-                        }
+                        Err(err) => Next::Reply(Reply::err(err.code(), err)),
                     }
                 }
                 Frame::TooLong => {
-                    self.flush_batch();
                     debug!(nick = ?self.peer.nick(), "line too long, discarded");
-                    Reply::err(
+                    Next::Reply(Reply::err(
                         ErrorCode::LineTooLong,
                         format!(
                             "line longer than {} bytes; discarded",
                             self.decoder.max_len()
                         ),
-                    )
+                    ))
                 }
                 Frame::InvalidUtf8 => {
-                    self.flush_batch();
                     debug!(nick = ?self.peer.nick(), "line is not UTF-8, discarded");
-                    Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8")
+                    Next::Reply(Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8"))
                 }
             };
-            self.reply(&reply);
+            // Anything but a room message sends the held batch first.
+            self.flush_batch();
+            match next {
+                Next::Handle(request) => {
+                    let reply = self.handle(request);
+                    self.reply(&reply);
+                }
+                Next::Reply(reply) => self.reply(&reply),
+                Next::Flooding => self.flooding(),
+            }
         }
         false
     }
