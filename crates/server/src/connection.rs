@@ -468,10 +468,7 @@ impl Connection {
         };
         let replies = match self.shared.admit() {
             Some(_admission) => self.session.message_room_batch(&room, &texts, Utc::now()),
-            None => vec![
-                Reply::err(ErrorCode::ShuttingDown, "the server is shutting down");
-                texts.len()
-            ],
+            None => vec![shutting_down(); texts.len()],
         };
         for reply in &replies {
             self.reply(reply);
@@ -505,7 +502,7 @@ impl Connection {
 
     fn handle(&mut self, request: Request) -> Reply {
         let Some(_admission) = self.shared.admit() else {
-            return Reply::err(ErrorCode::ShuttingDown, "the server is shutting down");
+            return shutting_down();
         };
         let mut cx = VerbContext {
             server_name: &self.shared.config.server_name,
@@ -577,6 +574,11 @@ impl Connection {
     async fn close(&mut self) {
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, self.stream.shutdown()).await;
     }
+}
+
+/// The reply to a request that arrives once the server has begun to shut down.
+fn shutting_down() -> Reply {
+    Reply::err(ErrorCode::ShuttingDown, "the server is shutting down")
 }
 
 /// Reads what is available into `buf`. With no buffer (an idle connection keeps none), it first
