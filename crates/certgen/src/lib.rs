@@ -137,6 +137,10 @@ pub enum CertgenError {
     /// The certificate library failed.
     #[error("certificate generation failed")]
     Rcgen(#[from] rcgen::Error),
+    /// A key or certificate file could not be written safely (including a folder that others
+    /// can write to).
+    #[error(transparent)]
+    File(#[from] tlschat_files::FileError),
 }
 
 /// What happened to one certificate.
@@ -502,12 +506,19 @@ fn load_key(path: &Path) -> Result<KeyPair, CertgenError> {
     })
 }
 
+/// Creates the output folder if missing (writable by its owner only), then refuses it if others
+/// can write to it or it is not ours: they could plant files or swap the CA key.
 fn create_dir(dir: &Path) -> Result<(), CertgenError> {
-    std::fs::create_dir_all(dir).map_err(|source| CertgenError::Io {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
+    builder.create(dir).map_err(|source| CertgenError::Io {
         action: "create folder",
         path: dir.to_owned(),
         source,
-    })
+    })?;
+    Ok(tlschat_files::check_dir(dir)?)
 }
 
 #[cfg(test)]

@@ -247,3 +247,34 @@ fn a_new_ca_also_reissues_users_not_named_this_time() {
         Some(ADMIN_ROLE)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_under_the_temporary_name_does_not_receive_the_ca_key() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let attacker = tempfile::tempdir().unwrap();
+    let trap = attacker.path().join("trap");
+    fs::write(&trap, "").unwrap();
+    // The name the temporary file of ca-key.pem used to get: `.NAME.tmp-PID`, this process.
+    let planted = dir
+        .path()
+        .join(format!(".ca-key.pem.tmp-{}", std::process::id()));
+    symlink(&trap, &planted).unwrap();
+    generate(&options(dir.path())).unwrap();
+    assert_eq!(fs::read_to_string(&trap).unwrap(), "", "the CA key leaked");
+    assert!(fs::read_to_string(dir.path().join("ca-key.pem"))
+        .unwrap()
+        .contains("PRIVATE KEY"));
+}
+
+#[cfg(unix)]
+#[test]
+fn an_output_folder_others_can_write_to_is_refused_before_any_key_is_made() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let err = generate(&options(dir.path())).unwrap_err().to_string();
+    assert!(err.contains("other users can write"), "{err}");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}

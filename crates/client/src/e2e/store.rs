@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use tlschat_proto::hex;
@@ -24,6 +24,9 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The file could not be written safely (including a folder others can write to).
+    #[error(transparent)]
+    File(#[from] tlschat_files::FileError),
     /// The file's content is not what it should be.
     #[error("{}: {reason}", .path.display())]
     Invalid {
@@ -64,7 +67,7 @@ pub fn load_or_create_key(path: &Path) -> Result<(E2eKey, bool), StoreError> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             let key = E2eKey::generate().map_err(|e| invalid(&e.to_string()))?;
             let text = format!("{KEY_HEADER}\n{}\n", hex::encode(key.private_bytes()));
-            write_atomically(path, &text).map_err(io_err)?;
+            tlschat_files::write_atomic(path, text.as_bytes(), tlschat_files::PRIVATE_MODE)?;
             Ok((key, true))
         }
         Err(err) => Err(io_err(err)),
@@ -97,29 +100,6 @@ fn check_private(path: &Path) -> Result<(), StoreError> {
 #[cfg(not(unix))]
 fn check_private(_path: &Path) -> Result<(), StoreError> {
     Ok(())
-}
-
-/// Writes `text` to a new file next to `path` (mode 0600) and renames it over `path`, so a
-/// reader never sees half a file and a crash never leaves one.
-fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let result = options.open(&tmp).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    });
-    match result.and_then(|()| fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            let _ = fs::remove_file(&tmp);
-            Err(err)
-        }
-    }
 }
 
 /// What the remembered fingerprints say about a key.
@@ -167,6 +147,7 @@ impl KnownKeys {
     /// Remembers `fingerprint` for `name`, replacing what was there. The file is read again
     /// first, so other clients' additions are kept.
     pub fn remember(&self, name: &str, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        let _lock = tlschat_files::lock_dir_of(&self.path)?;
         let mut all = self.read()?;
         all.insert(name_key(name), *fingerprint);
         write_table(&self.path, KNOWN_HEADER, &all, |fp| hex::encode(fp))
@@ -180,9 +161,9 @@ impl KnownKeys {
 }
 
 /// The highest E2E message counter accepted from each sender, kept on disk so that a message
-/// captured and played back after the client restarts is still refused. Read once when opened
-/// (only one client of a user is connected at a time: the server replaces an older one);
-/// written when a sender's highest counter rises.
+/// captured and played back after the client restarts is still refused. Read when opened;
+/// written when a sender's highest counter rises, under a lock and merged with what is on disk
+/// then, so two clients of the same user never lower each other's counters.
 #[derive(Debug)]
 pub struct SeenCounters {
     path: PathBuf,
@@ -209,6 +190,11 @@ impl SeenCounters {
             return Ok(());
         }
         *highest = counter;
+        let _lock = tlschat_files::lock_dir_of(&self.path)?;
+        for (name, theirs) in read_table(&self.path, "name counter", |n| n.parse::<u64>().ok())? {
+            let ours = self.highest.entry(name).or_insert(0);
+            *ours = (*ours).max(theirs);
+        }
         write_table(&self.path, SEEN_HEADER, &self.highest, u64::to_string)
     }
 }
@@ -261,10 +247,11 @@ fn write_table<V>(
     for (name, value) in all {
         text.push_str(&format!("{name} {}\n", show(value)));
     }
-    write_atomically(path, &text).map_err(|source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    Ok(tlschat_files::write_atomic(
+        path,
+        text.as_bytes(),
+        tlschat_files::PRIVATE_MODE,
+    )?)
 }
 
 #[cfg(test)]
@@ -324,6 +311,34 @@ mod tests {
         fs::write(dir.path().join("seen"), "bob many\n").unwrap();
         let err = SeenCounters::open(dir.path().join("seen")).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn two_clients_of_one_user_never_lower_each_others_replay_floors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seen");
+        let mut laptop = SeenCounters::open(&path).unwrap();
+        let mut phone = SeenCounters::open(&path).unwrap();
+        laptop.record("bob", 900).unwrap();
+        phone.record("carol", 5).unwrap();
+        let reopened = SeenCounters::open(&path).unwrap();
+        assert_eq!(reopened.get("bob"), Some(900), "the phone's write kept the laptop's");
+        assert_eq!(reopened.get("carol"), Some(5));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn e2e_files_are_not_written_into_a_folder_others_can_write_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = load_or_create_key(&dir.path().join("alice-e2e-key"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("other users can write"), "{err}");
+        let known = KnownKeys::new(dir.path().join("known"));
+        assert!(known.remember("bob", &[1; 32]).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
