@@ -7,10 +7,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
 use tlschat_client::Client;
-use tlschat_proto::datagram::{self, Datagram, Header, Kind};
+use tlschat_proto::datagram::{self, Datagram, Header, Kind, RequestBinding};
 use tlschat_proto::{Reply, Request};
 use tlschat_tests::{text, tlschat, Pki, ServerProcess, STEP_TIMEOUT};
-use tlschat_tls::signing::{CertKey, PeerKey};
+use tlschat_tls::signing::{sha256, CertKey, PeerKey};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -45,8 +45,9 @@ fn socket(server: SocketAddr) -> UdpSocket {
     socket
 }
 
-/// Receives a reply, checks the server's signature and the echoed sequence number.
-fn verified_reply(socket: &UdpSocket, pki: &Pki, seq: u64) -> String {
+/// Receives the reply to `request`, checks the echoed sequence number and the server's
+/// signature over the reply bound to that exact request.
+fn verified_reply(socket: &UdpSocket, pki: &Pki, request: &[u8]) -> String {
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + STEP_TIMEOUT;
     let len = loop {
@@ -57,9 +58,17 @@ fn verified_reply(socket: &UdpSocket, pki: &Pki, seq: u64) -> String {
         }
     };
     let reply = Datagram::parse(&buf[..len], 4096).unwrap();
-    assert_eq!((reply.header.kind, reply.header.seq), (Kind::Reply, seq));
+    let asked = Datagram::parse(request, 4096).unwrap();
+    assert_eq!(
+        (reply.header.kind, reply.header.seq),
+        (Kind::Reply, asked.header.seq)
+    );
     let server = PeerKey::from_cert(key(pki, "server").cert_der()).unwrap();
-    assert!(server.verify(&reply.signing_input(), reply.signature));
+    let answers = RequestBinding {
+        key_id: asked.header.key_id,
+        digest: sha256(request),
+    };
+    assert!(server.verify(&reply.reply_signing_input(&answers), reply.signature));
     reply.body.to_owned()
 }
 
@@ -179,6 +188,65 @@ fn udp_exec_gets_verified_replies() {
 }
 
 #[test]
+fn a_reply_the_server_signed_for_someone_elses_request_is_refused() {
+    // Bound: two attempts of alice's, each answered by one forged round trip.
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let mallory = key(&pki, "bob");
+    // Someone on the path (with a valid certificate of their own) sits between alice and the
+    // server: each of alice's requests is dropped and replaced by mallory's own, under alice's
+    // sequence number, and the server's genuine signed reply is handed to alice.
+    let path = UdpSocket::bind("127.0.0.1:0").unwrap();
+    path.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    let path_addr = path.local_addr().unwrap();
+    let upstream = socket(server.udp_addr());
+    let attack = std::thread::spawn(move || {
+        let mut handed = 0;
+        let mut buf = [0u8; 4096];
+        for _ in 0..2 {
+            let Ok((len, alice)) = path.recv_from(&mut buf) else {
+                break;
+            };
+            let seq = Datagram::parse(&buf[..len], 4096).unwrap().header.seq;
+            upstream
+                .send(&request(&mallory, "SUM 500 500", seq, now_ms()))
+                .unwrap();
+            let mut reply = [0u8; 4096];
+            if let Ok(n) = upstream.recv(&mut reply) {
+                path.send_to(&reply[..n], alice).unwrap();
+                handed += 1;
+            }
+        }
+        handed
+    });
+    let out = tlschat(
+        &pki,
+        path_addr,
+        Some("alice"),
+        &[
+            "udp",
+            "exec",
+            "--timeout",
+            "500ms",
+            "--retries",
+            "1",
+            "SUM",
+            "1",
+            "2",
+        ],
+    );
+    let handed = attack.join().unwrap();
+    assert!(handed >= 1, "the server answered mallory, and alice got it");
+    assert!(!text(&out.stdout).contains("1000"), "{}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no valid reply"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn every_bad_datagram_is_dropped_counted_and_the_server_keeps_answering() {
     let pki = Pki::standard();
     let other = Pki::standard();
@@ -196,7 +264,7 @@ fn every_bad_datagram_is_dropped_counted_and_the_server_keeps_answering() {
     let s = next();
     let valid = request(&alice, "ECHO hello", s, now_ms());
     udp.send(&valid).unwrap();
-    assert_eq!(verified_reply(&udp, &pki, s), "OK hello");
+    assert_eq!(verified_reply(&udp, &pki, &valid), "OK hello");
 
     // The same datagram again.
     udp.send(&valid).unwrap();
@@ -272,9 +340,13 @@ fn every_bad_datagram_is_dropped_counted_and_the_server_keeps_answering() {
         "only the one valid datagram was answered: {counters:?}"
     );
 
-    let s = next();
-    udp.send(&request(&alice, "PING", s, now_ms())).unwrap();
-    assert_eq!(verified_reply(&udp, &pki, s), "OK PONG", "still serving");
+    let ping = request(&alice, "PING", next(), now_ms());
+    udp.send(&ping).unwrap();
+    assert_eq!(
+        verified_reply(&udp, &pki, &ping),
+        "OK PONG",
+        "still serving"
+    );
     server.wait_for_log("datagram dropped");
 }
 
@@ -286,7 +358,7 @@ fn a_datagram_from_before_a_restart_is_refused_after_it() {
     let captured = request(&alice, "ECHO once", 1, now_ms());
     let udp = socket(first.udp_addr());
     udp.send(&captured).unwrap();
-    assert_eq!(verified_reply(&udp, &pki, 1), "OK once");
+    assert_eq!(verified_reply(&udp, &pki, &captured), "OK once");
     drop(first);
 
     // A new server process (as after a restart) has no replay window for alice, but the

@@ -1,12 +1,13 @@
 //! [`UdpClient`]: requests over signed UDP, with retries, and replies checked as strictly as a
 //! TLS handshake checks a server: the reply must carry our request's sequence number, a fresh
 //! timestamp and a valid signature by a key whose certificate verifies against the CA for the
-//! server's name.
+//! server's name, over the reply *and* our request (our key id and the hash of the exact
+//! datagram we sent), so a reply the server signed for someone else's request never passes.
 //!
 //! UDP mode authenticates but does not encrypt: anyone on the path can read requests and
 //! replies. Use it for the tutorial verbs, not for anything secret.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -14,9 +15,9 @@ use std::time::{Duration, SystemTime};
 use tokio::net::UdpSocket;
 use tracing::debug;
 
-use tlschat_proto::datagram::{self, Datagram, Header, Kind};
+use tlschat_proto::datagram::{self, Datagram, Header, Kind, RequestBinding};
 use tlschat_proto::{Reply, ServerLine};
-use tlschat_tls::signing::{CertKey, PeerKey, ServerCheck, SigningError};
+use tlschat_tls::signing::{sha256, CertKey, PeerKey, ServerCheck, SigningError};
 
 use crate::config::ClientConfig;
 
@@ -140,14 +141,16 @@ impl UdpClient {
 
     /// Sends a request line and returns the server's verified reply, retrying on silence.
     pub async fn request(&mut self, line: &str) -> Result<Reply, UdpError> {
-        let mut sent = HashSet::new();
+        let mut sent = HashMap::new();
         let attempts = self.options.retries + 1;
-        for _ in 0..attempts {
+        for attempt in 0..attempts {
             let seq = self.next_seq;
             self.next_seq = self.next_seq.saturating_add(self.stride);
-            let datagram = self.encode(line, seq)?;
+            // A silent server may have forgotten our key (a reload, an eviction): from the
+            // second attempt on, the certificate goes along again.
+            let datagram = self.encode(line, seq, attempt > 0)?;
             self.socket.send(&datagram).await?;
-            sent.insert(seq);
+            sent.insert(seq, sha256(&datagram));
             let deadline = tokio::time::Instant::now() + self.options.timeout;
             if let Some(reply) = self.await_reply(&sent, deadline).await? {
                 return Ok(reply);
@@ -160,17 +163,17 @@ impl UdpClient {
         })
     }
 
-    fn encode(&self, line: &str, seq: u64) -> Result<Vec<u8>, UdpError> {
-        let knows_us = self.server_key.is_some();
+    fn encode(&self, line: &str, seq: u64, retry: bool) -> Result<Vec<u8>, UdpError> {
+        let knows_server = self.server_key.is_some();
         let header = Header {
             kind: Kind::Request,
-            want_cert: !knows_us,
+            want_cert: !knows_server,
             key_id: self.key.key_id(),
             seq,
             timestamp_ms: now_ms(),
         };
         // Until a reply proves the server knows our key, send the certificate along.
-        let cert = (!knows_us).then(|| self.key.cert_der());
+        let cert = (!knows_server || retry).then(|| self.key.cert_der());
         let bytes = datagram::encode(&header, line, cert, |input| self.key.sign(input))
             .map_err(|_| UdpError::TooLarge)?;
         if bytes.len() > datagram::DEFAULT_MAX_DATAGRAM {
@@ -183,7 +186,7 @@ impl UdpClient {
     /// Anything invalid is ignored: a forger must not be able to end the wait.
     async fn await_reply(
         &mut self,
-        sent: &HashSet<u64>,
+        sent: &HashMap<u64, [u8; 32]>,
         deadline: tokio::time::Instant,
     ) -> Result<Option<Reply>, UdpError> {
         let mut buf = vec![0u8; 65_536];
@@ -204,14 +207,18 @@ impl UdpClient {
     }
 
     /// Checks a received datagram; returns the reply, or why it is not a valid one.
-    fn open(&mut self, bytes: &[u8], sent: &HashSet<u64>) -> Result<Reply, &'static str> {
+    fn open(&mut self, bytes: &[u8], sent: &HashMap<u64, [u8; 32]>) -> Result<Reply, &'static str> {
         let reply = Datagram::parse(bytes, usize::MAX).map_err(|e| e.name())?;
         if reply.header.kind != Kind::Reply {
             return Err("not a reply");
         }
-        if !sent.contains(&reply.header.seq) {
+        let Some(digest) = sent.get(&reply.header.seq) else {
             return Err("not the sequence number of our request");
-        }
+        };
+        let answers = RequestBinding {
+            key_id: self.key.key_id(),
+            digest: *digest,
+        };
         let skew = u64::try_from(MAX_REPLY_SKEW.as_millis()).unwrap_or(u64::MAX);
         if now_ms().abs_diff(reply.header.timestamp_ms) > skew {
             return Err("stale timestamp");
@@ -230,8 +237,8 @@ impl UdpClient {
             }
             _ => return Err("unknown server key"),
         };
-        if !key.verify(&reply.signing_input(), reply.signature) {
-            return Err("bad signature");
+        if !key.verify(&reply.reply_signing_input(&answers), reply.signature) {
+            return Err("bad signature, or signed for another request");
         }
         self.server_key = Some(key);
         match ServerLine::parse(reply.body) {

@@ -16,7 +16,10 @@ fn a_file_is_written_whole_with_exactly_its_mode_and_no_temporary_is_left() {
     write_atomic(&path, b"public\n", PUBLIC_MODE).unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"public\n");
     assert_eq!(mode(&path), 0o644);
-    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["key.pem"], "only the file itself remains");
 }
 
@@ -28,11 +31,18 @@ fn links_planted_under_every_old_style_temporary_name_are_never_followed() {
     fs::write(&target, b"").unwrap();
     // The names a guessable scheme would use: `.NAME.tmp-PID` and `NAME.tmpPID`.
     let pid = std::process::id();
-    for name in [format!(".ca-key.pem.tmp-{pid}"), format!("ca-key.pem.tmp{pid}")] {
+    for name in [
+        format!(".ca-key.pem.tmp-{pid}"),
+        format!("ca-key.pem.tmp{pid}"),
+    ] {
         symlink(&target, dir.path().join(name)).unwrap();
     }
     write_atomic(&dir.path().join("ca-key.pem"), b"CA KEY", PRIVATE_MODE).unwrap();
-    assert_eq!(fs::read(&target).unwrap(), b"", "nothing reached the planted link's target");
+    assert_eq!(
+        fs::read(&target).unwrap(),
+        b"",
+        "nothing reached the planted link's target"
+    );
     assert_eq!(fs::read(dir.path().join("ca-key.pem")).unwrap(), b"CA KEY");
 }
 
@@ -44,8 +54,15 @@ fn a_folder_others_can_write_to_is_refused_before_anything_is_written() {
         let err = write_atomic(&dir.path().join("k"), b"x", PRIVATE_MODE).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, FileError::UnsafeDir { .. }), "{text}");
-        assert!(text.contains("other users can write") && text.contains("chmod go-w"), "{text}");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was created");
+        assert!(
+            text.contains("other users can write") && text.contains("chmod go-w"),
+            "{text}"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing was created"
+        );
     }
     for fine in [0o700, 0o755, 0o750] {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(fine)).unwrap();

@@ -10,7 +10,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | version: 1 |
+//! | 0 | 1 | version: 2 |
 //! | 1 | 1 | kind: 1 request, 2 reply |
 //! | 2 | 1 | flags: bit 0 `CERT` (a certificate follows the body), bit 1 `WANT_CERT` (request only: put your certificate in the reply); other bits 0 |
 //! | 3 | 8 | key id: the first 8 bytes of SHA-256 over the sender certificate's SubjectPublicKeyInfo |
@@ -21,21 +21,49 @@
 //! | | 2 | certificate length C (only with `CERT`) |
 //! | | C | the sender's certificate, DER (only with `CERT`) |
 //! | | 2 | signature length S |
-//! | | S | signature over [`CONTEXT`] followed by every byte before the signature length |
+//! | | S | signature (below) |
+//!
+//! A request's signature is over [`CONTEXT`] followed by every byte before the signature length.
+//! A reply's is over [`CONTEXT`], then the request it answers ([`RequestBinding`]: the
+//! requester's 8-byte key id and the SHA-256 of the whole request datagram as received), then
+//! every byte before the signature length. The binding is not sent (the requester knows what it
+//! sent): a reply signed for someone else's request, even one that reused our sequence number,
+//! does not verify.
 //!
 //! The signature is ECDSA P-256 with SHA-256, ASN.1 DER encoded (the key type our CA issues).
 //! The context string keeps a datagram signature from ever being valid as any other signature
 //! made with the same key (a TLS handshake, say). Nothing may follow the signature.
+//!
+//! Version 1 signed replies over the reply's bytes alone; version 2 added the binding.
 
 use std::fmt;
 
 use crate::wire::{put_sized, Reader, TooLong, Truncated};
 
 /// The version this module reads and writes.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Domain separation: signed before the datagram bytes.
-pub const CONTEXT: &[u8] = b"tlschat signed datagram v1\0";
+pub const CONTEXT: &[u8] = b"tlschat signed datagram v2\0";
+
+/// What a reply's signature binds it to: the request it answers. Signed, never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBinding {
+    /// The key id of the requester (the request's header key id).
+    pub key_id: [u8; 8],
+    /// SHA-256 of the whole request datagram, signature included, as received.
+    pub digest: [u8; 32],
+}
+
+impl RequestBinding {
+    /// The 40 bytes signed between [`CONTEXT`] and the reply.
+    pub fn bytes(&self) -> [u8; 40] {
+        let mut out = [0; 40];
+        out[..8].copy_from_slice(&self.key_id);
+        out[8..].copy_from_slice(&self.digest);
+        out
+    }
+}
 
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 29;
@@ -192,19 +220,49 @@ impl<'a> Datagram<'a> {
         })
     }
 
-    /// The exact bytes the signature is over: [`CONTEXT`] then [`signed`](Self::signed).
+    /// The exact bytes a request's signature is over: [`CONTEXT`] then
+    /// [`signed`](Self::signed).
     pub fn signing_input(&self) -> Vec<u8> {
         [CONTEXT, self.signed].concat()
     }
+
+    /// The exact bytes a reply's signature is over: [`CONTEXT`], the request it must answer,
+    /// then [`signed`](Self::signed).
+    pub fn reply_signing_input(&self, request: &RequestBinding) -> Vec<u8> {
+        [CONTEXT, &request.bytes(), self.signed].concat()
+    }
 }
 
-/// Builds a datagram: the fields, then a signature over [`CONTEXT`] and them, made by `sign`.
+/// Builds a request: the fields, then a signature over [`CONTEXT`] and them, made by `sign`.
 ///
 /// Fails with [`DatagramError::Oversized`] when a field does not fit its 16-bit length.
 pub fn encode(
     header: &Header,
     body: &str,
     cert: Option<&[u8]>,
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Result<Vec<u8>, DatagramError> {
+    encode_signed(header, body, cert, &[], sign)
+}
+
+/// Builds a reply to the request `answers`: its signature also covers the binding.
+///
+/// Fails with [`DatagramError::Oversized`] when a field does not fit its 16-bit length.
+pub fn encode_reply(
+    header: &Header,
+    body: &str,
+    cert: Option<&[u8]>,
+    answers: &RequestBinding,
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Result<Vec<u8>, DatagramError> {
+    encode_signed(header, body, cert, &answers.bytes(), sign)
+}
+
+fn encode_signed(
+    header: &Header,
+    body: &str,
+    cert: Option<&[u8]>,
+    binding: &[u8],
     sign: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> Result<Vec<u8>, DatagramError> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + cert.map_or(0, <[u8]>::len) + 80);
@@ -225,7 +283,7 @@ pub fn encode(
     if let Some(cert) = cert {
         put_sized(&mut out, cert)?;
     }
-    let signature = sign(&[CONTEXT, &out].concat());
+    let signature = sign(&[CONTEXT, binding, &out].concat());
     put_sized(&mut out, &signature)?;
     Ok(out)
 }
@@ -281,6 +339,31 @@ mod tests {
             assert_eq!(parsed.signature, fake_sign(&parsed.signing_input()));
             assert!(parsed.signing_input().starts_with(CONTEXT));
         }
+    }
+
+    #[test]
+    fn a_reply_signature_covers_the_request_it_answers() {
+        let binding = RequestBinding {
+            key_id: [9; 8],
+            digest: [7; 32],
+        };
+        let reply_header = Header {
+            kind: Kind::Reply,
+            want_cert: false,
+            ..header()
+        };
+        let bytes = encode_reply(&reply_header, "OK 3", None, &binding, |i| i.to_vec()).unwrap();
+        let parsed = Datagram::parse(&bytes, usize::MAX).unwrap();
+        let input = parsed.reply_signing_input(&binding);
+        assert_eq!(parsed.signature, input);
+        assert_eq!(&input[CONTEXT.len()..CONTEXT.len() + 8], &[9; 8]);
+        assert_eq!(&input[CONTEXT.len() + 8..CONTEXT.len() + 40], &[7; 32]);
+        let other = RequestBinding {
+            digest: [8; 32],
+            ..binding
+        };
+        assert_ne!(parsed.reply_signing_input(&other), input);
+        assert_ne!(parsed.signing_input(), input);
     }
 
     #[test]

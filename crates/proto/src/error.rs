@@ -91,6 +91,11 @@ error_codes! {
     ShuttingDown => "SHUTTING_DOWN",
     /// A certificate reload failed; the old certificate stays in use.
     ReloadFailed => "RELOAD_FAILED",
+    /// A direct message longer than the server's direct-message limit; it was not sent.
+    TooLong => "TOO_LONG",
+    /// The recipient's queue has no room for more direct messages now (they are not reading
+    /// fast enough); it was not sent. Try again later.
+    TargetBusy => "TARGET_BUSY",
     /// A code this version does not know (only produced when parsing a newer server's reply;
     /// the original code is kept at the start of the message).
     Unknown => "UNKNOWN",

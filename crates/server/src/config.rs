@@ -17,9 +17,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:6254";
 /// Default server name, sent in the greeting.
 pub const DEFAULT_SERVER_NAME: &str = "tlschat";
 
-/// Default time a client has to finish the TLS handshake: 10 s. A peer that connects and says
-/// nothing holds a connection slot for at most this long.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client has to finish the TLS handshake: 5 s. A peer that connects and says
+/// nothing holds a connection slot for at most this long (and at most
+/// [`DEFAULT_MAX_HANDSHAKES_PER_IP`] such slots per address).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default maximum of TLS handshakes in progress from one source address: 16. A connection
+/// past it is closed at once, before it takes a connection slot, so one address that opens
+/// sockets and stays silent cannot make others wait.
+pub const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 16;
 
 /// Default time one write to a client may take: 10 s. A client that stops reading is
 /// disconnected after this, so it cannot hold server memory.
@@ -44,6 +50,18 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default maximum of concurrent connections from one source address: 64.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+
+/// Default sustained request bytes per connection: 256 KiB a second. With the line rate, this
+/// makes a sender pay for volume: nobody can push megabytes at another user.
+pub const DEFAULT_RATE_BYTES: u64 = 256 * 1024;
+
+/// Default burst of request bytes per connection: 1 MiB (must be at least the line limit).
+pub const DEFAULT_RATE_BYTES_BURST: u64 = 1024 * 1024;
+
+/// Default largest direct message, as sent (the text of `MSG nick`, or the hex payload of
+/// `E2E nick`, which is about twice the text plus 300 bytes): 16 KiB, well below the line
+/// limit, so no single sender can fill a recipient's queue with a few lines.
+pub const DEFAULT_MAX_DM_BYTES: usize = 16 * 1024;
 
 /// Default sustained request rate per connection: 100 requests a second.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 100;
@@ -112,6 +130,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Concurrent connections from one source address at most.
     pub max_connections_per_ip: usize,
+    /// TLS handshakes in progress from one source address at most.
+    pub max_handshakes_per_ip: usize,
+    /// Largest direct message payload, in bytes.
+    pub max_dm_bytes: usize,
     /// Request rate limit per connection.
     pub rate: RateLimit,
     /// Limits on rooms.
@@ -141,9 +163,13 @@ impl Config {
             udp: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
+            max_dm_bytes: DEFAULT_MAX_DM_BYTES,
             rate: RateLimit {
                 per_second: DEFAULT_RATE_PER_SECOND,
                 burst: DEFAULT_RATE_BURST,
+                bytes_per_second: DEFAULT_RATE_BYTES,
+                bytes_burst: DEFAULT_RATE_BYTES_BURST,
                 max_strikes: DEFAULT_MAX_STRIKES,
             },
             rooms: RoomLimits::default(),

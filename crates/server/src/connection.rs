@@ -110,6 +110,14 @@ enum Next {
     Flooding,
 }
 
+/// The per-address slots a connection holds: one for its life, one for its handshake.
+pub(crate) struct AddressSlots {
+    /// Counts against `max-connections-per-ip` until the connection ends.
+    pub(crate) connection: AddressSlot,
+    /// Counts against `max-handshakes-per-ip` until the handshake ends.
+    pub(crate) handshake: AddressSlot,
+}
+
 /// Serves one accepted TCP connection to the end. The permit is the connection's slot under the
 /// connection limit and is released when this returns.
 pub(crate) async fn serve(
@@ -117,17 +125,21 @@ pub(crate) async fn serve(
     tcp: TcpStream,
     peer_addr: SocketAddr,
     _permit: OwnedSemaphorePermit,
-    address_slot: Option<AddressSlot>,
+    slots: AddressSlots,
 ) {
     if let Err(err) = tcp.set_nodelay(true) {
         debug!(peer = %peer_addr, error = %err, "cannot set TCP_NODELAY");
     }
-    let handshake = tokio::time::timeout(
+    let AddressSlots {
+        connection: _address_slot,
+        handshake,
+    } = slots;
+    let handshake_done = tokio::time::timeout(
         shared.config.handshake_timeout,
         shared.acceptor().accept(tcp),
     );
     let stream = tokio::select! {
-        result = handshake => match result {
+        result = handshake_done => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
                 info!(peer = %peer_addr, error = %err, "TLS handshake failed");
@@ -141,10 +153,7 @@ pub(crate) async fn serve(
         },
         () = shared.shutdown.cancelled() => return,
     };
-    let Some(_address_slot) = address_slot else {
-        refuse_over_limit(&shared, stream, peer_addr).await;
-        return;
-    };
+    drop(handshake);
     let (_, tls) = stream.get_ref();
     let identity = Identity::from_peer_certificates(tls.peer_certificates());
     info!(
@@ -180,24 +189,6 @@ pub(crate) async fn serve(
         }
         _ => info!(peer = %peer_addr, nick, %reason, "disconnected"),
     }
-}
-
-/// Tells a client from an address that has too many connections why it is refused, then
-/// closes (the handshake already cost what it costs; the message saves the user a guess).
-async fn refuse_over_limit(shared: &Shared, mut stream: TlsStream<TcpStream>, peer: SocketAddr) {
-    let max = shared.config.max_connections_per_ip;
-    info!(%peer, max, "refused: too many connections from this address");
-    let event = Event::Disconnect {
-        code: "TOO_MANY_CONNECTIONS".to_owned(),
-        reason: format!("{max} connections from {} already", peer.ip()),
-    };
-    let mut line = Vec::new();
-    encode_line(&event.to_string(), &mut line);
-    let goodbye = async {
-        stream.write_all(&line).await?;
-        stream.shutdown().await
-    };
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
 }
 
 struct Connection {
@@ -394,20 +385,22 @@ impl Connection {
                     match Request::parse(&line) {
                         // Keepalive answers and blank lines get no reply.
                         Ok(None | Some(Request::Pong(_))) => continue,
-                        Ok(Some(request)) => match self.rate.check(std::time::Instant::now()) {
-                            Verdict::Allow => match request {
-                                Request::Msg {
-                                    target: Target::Room(room),
-                                    text,
-                                } => {
-                                    self.batch(room, text);
-                                    continue;
-                                }
-                                request => Next::Handle(request),
-                            },
-                            Verdict::Refuse => Next::Reply(self.rate_limited()),
-                            Verdict::Disconnect => Next::Flooding,
-                        },
+                        Ok(Some(request)) => {
+                            match self.rate.check(std::time::Instant::now(), line.len()) {
+                                Verdict::Allow => match request {
+                                    Request::Msg {
+                                        target: Target::Room(room),
+                                        text,
+                                    } => {
+                                        self.batch(room, text);
+                                        continue;
+                                    }
+                                    request => Next::Handle(request),
+                                },
+                                Verdict::Refuse => Next::Reply(self.rate_limited()),
+                                Verdict::Disconnect => Next::Flooding,
+                            }
+                        }
                         Err(err) => Next::Reply(Reply::err(err.code(), err)),
                     }
                 }
@@ -481,8 +474,8 @@ impl Connection {
         Reply::err(
             ErrorCode::RateLimited,
             format!(
-                "slow down: {} requests a second, bursts of {}",
-                rate.per_second, rate.burst
+                "slow down: {} requests and {} bytes a second, bursts of {} and {} bytes",
+                rate.per_second, rate.bytes_per_second, rate.burst, rate.bytes_burst
             ),
         )
     }

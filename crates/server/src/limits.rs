@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::chat::peer::lock;
 
-/// A token bucket: `rate` tokens a second, at most `burst` saved up. Each request takes one.
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     rate: f64,
@@ -19,36 +19,50 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
+    pub fn new(rate: u64, burst: u64, now: Instant) -> Self {
+        let burst = burst.max(1) as f64;
         Self {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
+            rate: rate as f64,
+            burst,
+            tokens: burst,
             last: now,
         }
     }
 
-    /// Takes a token if one is there.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    /// Adds what accrued since the last call.
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         self.last = now;
-        if self.tokens >= 1.0 {
+    }
+
+    /// Whether `n` tokens are there now.
+    fn has(&mut self, n: f64, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= n
+    }
+
+    /// Takes one token if one is there.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let ok = self.has(1.0, now);
+        if ok {
             self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
+        ok
     }
 }
 
-/// Rate-limit settings for one connection.
+/// Rate-limit settings for one connection: requests and bytes, each a token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests per second, sustained.
     pub per_second: u32,
     /// Requests that may come at once after a quiet spell.
     pub burst: u32,
+    /// Request bytes per second, sustained.
+    pub bytes_per_second: u64,
+    /// Request bytes that may come at once after a quiet spell.
+    pub bytes_burst: u64,
     /// Refused requests (net of accepted ones) after which the client is disconnected.
     pub max_strikes: u32,
 }
@@ -64,29 +78,35 @@ pub enum Verdict {
     Disconnect,
 }
 
-/// A connection's rate limiter: a bucket plus a count of strikes. Each refused request is a
-/// strike and each allowed one takes a strike away, so a client that backs off when told is
-/// never cut off, and one that keeps pushing is.
+/// A connection's rate limiter: a bucket of requests, one of bytes, and a count of strikes. A
+/// request passes when both buckets hold enough, and then takes from both. Each refused
+/// request is a strike and each allowed one takes a strike away, so a client that backs off
+/// when told is never cut off, and one that keeps pushing is.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
-    bucket: TokenBucket,
+    requests: TokenBucket,
+    bytes: TokenBucket,
     strikes: u32,
     max_strikes: u32,
 }
 
 impl RateLimiter {
-    /// A limiter with a full bucket.
+    /// A limiter with full buckets.
     pub fn new(limit: RateLimit, now: Instant) -> Self {
         Self {
-            bucket: TokenBucket::new(limit.per_second, limit.burst, now),
+            requests: TokenBucket::new(limit.per_second.into(), limit.burst.into(), now),
+            bytes: TokenBucket::new(limit.bytes_per_second, limit.bytes_burst, now),
             strikes: 0,
             max_strikes: limit.max_strikes,
         }
     }
 
-    /// Judges one request arriving `now`.
-    pub fn check(&mut self, now: Instant) -> Verdict {
-        if self.bucket.try_take(now) {
+    /// Judges one request of `len` bytes arriving `now`.
+    pub fn check(&mut self, now: Instant, len: usize) -> Verdict {
+        let len = len as f64;
+        if self.requests.has(1.0, now) && self.bytes.has(len, now) {
+            self.requests.tokens -= 1.0;
+            self.bytes.tokens -= len;
             self.strikes = self.strikes.saturating_sub(1);
             return Verdict::Allow;
         }
@@ -198,15 +218,17 @@ mod tests {
         let limit = RateLimit {
             per_second: 10,
             burst: 2,
+            bytes_per_second: 1 << 30,
+            bytes_burst: 1 << 30,
             max_strikes: 5,
         };
         let mut polite = RateLimiter::new(limit, t0);
         for i in 0..1000u64 {
             let now = t0 + Duration::from_millis(100 * i);
-            assert_eq!(polite.check(now), Verdict::Allow);
+            assert_eq!(polite.check(now, 10), Verdict::Allow);
         }
         let mut pushy = RateLimiter::new(limit, t0);
-        let verdicts: Vec<Verdict> = (0..7).map(|_| pushy.check(t0)).collect();
+        let verdicts: Vec<Verdict> = (0..7).map(|_| pushy.check(t0, 10)).collect();
         assert_eq!(
             verdicts,
             [
@@ -218,6 +240,43 @@ mod tests {
                 Verdict::Refuse,
                 Verdict::Disconnect
             ]
+        );
+    }
+
+    #[test]
+    fn a_sender_pays_for_bytes_not_only_for_lines() {
+        let t0 = Instant::now();
+        let limit = RateLimit {
+            per_second: 1000,
+            burst: 1000,
+            bytes_per_second: 1000,
+            bytes_burst: 4000,
+            max_strikes: 100,
+        };
+        let mut limiter = RateLimiter::new(limit, t0);
+        let allowed = (0..10)
+            .filter(|_| limiter.check(t0, 1000) == Verdict::Allow)
+            .count();
+        assert_eq!(
+            allowed, 4,
+            "the byte burst, though the line rate allows 1000"
+        );
+        assert_eq!(
+            limiter.check(t0, 10),
+            Verdict::Refuse,
+            "the bytes are spent"
+        );
+        let later = t0 + Duration::from_millis(500);
+        assert_eq!(
+            limiter.check(later, 400),
+            Verdict::Allow,
+            "500 bytes accrued"
+        );
+        assert_eq!(limiter.check(later, 200), Verdict::Refuse);
+        assert_eq!(
+            limiter.check(later, 100),
+            Verdict::Allow,
+            "a refusal takes nothing"
         );
     }
 

@@ -218,9 +218,11 @@ async fn accept_until(
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::ZERO;
-                let max = shared.config.max_connections_per_ip;
-                let slot = shared.addresses.try_acquire(peer.ip(), max);
-                tracker.spawn(connection::serve(shared.clone(), tcp, peer, permit, slot));
+                // The address is judged before anything is spent on it: a connection past its
+                // address's limits is closed at once, so it holds no slot through a handshake.
+                if let Some(slots) = admit_address(shared, peer) {
+                    tracker.spawn(connection::serve(shared.clone(), tcp, peer, permit, slots));
+                }
             }
             Err(err) => {
                 backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
@@ -229,6 +231,33 @@ async fn accept_until(
             }
         }
     }
+}
+
+/// Takes the per-address slots of a new connection: one of `max-connections-per-ip` for its
+/// life, and one of `max-handshakes-per-ip` for its handshake. `None` (logged) when the address
+/// has used either up; the caller then drops the socket.
+fn admit_address(shared: &Shared, peer: SocketAddr) -> Option<connection::AddressSlots> {
+    let config = &shared.config;
+    let Some(connection) = shared
+        .addresses
+        .try_acquire(peer.ip(), config.max_connections_per_ip)
+    else {
+        info!(%peer, max = config.max_connections_per_ip,
+              "refused: too many connections from this address");
+        return None;
+    };
+    let Some(handshake) = shared
+        .handshakes
+        .try_acquire(peer.ip(), config.max_handshakes_per_ip)
+    else {
+        info!(%peer, max = config.max_handshakes_per_ip,
+              "refused: too many TLS handshakes in progress from this address");
+        return None;
+    };
+    Some(connection::AddressSlots {
+        connection,
+        handshake,
+    })
 }
 
 /// Reloads the certificates on every SIGHUP until shutdown.
@@ -278,5 +307,10 @@ async fn bind_udp(
         keys.clone(),
         chrono::Utc::now(),
     );
+    // Datagrams stamped before the floor may be replays of ones an earlier run answered:
+    // start listening only once honest clients' timestamps are past it.
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let wait = service.ready_at_ms().saturating_sub(now_ms) + 1;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     Ok((socket, service, keys))
 }

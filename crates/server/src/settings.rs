@@ -105,6 +105,9 @@ pub struct Settings {
     /// Connections per source address at most.
     #[arg(long, value_name = "N", help = help("Concurrent connections from one address; more get EVENT DISCONNECT TOO_MANY_CONNECTIONS", config::DEFAULT_MAX_CONNECTIONS_PER_IP))]
     pub max_connections_per_ip: Option<u64>,
+    /// TLS handshakes in progress per source address at most.
+    #[arg(long, value_name = "N", help = help("TLS handshakes in progress from one address; more are closed at once", config::DEFAULT_MAX_HANDSHAKES_PER_IP))]
+    pub max_handshakes_per_ip: Option<u64>,
     /// Outbound queue per client, bytes.
     #[arg(long, value_name = "BYTES", help = help("Bytes queued for one client before it is cut off as a slow consumer", config::DEFAULT_MAX_PENDING_BYTES))]
     pub max_pending_bytes: Option<u64>,
@@ -114,6 +117,15 @@ pub struct Settings {
     /// Burst of requests per connection.
     #[arg(long, value_name = "N", help = help("Requests per connection allowed at once after a quiet spell", config::DEFAULT_RATE_BURST))]
     pub rate_burst: Option<u64>,
+    /// Sustained bytes per second per connection.
+    #[arg(long, value_name = "BYTES", help = help("Request bytes a second per connection, sustained; more get ERR RATE_LIMITED", config::DEFAULT_RATE_BYTES))]
+    pub rate_bytes: Option<u64>,
+    /// Burst of bytes per connection.
+    #[arg(long, value_name = "BYTES", help = help("Request bytes per connection allowed at once after a quiet spell (at least max-line-len)", config::DEFAULT_RATE_BYTES_BURST))]
+    pub rate_bytes_burst: Option<u64>,
+    /// Largest direct message.
+    #[arg(long, value_name = "BYTES", help = help("Largest direct message (text, or sealed E2E payload as sent); longer get ERR TOO_LONG", config::DEFAULT_MAX_DM_BYTES))]
+    pub max_dm_bytes: Option<u64>,
     /// Refusals before a flooding client is disconnected.
     #[arg(long, value_name = "N", help = help("Rate-limited requests (net of accepted ones) before EVENT DISCONNECT FLOOD", config::DEFAULT_MAX_STRIKES))]
     pub max_strikes: Option<u64>,
@@ -137,6 +149,10 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION", help = help("UDP: largest difference between a datagram's timestamp and our clock", HumanDuration(udp::DEFAULT_MAX_SKEW)))]
     #[serde(default, deserialize_with = "duration")]
     pub udp_max_skew: Option<HumanDuration>,
+    /// UDP timestamp lead.
+    #[arg(long, value_name = "DURATION", help = help("UDP: largest lead of a datagram's timestamp over our clock (the server waits this long before answering)", HumanDuration(udp::DEFAULT_MAX_AHEAD)))]
+    #[serde(default, deserialize_with = "duration")]
+    pub udp_max_ahead: Option<HumanDuration>,
     /// UDP senders remembered.
     #[arg(long, value_name = "N", help = help("UDP: senders remembered; the least recent is evicted", udp::DEFAULT_MAX_SENDERS))]
     pub udp_max_senders: Option<u64>,
@@ -190,15 +206,20 @@ impl Settings {
             idle_timeout,
             max_connections,
             max_connections_per_ip,
+            max_handshakes_per_ip,
             max_pending_bytes,
             rate,
             rate_burst,
+            rate_bytes,
+            rate_bytes_burst,
+            max_dm_bytes,
             max_strikes,
             max_rooms_per_user,
             max_room_members,
             max_published_keys,
             udp,
             udp_max_skew,
+            udp_max_ahead,
             udp_max_senders,
             udp_max_datagram
         )
@@ -249,6 +270,15 @@ impl Settings {
             )?,
         );
         set(
+            &mut c.max_handshakes_per_ip,
+            ranged(
+                "max-handshakes-per-ip",
+                self.max_handshakes_per_ip,
+                1,
+                1_000_000,
+            )?,
+        );
+        set(
             &mut c.max_pending_bytes,
             ranged("max-pending-bytes", self.max_pending_bytes, 1024, 1 << 30)?,
         );
@@ -259,6 +289,26 @@ impl Settings {
         set(
             &mut c.rate.burst,
             ranged("rate-burst", self.rate_burst, 1, 10_000_000)?,
+        );
+        set(
+            &mut c.rate.bytes_per_second,
+            ranged("rate-bytes", self.rate_bytes, 1024, 1 << 40)?,
+        );
+        set(
+            &mut c.rate.bytes_burst,
+            ranged("rate-bytes-burst", self.rate_bytes_burst, 1024, 1 << 40)?,
+        );
+        // A line the server accepts must be able to pass the byte budget.
+        if c.rate.bytes_burst < c.max_line_len as u64 {
+            return Err(SettingsError::Range {
+                key: "rate-bytes-burst",
+                value: c.rate.bytes_burst.to_string(),
+                allowed: format!("at least max-line-len ({})", c.max_line_len),
+            });
+        }
+        set(
+            &mut c.max_dm_bytes,
+            ranged("max-dm-bytes", self.max_dm_bytes, 64, 16 << 20)?,
         );
         set(
             &mut c.rate.max_strikes,
@@ -279,6 +329,10 @@ impl Settings {
         if let Some(addr) = self.udp {
             let mut u = UdpConfig::new(addr);
             set(&mut u.max_skew, timeout("udp-max-skew", self.udp_max_skew)?);
+            set(
+                &mut u.max_ahead,
+                timeout("udp-max-ahead", self.udp_max_ahead)?,
+            );
             set(
                 &mut u.max_senders,
                 ranged("udp-max-senders", self.udp_max_senders, 1, 1_000_000)?,

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     /// Connections past the TLS handshake, now.
     pub(crate) connections: AtomicUsize,
     pub(crate) addresses: Arc<AddressCounter>,
+    /// TLS handshakes in progress per source address.
+    pub(crate) handshakes: Arc<AddressCounter>,
     pub(crate) udp_stats: Option<Arc<UdpStats>>,
     pub(crate) udp_keys: Option<watch::Sender<UdpKeys>>,
 }
@@ -88,7 +90,10 @@ impl Shared {
         udp_keys: Option<watch::Sender<UdpKeys>>,
     ) -> Self {
         Self {
-            hub: Arc::new(Hub::with_limits(config.rooms, config.max_published_keys)),
+            hub: Arc::new(
+                Hub::with_limits(config.rooms, config.max_published_keys)
+                    .with_max_dm_bytes(config.max_dm_bytes),
+            ),
             config,
             acceptor: RwLock::new(acceptor),
             stop: CancellationToken::new(),
@@ -97,6 +102,7 @@ impl Shared {
             gate: Gate::default(),
             connections: AtomicUsize::new(0),
             addresses: Arc::new(AddressCounter::default()),
+            handshakes: Arc::new(AddressCounter::default()),
             udp_stats,
             udp_keys,
         }

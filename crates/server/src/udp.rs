@@ -5,18 +5,28 @@
 //!
 //! 1. size, then layout ([`Datagram::parse`]);
 //! 2. it is a request;
-//! 3. its timestamp is within the allowed clock skew of ours;
-//! 4. its key: a known sender's, or else the datagram must carry a certificate whose key id
-//!    matches, which verifies against the CA as a TLS client certificate would, and whose
-//!    timestamp is newer than the *floor* (the server's start, or the last activity of any
-//!    sender evicted from the table), so nothing sent before we forgot a sender can be replayed;
+//! 3. its timestamp is at most the allowed skew behind our clock, and at most the small
+//!    `max_ahead` margin ahead of it;
+//! 4. its key: a known sender's (whose certificate has not expired since), or else the datagram
+//!    must carry a certificate whose key id matches, which verifies against the CA as a TLS
+//!    client certificate would, and whose timestamp is newer than the *floor*, so nothing sent
+//!    before we forgot a sender can be replayed;
 //! 5. its sequence number is new for that sender ([`ReplayWindow`]);
 //! 6. its signature.
 //!
 //! Only then is the sender remembered (the table holds at most `max_senders`; the least
-//! recently active is evicted) and the request answered, signed with the server's key. A reply
-//! carries the server certificate only when the request carried one, and is never more than
+//! recently active is evicted) and the request answered, signed with the server's key over the
+//! reply *and* the request it answers (see `tlschat_proto::datagram`). A reply carries the
+//! server certificate only when the request asks for it (`WANT_CERT`), and is never more than
 //! [`AMPLIFICATION_FACTOR`] times the request's size.
+//!
+//! # The floor
+//!
+//! Timestamps are the sender's clock, at most `max_ahead` ahead of ours. So everything an
+//! earlier run of the server answered is stamped at most its last moment plus `max_ahead`: the
+//! floor starts at our start plus `max_ahead` (the server waits that long before it listens).
+//! Forgetting a sender (eviction, or a reload, which forgets everyone so the new CA and any
+//! expiry apply at once) raises the floor to the newest timestamp accepted from it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -29,10 +39,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use tlschat_proto::datagram::{self, Datagram, DatagramError, Header, Kind};
+use tlschat_proto::datagram::{self, Datagram, DatagramError, Header, Kind, RequestBinding};
 use tlschat_proto::replay::{ReplayError, ReplayWindow};
 use tlschat_proto::{Reply, Request, Verb};
-use tlschat_tls::signing::{CertKey, ClientCheck, KeyId, PeerKey};
+use tlschat_tls::signing::{sha256, CertKey, ClientCheck, KeyId, PeerKey};
 
 use crate::chat::peer::lock;
 use crate::random::ProviderRandom;
@@ -50,8 +60,13 @@ pub const UDP_VERBS: &[Verb] = &[
     Verb::Ping,
 ];
 
-/// Default largest difference between a datagram's timestamp and the server's clock: 30 s.
+/// Default largest age of a datagram's timestamp, on the server's clock: 30 s.
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(30);
+
+/// Default largest lead of a datagram's timestamp over the server's clock: 1 s. Clocks of a
+/// network kept in time by NTP differ by milliseconds. The server waits this long after start
+/// before it answers (see the module's floor).
+pub const DEFAULT_MAX_AHEAD: Duration = Duration::from_secs(1);
 
 /// Default number of senders remembered (key, name, replay window): 4,096, about 1 MiB.
 pub const DEFAULT_MAX_SENDERS: usize = 4096;
@@ -66,8 +81,11 @@ pub enum Dropped {
     Malformed(DatagramError),
     /// A reply, where only requests are expected.
     NotARequest,
-    /// The timestamp is too far from our clock, or older than the floor for new senders.
+    /// The timestamp is too old or too far ahead of our clock, or not above the floor for new
+    /// senders.
     Stale,
+    /// The sender's certificate has expired since it was checked.
+    Expired,
     /// No certificate, and the key id is not one we know.
     UnknownKey,
     /// The certificate's key is not the one the key id names.
@@ -89,6 +107,7 @@ impl Dropped {
             Self::Malformed(err) => err.name(),
             Self::NotARequest => "not_a_request",
             Self::Stale => "stale",
+            Self::Expired => "expired_cert",
             Self::UnknownKey => "unknown_key",
             Self::KeyMismatch => "key_mismatch",
             Self::UntrustedCert => "untrusted_cert",
@@ -124,8 +143,10 @@ pub struct UdpConfig {
     pub listen: SocketAddr,
     /// Largest datagram read, in bytes.
     pub max_datagram: usize,
-    /// Largest timestamp difference accepted.
+    /// Largest timestamp age accepted.
     pub max_skew: Duration,
+    /// Largest timestamp lead over our clock accepted.
+    pub max_ahead: Duration,
     /// Senders remembered at most.
     pub max_senders: usize,
 }
@@ -137,6 +158,7 @@ impl UdpConfig {
             listen,
             max_datagram: datagram::DEFAULT_MAX_DATAGRAM,
             max_skew: DEFAULT_MAX_SKEW,
+            max_ahead: DEFAULT_MAX_AHEAD,
             max_senders: DEFAULT_MAX_SENDERS,
         }
     }
@@ -164,7 +186,10 @@ impl UdpKeys {
 struct Sender {
     key: PeerKey,
     window: ReplayWindow,
+    /// When we last answered it, on our clock: for eviction.
     last_seen_ms: u64,
+    /// The newest timestamp accepted from it, on its clock: the floor once it is forgotten.
+    newest_ms: u64,
 }
 
 /// The UDP protocol state: no socket, so tests can feed it datagrams and a clock.
@@ -183,21 +208,30 @@ impl UdpService {
     /// A service signing and checking with `keys`, started at `now`.
     pub fn new(config: UdpConfig, server_name: String, keys: UdpKeys, now: DateTime<Utc>) -> Self {
         Self {
-            config,
             server_name,
             keys,
             senders: HashMap::new(),
-            // Anything stamped before the start is refused. The millisecond of the start itself
-            // is allowed: no earlier run of the server can have sent in it.
-            floor_ms: millis(now).saturating_sub(1),
+            floor_ms: millis(now).saturating_add(duration_ms(config.max_ahead)),
+            config,
             dice: ProviderRandom::new(),
             stats: Arc::new(UdpStats::default()),
         }
     }
 
-    /// Uses new keys from now on (after a reload). Known senders stay known.
+    /// Uses new keys from now on (after a reload) and forgets every sender, so each one's
+    /// certificate is checked again against the CA now in force. The floor rises to the newest
+    /// timestamp accepted from any of them, so nothing they sent can be replayed.
     pub fn set_keys(&mut self, keys: UdpKeys) {
         self.keys = keys;
+        let newest = self.senders.values().map(|s| s.newest_ms).max();
+        self.floor_ms = self.floor_ms.max(newest.unwrap_or(0));
+        self.senders.clear();
+    }
+
+    /// When the service may start answering: the initial floor, on the server's clock. Anything
+    /// sent before then is refused as possibly from an earlier run.
+    pub fn ready_at_ms(&self) -> u64 {
+        self.floor_ms
     }
 
     /// The counters.
@@ -229,11 +263,17 @@ impl UdpService {
             return Err(Dropped::NotARequest);
         }
         let now_ms = millis(now);
-        let skew = u64::try_from(self.config.max_skew.as_millis()).unwrap_or(u64::MAX);
-        if now_ms.abs_diff(header.timestamp_ms) > skew {
+        let ts = header.timestamp_ms;
+        if ts > now_ms.saturating_add(duration_ms(self.config.max_ahead))
+            || now_ms.saturating_sub(ts) > duration_ms(self.config.max_skew)
+        {
             return Err(Dropped::Stale);
         }
         let new_sender = match self.senders.get(&header.key_id) {
+            Some(sender) if sender.key.not_after() < now.timestamp() => {
+                self.forget(header.key_id);
+                return Err(Dropped::Expired);
+            }
             Some(sender) => {
                 sender.window.check(header.seq).map_err(Dropped::Replayed)?;
                 None
@@ -255,10 +295,14 @@ impl UdpService {
             return Err(Dropped::BadSignature);
         }
         let caller = key.name().unwrap_or("anonymous").to_owned();
-        self.remember(header.key_id, new_sender, header.seq, now_ms)?;
+        self.remember(header.key_id, new_sender, header.seq, ts, now_ms)?;
         let reply = self.answer(request.body, &caller, now);
         let signer = &self.keys.signer;
-        let cert = request.cert.map(|_| signer.cert_der());
+        let cert = header.want_cert.then(|| signer.cert_der());
+        let answers = RequestBinding {
+            key_id: header.key_id,
+            digest: sha256(bytes),
+        };
         let reply_header = Header {
             kind: Kind::Reply,
             want_cert: false,
@@ -266,10 +310,11 @@ impl UdpService {
             seq: header.seq,
             timestamp_ms: now_ms,
         };
-        let encoded = datagram::encode(&reply_header, &reply.to_string(), cert, |input| {
-            signer.sign(input)
-        })
-        .map_err(|_| Dropped::Amplification)?;
+        let encoded =
+            datagram::encode_reply(&reply_header, &reply.to_string(), cert, &answers, |input| {
+                signer.sign(input)
+            })
+            .map_err(|_| Dropped::Amplification)?;
         if encoded.len() > AMPLIFICATION_FACTOR * bytes.len() {
             return Err(Dropped::Amplification);
         }
@@ -299,6 +344,7 @@ impl UdpService {
         key_id: KeyId,
         new_key: Option<PeerKey>,
         seq: u64,
+        timestamp_ms: u64,
         now_ms: u64,
     ) -> Result<(), Dropped> {
         if let Some(key) = new_key {
@@ -311,12 +357,14 @@ impl UdpService {
                     key,
                     window: ReplayWindow::new(),
                     last_seen_ms: now_ms,
+                    newest_ms: timestamp_ms,
                 },
             );
         }
         let sender = self.senders.get_mut(&key_id).ok_or(Dropped::UnknownKey)?;
         sender.window.accept(seq).map_err(Dropped::Replayed)?;
         sender.last_seen_ms = now_ms;
+        sender.newest_ms = sender.newest_ms.max(timestamp_ms);
         Ok(())
     }
 
@@ -325,12 +373,17 @@ impl UdpService {
             .senders
             .iter()
             .min_by_key(|(_, s)| s.last_seen_ms)
-            .map(|(id, s)| (*id, s.last_seen_ms));
-        if let Some((id, last_seen)) = oldest {
-            self.senders.remove(&id);
-            // Anything that sender sent before now could be replayed once it is forgotten;
-            // raising the floor refuses all of it.
-            self.floor_ms = self.floor_ms.max(last_seen);
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.forget(id);
+        }
+    }
+
+    /// Forgets a sender. Anything it sent could be replayed once it is forgotten; raising the
+    /// floor to the newest timestamp accepted from it refuses all of that.
+    fn forget(&mut self, id: KeyId) {
+        if let Some(sender) = self.senders.remove(&id) {
+            self.floor_ms = self.floor_ms.max(sender.newest_ms);
         }
     }
 
@@ -362,6 +415,10 @@ fn not_offered(verb: Verb) -> Reply {
 
 fn millis(time: DateTime<Utc>) -> u64 {
     u64::try_from(time.timestamp_millis()).unwrap_or(0)
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Receives, checks and answers datagrams until `shutdown`, taking new keys from `keys`.

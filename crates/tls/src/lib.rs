@@ -62,9 +62,7 @@ pub enum PemError {
 /// SHA-256 of a certificate (DER): its fingerprint, as `openssl x509 -fingerprint -sha256`
 /// shows it.
 pub fn certificate_fingerprint(der: &[u8]) -> [u8; 32] {
-    let mut out = [0; 32];
-    out.copy_from_slice(::aws_lc_rs::digest::digest(&::aws_lc_rs::digest::SHA256, der).as_ref());
-    out
+    signing::sha256(der)
 }
 
 /// The one crypto provider of the workspace.

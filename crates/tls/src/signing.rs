@@ -47,10 +47,16 @@ pub enum SigningError {
 
 /// The key id of a SubjectPublicKeyInfo.
 pub fn key_id(spki_der: &[u8]) -> KeyId {
-    let hash = digest(&SHA256, spki_der);
     let mut id = [0; 8];
-    id.copy_from_slice(&hash.as_ref()[..8]);
+    id.copy_from_slice(&sha256(spki_der)[..8]);
     id
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
 }
 
 /// A certificate and its private key, for signing. It has no `Debug`: it holds key material.
@@ -116,6 +122,7 @@ pub struct PeerKey {
     key_id: KeyId,
     public_key: Vec<u8>,
     name: Option<String>,
+    not_after: i64,
 }
 
 impl PeerKey {
@@ -126,7 +133,13 @@ impl PeerKey {
             key_id: key_id(&summary.spki),
             public_key: summary.public_key,
             name: summary.common_name,
+            not_after: summary.not_after,
         })
+    }
+
+    /// When the certificate expires, in seconds since the Unix epoch.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
     }
 
     /// The key id.

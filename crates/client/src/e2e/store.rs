@@ -322,7 +322,11 @@ mod tests {
         laptop.record("bob", 900).unwrap();
         phone.record("carol", 5).unwrap();
         let reopened = SeenCounters::open(&path).unwrap();
-        assert_eq!(reopened.get("bob"), Some(900), "the phone's write kept the laptop's");
+        assert_eq!(
+            reopened.get("bob"),
+            Some(900),
+            "the phone's write kept the laptop's"
+        );
         assert_eq!(reopened.get("carol"), Some(5));
     }
 

@@ -13,7 +13,7 @@
 //! A room message gets its number and is queued to every member under the room's lock, so all
 //! members receive a room's messages in the order the server accepted them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -70,13 +70,31 @@ impl Default for RoomLimits {
 }
 
 /// The shared chat state.
-#[derive(Default)]
 pub struct Hub {
     users: Mutex<HashMap<String, Arc<Peer>>>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_peer_id: AtomicU64,
     limits: RoomLimits,
     keys: KeyDirectory,
+    /// Largest direct message payload, bytes.
+    max_dm_bytes: usize,
+    /// Names that belong to a certificate: seen verified, or with a published key. Nobody
+    /// else may take them with `NICK`, even while their owner is away.
+    reserved: Mutex<HashSet<String>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            users: Mutex::default(),
+            rooms: Mutex::default(),
+            next_peer_id: AtomicU64::default(),
+            limits: RoomLimits::default(),
+            keys: KeyDirectory::default(),
+            max_dm_bytes: crate::config::DEFAULT_MAX_DM_BYTES,
+            reserved: Mutex::default(),
+        }
+    }
 }
 
 impl Hub {
@@ -94,6 +112,12 @@ impl Hub {
         }
     }
 
+    /// The same hub with direct messages limited to `bytes`.
+    pub fn with_max_dm_bytes(mut self, bytes: usize) -> Self {
+        self.max_dm_bytes = bytes;
+        self
+    }
+
     /// A fresh peer id.
     pub fn next_peer_id(&self) -> u64 {
         self.next_peer_id.fetch_add(1, Ordering::Relaxed) + 1
@@ -104,6 +128,7 @@ impl Hub {
     /// client that had claimed it with `NICK` (`NICK_RECLAIMED`).
     pub fn register_verified(&self, peer: &Arc<Peer>) {
         let Some(nick) = peer.nick() else { return };
+        lock(&self.reserved).insert(name_key(&nick));
         let previous = lock(&self.users).insert(name_key(&nick), peer.clone());
         match previous {
             Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => old.disconnect(
@@ -131,6 +156,12 @@ impl Hub {
             };
         }
         let key = name_key(name);
+        if lock(&self.reserved).contains(&key) {
+            return Reply::err(
+                ErrorCode::NickTaken,
+                format!("{name} belongs to a verified user (a certificate); choose another name"),
+            );
+        }
         {
             let mut users = lock(&self.users);
             match users.get(&key) {
@@ -343,9 +374,10 @@ impl Hub {
         replies
     }
 
-    /// `MSG nick text`: a direct message.
+    /// `MSG nick text`: a direct message. Replies `OK verified` or `OK unverified`: what the
+    /// recipient's name rests on, so a sender learns when a name is only claimed.
     pub fn message_user(&self, peer: &Arc<Peer>, to: &str, text: &str, time: &str) -> Reply {
-        self.direct(peer, to, |from, trust| Event::Direct {
+        self.direct(peer, to, text.len(), |from, trust| Event::Direct {
             from,
             trust,
             time: time.to_owned(),
@@ -360,7 +392,7 @@ impl Hub {
         if let Err(reply) = require_verified(peer, "E2E messages") {
             return reply;
         }
-        self.direct(peer, to, |from, trust| Event::E2e {
+        self.direct(peer, to, sealed.len(), |from, trust| Event::E2e {
             from,
             trust,
             time: time.to_owned(),
@@ -368,22 +400,43 @@ impl Hub {
         })
     }
 
-    /// Queues the event `make(sender, trust)` for the user called `to`.
+    /// Queues the event `make(sender, trust)` (a payload of `len` bytes) for the user called
+    /// `to`. The sender pays for a recipient who is not keeping up: refused with `TARGET_BUSY`,
+    /// while the recipient stays connected.
     fn direct(
         &self,
         peer: &Arc<Peer>,
         to: &str,
+        len: usize,
         make: impl FnOnce(String, Trust) -> Event,
     ) -> Reply {
         let nick = match require_nick(peer) {
             Ok(nick) => nick,
             Err(reply) => return reply,
         };
+        if len > self.max_dm_bytes {
+            return Reply::err(
+                ErrorCode::TooLong,
+                format!(
+                    "a direct message may be {} bytes at most; this one is {len}; not sent",
+                    self.max_dm_bytes
+                ),
+            );
+        }
         let Some(target) = lock(&self.users).get(&name_key(to)).cloned() else {
             return Reply::err(ErrorCode::NoSuchUser, format!("{to} is not connected"));
         };
-        target.deliver(&encode(&make(nick.to_string(), peer.trust())));
-        Reply::ok("")
+        if target
+            .deliver_direct(&encode(&make(nick.to_string(), peer.trust())))
+            .is_err()
+        {
+            tracing::debug!(from = %nick, to, "direct message refused: recipient's queue is full");
+            return Reply::err(
+                ErrorCode::TargetBusy,
+                format!("{to} is not reading fast enough to take more now; not sent, try later"),
+            );
+        }
+        Reply::ok(target.trust().to_string())
     }
 
     /// `KEY SET bundle`: files the caller's published E2E key (`hex` is the bundle as sent).
@@ -403,6 +456,7 @@ impl Hub {
                 format!("the bundle holds the certificate of {owner:?}, not yours ({nick})"),
             );
         }
+        lock(&self.reserved).insert(name_key(&nick));
         self.keys.publish(&nick, hex);
         Reply::ok("published")
     }

@@ -45,8 +45,13 @@ impl Outbox {
 
     /// Queues a line (shared, not copied). Fails when it would pass the byte limit.
     pub fn push(&self, line: Bytes) -> Result<(), Full> {
+        self.push_up_to(line, self.limit_bytes)
+    }
+
+    /// Queues a line unless the queue would then hold more than `fill` bytes (or its limit).
+    pub fn push_up_to(&self, line: Bytes, fill: usize) -> Result<(), Full> {
         let mut state = lock(&self.state);
-        if state.bytes + line.len() > self.limit_bytes {
+        if state.bytes + line.len() > fill.min(self.limit_bytes) {
             return Err(Full);
         }
         state.bytes += line.len();
@@ -86,6 +91,9 @@ impl Outbox {
         self.ready.notified().await;
     }
 }
+
+/// Direct messages may fill at most 1/`DIRECT_SHARE` of a peer's outbound queue.
+pub const DIRECT_SHARE: usize = 2;
 
 /// Why the server is closing a connection on its own: sent as `EVENT DISCONNECT <code> <reason>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +206,14 @@ impl Peer {
         }
     }
 
+    /// Queues a direct message, which may fill at most [`DIRECT_SHARE`] of the queue: the
+    /// sender is refused (`TARGET_BUSY`) rather than the recipient cut off, and room traffic
+    /// always keeps the rest of the queue.
+    pub fn deliver_direct(&self, line: &Bytes) -> Result<(), Full> {
+        self.outbox
+            .push_up_to(line.clone(), self.outbox.limit_bytes / DIRECT_SHARE)
+    }
+
     /// Asks the peer's connection to close with this reason. The first reason given wins.
     pub fn disconnect(&self, code: &'static str, reason: String) {
         let _ = self.disconnect.set(Disconnect { code, reason });
@@ -250,6 +266,24 @@ mod tests {
         assert_eq!(peer.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
         peer.disconnect("KICKED", "later reasons do not replace the first".into());
         assert_eq!(peer.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
+    }
+
+    #[test]
+    fn direct_messages_fill_half_the_queue_and_never_cut_the_recipient_off() {
+        let peer = Peer::new(1, Some("bob".into()), Trust::Verified, false, 20);
+        let dm = Bytes::from_static(b"12345\n");
+        assert_eq!(peer.deliver_direct(&dm), Ok(()));
+        assert_eq!(
+            peer.deliver_direct(&dm),
+            Err(Full),
+            "12 bytes would pass half of 20"
+        );
+        assert!(peer.disconnect_reason().is_none());
+        peer.deliver(&Bytes::from_static(b"room message\n"));
+        assert!(
+            peer.disconnect_reason().is_none(),
+            "room traffic keeps the rest"
+        );
     }
 
     #[tokio::test]
