@@ -246,7 +246,19 @@ async fn room_order_holds_with_concurrent_senders() {
     const PER_SENDER: usize = 200;
     let pki = Pki::standard();
     // Senders go as fast as round trips allow: lift the rate limit.
-    let server = ServerProcess::start(&pki, &["--rate", "1000000", "--rate-burst", "1000000"]);
+    let server = ServerProcess::start(
+        &pki,
+        &[
+            "--rate",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
+        ],
+    );
     let addr = server.addr();
     let mut readers = Vec::new();
     for name in ["alice", "bob"] {
@@ -329,6 +341,10 @@ async fn a_reader_that_stops_reading_is_cut_off_and_the_room_keeps_flowing() {
             "1000000",
             "--rate-burst",
             "1000000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
         ],
     );
     let addr = server.addr();
@@ -458,7 +474,15 @@ async fn a_thousand_clients_each_receive_a_broadcast() {
     const CLIENTS: usize = 1000;
     let pki = Pki::standard();
     // All clients come from 127.0.0.1: lift the per-address limit.
-    let server = ServerProcess::start(&pki, &["--max-connections-per-ip", "2000"]);
+    let server = ServerProcess::start(
+        &pki,
+        &[
+            "--max-connections-per-ip",
+            "2000",
+            "--max-handshakes-per-ip",
+            "2000",
+        ],
+    );
     let config = pki.client_config(server.addr(), None);
     let mut joins = tokio::task::JoinSet::new();
     for i in 0..CLIENTS {
@@ -519,7 +543,19 @@ async fn a_pipelined_burst_keeps_every_reply_and_delivery_in_order() {
     // that order exactly, batches or not.
     const RUN: usize = 300;
     let pki = Pki::standard();
-    let server = ServerProcess::start(&pki, &["--rate", "1000000", "--rate-burst", "1000000"]);
+    let server = ServerProcess::start(
+        &pki,
+        &[
+            "--rate",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
+        ],
+    );
     let mut bob = connect(&pki, server.addr(), Some("bob")).await;
     ok(&mut bob, Request::Join("#b".into())).await;
     let mut alice = RawTls::connect(&pki.client_config(server.addr(), Some("alice")))
@@ -541,7 +577,7 @@ async fn a_pipelined_burst_keeps_every_reply_and_delivery_in_order() {
     }
     let expected: Vec<String> = (1..=RUN)
         .map(|id| format!("OK {id}"))
-        .chain(["OK".to_owned()])
+        .chain(["OK verified".to_owned()])
         .chain((RUN + 1..=2 * RUN).map(|id| format!("OK {id}")))
         .collect();
     assert_eq!(replies, expected);

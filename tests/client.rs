@@ -66,6 +66,18 @@ fn send_and_listen_exit_codes() {
     let out = tlschat(&pki, addr, Some("bob"), &["send", "nobody", "hello?"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
+        text(&out.stderr).contains("nobody has published no E2E key"),
+        "a certificate holder never sends in clear unasked: {}",
+        text(&out.stderr)
+    );
+    let out = tlschat(
+        &pki,
+        addr,
+        Some("bob"),
+        &["send", "--plain", "nobody", "hello?"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
         text(&out.stderr).starts_with("ERR NO_SUCH_USER"),
         "{}",
         text(&out.stderr)

@@ -160,7 +160,17 @@ async fn quiz_checks_the_answer_within_one_session() {
 async fn pipelined_requests_get_one_reply_each_in_order() {
     let pki = Pki::standard();
     // A thousand at once is over the default burst: lift it (rate limits have their own test).
-    let server = ServerProcess::start(&pki, &["--rate-burst", "2000"]);
+    let server = ServerProcess::start(
+        &pki,
+        &[
+            "--rate-burst",
+            "2000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
+        ],
+    );
     let mut raw = RawTls::connect(&pki.client_config(server.addr(), None))
         .await
         .unwrap();

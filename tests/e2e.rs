@@ -382,3 +382,68 @@ fn a_message_played_back_after_the_recipient_restarts_is_still_refused() {
         "{again:?}"
     );
 }
+
+#[test]
+fn a_name_squatter_never_gets_a_message_in_clear_unasked() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let addr = server.addr();
+    // Alice was here with her certificate and left: her name stays hers.
+    let out = send(&pki, addr, "alice", &["#lobby", "back soon"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tlschat(
+        &pki,
+        addr,
+        None,
+        &["send", "--nick", "alice", "#lobby", "it is me"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("belongs to a verified user"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A name the server has never seen with a certificate can be claimed (after a restart,
+    // alice's could be too). Bob, who has a certificate, does not send in clear to it unasked.
+    let squatter = Background::start(
+        tlschat_command(&pki, addr, None)
+            .args(["listen", "--nick", "dave", "--json", "--count", "1"]),
+    );
+    squatter.wait_for_stderr("listening");
+    let out = send(&pki, addr, "bob", &["dave", "the secret plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("would go in clear"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = send(&pki, addr, "bob", &["--plain", "dave", "lunch?"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = finish(squatter);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains(r#""text":"lunch?""#), "{}", got[0]);
+}
+
+#[test]
+fn one_shot_replies_cannot_reach_the_terminal_with_escape_sequences() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    // A compromised server answers with a screen clear and a title change.
+    let relay = Relay::start(&pki, server.addr(), "alice", |_, line| {
+        vec![line.replace("OK hello", "OK \u{1b}[2J\u{1b}]0;owned\u{7}hello")]
+    });
+    let out = tlschat(
+        &pki,
+        relay.addr(),
+        Some("alice"),
+        &["exec", "ECHO", "hello"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(shown.ends_with("hello\n"), "{shown:?}");
+}

@@ -170,7 +170,14 @@ async fn silent_connections_after_tls_are_pinged_then_closed_at_the_idle_timeout
     let pki = Pki::standard();
     let server = start(
         &pki,
-        &["--idle-timeout", "2s", "--max-connections-per-ip", "1000"],
+        &[
+            "--idle-timeout",
+            "2s",
+            "--max-connections-per-ip",
+            "1000",
+            "--max-handshakes-per-ip",
+            "1000",
+        ],
     );
     let mut bystander = Bystander::connect(&pki, &server).await;
     let baseline = server.rss_kib();
@@ -234,7 +241,17 @@ async fn a_16_mib_line_without_a_newline_is_refused_without_being_buffered() {
 async fn invalid_utf8_and_nul_bytes_get_errors_and_nothing_else() {
     // Bound: 2,000 hostile lines, each answered with one error.
     let pki = Pki::standard();
-    let server = start(&pki, &["--rate-burst", "10000"]);
+    let server = start(
+        &pki,
+        &[
+            "--rate-burst",
+            "10000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
+        ],
+    );
     let mut bystander = Bystander::connect(&pki, &server).await;
     let mut raw = RawTls::connect(&pki.client_config(server.addr(), Some("bob")))
         .await
@@ -300,7 +317,15 @@ async fn a_flood_of_tiny_requests_is_rate_limited_then_disconnected() {
 async fn clients_that_vanish_mid_handshake_or_mid_line_leave_nothing_behind() {
     // Bound: 200 half handshakes and 200 half lines.
     let pki = Pki::standard();
-    let server = start(&pki, &["--max-connections-per-ip", "1000"]);
+    let server = start(
+        &pki,
+        &[
+            "--max-connections-per-ip",
+            "1000",
+            "--max-handshakes-per-ip",
+            "1000",
+        ],
+    );
     let mut bystander = Bystander::connect(&pki, &server).await;
     let baseline = server.rss_kib();
     for _ in 0..200 {
@@ -351,7 +376,14 @@ async fn a_connection_storm_past_the_limits_is_held_off_and_recovers() {
     let pki = Pki::standard();
     let server = start(
         &pki,
-        &["--max-connections", "100", "--max-connections-per-ip", "50"],
+        &[
+            "--max-connections",
+            "100",
+            "--max-connections-per-ip",
+            "50",
+            "--max-handshakes-per-ip",
+            "50",
+        ],
     );
     let mut bystander = Bystander::connect(&pki, &server).await;
     let baseline = server.rss_kib();
@@ -371,9 +403,8 @@ async fn a_connection_storm_past_the_limits_is_held_off_and_recovers() {
         match first.unwrap() {
             // Held open until the end, so "at once" is what is counted.
             Some((line, raw)) if line.starts_with("HELLO") => admitted.push(raw),
-            Some((line, _)) if line.starts_with("EVENT DISCONNECT TOO_MANY_CONNECTIONS") => {
-                refused += 1
-            }
+            // Past its address's limits a connection is closed before any handshake.
+            None => refused += 1,
             other => panic!("unexpected {:?}", other.map(|(line, _)| line)),
         }
     }
@@ -391,7 +422,7 @@ async fn a_connection_storm_past_the_limits_is_held_off_and_recovers() {
         .await
         .unwrap();
     assert!(started.elapsed() < PROMPT);
-    server.wait_for_log("refused: too many connections from this address");
+    server.wait_for_log("refused: too many");
     assert_memory_returns(&server, baseline, "a connection storm").await;
 }
 
@@ -399,7 +430,19 @@ async fn a_connection_storm_past_the_limits_is_held_off_and_recovers() {
 async fn a_reader_that_never_reads_is_cut_off_at_the_write_timeout() {
     // Bound: 4 MiB of replies requested and never read; 1 s write timeout.
     let pki = Pki::standard();
-    let server = start(&pki, &["--write-timeout", "1s", "--rate-burst", "1000"]);
+    let server = start(
+        &pki,
+        &[
+            "--write-timeout",
+            "1s",
+            "--rate-burst",
+            "1000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
+        ],
+    );
     let mut bystander = Bystander::connect(&pki, &server).await;
     let baseline = server.rss_kib();
     let tcp = TcpStream::connect(server.addr()).await.unwrap();
@@ -517,4 +560,104 @@ async fn an_idle_client_that_answers_pings_stays_and_one_that_does_not_is_told_w
         Reply::ok("PONG")
     );
     let _: SocketAddr = server.addr();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_flood_is_refused_to_the_sender_and_never_cuts_the_recipient_off() {
+    // Bound: 1,200 DMs of 16,000 bytes (19 MB) from one client to one that does not read;
+    // the byte budget is lifted so only the DM limit and the recipient's queue protect bob.
+    let pki = Pki::standard();
+    let server = start(
+        &pki,
+        &[
+            "--rate",
+            "1000000",
+            "--rate-burst",
+            "1000000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
+        ],
+    );
+    let mut bob = RawTls::connect(&pki.client_config(server.addr(), Some("bob")))
+        .await
+        .unwrap();
+    assert!(bob.read_line().await.unwrap().starts_with("HELLO"));
+    let mut mallory = RawTls::connect_from(&pki.client_config(server.addr(), None), attacker_ip())
+        .await
+        .unwrap();
+    assert!(mallory.read_line().await.unwrap().starts_with("HELLO"));
+    mallory.write(b"NICK mallory\n").await.unwrap();
+    assert!(mallory.read_line().await.unwrap().starts_with("OK"));
+
+    // A DM longer than the limit is refused outright, whatever the budget.
+    let long = format!("MSG bob {}\n", "z".repeat(65_000));
+    mallory.write(long.as_bytes()).await.unwrap();
+    let refused = mallory.read_line().await.unwrap();
+    assert!(refused.starts_with("ERR TOO_LONG"), "{refused}");
+
+    let dm = format!("MSG bob {}\n", "y".repeat(16_000));
+    let flood = dm.repeat(1200);
+    let writer = tokio::spawn(async move {
+        mallory.write(flood.as_bytes()).await.unwrap();
+        let (mut sent, mut busy) = (0, 0);
+        for _ in 0..1200 {
+            let line = mallory.read_line().await.unwrap();
+            match line.as_str() {
+                "OK unverified" | "OK verified" => sent += 1,
+                l if l.starts_with("ERR TARGET_BUSY") => busy += 1,
+                other => panic!("unexpected reply {other}"),
+            }
+        }
+        (sent, busy)
+    });
+    let (sent, busy) = writer.await.unwrap();
+    assert!(busy > 0, "the flood outran bob's queue: {sent} sent");
+    // Bob, reading again, gets every DM that was acknowledged, and is still connected.
+    bob.write(b"PING\n").await.unwrap();
+    let mut received = 0;
+    loop {
+        let line = bob.read_line().await.expect("bob is still connected");
+        assert!(!line.starts_with("EVENT DISCONNECT"), "{line}");
+        if line == "OK PONG" {
+            break;
+        }
+        assert!(
+            line.starts_with("EVENT DM mallory"),
+            "{}",
+            &line[..40.min(line.len())]
+        );
+        received += 1;
+    }
+    assert_eq!(received, sent, "every acknowledged DM arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_from_one_address_cannot_make_another_address_wait() {
+    // Bound: 105 TCP connections that never start a handshake, against --max-connections 100.
+    let pki = Pki::standard();
+    let server = start(&pki, &["--max-connections", "100"]);
+    let mut silent = Vec::new();
+    for _ in 0..105 {
+        if let Ok(tcp) = tcp_from(attacker_ip(), server.addr()).await {
+            silent.push(tcp);
+        }
+    }
+    // The server has seen them all (the refusals past the handshake cap are logged).
+    server.wait_for_log("refused: too many TLS handshakes in progress from this address");
+    let started = Instant::now();
+    let mut client = Client::connect(&pki.client_config(server.addr(), Some("bob")))
+        .await
+        .expect("a client from another address gets in");
+    assert_eq!(
+        client.request(&Request::Ping).await.unwrap(),
+        Reply::ok("PONG")
+    );
+    assert!(
+        started.elapsed() < PROMPT,
+        "waited {:?} behind another address's silent sockets",
+        started.elapsed()
+    );
+    drop(silent);
 }

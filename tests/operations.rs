@@ -140,10 +140,16 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
         &[
             "--max-connections-per-ip",
             "500",
+            "--max-handshakes-per-ip",
+            "500",
             "--rate",
             "1000000",
             "--rate-burst",
             "1000000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
             "--drain-timeout",
             "10s",
         ],
@@ -258,7 +264,19 @@ async fn out_of_open_files_the_server_warns_waits_and_serves_the_waiting_clients
     const CLIENTS: usize = 80;
     let pki = Pki::standard();
     let mut args = pki.server_args();
-    args.extend(["--listen", "127.0.0.1:0", "--max-connections", "1000"].map(String::from));
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "1000",
+            "--max-connections-per-ip",
+            "1000",
+            "--max-handshakes-per-ip",
+            "1000",
+        ]
+        .map(String::from),
+    );
     let wrapper = ["sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\""];
     let server = ServerProcess::start_wrapped(&wrapper, &args).expect("server starts");
     server.wait_for_log("max-connections is above what the open-file limit allows");

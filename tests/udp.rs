@@ -383,6 +383,10 @@ fn the_benchmark_tool_runs_its_modes_without_failures() {
             "100000",
             "--rate-burst",
             "100000",
+            "--rate-bytes",
+            "1000000000",
+            "--rate-bytes-burst",
+            "1000000000",
         ],
     );
     let (cert, key) = pki.identity("alice");

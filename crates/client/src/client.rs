@@ -76,9 +76,14 @@ impl Client {
             let stream = TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await
-                .map_err(|source| ClientError::Handshake {
-                    addr: addr.clone(),
-                    source,
+                .map_err(|source| match source.kind() {
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+                        ClientError::HandshakeClosed { addr: addr.clone() }
+                    }
+                    _ => ClientError::Handshake {
+                        addr: addr.clone(),
+                        source,
+                    },
                 })?;
             let mut client = Self {
                 stream,

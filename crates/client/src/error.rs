@@ -61,6 +61,16 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The server closed the connection before the handshake finished.
+    #[error(
+        "the server at {addr} closed the connection before the TLS handshake finished: it \
+         refuses an address past its limits (too many connections or handshakes from it at \
+         once), or it is not a TLS server; try again shortly"
+    )]
+    HandshakeClosed {
+        /// The address.
+        addr: String,
+    },
     /// The server did not send a tlschat greeting.
     #[error("not a tlschat server: first line was {0:?}")]
     NoGreeting(String),

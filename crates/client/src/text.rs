@@ -11,9 +11,19 @@ pub const MAX_DISPLAY_CHARS: usize = 4000;
 /// Returns `text` with control characters replaced by `�`, tabs by a space, bidirectional
 /// controls removed, and cut to [`MAX_DISPLAY_CHARS`].
 pub fn sanitize(text: &str) -> String {
+    sanitize_up_to(text, MAX_DISPLAY_CHARS)
+}
+
+/// [`sanitize`] without the length cut: for a one-shot command's output, which scripts read
+/// whole.
+pub fn sanitize_whole(text: &str) -> String {
+    sanitize_up_to(text, usize::MAX)
+}
+
+fn sanitize_up_to(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_DISPLAY_CHARS * 4));
     for (count, c) in text.chars().enumerate() {
-        if count == MAX_DISPLAY_CHARS {
+        if count == max_chars {
             out.push('…');
             break;
         }

@@ -120,12 +120,13 @@ pub enum Command {
     /// accepted it.
     ///
     /// A message to a user who has published an E2E key is encrypted end to end (your client
-    /// certificate signs it); one whose key changed since you last saw it is not sent (exit 1).
+    /// certificate signs it); one whose key changed since you last saw it is not sent (exit 1),
+    /// and neither is one to a user without a key when you have a certificate, unless --plain.
     Send {
         /// Nickname to use when you have no client certificate.
         #[arg(long, value_name = "NAME")]
         nick: Option<String>,
-        /// Send a direct message in clear even though the recipient has an E2E key.
+        /// Send a direct message in clear (the recipient has no E2E key, or you have none).
         #[arg(long)]
         plain: bool,
         /// `#room` or a nickname.

@@ -1,8 +1,7 @@
 //! `tlschat udp exec`: one signed request over UDP.
 
-use tlschat_proto::Reply;
-
-use super::{error_text, EXIT_CONNECTION, EXIT_ERR_REPLY, EXIT_OK};
+use super::exec::print_reply;
+use super::{error_text, EXIT_CONNECTION};
 use crate::config::ClientConfig;
 use crate::udp::{UdpClient, UdpOptions};
 
@@ -12,14 +11,7 @@ pub(super) async fn exec(config: &ClientConfig, options: UdpOptions, line: &str)
         Err(err) => Err(err),
     };
     match result {
-        Ok(Reply::Ok(payload)) => {
-            println!("{payload}");
-            EXIT_OK
-        }
-        Ok(Reply::Err(err)) => {
-            eprintln!("{err}");
-            EXIT_ERR_REPLY
-        }
+        Ok(reply) => print_reply(&reply),
         Err(err) => {
             eprintln!("tlschat: error: {}", error_text(&err));
             EXIT_CONNECTION

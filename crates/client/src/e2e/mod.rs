@@ -6,7 +6,9 @@
 //! - Before a direct message, the sender fetches the recipient's key (`KEY GET`) and checks
 //!   it: the certificate chains to the CA and names the recipient, its key signed the E2E key,
 //!   and the fingerprint matches the one remembered ([`store::KnownKeys`], trust on first use).
-//!   A changed, forged or withheld key stops the message ([`Outgoing::Refused`]).
+//!   A changed, forged or withheld key stops the message ([`Outgoing::Refused`]), and so does
+//!   a recipient without a key: a user with a certificate sends in clear only when asked to
+//!   (`--plain`), so neither a name squatter nor a server hiding keys gets a message in clear.
 //! - A received `EVENT E2E` is verified and opened ([`E2e::receive`]); a replayed, stale,
 //!   forged or undecryptable message comes back as [`Received::Refused`] with the reason, to be
 //!   shown, never dropped.
@@ -274,7 +276,7 @@ impl E2e {
         text: &str,
     ) -> Result<Outgoing, ClientError> {
         let (key, notice) = match self.lookup(client, nick).await? {
-            Lookup::NoKey => return Ok(plain(nick, text)),
+            Lookup::NoKey => return Ok(Outgoing::Refused(no_key(nick))),
             Lookup::Trusted { key, first } => {
                 let notice = first.then(|| first_seen(nick, &key));
                 (key, notice)
@@ -522,6 +524,14 @@ fn changed(nick: &str, key: &TrustedKey, remembered: &Fingerprint) -> String {
         "WARNING: {nick}'s E2E key has CHANGED (now {}, remembered {}). Someone may be intercepting your messages, or {nick} has a new key. Not sending or showing anything E2E for {nick} until you check with {nick} and accept it (/trust {nick} in chat, or `tlschat trust {nick}`).",
         fingerprint_text(&key.fingerprint()),
         fingerprint_text(remembered)
+    )
+}
+
+/// A sender with a certificate never sends in clear without asking: the name may be held by
+/// someone else while its owner is away, or the server may be hiding the key.
+fn no_key(nick: &str) -> String {
+    format!(
+        "{nick} has published no E2E key, so this message would go in clear: the server, and whoever holds the name {nick} now, could read it. Not sent. To send it in clear anyway: /msg --plain {nick} … (chat, TUI) or `tlschat send --plain`."
     )
 }
 

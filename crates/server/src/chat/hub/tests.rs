@@ -174,7 +174,7 @@ fn a_verified_owner_reclaims_a_nickname_and_replaces_an_older_connection() {
     let alice = verified(&hub, "alice");
     assert_eq!(
         hub.message_user(&alice, "bob", "still there?", TIME),
-        Reply::ok("")
+        Reply::ok("verified")
     );
     assert!(matches!(&events(&bob_again)[0], Event::Direct { from, .. } if from == "alice"));
 }
@@ -339,7 +339,10 @@ fn e2e_messages_are_relayed_as_sent_from_verified_senders_only() {
         verified(&hub, "bob"),
         unverified(&hub),
     );
-    assert_eq!(hub.message_e2e(&alice, "Bob", "01ff", TIME), Reply::ok(""));
+    assert_eq!(
+        hub.message_e2e(&alice, "Bob", "01ff", TIME),
+        Reply::ok("verified")
+    );
     assert_eq!(
         events(&bob),
         [Event::E2e {
@@ -404,4 +407,59 @@ fn a_batch_of_room_messages_is_numbered_in_order_and_queued_once_per_member() {
         .iter()
         .all(|r| code(r.clone()) == ErrorCode::NotInRoom));
     assert_eq!(hub.message_room(&alice, "#r", "five", TIME), Reply::ok("5"));
+}
+
+#[test]
+fn a_name_seen_with_a_certificate_stays_reserved_while_its_owner_is_away() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    hub.leave_all(&alice, "bye");
+    let squatter = unverified(&hub);
+    let refused = hub.set_nick(&squatter, "ALICE");
+    assert_eq!(code(refused.clone()), ErrorCode::NickTaken);
+    assert!(
+        refused.to_string().contains("belongs to a verified user"),
+        "{refused}"
+    );
+    assert_eq!(
+        code(hub.message_user(&verified(&hub, "bob"), "alice", "the plan", TIME)),
+        ErrorCode::NoSuchUser,
+        "nobody receives alice's messages while she is away"
+    );
+}
+
+#[test]
+fn a_dm_reply_says_whether_the_recipient_is_verified() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    let guest = unverified(&hub);
+    hub.set_nick(&guest, "guest");
+    assert_eq!(
+        hub.message_user(&alice, "guest", "hi", TIME),
+        Reply::ok("unverified")
+    );
+    assert_eq!(
+        hub.message_user(&guest, "alice", "hi", TIME),
+        Reply::ok("verified")
+    );
+}
+
+#[test]
+fn a_flood_of_dms_is_refused_to_the_sender_and_never_cuts_the_recipient_off() {
+    let hub = Hub::new().with_max_dm_bytes(1000);
+    let bob = verified(&hub, "bob");
+    let mallory = unverified(&hub);
+    hub.set_nick(&mallory, "mallory");
+    let long = "x".repeat(1001);
+    assert_eq!(
+        code(hub.message_user(&mallory, "bob", &long, TIME)),
+        ErrorCode::TooLong
+    );
+    let text = "y".repeat(1000);
+    let busy = (0..2000)
+        .map(|_| hub.message_user(&mallory, "bob", &text, TIME))
+        .filter(|reply| matches!(reply, Reply::Err(e) if e.code == ErrorCode::TargetBusy))
+        .count();
+    assert!(busy > 0, "the queue filled up");
+    assert!(bob.disconnect_reason().is_none(), "bob stays connected");
 }
