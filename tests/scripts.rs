@@ -100,3 +100,33 @@ fn bench_hold_stops_with_the_fix_named_when_the_file_limit_is_too_low() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("CONNECTIONS must be a positive number"));
 }
+
+#[test]
+fn certgen_exits_quietly_when_its_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    // Like `tlschat-certgen … | true`: the pipe's reader is gone before the report is printed.
+    let mut child = Command::new(binary("tlschat-certgen"))
+        .args(["--client", "a", "--client", "b", "--out"])
+        .arg(dir.path().join("certs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        dir.path().join("certs/b-key.pem").is_file(),
+        "the files are written all the same"
+    );
+}

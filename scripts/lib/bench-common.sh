@@ -19,8 +19,8 @@ trap 'stop_server; rm -rf "$work"' EXIT
 "$bin/tlschat-certgen" --out "$work" --client bench >/dev/null
 
 # Settings for benchmarks: the per-connection limits that protect a real deployment (request
-# rate, connections per address, queue depth, room size, idle timeout) are lifted so they do
-# not cap what is measured. Everything else is the default.
+# and byte rates, connections and handshakes per address, queue depth, room size, idle
+# timeout) are lifted so they do not cap what is measured. Everything else is the default.
 cat >"$work/tlschat-bench.toml" <<TOML
 cert = "$work/server.pem"
 key = "$work/server-key.pem"
@@ -28,8 +28,11 @@ ca = "$work/ca.pem"
 listen = "127.0.0.1:0"
 rate = 10000000
 rate-burst = 10000000
+rate-bytes = 1000000000000
+rate-bytes-burst = 1000000000000
 max-connections = 100000
 max-connections-per-ip = 100000
+max-handshakes-per-ip = 100000
 max-pending-bytes = 67108864
 max-room-members = 100000
 idle-timeout = "1h"

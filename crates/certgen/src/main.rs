@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,14 +74,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let report = generate(&options)
         .with_context(|| format!("generating certificates in {}", options.out_dir.display()))?;
+    // A reader that went away (`| head`) is not an error: the files are written either way.
+    let mut out = std::io::stdout().lock();
     for entry in &report.entries {
-        println!(
+        let written = writeln!(
+            out,
             "{:<8} {} + {}: {}",
             entry.outcome,
             entry.cert.display(),
             entry.key.display(),
             entry.description
         );
+        match written {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other.context("writing the report")?,
+        }
     }
     Ok(())
 }

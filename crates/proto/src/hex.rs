@@ -26,7 +26,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Decodes hex, either case.
 pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
     let value = |i: usize| match digits[i] {

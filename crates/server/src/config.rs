@@ -58,10 +58,10 @@ pub const DEFAULT_RATE_BYTES: u64 = 256 * 1024;
 /// Default burst of request bytes per connection: 1 MiB (must be at least the line limit).
 pub const DEFAULT_RATE_BYTES_BURST: u64 = 1024 * 1024;
 
-/// Default largest direct message, as sent (the text of `MSG nick`, or the hex payload of
-/// `E2E nick`, which is about twice the text plus 300 bytes): 16 KiB, well below the line
-/// limit, so no single sender can fill a recipient's queue with a few lines.
-pub const DEFAULT_MAX_DM_BYTES: usize = 16 * 1024;
+/// Default largest direct message: 20 KiB of text for `MSG nick`, or of sealed message for
+/// `E2E nick` (counted in bytes, not hex digits; the largest E2E text, 16 KiB, seals to about
+/// 16.2 KiB). Well below the line limit, so no sender fills a recipient's queue in a few lines.
+pub const DEFAULT_MAX_DM_BYTES: usize = 20 * 1024;
 
 /// Default sustained request rate per connection: 100 requests a second.
 pub const DEFAULT_RATE_PER_SECOND: u32 = 100;

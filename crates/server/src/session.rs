@@ -89,6 +89,19 @@ impl Session {
             Request::Nick(name) => hub.set_nick(peer, &name),
             Request::Join(room) => hub.join(peer, &room),
             Request::Part(room) => hub.part(peer, &room),
+            // The directory (rooms, members, published keys with their certificates) is for
+            // people taking part: a client with no name yet sees none of it.
+            request @ (Request::Rooms | Request::Who(_) | Request::KeyGet(_))
+                if peer.nick().is_none() =>
+            {
+                Reply::err(
+                    ErrorCode::NoNick,
+                    format!(
+                        "{} needs a name: send NICK name first, or connect with a certificate",
+                        request.verb()
+                    ),
+                )
+            }
             Request::Rooms => hub.list_rooms(),
             Request::Who(room) => hub.who(&room),
             Request::Msg { target, text } => {
@@ -249,6 +262,21 @@ mod tests {
             handle(&mut anonymous, Request::Greet(None), vec![]),
             ok("Hello, anonymous!")
         );
+    }
+
+    #[test]
+    fn a_client_without_a_name_cannot_read_the_directory() {
+        let mut anonymous = session(None, false);
+        for request in [
+            Request::Rooms,
+            Request::Who("#lab".into()),
+            Request::KeyGet("alice".into()),
+        ] {
+            let Outcome::Reply(Reply::Err(err)) = handle(&mut anonymous, request, vec![]) else {
+                panic!("a nameless client read the directory");
+            };
+            assert_eq!(err.code, ErrorCode::NoNick);
+        }
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub struct Settings {
     #[arg(long, value_name = "BYTES", help = help("Request bytes per connection allowed at once after a quiet spell (at least max-line-len)", config::DEFAULT_RATE_BYTES_BURST))]
     pub rate_bytes_burst: Option<u64>,
     /// Largest direct message.
-    #[arg(long, value_name = "BYTES", help = help("Largest direct message (text, or sealed E2E payload as sent); longer get ERR TOO_LONG", config::DEFAULT_MAX_DM_BYTES))]
+    #[arg(long, value_name = "BYTES", help = help("Largest direct message (its text, or its sealed E2E message in bytes); longer get ERR TOO_LONG", config::DEFAULT_MAX_DM_BYTES))]
     pub max_dm_bytes: Option<u64>,
     /// Refusals before a flooding client is disconnected.
     #[arg(long, value_name = "N", help = help("Rate-limited requests (net of accepted ones) before EVENT DISCONNECT FLOOD", config::DEFAULT_MAX_STRIKES))]

@@ -392,7 +392,8 @@ impl Hub {
         if let Err(reply) = require_verified(peer, "E2E messages") {
             return reply;
         }
-        self.direct(peer, to, sealed.len(), |from, trust| Event::E2e {
+        // Counted in bytes of the sealed message, not of its hex form.
+        self.direct(peer, to, sealed.len() / 2, |from, trust| Event::E2e {
             from,
             trust,
             time: time.to_owned(),

@@ -463,3 +463,15 @@ fn a_flood_of_dms_is_refused_to_the_sender_and_never_cuts_the_recipient_off() {
     assert!(busy > 0, "the queue filled up");
     assert!(bob.disconnect_reason().is_none(), "bob stays connected");
 }
+
+#[test]
+fn the_largest_e2e_message_fits_the_direct_message_limit() {
+    let hub = Hub::new();
+    let (alice, _bob) = (verified(&hub, "alice"), verified(&hub, "bob"));
+    // 16 KiB of text sealed: header, encapsulated key, tag and signature on top, in hex.
+    let sealed = "ab".repeat(tlschat_proto::e2e::MAX_TEXT_LEN + 300);
+    assert_eq!(
+        hub.message_e2e(&alice, "bob", &sealed, TIME),
+        Reply::ok("verified")
+    );
+}
