@@ -195,7 +195,9 @@ async fn certificate_identities_cannot_be_spoofed_and_unverified_users_are_marke
     ok(&mut squatter, Request::Nick("bob".into())).await;
     let mut bob = connect(&pki, server.addr(), Some("bob")).await;
     match event(&mut squatter).await {
-        Event::Disconnect { code, .. } => assert_eq!(code, "NICK_RECLAIMED"),
+        Event::Disconnect { code, .. } => {
+            assert_eq!(code, tlschat_proto::DisconnectCode::NickReclaimed)
+        }
         other => panic!("{other:?}"),
     }
     ok(&mut alice, msg("bob", "is it you?")).await;

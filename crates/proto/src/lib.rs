@@ -9,6 +9,7 @@
 //! - [`request`]: the verbs a client sends ([`Request`]) and how they are parsed.
 //! - [`reply`]: what the server answers: the greeting, `OK`/`ERR` replies and `EVENT` lines.
 //! - [`error`]: the error codes carried by `ERR` replies.
+//! - [`disconnect`]: the codes carried by `EVENT DISCONNECT`.
 //! - [`names`]: rules for nicknames and server names.
 //! - [`datagram`]: the byte layout of signed UDP datagrams.
 //! - [`e2e`]: the byte layouts of published E2E keys and sealed direct messages.
@@ -28,6 +29,7 @@
 pub mod cert;
 pub mod codec;
 pub mod datagram;
+pub mod disconnect;
 pub mod duration;
 pub mod e2e;
 pub mod error;
@@ -40,6 +42,7 @@ pub mod request;
 mod wire;
 
 pub use codec::{Frame, LineDecoder};
+pub use disconnect::DisconnectCode;
 pub use error::ErrorCode;
 pub use reply::{Event, Greeting, Reply, ServerLine, Trust};
 pub use request::{Request, RequestError, Target, Verb};

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use crate::disconnect::DisconnectCode;
 use crate::error::ErrorCode;
 use crate::PROTOCOL_VERSION;
 
@@ -215,8 +216,8 @@ pub enum Event {
     },
     /// `EVENT DISCONNECT <CODE> <reason>`: the server is closing this connection.
     Disconnect {
-        /// Why, for programs: `SLOW_CONSUMER`, `KICKED`, `REPLACED`, `NICK_RECLAIMED`.
-        code: String,
+        /// Why, for programs.
+        code: DisconnectCode,
         /// Why, for people.
         reason: String,
     },
@@ -350,9 +351,16 @@ impl Event {
             }
             "DISCONNECT" => {
                 let [code, reason] = fields(rest)?;
-                Self::Disconnect {
-                    code: owned(code),
-                    reason: owned(reason),
+                match code.parse() {
+                    Ok(code) => Self::Disconnect {
+                        code,
+                        reason: owned(reason),
+                    },
+                    // A newer server's code: kept at the start of the reason.
+                    Err(_) => Self::Disconnect {
+                        code: DisconnectCode::Unknown,
+                        reason: format!("{code} {reason}"),
+                    },
                 }
             }
             "SHUTDOWN" => Self::Shutdown {
@@ -516,7 +524,7 @@ mod tests {
                 new: "erin".into(),
             }),
             ServerLine::Event(Event::Disconnect {
-                code: "SLOW_CONSUMER".into(),
+                code: DisconnectCode::SlowConsumer,
                 reason: "outbound queue full".into(),
             }),
             ServerLine::Event(Event::Ping { token: "7".into() }),

@@ -27,7 +27,8 @@ use tracing::{debug, info, trace, warn};
 use tlschat_proto::codec::encode_line;
 use tlschat_proto::names::name_key;
 use tlschat_proto::{
-    ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Target, Trust, Verb,
+    DisconnectCode, ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Target, Trust,
+    Verb,
 };
 
 use crate::chat::{Disconnect, Peer};
@@ -184,7 +185,7 @@ pub(crate) async fn serve(
     let nick = peer.nick();
     let nick = nick.as_deref().unwrap_or("-");
     match &reason {
-        CloseReason::Disconnected(d) if d.code == "SLOW_CONSUMER" => {
+        CloseReason::Disconnected(d) if d.code == DisconnectCode::SlowConsumer => {
             warn!(peer = %peer_addr, nick, %reason, "slow consumer disconnected");
         }
         _ => info!(peer = %peer_addr, nick, %reason, "disconnected"),
@@ -326,7 +327,7 @@ impl Connection {
         }
         let timeout = tlschat_proto::duration::format_duration(self.shared.config.idle_timeout);
         self.peer
-            .disconnect("IDLE", format!("no input for {timeout}"));
+            .disconnect(DisconnectCode::Idle, format!("no input for {timeout}"));
     }
 
     /// Shutdown: first everything already queued for this client, then the notice.
@@ -345,13 +346,13 @@ impl Connection {
         let Some(disconnect) = self.peer.disconnect_reason().cloned() else {
             return;
         };
-        if disconnect.code == "SLOW_CONSUMER" {
+        if disconnect.code == DisconnectCode::SlowConsumer {
             self.out.clear();
         } else {
             self.peer.outbox().drain_into(&mut self.out);
         }
         let event = Event::Disconnect {
-            code: disconnect.code.to_owned(),
+            code: disconnect.code,
             reason: disconnect.reason.clone(),
         };
         encode_line(&event.to_string(), &mut self.out);
@@ -484,7 +485,7 @@ impl Connection {
         let rate = self.shared.config.rate;
         warn!(nick = ?self.peer.nick(), "flooding client disconnected");
         self.peer.disconnect(
-            "FLOOD",
+            DisconnectCode::Flood,
             format!(
                 "too many requests refused in a row (limit {} a second)",
                 rate.per_second

@@ -1,5 +1,6 @@
 //! When and how the interactive clients (chat and TUI) reconnect: exponential backoff with
-//! jitter, and the disconnect codes after which coming back would be wrong.
+//! jitter. The disconnect codes after which coming back would be wrong are
+//! `DisconnectCode::is_final`.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,9 +9,6 @@ pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Longest wait between reconnection attempts.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Disconnect codes after which reconnecting would be wrong.
-pub(crate) const FINAL_DISCONNECTS: &[&str] = &["KICKED", "REPLACED", "NICK_RECLAIMED"];
 
 /// The wait after `wait`: doubled, at most [`MAX_BACKOFF`].
 pub(crate) fn next_backoff(wait: Duration) -> Duration {

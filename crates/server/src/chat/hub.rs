@@ -22,7 +22,7 @@ use tlschat_proto::cert::summarize_der;
 use tlschat_proto::codec::encode_line;
 use tlschat_proto::e2e::KeyBundle;
 use tlschat_proto::names::name_key;
-use tlschat_proto::{ErrorCode, Event, Reply, Trust};
+use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Trust};
 
 use super::keys::KeyDirectory;
 use super::peer::{lock, Peer};
@@ -132,11 +132,11 @@ impl Hub {
         let previous = lock(&self.users).insert(name_key(&nick), peer.clone());
         match previous {
             Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => old.disconnect(
-                "REPLACED",
+                DisconnectCode::Replaced,
                 "you connected again from elsewhere; this older connection is closed".into(),
             ),
             Some(old) if old.id() != peer.id() => old.disconnect(
-                "NICK_RECLAIMED",
+                DisconnectCode::NickReclaimed,
                 format!("the nickname {nick} belongs to a verified user who just connected"),
             ),
             _ => {}
@@ -491,7 +491,7 @@ impl Hub {
             Some(reason) => format!("kicked by {by}: {reason}"),
             None => format!("kicked by {by}"),
         };
-        target.disconnect("KICKED", why);
+        target.disconnect(DisconnectCode::Kicked, why);
         Reply::ok(format!("kicked {nick}"))
     }
 

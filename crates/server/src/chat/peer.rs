@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use tlschat_proto::Trust;
+use tlschat_proto::{DisconnectCode, Trust};
 
 use super::hub::Room;
 
@@ -98,8 +98,8 @@ pub const DIRECT_SHARE: usize = 2;
 /// Why the server is closing a connection on its own: sent as `EVENT DISCONNECT <code> <reason>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disconnect {
-    /// `SLOW_CONSUMER`, `KICKED`, `REPLACED` or `NICK_RECLAIMED`.
-    pub code: &'static str,
+    /// Why, for programs.
+    pub code: DisconnectCode,
     /// For people.
     pub reason: String,
 }
@@ -197,7 +197,7 @@ impl Peer {
     pub fn deliver(&self, line: &Bytes) {
         if self.outbox.push(line.clone()).is_err() {
             self.disconnect(
-                "SLOW_CONSUMER",
+                DisconnectCode::SlowConsumer,
                 format!(
                     "outbound queue full ({} bytes): you are not reading fast enough",
                     self.outbox.limit_bytes
@@ -215,7 +215,7 @@ impl Peer {
     }
 
     /// Asks the peer's connection to close with this reason. The first reason given wins.
-    pub fn disconnect(&self, code: &'static str, reason: String) {
+    pub fn disconnect(&self, code: DisconnectCode, reason: String) {
         let _ = self.disconnect.set(Disconnect { code, reason });
         self.closing.cancel();
     }
@@ -263,9 +263,18 @@ mod tests {
         peer.deliver(&Bytes::from_static(b"1234567\n"));
         assert!(peer.disconnect_reason().is_none());
         peer.deliver(&Bytes::from_static(b"x\n"));
-        assert_eq!(peer.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
-        peer.disconnect("KICKED", "later reasons do not replace the first".into());
-        assert_eq!(peer.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
+        assert_eq!(
+            peer.disconnect_reason().unwrap().code,
+            DisconnectCode::SlowConsumer
+        );
+        peer.disconnect(
+            DisconnectCode::Kicked,
+            "later reasons do not replace the first".into(),
+        );
+        assert_eq!(
+            peer.disconnect_reason().unwrap().code,
+            DisconnectCode::SlowConsumer
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tlschat_proto::{Event, Request, ServerLine};
 use self::input::Input;
 use self::state::ChatState;
 use self::terminal::{Terminal, Typed};
-use super::reconnect::{jitter, next_backoff, FINAL_DISCONNECTS, FIRST_BACKOFF};
+use super::reconnect::{jitter, next_backoff, FIRST_BACKOFF};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::Client;
 use crate::config::ClientConfig;
@@ -165,7 +165,7 @@ async fn session(
                 }
                 Ok(ServerLine::Event(event)) => {
                     if let Event::Disconnect { code, .. } = &event {
-                        final_ |= FINAL_DISCONNECTS.contains(&code.as_str());
+                        final_ |= code.is_final();
                     }
                     term.print(state.on_event(&event));
                 }

@@ -111,7 +111,7 @@ pub(crate) fn event(event: &Event) -> String {
         ),
         Event::Disconnect { code, reason } => format!(
             "!! the server disconnected you ({}): {}",
-            sanitize(code),
+            code,
             sanitize(reason)
         ),
         Event::Shutdown { reason } => format!("!! server shutting down: {}", sanitize(reason)),

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use self::state::{Kind, Link, Security, TuiState};
 use self::view::Theme;
 use super::chat::input::Input;
-use super::reconnect::{jitter, next_backoff, FINAL_DISCONNECTS, FIRST_BACKOFF};
+use super::reconnect::{jitter, next_backoff, FIRST_BACKOFF};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::{Client, TlsInfo};
 use crate::config::ClientConfig;
@@ -239,7 +239,7 @@ impl App<'_> {
             Ok(ServerLine::Event(event)) => {
                 self.state.on_event(&event);
                 if let Event::Disconnect { code, reason } = &event {
-                    if FINAL_DISCONNECTS.contains(&code.as_str()) {
+                    if code.is_final() {
                         self.lost(format!("{code}: {reason}"), true);
                     }
                 }

@@ -626,7 +626,7 @@ impl TuiState {
                 Kind::Error,
                 format!(
                     "the server disconnected you ({}): {}",
-                    sanitize(code),
+                    code,
                     sanitize(reason)
                 ),
             ),

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use tlschat_proto::{ErrorCode, Event, Reply, ServerLine, Trust};
+use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, ServerLine, Trust};
 
 use super::Hub;
 use crate::chat::Peer;
@@ -164,9 +164,15 @@ fn a_verified_owner_reclaims_a_nickname_and_replaces_an_older_connection() {
     let squatter = unverified(&hub);
     hub.set_nick(&squatter, "bob");
     let bob = verified(&hub, "bob");
-    assert_eq!(squatter.disconnect_reason().unwrap().code, "NICK_RECLAIMED");
+    assert_eq!(
+        squatter.disconnect_reason().unwrap().code,
+        DisconnectCode::NickReclaimed
+    );
     let bob_again = verified(&hub, "bob");
-    assert_eq!(bob.disconnect_reason().unwrap().code, "REPLACED");
+    assert_eq!(
+        bob.disconnect_reason().unwrap().code,
+        DisconnectCode::Replaced
+    );
     assert!(bob_again.disconnect_reason().is_none());
     // The old connections' cleanup must not unregister the new one.
     hub.leave_all(&squatter, "reclaimed");
@@ -223,7 +229,7 @@ fn admins_kick_with_a_reason() {
     let reason = eve.disconnect_reason().unwrap();
     assert_eq!(
         (reason.code, reason.reason.as_str()),
-        ("KICKED", "kicked by root: spam")
+        (DisconnectCode::Kicked, "kicked by root: spam")
     );
     assert_eq!(code(hub.kick(&root, "nobody", None)), ErrorCode::NoSuchUser);
 }
@@ -251,7 +257,10 @@ fn a_slow_member_is_cut_off_without_holding_up_the_room() {
             Reply::ok((i + 1).to_string())
         );
     }
-    assert_eq!(slow.disconnect_reason().unwrap().code, "SLOW_CONSUMER");
+    assert_eq!(
+        slow.disconnect_reason().unwrap().code,
+        DisconnectCode::SlowConsumer
+    );
     assert_eq!(events(&bob).len(), 20, "the others get every message");
 }
 
