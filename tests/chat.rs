@@ -409,7 +409,7 @@ async fn a_reader_that_stops_reading_is_cut_off_and_the_room_keeps_flowing() {
             }
         },
     };
-    assert!(reason.contains("outbound queue full"), "{reason}");
+    assert_eq!(reason, "not reading", "others see a neutral reason");
     server.wait_for_log("slow consumer disconnected");
     drop(stuck);
 }

@@ -133,7 +133,9 @@ impl Hub {
         match previous {
             Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => old.disconnect(
                 DisconnectCode::Replaced,
-                "you connected again from elsewhere; this older connection is closed".into(),
+                "another connection with your certificate replaced this one (another window, or a \
+                 tlschat send or listen with your certificate)"
+                    .into(),
             ),
             Some(old) if old.id() != peer.id() => old.disconnect(
                 DisconnectCode::NickReclaimed,
