@@ -107,7 +107,10 @@ impl Session {
             Request::Msg { target, text } => {
                 let time = cx.now.to_rfc3339_opts(SecondsFormat::Millis, true);
                 match target {
-                    Target::Room(room) => hub.message_room(peer, &room, &text, &time),
+                    Target::Room(room) => {
+                        let mut replies = hub.message_room_batch(peer, &room, &[text], &time);
+                        replies.pop().unwrap_or_else(|| Reply::ok(""))
+                    }
                     Target::User(nick) => hub.message_user(peer, &nick, &text, &time),
                 }
             }

@@ -325,15 +325,9 @@ impl Hub {
         Reply::ok(parts.join(" "))
     }
 
-    /// `MSG #room text`: to every member but the sender. Replies `OK <message id>`.
-    pub fn message_room(&self, peer: &Arc<Peer>, room: &str, text: &str, time: &str) -> Reply {
-        let texts = [text.to_owned()];
-        let mut replies = self.message_room_batch(peer, room, &texts, time);
-        replies.pop().unwrap_or_else(|| Reply::ok(""))
-    }
-
-    /// Several `MSG #room text` in a row from one sender: numbered and queued to every member
-    /// under one hold of the room's lock, as one shared buffer. One reply per text, in order.
+    /// `MSG #room text`, one or several in a row from one sender: numbered and queued to every
+    /// member under one hold of the room's lock, as one shared buffer encoded once. One reply
+    /// per text, in order (`OK <message id>`). This is the only way a room message travels.
     pub fn message_room_batch(
         &self,
         peer: &Arc<Peer>,
