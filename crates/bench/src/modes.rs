@@ -504,7 +504,7 @@ pub async fn udp(
         timeout: Duration::from_secs(1),
         retries: 0,
     };
-    let start = tlschat_client::udp::now_micros();
+    let start = tlschat_client::clock::now_micros();
     let mut clients = Vec::new();
     for index in 0..sockets {
         let mut client = UdpClient::connect(config, options).await?;

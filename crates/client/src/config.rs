@@ -7,7 +7,6 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tlschat_tls::PemError;
 
-use crate::e2e::E2ePaths;
 use crate::error::ClientError;
 
 /// Default server address.
@@ -149,6 +148,29 @@ fn host_part(server: &str) -> &str {
         _ => server,
     };
     host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The E2E files of a user.
+#[derive(Debug, Clone)]
+pub struct E2ePaths {
+    /// The private key.
+    pub key: PathBuf,
+    /// The remembered fingerprints.
+    pub known_keys: PathBuf,
+}
+
+impl E2ePaths {
+    /// Next to the certificate `dir/name.pem`: `dir/name-e2e-key` and `dir/name-known-keys`.
+    pub fn beside(cert: &std::path::Path) -> Self {
+        let stem = cert
+            .file_stem()
+            .map_or_else(|| "tlschat".into(), |s| s.to_string_lossy().into_owned());
+        let dir = cert.parent().unwrap_or_else(|| std::path::Path::new("."));
+        Self {
+            key: dir.join(format!("{stem}-e2e-key")),
+            known_keys: dir.join(format!("{stem}-known-keys")),
+        }
+    }
 }
 
 #[cfg(test)]

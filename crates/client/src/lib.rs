@@ -7,6 +7,7 @@
 //! - [`e2e`]: end-to-end encrypted direct messages: keys, trust on first use, seal and open.
 //! - [`udp`]: [`udp::UdpClient`], requests over signed UDP with verified replies.
 //! - [`text`]: making text from the network safe to show on a terminal.
+//! - [`clock`]: the wall clock in the units the protocol stamps (ms, µs since the epoch).
 //! - [`app`]: the `tlschat` command's subcommands (`exec`, `send`, `listen`, the chat client).
 //!
 //! The library verifies the server against the CA it is given and never offers a way around
@@ -17,6 +18,7 @@
 
 pub mod app;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod e2e;
 pub mod error;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tracing::debug;
@@ -19,6 +19,7 @@ use tlschat_proto::datagram::{self, Datagram, Header, Kind, RequestBinding};
 use tlschat_proto::{Reply, ServerLine};
 use tlschat_tls::signing::{sha256, CertKey, PeerKey, ServerCheck, SigningError};
 
+use crate::clock::{now_micros, now_ms};
 use crate::config::ClientConfig;
 
 /// Default time to wait for a reply to one attempt: 1 s.
@@ -246,18 +247,4 @@ impl UdpClient {
             _ => Err("body is not a reply line"),
         }
     }
-}
-
-/// Microseconds since the Unix epoch: where sequence numbers start.
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

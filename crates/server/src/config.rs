@@ -1,18 +1,71 @@
-//! Server settings. Every limit is a named constant with a safe default, settable by flag.
+//! The defaults and named bounds of every server setting, and the types only settings use. The
+//! settings themselves, with their help texts, are declared once in the table of the
+//! `settings` module, which also makes the resolved `Config`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
+pub use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
 
-use crate::chat::hub::RoomLimits;
-use crate::limits::RateLimit;
-use crate::udp::UdpConfig;
+/// The port tlschat listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 6254;
 
 /// Default listening address: loopback only, so a fresh server is not reachable from the network
 /// until the operator says so.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:6254";
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_PORT));
+
+/// Default server certificate chain.
+pub const DEFAULT_CERT: &str = "certs/server.pem";
+
+/// Default server private key.
+pub const DEFAULT_KEY: &str = "certs/server-key.pem";
+
+/// Default CA that client certificates must chain to.
+pub const DEFAULT_CA: &str = "certs/ca.pem";
+
+/// Shortest timeout any setting takes.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Longest timeout any setting takes: a day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Largest count any count setting takes (connections, rooms, keys, senders…).
+pub const MAX_COUNT: usize = 10_000_000;
+
+/// Shortest line limit: room for any verb and a short argument.
+pub const MIN_LINE_LEN: usize = 64;
+
+/// Longest line limit: 16 MiB.
+pub const MAX_LINE_LEN: usize = 16 << 20;
+
+/// Smallest outbound queue per client: 1 KiB.
+pub const MIN_PENDING_BYTES: usize = 1024;
+
+/// Largest outbound queue per client: 1 GiB.
+pub const MAX_PENDING_BYTES: usize = 1 << 30;
+
+/// Largest request rate, burst or strike count.
+pub const MAX_RATE: u32 = 10_000_000;
+
+/// Smallest byte rate and byte burst: 1 KiB.
+pub const MIN_RATE_BYTES: u64 = 1024;
+
+/// Largest byte rate and byte burst: 1 TiB (in effect, no limit).
+pub const MAX_RATE_BYTES: u64 = 1 << 40;
+
+/// Smallest direct-message limit.
+pub const MIN_DM_BYTES: usize = 64;
+
+/// Largest lead a UDP timestamp may be allowed over the server's clock (the server waits this
+/// long at start).
+pub const MAX_UDP_AHEAD: Duration = Duration::from_secs(60);
+
+/// Smallest UDP datagram limit: fits a certificate-less request and its signature.
+pub const MIN_DATAGRAM: usize = 512;
+
+/// Largest UDP datagram limit: the largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: usize = 65_507;
 
 /// Default server name, sent in the greeting.
 pub const DEFAULT_SERVER_NAME: &str = "tlschat";
@@ -83,8 +136,7 @@ pub const DEFAULT_MAX_ROOM_MEMBERS: usize = 10_000;
 pub const DEFAULT_MAX_PUBLISHED_KEYS: usize = 10_000;
 
 /// Whether and how clients prove who they are with a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Default)]
 pub enum ClientAuth {
     /// No client certificates are asked for; everyone is unverified.
     None,
@@ -95,96 +147,21 @@ pub enum ClientAuth {
     Required,
 }
 
-/// Everything the server needs to run.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Server certificate chain (PEM), leaf first.
-    pub cert: PathBuf,
-    /// Server private key (PEM).
-    pub key: PathBuf,
-    /// CA certificate(s) (PEM) that client certificates must chain to.
-    pub ca: PathBuf,
-    /// Client certificate policy.
-    pub client_auth: ClientAuth,
-    /// Also accept TLS 1.2 (TLS 1.3 only when false).
-    pub allow_tls12: bool,
-    /// Name sent in the greeting.
-    pub server_name: String,
-    /// Longest request line, in bytes.
-    pub max_line_len: usize,
-    /// Time allowed for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Time allowed for one write to a client.
-    pub write_timeout: Duration,
-    /// Time graceful shutdown waits for connections to close.
-    pub drain_timeout: Duration,
-    /// Maximum concurrent connections.
-    pub max_connections: usize,
-    /// Bytes that may wait in one client's outbound queue before it is cut off.
-    pub max_pending_bytes: usize,
-    /// Signed UDP mode, off when `None`.
-    pub udp: Option<UdpConfig>,
-    /// No input for this long closes a connection (a keepalive ping goes out halfway).
-    pub idle_timeout: Duration,
-    /// Concurrent connections from one source address at most.
-    pub max_connections_per_ip: usize,
-    /// TLS handshakes in progress from one source address at most.
-    pub max_handshakes_per_ip: usize,
-    /// Largest direct message payload, in bytes.
-    pub max_dm_bytes: usize,
-    /// Request rate limit per connection.
-    pub rate: RateLimit,
-    /// Limits on rooms.
-    pub rooms: RoomLimits,
-    /// Published E2E keys kept at most.
-    pub max_published_keys: usize,
-}
-
-impl Config {
-    /// A configuration with every default and the given certificate files.
-    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>, ca: impl Into<PathBuf>) -> Self {
-        Self {
-            // The constant is a valid literal address; checked by a unit test.
-            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
-            cert: cert.into(),
-            key: key.into(),
-            ca: ca.into(),
-            client_auth: ClientAuth::default(),
-            allow_tls12: false,
-            server_name: DEFAULT_SERVER_NAME.to_owned(),
-            max_line_len: DEFAULT_MAX_LINE_LEN,
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
-            udp: None,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
-            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
-            max_dm_bytes: DEFAULT_MAX_DM_BYTES,
-            rate: RateLimit {
-                per_second: DEFAULT_RATE_PER_SECOND,
-                burst: DEFAULT_RATE_BURST,
-                bytes_per_second: DEFAULT_RATE_BYTES,
-                bytes_burst: DEFAULT_RATE_BYTES_BURST,
-                max_strikes: DEFAULT_MAX_STRIKES,
-            },
-            rooms: RoomLimits::default(),
-            max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
-        }
-    }
+/// Signed UDP mode: off, or on at an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Default)]
+pub enum UdpListen {
+    /// No UDP.
+    #[default]
+    Off,
+    /// Answer on this address.
+    On(SocketAddr),
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn defaults_are_valid_and_loopback() {
-        let config = Config::new("c", "k", "ca");
+        let config = crate::settings::Config::new("c", "k", "ca");
         assert!(config.listen.ip().is_loopback());
         assert!(tlschat_proto::names::validate_server_name(&config.server_name).is_ok());
     }

@@ -14,6 +14,7 @@
 //! - `shared`: state all connections share, and the phases of graceful shutdown.
 //! - [`udp`]: signed UDP mode: the stateless verbs over signed, replay-checked datagrams.
 //! - [`random`]: random numbers from the TLS crypto provider.
+//! - [`sync`]: locking shared state (recovering from poisoning).
 //!
 //! Only this crate owns listeners, tasks and signals; the protocol itself lives in
 //! `tlschat-proto`. This crate does not daemonize, rotate logs or persist anything.
@@ -32,9 +33,11 @@ pub mod server;
 pub mod session;
 pub mod settings;
 mod shared;
+pub mod sync;
 pub mod tls;
 pub mod udp;
 pub mod verbs;
 
-pub use config::{ClientAuth, Config};
+pub use config::ClientAuth;
 pub use server::{Server, ServerError};
+pub use settings::Config;

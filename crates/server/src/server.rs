@@ -16,9 +16,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::connection;
 use crate::open_files;
+use crate::settings::Config;
 use crate::shared::Shared;
 use crate::tls::{self, TlsSetupError};
 use crate::udp::{self, UdpConfig, UdpKeys, UdpService};
@@ -93,7 +93,7 @@ impl Server {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
-        let (udp, udp_keys) = match &config.udp {
+        let (udp, udp_keys) = match &config.udp_config() {
             Some(udp_config) => {
                 let (socket, service, keys) = bind_udp(&config, udp_config).await?;
                 let (sender, receiver) = watch::channel(keys);
@@ -294,7 +294,7 @@ async fn bind_udp(
     config: &Config,
     udp: &UdpConfig,
 ) -> Result<(UdpSocket, UdpService, UdpKeys), ServerError> {
-    let keys = UdpKeys::load(config)?;
+    let keys = UdpKeys::load(&config.cert, &config.key, &config.ca)?;
     let socket = UdpSocket::bind(udp.listen)
         .await
         .map_err(|source| ServerError::UdpBind {

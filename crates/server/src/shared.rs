@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::chat::Hub;
-use crate::config::Config;
 use crate::limits::AddressCounter;
+use crate::settings::Config;
 use crate::tls;
 use crate::udp::{UdpKeys, UdpStats};
 
@@ -91,7 +91,7 @@ impl Shared {
     ) -> Self {
         Self {
             hub: Arc::new(
-                Hub::with_limits(config.rooms, config.max_published_keys)
+                Hub::with_limits(config.room_limits(), config.max_published_keys)
                     .with_max_dm_bytes(config.max_dm_bytes),
             ),
             config,
@@ -150,7 +150,7 @@ impl Shared {
             .and_then(|tls| {
                 let keys = match &self.udp_keys {
                     Some(_) => Some(
-                        UdpKeys::load(&self.config)
+                        UdpKeys::load(&self.config.cert, &self.config.key, &self.config.ca)
                             .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?,
                     ),
                     None => None,

@@ -8,7 +8,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use tlschat_tls::PemError;
 
-use crate::config::{ClientAuth, Config};
+use crate::config::ClientAuth;
+use crate::settings::Config;
 
 /// Why the TLS configuration could not be built. Each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +46,7 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsSetupError
     let key = tlschat_tls::load_key(&config.key)?;
     let provider = tlschat_tls::provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(tlschat_tls::versions(config.allow_tls12))?;
+        .with_protocol_versions(tlschat_tls::versions(config.tls12))?;
     let builder = match config.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         mode => {

@@ -44,8 +44,8 @@ use tlschat_proto::replay::{ReplayError, ReplayWindow};
 use tlschat_proto::{Reply, Request, Verb};
 use tlschat_tls::signing::{sha256, CertKey, ClientCheck, KeyId, PeerKey};
 
-use crate::chat::peer::lock;
 use crate::random::ProviderRandom;
+use crate::sync::lock;
 use crate::verbs::{self, VerbContext};
 
 /// The verbs UDP mode answers: the stateless ones. Chat stays on TLS.
@@ -174,11 +174,15 @@ pub struct UdpKeys {
 }
 
 impl UdpKeys {
-    /// Loads the server's certificate and key and the CA named in `config`.
-    pub fn load(config: &crate::Config) -> Result<Self, tlschat_tls::signing::SigningError> {
+    /// Loads the server's certificate and key, and the CA.
+    pub fn load(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> Result<Self, tlschat_tls::signing::SigningError> {
         Ok(Self {
-            signer: Arc::new(CertKey::load(&config.cert, &config.key)?),
-            clients: ClientCheck::new(&config.ca)?,
+            signer: Arc::new(CertKey::load(cert, key)?),
+            clients: ClientCheck::new(ca)?,
         })
     }
 }

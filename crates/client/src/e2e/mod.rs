@@ -28,9 +28,10 @@ use tlschat_tls::signing::{CertKey, ClientCheck};
 
 use self::store::{Known, KnownKeys, SeenCounters, StoreError};
 use crate::client::Client;
+use crate::clock::{now_micros, now_ms};
 use crate::config::ClientConfig;
+pub use crate::config::E2ePaths;
 use crate::error::ClientError;
-use crate::udp::now_ms;
 
 /// Default largest difference between an E2E message's timestamp and the recipient's clock:
 /// 5 minutes. Older messages are refused as replays (the recipient's replay window does not
@@ -53,29 +54,6 @@ pub enum E2eSetupError {
     /// Our own published key does not verify (certificate not from the CA given with --ca).
     #[error("your own E2E key does not verify: {0}")]
     OwnKey(#[source] E2eError),
-}
-
-/// The E2E files of a user.
-#[derive(Debug, Clone)]
-pub struct E2ePaths {
-    /// The private key.
-    pub key: PathBuf,
-    /// The remembered fingerprints.
-    pub known_keys: PathBuf,
-}
-
-impl E2ePaths {
-    /// Next to the certificate `dir/name.pem`: `dir/name-e2e-key` and `dir/name-known-keys`.
-    pub fn beside(cert: &std::path::Path) -> Self {
-        let stem = cert
-            .file_stem()
-            .map_or_else(|| "tlschat".into(), |s| s.to_string_lossy().into_owned());
-        let dir = cert.parent().unwrap_or_else(|| std::path::Path::new("."));
-        Self {
-            key: dir.join(format!("{stem}-e2e-key")),
-            known_keys: dir.join(format!("{stem}-known-keys")),
-        }
-    }
 }
 
 /// What to send for a direct message, or why not.
@@ -427,7 +405,7 @@ impl E2e {
     /// Strictly increasing, and above anything sent before a restart: microseconds since the
     /// epoch, or one more than the last.
     fn next_counter(&mut self) -> u64 {
-        self.last_counter = crate::udp::now_micros().max(self.last_counter + 1);
+        self.last_counter = now_micros().max(self.last_counter + 1);
         self.last_counter
     }
 }

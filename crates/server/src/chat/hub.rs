@@ -25,31 +25,9 @@ use tlschat_proto::names::name_key;
 use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Trust};
 
 use super::keys::KeyDirectory;
-use super::peer::{lock, Peer};
-
-/// A room: its canonical name, members and message counter.
-pub(crate) struct Room {
-    name: String,
-    state: Mutex<RoomState>,
-}
-
-struct RoomState {
-    members: Vec<Arc<Peer>>,
-    /// The number the next message gets.
-    next_id: u64,
-}
-
-impl RoomState {
-    fn position(&self, peer: &Peer) -> Option<usize> {
-        self.members.iter().position(|m| m.id() == peer.id())
-    }
-
-    fn broadcast(&self, line: &Bytes, except: &Peer) {
-        for member in self.members.iter().filter(|m| m.id() != except.id()) {
-            member.deliver(line);
-        }
-    }
-}
+use super::peer::Peer;
+use super::room::Room;
+use crate::sync::lock;
 
 /// Limits on rooms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +50,7 @@ impl Default for RoomLimits {
 /// The shared chat state.
 pub struct Hub {
     users: Mutex<HashMap<String, Arc<Peer>>>,
-    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    rooms: Mutex<HashMap<String, Arc<Room<Peer>>>>,
     next_peer_id: AtomicU64,
     limits: RoomLimits,
     keys: KeyDirectory,
@@ -216,15 +194,9 @@ impl Hub {
             );
         }
         let mut rooms = lock(&self.rooms);
-        let room = rooms.entry(key.clone()).or_insert_with(|| {
-            Arc::new(Room {
-                name: key.clone(),
-                state: Mutex::new(RoomState {
-                    members: Vec::new(),
-                    next_id: 1,
-                }),
-            })
-        });
+        let room = rooms
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Room::new(key.clone())));
         let mut state = lock(&room.state);
         if state.position(peer).is_some() {
             return Reply::err(
@@ -521,7 +493,7 @@ impl Hub {
         lock(&self.users).len()
     }
 
-    fn rooms_of(&self, peer: &Peer) -> Vec<Arc<Room>> {
+    fn rooms_of(&self, peer: &Peer) -> Vec<Arc<Room<Peer>>> {
         peer.room_handles()
     }
 }

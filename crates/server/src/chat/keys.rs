@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tlschat_proto::names::name_key;
 
-use super::peer::lock;
+use crate::sync::lock;
 
 /// The bounded directory of published keys.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! outbound queue and a way to disconnect it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use tlschat_proto::{DisconnectCode, Trust};
 
-use super::hub::Room;
+use super::room::{Member, Room};
+use crate::sync::lock;
 
 /// A bounded queue of encoded lines for one connection, filled by other connections (room
 /// messages, DMs) and drained by the connection's own writer.
@@ -112,7 +113,7 @@ pub struct Peer {
     admin: bool,
     /// The rooms the peer is in, by key, with a handle each: sending to a room needs no
     /// global lookup.
-    rooms: Mutex<BTreeMap<String, Arc<Room>>>,
+    rooms: Mutex<BTreeMap<String, Arc<Room<Self>>>>,
     outbox: Outbox,
     closing: CancellationToken,
     disconnect: OnceLock<Disconnect>,
@@ -168,11 +169,11 @@ impl Peer {
         lock(&self.rooms).keys().cloned().collect()
     }
 
-    pub(crate) fn room(&self, key: &str) -> Option<Arc<Room>> {
+    pub(crate) fn room(&self, key: &str) -> Option<Arc<Room<Self>>> {
         lock(&self.rooms).get(key).cloned()
     }
 
-    pub(crate) fn room_handles(&self) -> Vec<Arc<Room>> {
+    pub(crate) fn room_handles(&self) -> Vec<Arc<Room<Self>>> {
         lock(&self.rooms).values().cloned().collect()
     }
 
@@ -180,7 +181,7 @@ impl Peer {
         lock(&self.rooms).len()
     }
 
-    pub(crate) fn add_room(&self, key: &str, room: Arc<Room>) {
+    pub(crate) fn add_room(&self, key: &str, room: Arc<Room<Self>>) {
         lock(&self.rooms).insert(key.to_owned(), room);
     }
 
@@ -231,12 +232,14 @@ impl Peer {
     }
 }
 
-/// Locks a mutex, recovering from poisoning: every critical section here leaves the data valid,
-/// so a panic elsewhere must not take the whole server down with it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Member for Peer {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn deliver(&self, line: &Bytes) {
+        Self::deliver(self, line);
+    }
 }
 
 #[cfg(test)]

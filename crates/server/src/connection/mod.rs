@@ -1,5 +1,5 @@
 //! One client's connection: the TLS handshake, then a thin loop that feeds the protocol state
-//! ([`state::ConnState`], no I/O) from the TLS stream, the peer's outbox and the clock, and
+//! (`state::ConnState`, no I/O) from the TLS stream, the peer's outbox and the clock, and
 //! writes what it produces.
 //!
 //! Each connection is one task that owns its TLS stream. It reads into a buffer the state keeps

@@ -165,7 +165,7 @@ impl ConnState {
         encode_line(&greeting.to_string(), &mut out);
         Self {
             decoder: LineDecoder::new(shared.config.max_line_len),
-            rate: RateLimiter::new(shared.config.rate, now),
+            rate: RateLimiter::new(shared.config.rate_limit(), now),
             idle: Idle {
                 timeout: shared.config.idle_timeout,
             },
@@ -425,7 +425,7 @@ impl ConnState {
     }
 
     fn rate_limited(&self) -> Reply {
-        let rate = self.shared.config.rate;
+        let rate = self.shared.config.rate_limit();
         debug!(nick = ?self.peer.nick(), "request refused by the rate limit");
         Reply::err(
             ErrorCode::RateLimited,
@@ -437,7 +437,7 @@ impl ConnState {
     }
 
     fn flooding(&mut self) {
-        let rate = self.shared.config.rate;
+        let rate = self.shared.config.rate_limit();
         warn!(nick = ?self.peer.nick(), "flooding client disconnected");
         self.peer.disconnect(
             DisconnectCode::Flood,

@@ -10,7 +10,7 @@ use tlschat_proto::Trust;
 use tokio_rustls::TlsAcceptor;
 
 use super::*;
-use crate::config::Config;
+use crate::settings::Config;
 
 fn wall() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()
@@ -129,9 +129,9 @@ fn a_write_gets_the_write_timeout_and_a_goodbye_only_the_goodbye_timeout() {
 fn a_client_past_the_rate_is_refused_and_one_that_keeps_pushing_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let shared = shared(dir.path(), |c| {
-        c.rate.per_second = 10;
-        c.rate.burst = 3;
-        c.rate.max_strikes = 4;
+        c.rate = 10;
+        c.rate_burst = 3;
+        c.max_strikes = 4;
     });
     let t0 = Instant::now();
     let (mut state, peer) = connect(&shared, "alice", t0);
@@ -201,8 +201,8 @@ fn a_held_room_batch_goes_out_before_any_other_reply_and_keeps_order() {
 fn a_pipelined_burst_stops_at_the_high_water_mark_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let shared = shared(dir.path(), |c| {
-        c.rate.burst = 10_000;
-        c.rate.bytes_burst = 1 << 30;
+        c.rate_burst = 10_000;
+        c.rate_bytes_burst = 1 << 30;
     });
     let now = Instant::now();
     let (mut state, _) = connect(&shared, "alice", now);
