@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::probe::Probe;
 use crate::report::{Recorder, Report};
-use crate::target::{Conn, Endpoint, Kind};
+use crate::target::{Conn, Endpoint, Kind, Writer};
 
 /// What every mode needs.
 #[derive(Clone)]
@@ -62,9 +62,45 @@ pub struct Fanout {
 /// Messages written per write at full speed.
 const BATCH: u64 = 32;
 
-/// Fan-out: senders publish to a room every subscriber is in.
+/// Fan-out: senders publish to a room every subscriber is in. The phases: connect, start the
+/// subscribers' readers, warm up until every subscription is live, send (measured), gather.
 pub async fn fanout(setup: &Setup, load: Fanout) -> anyhow::Result<Report> {
-    let endpoint = &setup.endpoint;
+    let (subscribers, senders) = connect_fanout(&setup.endpoint, load).await?;
+    let run = FanoutRun::new(load);
+    let sub_tasks = run.spawn_subscribers(subscribers);
+    let (mut writers, reply_tasks): (Vec<_>, Vec<_>) = senders
+        .into_iter()
+        .map(|conn| {
+            let (mut reader, writer) = conn.split();
+            (
+                writer,
+                tokio::spawn(async move { reader.count_replies().await }),
+            )
+        })
+        .unzip();
+    run.warm_up(setup.endpoint.kind, &mut writers[0]).await?;
+
+    let cpu_before = setup.cpu();
+    let measured_from = Instant::now();
+    let send_tasks = run.spawn_senders(setup.endpoint.kind, writers);
+    let tallies = run.gather(sub_tasks, setup.deadline).await?;
+    let elapsed = measured_from.elapsed();
+    let cpu_after = setup.cpu();
+    run.stop.store(true, Ordering::Relaxed);
+    for task in send_tasks {
+        task.await??;
+    }
+    drop(reply_tasks);
+    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
+    Ok(fanout_report(setup, load, &tallies, elapsed, cpu))
+}
+
+/// Connects the subscribers (each in its own room for the warm-up, as every target needs) and
+/// the senders.
+async fn connect_fanout(
+    endpoint: &Endpoint,
+    load: Fanout,
+) -> anyhow::Result<(Vec<Conn>, Vec<Conn>)> {
     let mut subscribers = Vec::with_capacity(load.subscribers);
     for i in 0..load.subscribers {
         let mut conn = endpoint.connect(i).await?;
@@ -77,153 +113,209 @@ pub async fn fanout(setup: &Setup, load: Fanout) -> anyhow::Result<Report> {
         conn.join(&format!("pub{i}")).await?;
         senders.push(conn);
     }
+    Ok((subscribers, senders))
+}
 
-    let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let received: Arc<Vec<AtomicU64>> =
-        Arc::new((0..load.subscribers).map(|_| AtomicU64::new(0)).collect());
-    let ready: Arc<Vec<AtomicBool>> = Arc::new(
-        (0..load.subscribers)
-            .map(|_| AtomicBool::new(false))
-            .collect(),
-    );
-    let per_sender = load.messages.div_ceil(load.senders as u64);
-    let mut sub_tasks = Vec::new();
-    for (i, conn) in subscribers.into_iter().enumerate() {
-        let (mut reader, writer) = conn.split();
-        let (received, ready, stop) = (received.clone(), ready.clone(), stop.clone());
-        let expected = load.messages;
-        let senders = load.senders;
-        sub_tasks.push(tokio::spawn(async move {
-            let _writer = writer;
-            let mut tally = Tally::new(senders, per_sender);
-            while tally.unique < expected && !stop.load(Ordering::Relaxed) {
-                let Ok(Some(payload)) = reader.next_payload().await else {
-                    break;
-                };
-                match parse_payload(&payload) {
-                    Some(Stamp::Warmup) => ready[i].store(true, Ordering::Relaxed),
-                    Some(Stamp::Message {
-                        sender,
-                        seq,
-                        sent_ns,
-                    }) => {
-                        let now = started.elapsed().as_nanos() as u64;
-                        tally.record(
-                            sender,
-                            seq,
-                            Duration::from_nanos(now.saturating_sub(sent_ns)),
-                        );
-                        received[i].store(tally.unique, Ordering::Relaxed);
-                    }
-                    None => {}
-                }
-            }
-            tally
-        }));
-    }
+/// What the tasks of one fan-out run share.
+struct FanoutRun {
+    load: Fanout,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    /// Distinct messages each subscriber has received.
+    received: Arc<Vec<AtomicU64>>,
+    /// Whether each subscriber has seen the warm-up.
+    ready: Arc<Vec<AtomicBool>>,
+    per_sender: u64,
+}
 
-    let kind = endpoint.kind;
-    let mut writers = Vec::new();
-    let mut reply_tasks = Vec::new();
-    for conn in senders {
-        let (mut reader, writer) = conn.split();
-        writers.push(writer);
-        reply_tasks.push(tokio::spawn(async move { reader.count_replies().await }));
-    }
-
-    // Warm up until every subscriber has seen a message: subscriptions are then live.
-    let warm_deadline = Instant::now() + Duration::from_secs(10);
-    while !ready.iter().all(|r| r.load(Ordering::Relaxed)) {
-        anyhow::ensure!(
-            Instant::now() < warm_deadline,
-            "subscribers never saw the warm-up message"
-        );
-        let mut buf = Vec::new();
-        Conn::encode_publish(kind, &pad("@W:", load.size), &mut buf);
-        writers[0].write_all(&buf).await?;
-        writers[0].flush().await?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
-    let cpu_before = setup.cpu();
-    let measured_from = Instant::now();
-    let sent_total = Arc::new(AtomicU64::new(0));
-    let mut send_tasks = Vec::new();
-    for (s, mut writer) in writers.into_iter().enumerate() {
-        let (received, stop, sent_total) = (received.clone(), stop.clone(), sent_total.clone());
-        let count = per_sender.min(load.messages.saturating_sub(per_sender * s as u64));
-        send_tasks.push(tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(load.size * BATCH as usize + 64);
-            let mut ticker = load.rate.map(|rate| {
-                let per_sender_rate = (rate / load.senders as u64).max(1);
-                let mut interval =
-                    tokio::time::interval(Duration::from_nanos(1_000_000_000 / per_sender_rate));
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                interval
-            });
-            let mut seq = 0;
-            while seq < count && !stop.load(Ordering::Relaxed) {
-                let batch = match &mut ticker {
-                    Some(ticker) => {
-                        ticker.tick().await;
-                        1
-                    }
-                    None => {
-                        // Keep at most `window` messages in flight towards the slowest subscriber.
-                        while sent_total.load(Ordering::Relaxed)
-                            > received
-                                .iter()
-                                .map(|r| r.load(Ordering::Relaxed))
-                                .min()
-                                .unwrap_or(0)
-                                + load.window
-                        {
-                            if stop.load(Ordering::Relaxed) {
-                                return Ok::<_, std::io::Error>(seq);
-                            }
-                            tokio::time::sleep(Duration::from_micros(200)).await;
-                        }
-                        BATCH.min(count - seq)
-                    }
-                };
-                buf.clear();
-                for _ in 0..batch {
-                    let stamp = format!("@{s}:{seq}:{}:", started.elapsed().as_nanos());
-                    Conn::encode_publish(kind, &pad(&stamp, load.size), &mut buf);
-                    seq += 1;
-                }
-                writer.write_all(&buf).await?;
-                writer.flush().await?;
-                sent_total.fetch_add(batch, Ordering::Relaxed);
-            }
-            Ok(seq)
-        }));
-    }
-
-    let deadline = tokio::time::sleep(setup.deadline);
-    tokio::pin!(deadline);
-    let mut tallies = Vec::new();
-    for task in sub_tasks {
-        tokio::select! {
-            tally = task => tallies.push(tally?),
-            () = &mut deadline => {
-                stop.store(true, Ordering::Relaxed);
-                anyhow::bail!("the run passed its deadline of {:?}", setup.deadline);
-            }
+impl FanoutRun {
+    fn new(load: Fanout) -> Self {
+        Self {
+            load,
+            started: Instant::now(),
+            stop: Arc::new(AtomicBool::new(false)),
+            received: Arc::new((0..load.subscribers).map(|_| AtomicU64::new(0)).collect()),
+            ready: Arc::new(
+                (0..load.subscribers)
+                    .map(|_| AtomicBool::new(false))
+                    .collect(),
+            ),
+            per_sender: load.messages.div_ceil(load.senders as u64),
         }
     }
-    let elapsed = measured_from.elapsed();
-    let cpu_after = setup.cpu();
-    stop.store(true, Ordering::Relaxed);
-    for task in send_tasks {
-        task.await??;
-    }
-    drop(reply_tasks);
 
+    /// One reader task per subscriber, tallying what arrives until it has every message.
+    fn spawn_subscribers(&self, subscribers: Vec<Conn>) -> Vec<tokio::task::JoinHandle<Tally>> {
+        subscribers
+            .into_iter()
+            .enumerate()
+            .map(|(i, conn)| {
+                let (mut reader, writer) = conn.split();
+                let (received, ready, stop) =
+                    (self.received.clone(), self.ready.clone(), self.stop.clone());
+                let (expected, senders) = (self.load.messages, self.load.senders);
+                let (per_sender, started) = (self.per_sender, self.started);
+                tokio::spawn(async move {
+                    let _writer = writer;
+                    let mut tally = Tally::new(senders, per_sender);
+                    while tally.unique < expected && !stop.load(Ordering::Relaxed) {
+                        let Ok(Some(payload)) = reader.next_payload().await else {
+                            break;
+                        };
+                        match parse_payload(&payload) {
+                            Some(Stamp::Warmup) => ready[i].store(true, Ordering::Relaxed),
+                            Some(Stamp::Message {
+                                sender,
+                                seq,
+                                sent_ns,
+                            }) => {
+                                let now = started.elapsed().as_nanos() as u64;
+                                let latency = Duration::from_nanos(now.saturating_sub(sent_ns));
+                                tally.record(sender, seq, latency);
+                                received[i].store(tally.unique, Ordering::Relaxed);
+                            }
+                            None => {}
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect()
+    }
+
+    /// Publishes warm-up messages until every subscriber has seen one: subscriptions are then
+    /// live on every target.
+    async fn warm_up(&self, kind: Kind, writer: &mut Writer) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.ready.iter().all(|r| r.load(Ordering::Relaxed)) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "subscribers never saw the warm-up message"
+            );
+            let mut buf = Vec::new();
+            Conn::encode_publish(kind, &pad("@W:", self.load.size), &mut buf);
+            writer.write_all(&buf).await?;
+            writer.flush().await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// One task per sender: at the given rate, or as fast as the window allows.
+    fn spawn_senders(
+        &self,
+        kind: Kind,
+        writers: Vec<Writer>,
+    ) -> Vec<tokio::task::JoinHandle<std::io::Result<u64>>> {
+        let sent_total = Arc::new(AtomicU64::new(0));
+        let load = self.load;
+        writers
+            .into_iter()
+            .enumerate()
+            .map(|(s, mut writer)| {
+                let (received, stop, sent_total) =
+                    (self.received.clone(), self.stop.clone(), sent_total.clone());
+                let count = self
+                    .per_sender
+                    .min(load.messages.saturating_sub(self.per_sender * s as u64));
+                let started = self.started;
+                tokio::spawn(async move {
+                    let mut buf = Vec::with_capacity(load.size * BATCH as usize + 64);
+                    let mut ticker = load.rate.map(|rate| ticker(rate, load.senders));
+                    let mut seq = 0;
+                    while seq < count && !stop.load(Ordering::Relaxed) {
+                        let batch = match &mut ticker {
+                            Some(ticker) => {
+                                ticker.tick().await;
+                                1
+                            }
+                            None => {
+                                let window = (received.as_slice(), &*sent_total, load.window);
+                                if !wait_for_window(window, &stop).await {
+                                    return Ok(seq);
+                                }
+                                BATCH.min(count - seq)
+                            }
+                        };
+                        buf.clear();
+                        for _ in 0..batch {
+                            let stamp = format!("@{s}:{seq}:{}:", started.elapsed().as_nanos());
+                            Conn::encode_publish(kind, &pad(&stamp, load.size), &mut buf);
+                            seq += 1;
+                        }
+                        writer.write_all(&buf).await?;
+                        writer.flush().await?;
+                        sent_total.fetch_add(batch, Ordering::Relaxed);
+                    }
+                    Ok(seq)
+                })
+            })
+            .collect()
+    }
+
+    /// Waits for every subscriber's tally, within the run's deadline.
+    async fn gather(
+        &self,
+        sub_tasks: Vec<tokio::task::JoinHandle<Tally>>,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Tally>> {
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let mut tallies = Vec::new();
+        for task in sub_tasks {
+            tokio::select! {
+                tally = task => tallies.push(tally?),
+                () = &mut deadline => {
+                    self.stop.store(true, Ordering::Relaxed);
+                    anyhow::bail!("the run passed its deadline of {limit:?}");
+                }
+            }
+        }
+        Ok(tallies)
+    }
+}
+
+/// A sender's share of `rate` messages a second, as a ticker.
+fn ticker(rate: u64, senders: usize) -> tokio::time::Interval {
+    let per_sender_rate = (rate / senders as u64).max(1);
+    let mut interval = tokio::time::interval(Duration::from_nanos(1_000_000_000 / per_sender_rate));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    interval
+}
+
+/// Waits until at most `window` messages are in flight towards the slowest subscriber; false
+/// when the run stops first.
+async fn wait_for_window(
+    (received, sent_total, window): (&[AtomicU64], &AtomicU64, u64),
+    stop: &AtomicBool,
+) -> bool {
+    let slowest = || {
+        received
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    };
+    while sent_total.load(Ordering::Relaxed) > slowest() + window {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    true
+}
+
+/// The fan-out's report from the subscribers' tallies.
+fn fanout_report(
+    setup: &Setup,
+    load: Fanout,
+    tallies: &[Tally],
+    elapsed: Duration,
+    cpu: Option<u64>,
+) -> Report {
     let mut report = setup.report("fanout", "deliveries");
     let mut latency = Recorder::new();
-    for tally in &tallies {
+    for tally in tallies {
         report.ops += tally.unique;
         report.lost += load.messages - tally.unique;
         report.duplicated += tally.duplicated;
@@ -232,8 +324,7 @@ pub async fn fanout(setup: &Setup, load: Fanout) -> anyhow::Result<Report> {
     }
     report.latency_us = latency.latency();
     let bytes = report.ops * load.size as u64;
-    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
-    Ok(report.finish(elapsed, bytes, cpu))
+    report.finish(elapsed, bytes, cpu)
 }
 
 /// `payload` padded with `x` to `size` bytes (never cut).

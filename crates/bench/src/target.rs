@@ -55,6 +55,9 @@ pub struct Endpoint {
 
 type Tls = TlsStream<TcpStream>;
 
+/// The writing half of a benchmark connection.
+pub type Writer = WriteHalf<Tls>;
+
 /// One connection to the server under test.
 pub struct Conn {
     kind: Kind,
