@@ -86,7 +86,8 @@ impl Server {
                 source,
             }
         })?;
-        let tls = tls::server_config(&config)?;
+        let credentials = tls::Credentials::load(&config)?;
+        let tls = tls::server_config(&config, &credentials)?;
         let bind_err = |source| ServerError::Bind {
             addr: config.listen,
             source,
@@ -95,7 +96,8 @@ impl Server {
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let (udp, udp_keys) = match &config.udp_config() {
             Some(udp_config) => {
-                let (socket, service, keys) = bind_udp(&config, udp_config).await?;
+                let keys = credentials.udp_keys(&config)?;
+                let (socket, service) = bind_udp(&config, udp_config, keys.clone()).await?;
                 let (sender, receiver) = watch::channel(keys);
                 (Some((socket, service, receiver)), Some(sender))
             }
@@ -289,12 +291,12 @@ async fn reload_on_sighup(shared: Arc<Shared>) {
     shared.stop.cancelled().await;
 }
 
-/// Loads the server's signing key and the CA, and binds the UDP socket.
+/// Binds the UDP socket and sets up the service with `keys`.
 async fn bind_udp(
     config: &Config,
     udp: &UdpConfig,
-) -> Result<(UdpSocket, UdpService, UdpKeys), ServerError> {
-    let keys = UdpKeys::load(&config.cert, &config.key, &config.ca)?;
+    keys: UdpKeys,
+) -> Result<(UdpSocket, UdpService), ServerError> {
     let socket = UdpSocket::bind(udp.listen)
         .await
         .map_err(|source| ServerError::UdpBind {
@@ -304,7 +306,7 @@ async fn bind_udp(
     let service = UdpService::new(
         udp.clone(),
         config.server_name.clone(),
-        keys.clone(),
+        keys,
         chrono::Utc::now(),
     );
     // Datagrams stamped before the floor may be replays of ones an earlier run answered:
@@ -312,5 +314,5 @@ async fn bind_udp(
     let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
     let wait = service.ready_at_ms().saturating_sub(now_ms) + 1;
     tokio::time::sleep(Duration::from_millis(wait)).await;
-    Ok((socket, service, keys))
+    Ok((socket, service))
 }

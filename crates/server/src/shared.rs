@@ -145,12 +145,17 @@ impl Shared {
     /// Reloads the certificate, key and CA from their files. New connections (and UDP
     /// datagrams) use them; existing connections keep theirs. On any error the old ones stay.
     pub(crate) fn reload(&self) -> Result<(), String> {
-        let result = tls::server_config(&self.config)
+        let result = tls::Credentials::load(&self.config)
+            .and_then(|credentials| {
+                let tls = tls::server_config(&self.config, &credentials)?;
+                Ok((credentials, tls))
+            })
             .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-            .and_then(|tls| {
+            .and_then(|(credentials, tls)| {
                 let keys = match &self.udp_keys {
                     Some(_) => Some(
-                        UdpKeys::load(&self.config.cert, &self.config.key, &self.config.ca)
+                        credentials
+                            .udp_keys(&self.config)
                             .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?,
                     ),
                     None => None,

@@ -4,12 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 use tlschat_tls::PemError;
 
 use crate::config::ClientAuth;
 use crate::settings::Config;
+use crate::udp::UdpKeys;
 
 /// Why the TLS configuration could not be built. Each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -40,18 +42,54 @@ pub enum TlsSetupError {
 /// Session tickets sent after each TLS 1.3 handshake (rustls sends 2 by default).
 pub const TLS13_TICKETS: usize = 1;
 
-/// Builds the rustls configuration from the certificate, key and CA files in `config`.
-pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let chain = tlschat_tls::load_certs(&config.cert, "certificate")?;
-    let key = tlschat_tls::load_key(&config.key)?;
+/// The server's certificate chain, its key and the CA roots, read once (at start and at each
+/// reload) for both TLS and the signer of UDP replies.
+pub struct Credentials {
+    /// The certificate chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key. No `Debug`: it is key material.
+    pub key: PrivateKeyDer<'static>,
+    /// The CA certificates client certificates must chain to.
+    pub roots: Arc<RootCertStore>,
+}
+
+impl Credentials {
+    /// The signer of UDP replies and the CA check of UDP requests, from these credentials.
+    pub fn udp_keys(&self, config: &Config) -> Result<UdpKeys, tlschat_tls::signing::SigningError> {
+        UdpKeys::new(
+            self.chain[0].clone(),
+            &self.key,
+            self.roots.clone(),
+            (&config.cert, &config.key),
+        )
+    }
+
+    /// Reads the certificate, key and CA files named in `config`.
+    pub fn load(config: &Config) -> Result<Self, TlsSetupError> {
+        Ok(Self {
+            chain: tlschat_tls::load_certs(&config.cert, "certificate")?,
+            key: tlschat_tls::load_key(&config.key)?,
+            roots: Arc::new(tlschat_tls::load_roots(&config.ca)?),
+        })
+    }
+}
+
+/// Builds the rustls configuration from `config`'s policy and the credentials read from its
+/// files.
+pub fn server_config(
+    config: &Config,
+    credentials: &Credentials,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let chain = credentials.chain.clone();
+    let key = credentials.key.clone_key();
     let provider = tlschat_tls::provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(tlschat_tls::versions(config.tls12))?;
     let builder = match config.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         mode => {
-            let roots = Arc::new(tlschat_tls::load_roots(&config.ca)?);
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(credentials.roots.clone(), provider);
             let verifier = match mode {
                 ClientAuth::Optional => verifier.allow_unauthenticated().build()?,
                 _ => verifier.build()?,

@@ -39,6 +39,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
 use tlschat_proto::datagram::{self, Datagram, DatagramError, Header, Kind, RequestBinding};
 use tlschat_proto::replay::{ReplayError, ReplayWindow};
 use tlschat_proto::{Reply, Request, Verb};
@@ -174,15 +176,17 @@ pub struct UdpKeys {
 }
 
 impl UdpKeys {
-    /// Loads the server's certificate and key, and the CA.
-    pub fn load(
-        cert: &std::path::Path,
-        key: &std::path::Path,
-        ca: &std::path::Path,
+    /// The signer and the CA check from what was read for TLS: the leaf certificate and its
+    /// key (from `cert_path` and `key_path`, which errors name) and the CA roots.
+    pub fn new(
+        leaf: CertificateDer<'static>,
+        key: &PrivateKeyDer<'_>,
+        roots: Arc<RootCertStore>,
+        (cert_path, key_path): (&std::path::Path, &std::path::Path),
     ) -> Result<Self, tlschat_tls::signing::SigningError> {
         Ok(Self {
-            signer: Arc::new(CertKey::load(cert, key)?),
-            clients: ClientCheck::new(ca)?,
+            signer: Arc::new(CertKey::from_der(leaf, key, cert_path, key_path)?),
+            clients: ClientCheck::with_roots(roots)?,
         })
     }
 }

@@ -14,9 +14,10 @@ use aws_lc_rs::signature::{
 };
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
 use tlschat_proto::cert::summarize_der;
 
 use crate::{load_certs, load_key, load_roots, provider, PemError};
@@ -72,6 +73,17 @@ impl CertKey {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, SigningError> {
         let cert = load_certs(cert_path, "certificate")?.remove(0);
         let key = load_key(key_path)?;
+        Self::from_der(cert, &key, cert_path, key_path)
+    }
+
+    /// A certificate and its private key already read (from `cert_path` and `key_path`, which
+    /// errors name), checked to match.
+    pub fn from_der(
+        cert: CertificateDer<'static>,
+        key: &PrivateKeyDer<'_>,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<Self, SigningError> {
         let key_pair =
             EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, key.secret_der())
                 .map_err(|_| {
@@ -170,7 +182,11 @@ pub struct ClientCheck {
 impl ClientCheck {
     /// A check against the CA certificates in `ca`.
     pub fn new(ca: &Path) -> Result<Self, SigningError> {
-        let roots = Arc::new(load_roots(ca)?);
+        Self::with_roots(Arc::new(load_roots(ca)?))
+    }
+
+    /// A check against CA certificates already read.
+    pub fn with_roots(roots: Arc<RootCertStore>) -> Result<Self, SigningError> {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider()).build()?;
         Ok(Self { verifier })
     }

@@ -27,7 +27,8 @@ fn shared(dir: &Path, tune: impl FnOnce(&mut Config)) -> Arc<Shared> {
         dir.join("ca.pem"),
     );
     tune(&mut config);
-    let tls = crate::tls::server_config(&config).unwrap();
+    let credentials = crate::tls::Credentials::load(&config).unwrap();
+    let tls = crate::tls::server_config(&config, &credentials).unwrap();
     Arc::new(Shared::new(config, TlsAcceptor::from(tls), None, None))
 }
 
