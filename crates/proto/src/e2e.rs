@@ -363,3 +363,66 @@ mod tests {
         );
     }
 }
+
+/// A binary layout that travels in a line as hex: [`KeyBundle`] and [`Sealed`].
+pub trait Layout: Sized {
+    /// The layout's bytes.
+    fn encode(&self) -> Result<Vec<u8>, LayoutError>;
+    /// Reads the layout from its bytes.
+    fn decode(bytes: &[u8]) -> Result<Self, LayoutError>;
+}
+
+impl Layout for KeyBundle {
+    fn encode(&self) -> Result<Vec<u8>, LayoutError> {
+        Self::encode(self)
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, LayoutError> {
+        Self::decode(bytes)
+    }
+}
+
+impl Layout for Sealed {
+    fn encode(&self) -> Result<Vec<u8>, LayoutError> {
+        Self::encode(self)
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, LayoutError> {
+        Self::decode(bytes)
+    }
+}
+
+/// A payload as it travels in a line (hex digits), together with the layout it decodes to:
+/// checked once where it is read, then passed on exactly as received (the server relays the
+/// digits it got, never a re-encoding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload<T> {
+    hex: String,
+    value: T,
+}
+
+impl<T: Layout> Payload<T> {
+    /// The payload of `value`, encoded once.
+    pub fn new(value: T) -> Result<Self, LayoutError> {
+        let hex = crate::hex::encode(&value.encode()?);
+        Ok(Self { hex, value })
+    }
+
+    /// Reads hex digits received in a line; the error says what is wrong.
+    pub fn parse(hex: &str) -> Result<Self, String> {
+        let bytes = crate::hex::decode(hex).map_err(|e| e.to_string())?;
+        let value = T::decode(&bytes).map_err(|e| e.to_string())?;
+        Ok(Self {
+            hex: hex.to_owned(),
+            value,
+        })
+    }
+
+    /// What the payload holds.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The hex digits, as received (or as first encoded).
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+}

@@ -10,9 +10,8 @@
 
 use std::fmt;
 
-use crate::e2e::{KeyBundle, LayoutError, Sealed};
+use crate::e2e::{KeyBundle, Layout, Payload, Sealed};
 use crate::error::ErrorCode;
-use crate::hex;
 use crate::limits::{NUMBER_MAX, NUMBER_MIN, SUM_MAX_TERMS};
 use crate::names::{validate_nick, validate_room, NameError};
 
@@ -134,15 +133,15 @@ pub enum Request {
         text: String,
     },
     /// `KEY SET bundle`: publishes the caller's E2E key.
-    KeySet(KeyBundle),
+    KeySet(Payload<KeyBundle>),
     /// `KEY GET nick`: asks for a user's published E2E key.
     KeyGet(String),
     /// `E2E nick sealed`: an end-to-end encrypted direct message.
     E2e {
         /// The recipient.
         to: String,
-        /// The sealed message.
-        sealed: Sealed,
+        /// The sealed message, as sent.
+        sealed: Payload<Sealed>,
     },
     /// `KICK nick [reason]`
     Kick {
@@ -314,7 +313,7 @@ impl Request {
             Verb::Kick => return parse_kick(rest),
             Verb::Key => match (args.next(), args.next()) {
                 (Some(sub), Some(arg)) if sub.eq_ignore_ascii_case("SET") => {
-                    Self::KeySet(payload(arg, "key bundle", KeyBundle::decode)?)
+                    Self::KeySet(payload(arg, "key bundle")?)
                 }
                 (Some(sub), Some(nick)) if sub.eq_ignore_ascii_case("GET") => {
                     Self::KeyGet(checked_nick(nick)?)
@@ -324,7 +323,7 @@ impl Request {
             Verb::E2e => match (args.next(), args.next()) {
                 (Some(nick), Some(arg)) => Self::E2e {
                     to: checked_nick(nick)?,
-                    sealed: payload(arg, "sealed message", Sealed::decode)?,
+                    sealed: payload(arg, "sealed message")?,
                 },
                 _ => return Err(RequestError::Usage { verb }),
             },
@@ -417,16 +416,9 @@ impl fmt::Display for Request {
                 write!(f, "{verb} {name}")
             }
             Self::Msg { target, text } => write!(f, "{verb} {target} {text}"),
-            // Encoding fails only for fields too long to have been decoded; write nothing then.
-            Self::KeySet(bundle) => {
-                let bytes = bundle.encode().unwrap_or_default();
-                write!(f, "{verb} SET {}", hex::encode(&bytes))
-            }
+            Self::KeySet(bundle) => write!(f, "{verb} SET {}", bundle.hex()),
             Self::KeyGet(nick) => write!(f, "{verb} GET {nick}"),
-            Self::E2e { to, sealed } => {
-                let bytes = sealed.encode().unwrap_or_default();
-                write!(f, "{verb} {to} {}", hex::encode(&bytes))
-            }
+            Self::E2e { to, sealed } => write!(f, "{verb} {to} {}", sealed.hex()),
             Self::Kick {
                 nick,
                 reason: Some(reason),
@@ -460,14 +452,8 @@ fn parse_msg(rest: &str) -> Result<Request, RequestError> {
 }
 
 /// Decodes a hex argument with `decode`, naming `what` in the error.
-fn payload<T>(
-    arg: &str,
-    what: &'static str,
-    decode: impl FnOnce(&[u8]) -> Result<T, LayoutError>,
-) -> Result<T, RequestError> {
-    let bad = |reason: String| RequestError::BadPayload { what, reason };
-    let bytes = hex::decode(arg).map_err(|e| bad(e.to_string()))?;
-    decode(&bytes).map_err(|e| bad(e.to_string()))
+fn payload<T: Layout>(arg: &str, what: &'static str) -> Result<Payload<T>, RequestError> {
+    Payload::parse(arg).map_err(|reason| RequestError::BadPayload { what, reason })
 }
 
 fn parse_kick(rest: &str) -> Result<Request, RequestError> {
@@ -743,22 +729,26 @@ mod tests {
                 target: Target::User("bob".into()),
                 text: "psst".into(),
             },
-            Request::KeySet(KeyBundle {
-                public_key: vec![1; 32],
-                cert: vec![2; 300],
-                signature: vec![3; 71],
-            }),
+            Request::KeySet(
+                Payload::new(KeyBundle {
+                    public_key: vec![1; 32],
+                    cert: vec![2; 300],
+                    signature: vec![3; 71],
+                })
+                .unwrap(),
+            ),
             Request::KeyGet("bob".into()),
             Request::E2e {
                 to: "bob".into(),
-                sealed: Sealed {
+                sealed: Payload::new(Sealed {
                     counter: 1,
                     timestamp_ms: 2,
                     recipient_key_id: [3; 8],
                     enc: vec![4; 32],
                     ciphertext: vec![5; 40],
                     signature: vec![6; 72],
-                },
+                })
+                .unwrap(),
             },
             Request::Kick {
                 nick: "mallory".into(),
@@ -772,6 +762,37 @@ mod tests {
         for request in requests {
             assert_eq!(parse(&request.to_string()), request);
         }
+    }
+
+    #[test]
+    fn payloads_are_checked_once_and_passed_on_exactly_as_received() {
+        let sealed = Payload::new(Sealed {
+            counter: 1,
+            timestamp_ms: 2,
+            recipient_key_id: [0xab; 8],
+            enc: vec![0xcd; 32],
+            ciphertext: vec![0xef; 40],
+            signature: vec![6; 72],
+        })
+        .unwrap();
+        let line = format!("E2E bob {}", sealed.hex().to_uppercase());
+        let request = parse(&line);
+        let Request::E2e {
+            sealed: received, ..
+        } = &request
+        else {
+            panic!("{request:?}")
+        };
+        assert_eq!(received.value(), sealed.value(), "decoded once");
+        assert_eq!(
+            request.to_string(),
+            line,
+            "relayed as received, not re-encoded"
+        );
+        assert!(
+            Request::parse("E2E bob 00ff").is_err(),
+            "checked on the way in"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chrono::SecondsFormat;
-use tlschat_proto::{hex, ErrorCode, Reply, Request, Target};
+use tlschat_proto::{ErrorCode, Reply, Request, Target};
 
 use crate::chat::{Hub, Peer};
 use crate::verbs::{self, VerbContext, QUIZ_MAX, QUIZ_MIN};
@@ -114,15 +114,11 @@ impl Session {
                     Target::User(nick) => hub.message_user(peer, &nick, &text, &time),
                 }
             }
-            Request::KeySet(bundle) => {
-                let hex = hex::encode(&bundle.encode().unwrap_or_default());
-                hub.publish_key(peer, &bundle, &hex)
-            }
+            Request::KeySet(bundle) => hub.publish_key(peer, bundle.value(), bundle.hex()),
             Request::KeyGet(nick) => hub.key_of(&nick),
             Request::E2e { to, sealed } => {
                 let time = cx.now.to_rfc3339_opts(SecondsFormat::Millis, true);
-                let hex = hex::encode(&sealed.encode().unwrap_or_default());
-                hub.message_e2e(peer, &to, &hex, &time)
+                hub.message_e2e(peer, &to, sealed.hex(), &time)
             }
             Request::Kick { nick, reason } => hub.kick(peer, &nick, reason.as_deref()),
             other => Reply::err(

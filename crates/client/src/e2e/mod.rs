@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tlschat_proto::e2e::{KeyBundle, Sealed};
+use tlschat_proto::e2e::{KeyBundle, Payload, Sealed};
 use tlschat_proto::names::name_key;
 use tlschat_proto::replay::{CounterMemory, ReplayError, DEFAULT_COUNTER_MEMORY};
 use tlschat_proto::{hex, ErrorCode, Reply, Request, Target, Trust};
@@ -186,10 +186,11 @@ impl E2e {
 
     /// Publishes our key (`KEY SET`). `Ok(Err(text))` when the server refused it.
     pub async fn publish(&self, client: &mut Client) -> Result<Result<(), String>, ClientError> {
-        match client
-            .request(&Request::KeySet(self.bundle.clone()))
-            .await?
-        {
+        let bundle = match Payload::new(self.bundle.clone()) {
+            Ok(bundle) => bundle,
+            Err(err) => return Ok(Err(format!("cannot encode your E2E key: {err}"))),
+        };
+        match client.request(&Request::KeySet(bundle)).await? {
             Reply::Ok(_) => Ok(Ok(())),
             Reply::Err(err) => Ok(Err(err.to_string())),
         }
@@ -271,7 +272,11 @@ impl E2e {
         };
         let counter = self.next_counter();
         Ok(
-            match key.seal(&self.cert, &self.me, counter, now_ms(), text) {
+            match key
+                .seal(&self.cert, &self.me, counter, now_ms(), text)
+                .map_err(|e| e.to_string())
+                .and_then(|sealed| Payload::new(sealed).map_err(|e| e.to_string()))
+            {
                 Ok(sealed) => Outgoing::Send {
                     request: Request::E2e {
                         to: nick.to_owned(),
