@@ -332,10 +332,15 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Where the clients under test look for a user's defaults file: nowhere, so the machine's
+/// own `~/.config/tlschat/config.toml` never changes what a test does.
+pub const NO_USER_CONFIG: &str = "/nonexistent/tlschat-tests/config.toml";
+
 /// A `tlschat` command line for `server` as `user` (or anonymous), not started yet.
 pub fn tlschat_command(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Command {
     let mut command = Command::new(binary("tlschat"));
     command
+        .env("TLSCHAT_CONFIG", NO_USER_CONFIG)
         .arg("--server")
         .arg(server.to_string())
         .arg("--ca")
@@ -350,7 +355,7 @@ pub fn tlschat_command(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Com
 /// The `tlschat` command line for `server` as `user`, for a shell (tmux runs it through one).
 pub fn tlschat_shell(pki: &Pki, addr: SocketAddr, user: Option<&str>) -> String {
     let mut command = format!(
-        "'{}' --server {addr} --ca '{}'",
+        "env TLSCHAT_CONFIG={NO_USER_CONFIG} '{}' --server {addr} --ca '{}'",
         binary("tlschat").display(),
         pki.ca().display()
     );

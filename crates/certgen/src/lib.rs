@@ -359,18 +359,25 @@ impl Ca {
             report.push(cert_path, key_path, Outcome::Kept, description);
             return Ok(Self { issuer });
         }
+        let key = KeyPair::generate()?;
+        // A suffix from the CA's own (random) key tells two dev CAs apart in messages and in
+        // `openssl x509 -subject`.
+        let suffix: String = key.public_key_raw()[1..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "tlschat development CA");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("tlschat development CA {suffix}"),
+        );
         params
             .distinguished_name
             .push(DnType::OrganizationName, "tlschat");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         set_validity(&mut params, CA_VALIDITY_DAYS);
-        let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         write_private(&key_path, &key.serialize_pem())?;
         write_public(&cert_path, &cert.pem())?;

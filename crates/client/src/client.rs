@@ -40,6 +40,70 @@ pub struct TlsInfo {
     pub server_cert: Option<Vec<u8>>,
 }
 
+/// Turns a failed handshake into what the user can act on: which side refused which
+/// certificate, and why, in words.
+fn handshake_error(config: &ClientConfig, source: io::Error) -> ClientError {
+    let addr = config.server.clone();
+    if matches!(
+        source.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    ) {
+        return ClientError::HandshakeClosed { addr };
+    }
+    match explain_tls(config, &source) {
+        Some(explanation) => ClientError::TlsRefused { addr, explanation },
+        None => ClientError::Handshake { addr, source },
+    }
+}
+
+/// A TLS failure said in words, when it is one a person can act on. With TLS 1.3 the server's
+/// verdict on the client's certificate arrives after the client's handshake is done, so this
+/// also reads the first read's error.
+fn explain_tls(config: &ClientConfig, err: &io::Error) -> Option<String> {
+    use rustls::{AlertDescription, CertificateError, Error as Tls};
+    let ca = || {
+        let subject = config
+            .ca_subject()
+            .map(|name| format!(" ({name})"))
+            .unwrap_or_default();
+        format!("{}{subject}", config.ca.display())
+    };
+    Some(match err.get_ref()?.downcast_ref::<Tls>()? {
+        Tls::InvalidCertificate(
+            CertificateError::BadSignature | CertificateError::UnknownIssuer,
+        ) => {
+            format!(
+                "the server's certificate is not signed by the CA in {} (was it made with \
+                 another gen-certs run? use the ca.pem made together with the server's \
+                 certificate)",
+                ca()
+            )
+        }
+        Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "the server's certificate is not valid for the name you connected to; pass \
+             --server-name with a name it carries, or make it with tlschat-certgen --host/--ip \
+             ({err})"
+        ),
+        Tls::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "the server's certificate has expired".to_owned(),
+        Tls::AlertReceived(
+            AlertDescription::DecryptError
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown,
+        ) => "the server rejected your certificate: it is not from the server's CA (or has \
+              expired)"
+            .to_owned(),
+        Tls::AlertReceived(AlertDescription::CertificateRequired) => {
+            "the server requires a client certificate: pass --cert and --key".to_owned()
+        }
+        _ => return None,
+    })
+}
+
 /// A connection to a tlschat server.
 pub struct Client {
     stream: TlsStream<TcpStream>,
@@ -76,15 +140,7 @@ impl Client {
             let stream = TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await
-                .map_err(|source| match source.kind() {
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
-                        ClientError::HandshakeClosed { addr: addr.clone() }
-                    }
-                    _ => ClientError::Handshake {
-                        addr: addr.clone(),
-                        source,
-                    },
-                })?;
+                .map_err(|source| handshake_error(config, source))?;
             let mut client = Self {
                 stream,
                 decoder: LineDecoder::new(config.max_line_len),
@@ -94,7 +150,16 @@ impl Client {
                 unanswered: 0,
                 last_event: None,
             };
-            client.greeting = client.read_greeting().await?;
+            client.greeting = client.read_greeting().await.map_err(|err| match err {
+                ClientError::Io(io) => match explain_tls(config, &io) {
+                    Some(explanation) => ClientError::TlsRefused {
+                        addr: addr.clone(),
+                        explanation,
+                    },
+                    None => ClientError::Io(io),
+                },
+                other => other,
+            })?;
             Ok(client)
         };
         tokio::time::timeout(config.connect_timeout, connect)

@@ -9,7 +9,7 @@ use tlschat_tls::PemError;
 
 use crate::error::ClientError;
 
-/// Default server address.
+/// Default server address (the port defaults to 6254 when not given).
 pub const DEFAULT_SERVER: &str = "127.0.0.1:6254";
 
 /// Default CA file.
@@ -89,6 +89,14 @@ impl ClientConfig {
             paths.known_keys = known.clone();
         }
         Some(paths)
+    }
+
+    /// The subject common name of the (first) CA certificate, to tell CAs apart in messages.
+    pub fn ca_subject(&self) -> Option<String> {
+        let certs = tlschat_tls::load_certs(&self.ca, "CA certificate").ok()?;
+        tlschat_proto::cert::summarize_der(certs.first()?)
+            .ok()?
+            .common_name
     }
 
     /// The name the server certificate must carry.

@@ -11,7 +11,7 @@ use tlschat_proto::reply::MalformedLine;
 #[non_exhaustive]
 pub enum ClientError {
     /// A certificate or key file could not be loaded.
-    #[error("cannot load {what} from {}: {reason}", .path.display())]
+    #[error("cannot load {what} from {}: {reason}{}", .path.display(), missing_file_hint(path, what))]
     Pem {
         /// What was expected.
         what: &'static str,
@@ -61,6 +61,14 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The handshake failed for a reason a person can act on, said in words.
+    #[error("TLS handshake with {addr} failed: {explanation}")]
+    TlsRefused {
+        /// The address.
+        addr: String,
+        /// What happened, and what to do.
+        explanation: String,
+    },
     /// The server closed the connection before the handshake finished.
     #[error(
         "the server at {addr} closed the connection before the TLS handshake finished: it \
@@ -89,4 +97,25 @@ pub enum ClientError {
     /// Reading or writing failed.
     #[error("connection failed")]
     Io(#[from] io::Error),
+}
+
+/// For a file that is not there: which flag names it, and where to set it once.
+fn missing_file_hint(path: &std::path::Path, what: &str) -> String {
+    if path.exists() {
+        return String::new();
+    }
+    let (flag, key) = match what {
+        "CA certificate" => ("--ca FILE", "ca"),
+        "private key" => ("--key FILE", "key"),
+        _ => ("--cert FILE", "cert"),
+    };
+    let relative = if path.is_relative() {
+        " (a relative path, read from the current folder)"
+    } else {
+        ""
+    };
+    format!(
+        "{relative}; pass {flag}, or set {key} = \"/path/to/file\" in {}",
+        crate::user_defaults::UserDefaults::path_hint()
+    )
 }

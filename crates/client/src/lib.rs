@@ -7,6 +7,7 @@
 //! - [`e2e`]: end-to-end encrypted direct messages: keys, trust on first use, seal and open.
 //! - [`udp`]: [`udp::UdpClient`], requests over signed UDP with verified replies.
 //! - [`text`]: making text from the network safe to show on a terminal.
+//! - [`user_defaults`]: the user's defaults file (`~/.config/tlschat/config.toml`).
 //! - [`clock`]: the wall clock in the units the protocol stamps (ms, µs since the epoch).
 //! - [`app`]: the `tlschat` command's subcommands (`exec`, `send`, `listen`, the chat client).
 //!
@@ -24,6 +25,7 @@ pub mod e2e;
 pub mod error;
 pub mod text;
 pub mod udp;
+pub mod user_defaults;
 
 pub use client::Client;
 pub use config::ClientConfig;

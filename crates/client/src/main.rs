@@ -10,7 +10,18 @@ use tlschat_client::app::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with status 0; usage errors to stderr with 64.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(app::EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let default = match cli.verbose {
         0 => "warn",
         1 => "debug",

@@ -25,6 +25,9 @@ pub struct CertSummary {
     pub public_key: Vec<u8>,
     /// The end of the validity period, seconds since the Unix epoch.
     pub not_after: i64,
+    /// Whether the certificate may serve TLS: its extended key usage allows `serverAuth` (or
+    /// any usage), or it has no extended key usage at all.
+    pub server_auth: bool,
 }
 
 /// A certificate that could not be parsed.
@@ -56,8 +59,14 @@ pub fn summarize_der(der: &[u8]) -> Result<CertSummary, CertParseError> {
             }
         }
     }
+    let server_auth = match cert.extended_key_usage() {
+        Ok(Some(eku)) => eku.value.server_auth || eku.value.any,
+        Ok(None) => true,
+        Err(_) => false,
+    };
     let spki = cert.public_key();
     Ok(CertSummary {
+        server_auth,
         common_name,
         role,
         sans,

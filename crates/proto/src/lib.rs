@@ -5,6 +5,7 @@
 //! `docs/PROTOCOL.md` is coded exactly once.
 //!
 //! Modules:
+//! - [`addr`]: server addresses as people write them (`host`, `host:port`), port defaulted.
 //! - [`codec`]: splitting a byte stream into bounded UTF-8 lines, and encoding lines.
 //! - [`request`]: the verbs a client sends ([`Request`]) and how they are parsed.
 //! - [`reply`]: what the server answers: the greeting, `OK`/`ERR` replies and `EVENT` lines.
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod addr;
 #[cfg(feature = "x509")]
 pub mod cert;
 pub mod codec;

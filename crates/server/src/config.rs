@@ -7,8 +7,7 @@ use std::time::Duration;
 
 pub use tlschat_proto::limits::DEFAULT_MAX_LINE_LEN;
 
-/// The port tlschat listens on unless told otherwise.
-pub const DEFAULT_PORT: u16 = 6254;
+pub use tlschat_proto::addr::DEFAULT_PORT;
 
 /// Default listening address: loopback only, so a fresh server is not reachable from the network
 /// until the operator says so.
@@ -162,7 +161,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_loopback() {
         let config = crate::settings::Config::new("c", "k", "ca");
-        assert!(config.listen.ip().is_loopback());
+        assert!(config.listen.socket_addr().unwrap().ip().is_loopback());
         assert!(tlschat_proto::names::validate_server_name(&config.server_name).is_ok());
     }
 }

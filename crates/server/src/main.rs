@@ -34,30 +34,43 @@ struct Cli {
     verbose: u8,
 }
 
+/// Exit status for a command line that does not parse (sysexits' `EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with status 0; usage errors to stderr with 64.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_tracing(cli.verbose);
     let config = match load(cli.config.as_deref(), cli.settings) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("tlschat-server: error: {err:#}");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return fail(&err),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("tlschat-server: error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
+            return fail(&anyhow::Error::new(err).context("cannot start the async runtime"))
         }
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("tlschat-server: error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => fail(&err),
     }
+}
+
+/// Says why the server stops (if standard error is still there to say it) and exits 1.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "tlschat-server: error: {err:#}");
+    ExitCode::FAILURE
 }
 
 /// Flags over the file over the defaults.
@@ -116,9 +129,13 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A log line that cannot be written (standard error closed, say the `tee` reading it died)
+    // is dropped: logging never stops the server, and its own complaint about the failed write
+    // would go to the same closed stream, so it is off.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .init();
 }

@@ -36,8 +36,8 @@ pub enum ServerError {
     /// The listening address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
-        /// The address.
-        addr: SocketAddr,
+        /// The address, as given.
+        addr: tlschat_proto::addr::HostPort,
         /// The cause.
         #[source]
         source: std::io::Error,
@@ -89,10 +89,12 @@ impl Server {
         let credentials = tls::Credentials::load(&config)?;
         let tls = tls::server_config(&config, &credentials)?;
         let bind_err = |source| ServerError::Bind {
-            addr: config.listen,
+            addr: config.listen.clone(),
             source,
         };
-        let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+        // A host name is looked up; the listener takes the first address that binds.
+        let listen = (config.listen.host.as_str(), config.listen.port);
+        let listener = TcpListener::bind(listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let (udp, udp_keys) = match &config.udp_config() {
             Some(udp_config) => {
@@ -151,13 +153,19 @@ impl Server {
         drop(listener);
         shared.quiesce();
         tracker.close();
-        info!(connections = tracker.len(), "draining");
+        // Connections only: the tracker also holds the reload and UDP tasks.
+        let open = || {
+            shared
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        info!(connections = open(), "draining");
         if tokio::time::timeout(shared.config.drain_timeout, tracker.wait())
             .await
             .is_err()
         {
             warn!(
-                connections = tracker.len(),
+                connections = open(),
                 "drain timeout passed; closing the remaining connections"
             );
         }

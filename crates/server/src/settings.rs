@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::builder::ValueRange;
 use serde::{Deserialize, Deserializer};
+use tlschat_proto::addr::HostPort;
 use tlschat_proto::duration::{format_duration, parse_duration};
 
 use crate::chat::hub::RoomLimits;
@@ -90,7 +91,7 @@ macro_rules! from_str_setting {
     )*};
 }
 
-from_str_setting!(SocketAddr, String, usize, u32, u64);
+from_str_setting!(SocketAddr, HostPort, String, usize, u32, u64);
 
 impl SettingValue for PathBuf {
     fn parse(text: &str) -> Result<Self, String> {
@@ -322,8 +323,8 @@ const COUNTS: Bounds<usize> = Bounds::Between(1, MAX_COUNT);
 
 settings! {
     /// Address to listen on.
-    listen: SocketAddr = DEFAULT_LISTEN, "ADDR", Bounds::Any,
-        "Address to listen on (0.0.0.0:6254 for the network)";
+    listen: HostPort = HostPort::from(DEFAULT_LISTEN), "ADDR", Bounds::Any,
+        "Address to listen on: host or IP, port 6254 unless given (0.0.0.0 for the network)";
     /// Server certificate chain (PEM), leaf first.
     cert: PathBuf = PathBuf::from(DEFAULT_CERT), "FILE", Bounds::Any,
         "Server certificate chain (PEM)";
@@ -626,7 +627,7 @@ mod tests {
     #[test]
     fn an_empty_file_gives_the_defaults() {
         let config = file("").unwrap().apply().unwrap();
-        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.listen, HostPort::from(DEFAULT_LISTEN));
         assert!(config.udp_config().is_none());
         assert!(!config.tls12);
     }

@@ -31,6 +31,14 @@ pub enum TlsSetupError {
         #[source]
         source: rustls::Error,
     },
+    /// The certificate cannot serve TLS: a client certificate, or one valid for no name.
+    #[error("{} {reason}", .cert.display())]
+    NotAServerCertificate {
+        /// The certificate file.
+        cert: PathBuf,
+        /// What is wrong, and what to give instead.
+        reason: &'static str,
+    },
     /// rustls refused the client verifier or protocol versions.
     #[error("invalid TLS settings")]
     Rustls(#[from] rustls::Error),
@@ -64,14 +72,40 @@ impl Credentials {
         )
     }
 
-    /// Reads the certificate, key and CA files named in `config`.
+    /// Reads the certificate, key and CA files named in `config`, and refuses a certificate
+    /// that cannot serve TLS (clients would all fail against it).
     pub fn load(config: &Config) -> Result<Self, TlsSetupError> {
+        let chain = tlschat_tls::load_certs(&config.cert, "certificate")?;
+        check_server_certificate(&config.cert, &chain[0])?;
         Ok(Self {
-            chain: tlschat_tls::load_certs(&config.cert, "certificate")?,
+            chain,
             key: tlschat_tls::load_key(&config.key)?,
             roots: Arc::new(tlschat_tls::load_roots(&config.ca)?),
         })
     }
+}
+
+/// Refuses a leaf certificate without server-auth usage, or valid for no host name or address.
+fn check_server_certificate(path: &std::path::Path, leaf: &[u8]) -> Result<(), TlsSetupError> {
+    let refuse = |reason| TlsSetupError::NotAServerCertificate {
+        cert: path.to_owned(),
+        reason,
+    };
+    let summary = tlschat_proto::cert::summarize_der(leaf)
+        .map_err(|_| refuse("is not a readable X.509 certificate"))?;
+    if !summary.server_auth {
+        return Err(refuse(
+            "is not a server certificate (its usage is client authentication only): give the \
+             server's certificate, such as certs/server.pem from scripts/gen-certs.sh",
+        ));
+    }
+    if summary.sans.is_empty() {
+        return Err(refuse(
+            "names no host or address (no subject alternative names), so no client can verify \
+             it: make one with tlschat-certgen --host NAME --ip ADDR",
+        ));
+    }
+    Ok(())
 }
 
 /// Builds the rustls configuration from `config`'s policy and the credentials read from its

@@ -1,7 +1,9 @@
 //! The `tlschat` command: flags shared by every subcommand, and the subcommands.
 //!
-//! Exit codes, for every subcommand: 0 success, 1 the server answered `ERR`, 2 no usable
-//! connection (refused, TLS failure, lost) with the reason on standard error.
+//! Exit codes, for every subcommand: 0 success, 1 the server answered `ERR` (or the client
+//! refused to send, with the reason), 2 no usable connection (refused, TLS failure, lost, or
+//! unusable certificates or configuration) with the reason on standard error, 64 a command
+//! line that does not parse (sysexits' `EX_USAGE`, as every tlschat binary).
 
 mod chat;
 mod exec;
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use tlschat_proto::addr::HostPort;
 use tlschat_proto::duration::HumanDuration;
 use tlschat_proto::{Reply, Request};
 
@@ -23,6 +26,7 @@ use crate::client::Client;
 use crate::config::{ClientConfig, DEFAULT_CA, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER};
 use crate::e2e::E2e;
 use crate::error::ClientError;
+use crate::user_defaults::UserDefaults;
 
 /// Exit code: the request succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -30,6 +34,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERR_REPLY: u8 = 1;
 /// Exit code: no usable connection (refused, TLS failure, lost).
 pub const EXIT_CONNECTION: u8 = 2;
+/// Exit code: the command line does not parse (sysexits' `EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
 
 /// The tlschat client: chat and talk to a tlschat server over TLS 1.3.
 ///
@@ -54,12 +60,14 @@ pub struct Cli {
 /// Flags every subcommand shares.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
-    /// Server address, HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_SERVER, global = true)]
-    pub server: String,
-    /// CA certificate the server's certificate must chain to.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_CA, global = true)]
-    pub ca: PathBuf,
+    /// Server address: HOST or HOST:PORT (port 6254 unless given) [default: 127.0.0.1:6254,
+    /// or `server` in your config file].
+    #[arg(long, value_name = "HOST[:PORT]", global = true)]
+    pub server: Option<HostPort>,
+    /// CA certificate the server's certificate must chain to [default: certs/ca.pem, or `ca`
+    /// in your config file].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
     /// Your client certificate (mutual TLS: your verified identity).
     #[arg(long, value_name = "FILE", requires = "key", global = true)]
     pub cert: Option<PathBuf>,
@@ -85,17 +93,34 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    /// The library configuration these flags describe.
-    pub fn to_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new(self.server.clone(), self.ca.clone());
+    /// The library configuration these flags describe, with the user's defaults file (see
+    /// [`UserDefaults`]) filling what they leave out. The error names the file at fault.
+    pub fn to_config(&self) -> Result<ClientConfig, String> {
+        let defaults = UserDefaults::load()?;
+        let server = match (&self.server, &defaults.server) {
+            (Some(server), _) => server.clone(),
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|e| format!("{}: server: {e}", UserDefaults::path_hint()))?,
+            (None, None) => DEFAULT_SERVER.parse().map_err(|e| format!("{e}"))?,
+        };
+        let ca = self
+            .ca
+            .clone()
+            .or(defaults.ca)
+            .unwrap_or_else(|| DEFAULT_CA.into());
+        let mut config = ClientConfig::new(server.to_string(), ca);
         config.server_name = self.server_name.clone();
-        config.cert = self.cert.clone();
-        config.key = self.key.clone();
+        // A certificate and its key come together, from the flags or from the file.
+        (config.cert, config.key) = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => (Some(cert.clone()), Some(key.clone())),
+            _ => (defaults.cert, defaults.key),
+        };
         config.connect_timeout = self.connect_timeout.into();
         config.allow_tls12 = self.tls12;
         config.e2e_key = self.e2e_key.clone();
         config.known_keys = self.known_keys.clone();
-        config
+        Ok(config)
     }
 }
 
@@ -195,7 +220,13 @@ pub enum UdpCommand {
 
 /// Runs the command line and returns the exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    let config = cli.connection.to_config();
+    let config = match cli.connection.to_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("tlschat: error: {err}");
+            return ExitCode::from(EXIT_CONNECTION);
+        }
+    };
     let code = match cli.command.unwrap_or(Command::Chat) {
         Command::Exec { request } => exec::run(&config, &request.join(" ")).await,
         Command::Chat => {
