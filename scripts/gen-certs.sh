@@ -13,17 +13,34 @@
 # TLSCHAT_BIN_DIR=DIR uses a tlschat-certgen already built in DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+caller="$PWD"
 
-args=("$@")
+# A relative --out is the caller's, not the repository's: resolve it before moving there.
+args=()
 has_out=false
 has_users=false
-for arg in "${args[@]}"; do
-  case "$arg" in
-    --out|--out=*) has_out=true ;;
-    --client|--client=*|--admin|--admin=*) has_users=true ;;
+while (($#)); do
+  case "$1" in
+    --out)
+      has_out=true
+      out="${2:?--out needs a folder}"
+      [[ "$out" == /* ]] || out="$caller/$out"
+      args+=(--out "$out")
+      shift 2
+      continue
+      ;;
+    --out=*)
+      has_out=true
+      out="${1#--out=}"
+      [[ "$out" == /* ]] || out="$caller/$out"
+      args+=(--out "$out")
+      ;;
+    --client|--client=*|--admin|--admin=*) has_users=true; args+=("$1") ;;
+    *) args+=("$1") ;;
   esac
+  shift
 done
+cd "$root"
 $has_out || args=(--out certs "${args[@]}")
 $has_users || args+=(--client alice --client bob --admin admin)
 

@@ -130,3 +130,42 @@ fn certgen_exits_quietly_when_its_reader_goes_away() {
         "the files are written all the same"
     );
 }
+
+#[test]
+fn serve_sh_stops_the_server_when_its_terminal_hangs_up() {
+    let pki = tlschat_tests::Pki::standard();
+    let bin_dir = binary("tlschat-server").parent().unwrap().to_owned();
+    let mut serve = Command::new("bash")
+        .arg(repo_root().join("scripts/serve.sh"))
+        .args(pki.server_args())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("TLSCHAT_BIN_DIR", &bin_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert!(ready.starts_with("tlschat-server listening on"), "{ready}");
+    // The terminal goes away: the shell running serve.sh gets SIGHUP.
+    let hup = Command::new("kill")
+        .args(["-HUP", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let status = tlschat_tests::wait_timeout(&mut serve, tlschat_tests::STEP_TIMEOUT)
+        .expect("serve.sh and its server stop on hangup");
+    assert_eq!(status.code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("connect with: "), "{log}");
+    assert!(
+        log.contains("stopped"),
+        "the server drained and stopped: {log}"
+    );
+}

@@ -20,7 +20,7 @@ use tlschat_proto::duration::HumanDuration;
 /// Load generator for tlschat, nats-server and `ncat --chat --ssl`, over TLS. Talks only to
 /// --server; every run is bounded by its counts and --deadline.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// The server under test.
     #[arg(long, value_enum, default_value_t = Kind::Tlschat)]
@@ -137,7 +137,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&cli)) {
+    let result = runtime.block_on(run(&cli));
+    let refused = tlschat_bench::target::RATE_LIMITED.load(std::sync::atomic::Ordering::Relaxed);
+    if refused > 0 {
+        eprintln!(
+            "tlschat-bench: the server refused {refused} requests with ERR RATE_LIMITED: its \
+             per-connection limits cut the load. Start it with them lifted, as the benchmark \
+             scripts do (scripts/lib/bench-common.sh): --rate 10000000 --rate-burst 10000000 \
+             --rate-bytes 1000000000000 --rate-bytes-burst 1000000000000 (and \
+             --max-connections-per-ip / --max-handshakes-per-ip for many connections)"
+        );
+    }
+    match result {
         Ok(report) => {
             if cli.json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());

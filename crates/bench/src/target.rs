@@ -55,6 +55,10 @@ pub struct Endpoint {
 
 type Tls = TlsStream<TcpStream>;
 
+/// Requests the server refused with `ERR RATE_LIMITED` in this run: its protective limits, not
+/// its speed, were measured.
+pub static RATE_LIMITED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The writing half of a benchmark connection.
 pub type Writer = WriteHalf<Tls>;
 
@@ -173,6 +177,9 @@ impl Conn {
             let line = self.read_line().await?;
             if line == reply {
                 return Ok(());
+            }
+            if line.starts_with("ERR RATE_LIMITED") {
+                RATE_LIMITED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             if line.starts_with("-ERR") || line.starts_with("ERR") {
                 return Err(io::Error::other(line));

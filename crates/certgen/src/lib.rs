@@ -411,9 +411,20 @@ impl Leaf<'_> {
     ) -> Result<(), CertgenError> {
         let (cert_path, key_path) = pair_paths(dir, self.stem);
         let existing = present_pair(&cert_path, &key_path)?;
-        if existing && !replace && wants(&inspect::summarize_file(&cert_path)?) {
-            report.push(cert_path, key_path, Outcome::Kept, self.description);
-            return Ok(());
+        if existing && !replace {
+            let summary = inspect::summarize_file(&cert_path)?;
+            if wants(&summary) {
+                // Say what the kept file holds, which may be more than was asked this time.
+                let description = match self.stem {
+                    "server" => format!(
+                        "server certificate for {}",
+                        display_list(&summary.sans.into_iter().collect())
+                    ),
+                    _ => self.description,
+                };
+                report.push(cert_path, key_path, Outcome::Kept, description);
+                return Ok(());
+            }
         }
         let key = KeyPair::generate()?;
         let cert = self.params.signed_by(&key, &ca.issuer)?;

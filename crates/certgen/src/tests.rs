@@ -278,3 +278,24 @@ fn an_output_folder_others_can_write_to_is_refused_before_any_key_is_made() {
     assert!(err.contains("other users can write"), "{err}");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_kept_server_certificate_is_described_by_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = options(dir.path());
+    first.hosts = vec!["chat.lan".into()];
+    generate(&first).unwrap();
+    // A rerun without --host keeps the certificate, which still names chat.lan.
+    let report = generate(&options(dir.path())).unwrap();
+    let server = report
+        .entries
+        .iter()
+        .find(|e| e.cert.ends_with("server.pem"))
+        .unwrap();
+    assert_eq!(server.outcome, Outcome::Kept);
+    assert!(
+        server.description.contains("chat.lan"),
+        "{}",
+        server.description
+    );
+}

@@ -21,7 +21,7 @@ use tracing_subscriber::EnvFilter;
 /// Every setting can also be given in a TOML file (--config), with the flag's long name as the
 /// key: `handshake-timeout = "10s"`. A flag given on the command line wins over the file.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, long_about)]
 struct Cli {
     /// TOML file with settings (keys are the long flag names).
     #[arg(long, value_name = "FILE")]

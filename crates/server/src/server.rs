@@ -236,7 +236,7 @@ async fn accept_until(
             }
             Err(err) => {
                 backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                warn!(error = %err, retry_in = ?backoff, "accept failed");
+                warn!(error = %err, retry_in = %tlschat_proto::duration::format_duration(backoff), "accept failed");
                 tokio::time::sleep(backoff).await;
             }
         }

@@ -342,7 +342,7 @@ settings! {
         "Also accept TLS 1.2 (only TLS 1.3 otherwise)";
     /// Name sent in the greeting.
     server_name: String = DEFAULT_SERVER_NAME.to_owned(), "NAME", Bounds::Any,
-        "Name announced in the greeting";
+        "Name this server gives itself in the greeting (certificates, not this, decide host names)";
     /// Longest request line, in bytes.
     max_line_len: usize = DEFAULT_MAX_LINE_LEN, "BYTES",
         Bounds::Between(MIN_LINE_LEN, MAX_LINE_LEN),

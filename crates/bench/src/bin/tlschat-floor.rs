@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// The floor server for benchmarks.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Server certificate (PEM).
     #[arg(long)]

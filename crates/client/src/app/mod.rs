@@ -7,6 +7,7 @@
 
 mod chat;
 mod exec;
+mod hints;
 mod keys;
 mod listen;
 mod reconnect;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tlschat_proto::addr::HostPort;
 use tlschat_proto::duration::HumanDuration;
-use tlschat_proto::{Reply, Request};
+use tlschat_proto::{ErrorCode, Reply, Request};
 
 use crate::client::Client;
 use crate::config::{ClientConfig, DEFAULT_CA, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER};
@@ -41,13 +42,14 @@ pub const EXIT_USAGE: u8 = 64;
 ///
 /// With no subcommand, starts the interactive chat client.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(name = "tlschat", version)]
 pub struct Cli {
     /// How to reach the server.
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Interactive chat: do not reconnect after a lost connection (exit 2 instead).
-    #[arg(long, global = true)]
+    /// Interactive chat (the default): do not reconnect after a lost connection (exit 2
+    /// instead).
+    #[arg(long)]
     pub no_reconnect: bool,
     /// More log detail on standard error: -v debug, -vv trace.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -74,7 +76,8 @@ pub struct ConnectionArgs {
     /// Your private key, for --cert.
     #[arg(long, value_name = "FILE", requires = "cert", global = true)]
     pub key: Option<PathBuf>,
-    /// Name the server certificate must carry, when it differs from HOST.
+    /// Host name (or address) to verify the server's certificate against, when it differs
+    /// from HOST in --server (the server's own --server-name is only its greeting).
     #[arg(long, value_name = "NAME", global = true)]
     pub server_name: Option<String>,
     /// Time allowed to connect and finish the TLS handshake (e.g. 10s).
@@ -137,10 +140,18 @@ pub enum Command {
         request: Vec<String>,
     },
     /// The interactive chat client (the default): type to talk, /help for commands.
-    Chat,
+    Chat {
+        /// Do not reconnect after a lost connection (exit 2 instead).
+        #[arg(long)]
+        no_reconnect: bool,
+    },
     /// The full-screen terminal client: rooms and conversations, members, scrollback, and
     /// the connection's security in a status bar. `?` lists the keys.
-    Tui,
+    Tui {
+        /// Do not reconnect after a lost connection (exit 2 instead).
+        #[arg(long)]
+        no_reconnect: bool,
+    },
     /// Send one message to a room (joining it if needed) or to a user; exit 0 once the server
     /// accepted it.
     ///
@@ -205,6 +216,10 @@ pub enum UdpCommand {
     /// Send one signed request over UDP and print the verified reply: `tlschat --server
     /// HOST:UDPPORT --cert me.pem --key me-key.pem udp exec TIME`. Exit codes as for `exec`;
     /// 2 when no valid reply comes after the retries.
+    ///
+    /// Of the shared flags, UDP uses --server (the address the server was given with --udp:
+    /// its port is not the TLS port), --ca, --server-name, --cert and --key; --tls12,
+    /// --connect-timeout and the E2E files do not apply.
     Exec {
         /// Time to wait for a reply to each attempt.
         #[arg(long, value_name = "DURATION", default_value_t = HumanDuration(crate::udp::DEFAULT_UDP_TIMEOUT))]
@@ -227,17 +242,20 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_CONNECTION);
         }
     };
-    let code = match cli.command.unwrap_or(Command::Chat) {
+    let command = cli.command.unwrap_or(Command::Chat {
+        no_reconnect: cli.no_reconnect,
+    });
+    let code = match command {
         Command::Exec { request } => exec::run(&config, &request.join(" ")).await,
-        Command::Chat => {
+        Command::Chat { no_reconnect } => {
             let options = chat::ChatOptions {
-                reconnect: !cli.no_reconnect,
+                reconnect: !(no_reconnect || cli.no_reconnect),
             };
             chat::run(&config, options).await
         }
-        Command::Tui => {
+        Command::Tui { no_reconnect } => {
             let options = tui::TuiOptions {
-                reconnect: !cli.no_reconnect,
+                reconnect: !(no_reconnect || cli.no_reconnect),
             };
             tui::run(&config, options).await
         }
@@ -344,7 +362,11 @@ async fn expect_ok(client: &mut Client, request: &Request) -> Result<String, u8>
     match client.request(request).await {
         Ok(Reply::Ok(payload)) => Ok(payload),
         Ok(Reply::Err(err)) => {
-            eprintln!("{err}");
+            let hint = match err.code {
+                ErrorCode::NoNick => " (pass --nick NAME, or --cert and --key)",
+                _ => "",
+            };
+            eprintln!("{}{hint}", crate::text::sanitize_whole(&err.to_string()));
             Err(EXIT_ERR_REPLY)
         }
         Err(err) => Err(connection_failed(err)),

@@ -74,7 +74,8 @@ pub(crate) async fn serve(
                 return;
             }
             Err(_) => {
-                info!(peer = %peer_addr, timeout = ?shared.config.handshake_timeout,
+                let timeout = tlschat_proto::duration::format_duration(shared.config.handshake_timeout);
+                info!(peer = %peer_addr, %timeout,
                       "TLS handshake timed out");
                 return;
             }
@@ -87,8 +88,10 @@ pub(crate) async fn serve(
     info!(
         peer = %peer_addr,
         %identity,
-        version = ?tls.protocol_version(),
-        kx = ?tls.negotiated_key_exchange_group().map(|g| g.name()),
+        version = tls.protocol_version().map_or_else(|| "-".to_owned(), |v| tls_text(&v)),
+        kx = tls
+            .negotiated_key_exchange_group()
+            .map_or_else(|| "-".to_owned(), |g| tls_text(&g.name())),
         "connected"
     );
     let trust = if identity.verified {
@@ -225,6 +228,11 @@ impl Connection {
             Err(_) => Err(self.state.handle_write_timeout()),
         }
     }
+}
+
+/// A rustls enum as a log value: `TLSv1_3`, `X25519MLKEM768` (its name, not `Some(…)`).
+fn tls_text(value: &impl std::fmt::Debug) -> String {
+    format!("{value:?}")
 }
 
 /// Reads what is available into `buf`. With no buffer (an idle connection keeps none), it first

@@ -339,7 +339,7 @@ impl ConnState {
             };
             let next = match frame {
                 Frame::Line(line) => {
-                    trace!(nick = ?self.peer.nick(), %line, "request");
+                    trace!(nick = %self.nick_text(), %line, "request");
                     match Request::parse(&line) {
                         // Keepalive answers and blank lines get no reply.
                         Ok(None | Some(Request::Pong(_))) => continue,
@@ -361,7 +361,7 @@ impl ConnState {
                     }
                 }
                 Frame::TooLong => {
-                    debug!(nick = ?self.peer.nick(), "line too long, discarded");
+                    debug!(nick = %self.nick_text(), "line too long, discarded");
                     Next::Reply(Reply::err(
                         ErrorCode::LineTooLong,
                         format!(
@@ -371,7 +371,7 @@ impl ConnState {
                     ))
                 }
                 Frame::InvalidUtf8 => {
-                    debug!(nick = ?self.peer.nick(), "line is not UTF-8, discarded");
+                    debug!(nick = %self.nick_text(), "line is not UTF-8, discarded");
                     Next::Reply(Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8"))
                 }
             };
@@ -389,9 +389,14 @@ impl ConnState {
         false
     }
 
+    /// The nickname for log lines: `-` before one is set.
+    fn nick_text(&self) -> String {
+        self.peer.nick().as_deref().unwrap_or("-").to_owned()
+    }
+
     fn reply(&mut self, reply: &Reply) {
         let reply = reply.to_string();
-        trace!(nick = ?self.peer.nick(), %reply, "reply");
+        trace!(nick = %self.nick_text(), %reply, "reply");
         encode_line(&reply, &mut self.out);
     }
 
@@ -426,7 +431,7 @@ impl ConnState {
 
     fn rate_limited(&self) -> Reply {
         let rate = self.shared.config.rate_limit();
-        debug!(nick = ?self.peer.nick(), "request refused by the rate limit");
+        debug!(nick = %self.nick_text(), "request refused by the rate limit");
         Reply::err(
             ErrorCode::RateLimited,
             format!(
@@ -438,7 +443,7 @@ impl ConnState {
 
     fn flooding(&mut self) {
         let rate = self.shared.config.rate_limit();
-        warn!(nick = ?self.peer.nick(), "flooding client disconnected");
+        warn!(nick = %self.nick_text(), "flooding client disconnected");
         self.peer.disconnect(
             DisconnectCode::Flood,
             format!(

@@ -215,6 +215,13 @@ async fn handle_line(
             let report = trust_report(e2e.as_mut(), client, &nick).await;
             term.print(report_line(report.map_err(failed)?));
         }
+        // The reply is awaited, so the next prompt shows the room only if it was joined.
+        Input::Send(request @ Request::Join(_)) => {
+            let reply = client.request(&request).await.map_err(failed)?;
+            if let Some(text) = state.on_answered(request, &reply) {
+                term.print(text);
+            }
+        }
         Input::Send(request) => {
             client
                 .send(&request.to_string())

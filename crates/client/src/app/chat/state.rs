@@ -47,14 +47,18 @@ impl ChatState {
         }
     }
 
-    /// Remembers a sent request until its reply comes. A `JOIN` makes its room current at
-    /// once, so the next prompt shows it; a refused `JOIN` puts the previous room back.
+    /// Remembers a sent request until its reply comes. (`/join` is not sent this way: the chat
+    /// waits for its reply, so the prompt shows the room only once it is joined.)
     pub(crate) fn sent(&mut self, request: Option<Request>) {
-        if let Some(Request::Join(room)) = &request {
-            self.current = Some(room.to_ascii_lowercase());
-        }
         self.pending
             .push_back(request.map_or(Sent::Raw, Sent::Request));
+    }
+
+    /// Takes the reply to a request that was answered at once (not queued), and returns the
+    /// line to show.
+    pub(crate) fn on_answered(&mut self, request: Request, reply: &Reply) -> Option<String> {
+        self.pending.push_front(Sent::Request(request));
+        self.on_reply(reply)
     }
 
     /// Remembers a sent E2E message (`text` to `to`) until its reply comes.
@@ -106,13 +110,7 @@ impl ChatState {
         };
         let payload = match reply {
             Reply::Err(err) => {
-                if let Some(Request::Join(room)) = &request {
-                    let key = room.to_ascii_lowercase();
-                    if !self.joined.contains(&key) && self.current.as_ref() == Some(&key) {
-                        self.current = self.joined.iter().next().cloned();
-                    }
-                }
-                return Some(format!("!! {} {}", err.code, sanitize(&err.message)));
+                return Some(format!("!! {}", crate::app::hints::interactive_error(err)))
             }
             Reply::Ok(payload) => payload,
         };
@@ -147,6 +145,10 @@ impl ChatState {
             Request::Who(room) => Some(format!("-- {}: {}", sanitize(&room), who(payload))),
             Request::Rooms if payload.is_empty() => Some("-- no rooms yet".into()),
             Request::Rooms => Some(format!("-- rooms: {}", sanitize(payload))),
+            Request::Quiz => Some(format!(
+                "-- {}",
+                crate::app::hints::quiz_question(payload, "answer with /answer n")
+            )),
             Request::Quit => None,
             _ => Some(format!("-- {}", sanitize(payload))),
         }
@@ -232,12 +234,21 @@ mod tests {
     #[test]
     fn errors_and_raw_lines_are_shown_as_they_come() {
         let mut state = ChatState::default();
-        state.sent(Some(Request::Join("#x".into())));
         let line = state
-            .on_reply(&Reply::err(ErrorCode::NoNick, "set a nickname"))
+            .on_answered(
+                Request::Join("#x".into()),
+                &Reply::err(ErrorCode::NoNick, "set a nickname"),
+            )
             .unwrap();
-        assert_eq!(line, "!! NO_NICK set a nickname");
+        assert_eq!(
+            line,
+            "!! NO_NICK set a nickname (set one with /nick NAME, or connect with --cert and --key)"
+        );
         assert!(state.joined.is_empty());
+        assert_eq!(
+            state.current, None,
+            "a refused /join leaves no room in the prompt"
+        );
         state.sent(None);
         assert_eq!(state.on_reply(&Reply::ok("PONG")).unwrap(), "-- OK PONG");
     }

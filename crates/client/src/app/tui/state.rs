@@ -554,17 +554,14 @@ impl TuiState {
                 self.quiz = true;
                 self.notice(
                     Kind::Reply,
-                    format!("{} (type the answer)", sanitize(problem)),
+                    crate::app::hints::quiz_question(problem, "type the answer"),
                 );
             }
             (Some(Pending::Request(Request::Quit)), _) => {}
             (_, Reply::Ok(payload)) if payload.is_empty() => {}
             (_, Reply::Ok(payload)) => self.notice(Kind::Reply, sanitize(payload)),
             (_, Reply::Err(err)) => {
-                self.notice(
-                    Kind::Error,
-                    format!("{} {}", err.code, sanitize(&err.message)),
-                );
+                self.notice(Kind::Error, crate::app::hints::interactive_error(err));
             }
         }
         follow_up
