@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tlschat_client::Client;
 use tlschat_proto::{ErrorCode, Event, Reply, Request, Target, Trust};
-use tlschat_tests::{Pki, RawTls, ServerProcess, STEP_TIMEOUT};
+use tlschat_tests::{Pki, RawTls, ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT};
 
 async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Client {
     Client::connect(&pki.client_config(server, user))
@@ -248,19 +248,7 @@ async fn room_order_holds_with_concurrent_senders() {
     const PER_SENDER: usize = 200;
     let pki = Pki::standard();
     // Senders go as fast as round trips allow: lift the rate limit.
-    let server = ServerProcess::start(
-        &pki,
-        &[
-            "--rate",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--rate-bytes",
-            "1000000000",
-            "--rate-bytes-burst",
-            "1000000000",
-        ],
-    );
+    let server = ServerProcess::start(&pki, NO_RATE_LIMIT);
     let addr = server.addr();
     let mut readers = Vec::new();
     for name in ["alice", "bob"] {
@@ -335,19 +323,10 @@ async fn a_reader_that_stops_reading_is_cut_off_and_the_room_keeps_flowing() {
     let server = ServerProcess::start(
         &pki,
         &[
-            "--max-pending-bytes",
-            "524288",
-            "--write-timeout",
-            "60s",
-            "--rate",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--rate-bytes",
-            "1000000000",
-            "--rate-bytes-burst",
-            "1000000000",
-        ],
+            NO_RATE_LIMIT,
+            &["--max-pending-bytes", "524288", "--write-timeout", "60s"],
+        ]
+        .concat(),
     );
     let addr = server.addr();
 
@@ -545,19 +524,7 @@ async fn a_pipelined_burst_keeps_every_reply_and_delivery_in_order() {
     // that order exactly, batches or not.
     const RUN: usize = 300;
     let pki = Pki::standard();
-    let server = ServerProcess::start(
-        &pki,
-        &[
-            "--rate",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--rate-bytes",
-            "1000000000",
-            "--rate-bytes-burst",
-            "1000000000",
-        ],
-    );
+    let server = ServerProcess::start(&pki, NO_RATE_LIMIT);
     let mut bob = connect(&pki, server.addr(), Some("bob")).await;
     ok(&mut bob, Request::Join("#b".into())).await;
     let mut alice = RawTls::connect(&pki.client_config(server.addr(), Some("alice")))

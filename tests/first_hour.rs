@@ -79,13 +79,8 @@ fn certificates_from_another_ca_are_explained_in_words() {
     let other = Pki::standard();
     let server = ServerProcess::start(&pki, &[]);
     // The client trusts another CA than the one that made the server's certificate.
-    let out = Command::new(binary("tlschat"))
-        .env("TLSCHAT_CONFIG", tlschat_tests::NO_USER_CONFIG)
-        .args(["--server", &server.addr().to_string(), "--ca"])
-        .arg(other.ca())
-        .args(["exec", "PING"])
-        .output()
-        .unwrap();
+    let server_addr = server.addr().to_string();
+    let out = tlschat_at(&server_addr, &other.ca(), None, &["exec", "PING"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -95,18 +90,12 @@ fn certificates_from_another_ca_are_explained_in_words() {
         "{err}"
     );
     // The client's certificate comes from another CA than the server trusts.
-    let (cert, key) = other.identity("alice");
-    let out = Command::new(binary("tlschat"))
-        .env("TLSCHAT_CONFIG", tlschat_tests::NO_USER_CONFIG)
-        .args(["--server", &server.addr().to_string(), "--ca"])
-        .arg(pki.ca())
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key)
-        .args(["exec", "PING"])
-        .output()
-        .unwrap();
+    let out = tlschat_at(
+        &server_addr,
+        &pki.ca(),
+        Some(other.identity("alice")),
+        &["exec", "PING"],
+    );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -192,11 +181,16 @@ fn host_names_are_accepted_and_the_port_defaults_to_6254() {
     args.extend(["--listen".to_owned(), "localhost:0".to_owned()]);
     let server = ServerProcess::start_with(&args).expect("a host name to listen on");
     let port = server.addr().port();
-    let out = tlschat_with_server(&pki, &format!("localhost:{port}"), &["exec", "PING"]);
+    let out = tlschat_at(
+        &format!("localhost:{port}"),
+        &pki.ca(),
+        None,
+        &["exec", "PING"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "PONG\n");
     // Without a port, 6254: nothing listens on this loopback address, and the error names it.
-    let out = tlschat_with_server(&pki, "127.0.0.2", &["exec", "PING"]);
+    let out = tlschat_at("127.0.0.2", &pki.ca(), None, &["exec", "PING"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("127.0.0.2:6254"),
@@ -205,13 +199,22 @@ fn host_names_are_accepted_and_the_port_defaults_to_6254() {
     );
 }
 
-fn tlschat_with_server(pki: &Pki, server: &str, args: &[&str]) -> std::process::Output {
-    Command::new(binary("tlschat"))
+/// `tlschat` against `server` (as written on the command line) trusting `ca`, as the given
+/// identity or anonymous; the machine's own defaults file is not read.
+fn tlschat_at(
+    server: &str,
+    ca: &std::path::Path,
+    identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = Command::new(binary("tlschat"));
+    command
         .env("TLSCHAT_CONFIG", tlschat_tests::NO_USER_CONFIG)
         .args(["--server", server, "--ca"])
-        .arg(pki.ca())
-        .args(["--connect-timeout", "5s"])
-        .args(args)
-        .output()
-        .unwrap()
+        .arg(ca)
+        .args(["--connect-timeout", "5s"]);
+    if let Some((cert, key)) = identity {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    command.args(args).output().unwrap()
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tlschat_client::{Client, ClientError};
 use tlschat_proto::{Event, Reply, Request};
-use tlschat_tests::{tcp_from, Pki, RawTls, ServerProcess, STEP_TIMEOUT};
+use tlschat_tests::{tcp_from, Pki, RawTls, ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -567,19 +567,7 @@ async fn a_dm_flood_is_refused_to_the_sender_and_never_cuts_the_recipient_off() 
     // Bound: 1,200 DMs of 16,000 bytes (19 MB) from one client to one that does not read;
     // the byte budget is lifted so only the DM limit and the recipient's queue protect bob.
     let pki = Pki::standard();
-    let server = start(
-        &pki,
-        &[
-            "--rate",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--rate-bytes",
-            "1000000000",
-            "--rate-bytes-burst",
-            "1000000000",
-        ],
-    );
+    let server = start(&pki, NO_RATE_LIMIT);
     let mut bob = RawTls::connect(&pki.client_config(server.addr(), Some("bob")))
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tlschat_client::{Client, ClientError};
 use tlschat_proto::{ErrorCode, Event, Reply, Request};
-use tlschat_tests::{binary, run, text, Pki, RawTls, ServerProcess};
+use tlschat_tests::{binary, run, text, Pki, RawTls, ServerProcess, NO_RATE_LIMIT};
 
 #[tokio::test]
 async fn a_config_file_sets_everything_and_flags_win() {
@@ -138,21 +138,17 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
     let mut server = ServerProcess::start(
         &pki,
         &[
-            "--max-connections-per-ip",
-            "500",
-            "--max-handshakes-per-ip",
-            "500",
-            "--rate",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--rate-bytes",
-            "1000000000",
-            "--rate-bytes-burst",
-            "1000000000",
-            "--drain-timeout",
-            "10s",
-        ],
+            NO_RATE_LIMIT,
+            &[
+                "--max-connections-per-ip",
+                "500",
+                "--max-handshakes-per-ip",
+                "500",
+                "--drain-timeout",
+                "10s",
+            ],
+        ]
+        .concat(),
     );
     let config = pki.client_config(server.addr(), None);
     let mut recipients = tokio::task::JoinSet::new();

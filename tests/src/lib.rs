@@ -332,6 +332,19 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Server flags that lift the per-connection request and byte rates, for tests that flood on
+/// purpose or go as fast as round trips allow.
+pub const NO_RATE_LIMIT: &[&str] = &[
+    "--rate",
+    "1000000",
+    "--rate-burst",
+    "1000000",
+    "--rate-bytes",
+    "1000000000",
+    "--rate-bytes-burst",
+    "1000000000",
+];
+
 /// Where the clients under test look for a user's defaults file: nowhere, so the machine's
 /// own `~/.config/tlschat/config.toml` never changes what a test does.
 pub const NO_USER_CONFIG: &str = "/nonexistent/tlschat-tests/config.toml";
