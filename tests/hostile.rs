@@ -194,9 +194,19 @@ async fn silent_connections_after_tls_are_pinged_then_closed_at_the_idle_timeout
         assert_eq!(bye, "EVENT DISCONNECT IDLE no input for 2s");
         assert_eq!(raw.read_line().await, None, "closed");
     }
-    // The bystander's library answers the pings, so it is never closed: wait past the timeout.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     bystander.assert_served("after the idle timeout").await;
+    // A client that sends nothing of its own but answers the keepalive is never closed: it
+    // only reads (its library answers EVENT PING with PONG) until well past the idle timeout,
+    // then is still answered.
+    let mut quiet = Client::connect(&pki.client_config(server.addr(), Some("carol")))
+        .await
+        .unwrap();
+    let idle = tokio::time::timeout(Duration::from_secs(5), quiet.next_line()).await;
+    assert!(idle.is_err(), "nothing but pings for 5 s: {idle:?}");
+    assert_eq!(
+        quiet.request(&Request::Ping).await.unwrap(),
+        Reply::ok("PONG")
+    );
     drop(silent);
     assert_memory_returns(&server, baseline, "silent TLS connections").await;
 }
@@ -648,4 +658,38 @@ async fn silent_sockets_from_one_address_cannot_make_another_address_wait() {
         started.elapsed()
     );
     drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_a_new_client_waits_until_a_slot_frees() {
+    // Bound: 3 clients from 3 addresses against --max-connections 2.
+    let pki = Pki::standard();
+    let server = start(&pki, &["--max-connections", "2"]);
+    let config = pki.client_config(server.addr(), None);
+    let ip = |last: u8| IpAddr::from([127, 0, 0, last]);
+    let mut first = RawTls::connect_from(&config, ip(2)).await.unwrap();
+    assert!(first.read_line().await.unwrap().starts_with("HELLO"));
+    let mut second = RawTls::connect_from(&config, ip(3)).await.unwrap();
+    assert!(second.read_line().await.unwrap().starts_with("HELLO"));
+    let third_config = config.clone();
+    let mut third = tokio::spawn(async move {
+        let mut raw = RawTls::connect_from(&third_config, ip(4)).await.unwrap();
+        raw.read_line().await
+    });
+    // Not served while both slots are taken (it waits in the listen backlog)…
+    let waited = tokio::time::timeout(Duration::from_millis(700), &mut third).await;
+    assert!(
+        waited.is_err(),
+        "served past the connection limit: {waited:?}"
+    );
+    server.wait_for_log("connection limit reached");
+    // …and served as soon as one closes.
+    first.write(b"QUIT\n").await.unwrap();
+    drop(first);
+    let hello = tokio::time::timeout(STEP_TIMEOUT, third)
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert!(hello.unwrap().starts_with("HELLO"));
+    drop(second);
 }

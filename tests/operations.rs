@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tlschat_client::{Client, ClientError};
 use tlschat_proto::{ErrorCode, Event, Reply, Request};
-use tlschat_tests::{binary, run, text, Pki, RawTls, ServerProcess, NO_RATE_LIMIT};
+use tlschat_tests::{binary, run, text, Pki, RawTls, ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT};
 
 #[tokio::test]
 async fn a_config_file_sets_everything_and_flags_win() {
@@ -125,6 +125,25 @@ async fn certificates_reload_on_sighup_and_a_bad_file_keeps_the_old_one() {
     Client::connect(&renamed)
         .await
         .expect("still serving with the last good certificate");
+    // The same through SIGHUP: logged (twice now), refused, and still serving.
+    server.signal("HUP");
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while server
+        .log()
+        .matches("certificate reload failed; keeping the current certificate")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP with a broken file was not refused: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Client::connect(&renamed)
+        .await
+        .expect("still serving after a refused SIGHUP reload");
     let Reply::Err(err) = alice.request(&Request::Reload).await.unwrap() else {
         panic!("RELOAD is for admins");
     };
@@ -183,8 +202,12 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
             }
         });
     }
+    drop(ready_tx);
     for _ in 0..RECIPIENTS {
-        ready_rx.recv().await.unwrap();
+        tokio::time::timeout(STEP_TIMEOUT, ready_rx.recv())
+            .await
+            .expect("every recipient joins in time")
+            .expect("a recipient failed before joining");
     }
 
     // The sender pipelines batches and records every id the server acknowledged.
@@ -238,7 +261,10 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
     );
     eprintln!("acknowledged before the shutdown: {} of 4000", acked.len());
     let mut checked = 0;
-    while let Some(result) = recipients.join_next().await {
+    while let Some(result) = tokio::time::timeout(STEP_TIMEOUT, recipients.join_next())
+        .await
+        .expect("every recipient sees the end in time")
+    {
         let (received, told) = result.unwrap();
         assert!(told, "every recipient is told about the shutdown");
         let missing: Vec<_> = acked.difference(&received).take(5).collect();
@@ -293,14 +319,15 @@ async fn out_of_open_files_the_server_warns_waits_and_serves_the_waiting_clients
             let _ = done.send(result).await;
         });
     }
+    drop(done);
     tokio::task::block_in_place(|| server.wait_for_log("accept failed"));
 
     // Every client is served in the end: each one done closes, which frees a file for the next.
     for served in 0..CLIENTS {
-        let (conn, hello) = arrived
-            .recv()
+        let (conn, hello) = tokio::time::timeout(STEP_TIMEOUT, arrived.recv())
             .await
-            .expect("a result per client")
+            .unwrap_or_else(|_| panic!("client {served} got no answer in time"))
+            .expect("a result per client (a client task panicked)")
             .unwrap_or_else(|err| panic!("client {served} was not served: {err}"));
         assert!(hello.starts_with("HELLO"), "{hello}");
         drop(conn);

@@ -51,8 +51,21 @@ pub fn binary(name: &str) -> PathBuf {
         build
             .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
+        // The same profile and target as this test binary: `debug` is the dev profile, any
+        // other folder name is its profile's; a `<triple>/` above it means --target.
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some(profile) => {
+                build.args(["--profile", profile]);
+            }
+        }
+        let triple = profile_dir
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .filter(|n| n.matches('-').count() >= 2 && n.is_ascii());
+        if let Some(triple) = triple {
+            build.args(["--target", triple]);
         }
         let status = build.status().expect("running cargo build");
         assert!(status.success(), "cargo build --bins failed");
@@ -214,7 +227,7 @@ impl ServerProcess {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = sink.lock().expect("log lock");
                 log.push_str(&line);
@@ -247,8 +260,8 @@ impl ServerProcess {
                     let _ = child.kill();
                     let _ = child.wait();
                 }
-                // Give the stderr thread a moment to collect the last words.
-                thread::sleep(Duration::from_millis(100));
+                // The process is gone, so its standard error ends: the reader has every word.
+                let _ = stderr_reader.join();
                 let stderr = log.lock().expect("log lock").clone();
                 Err(StartFailure { status, stderr })
             }

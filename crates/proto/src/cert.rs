@@ -95,6 +95,22 @@ mod tests {
         assert!(summarize_der(&[0x30, 0x82, 0xff, 0xff, 0x00]).is_err());
     }
 
+    proptest::proptest! {
+        /// What arrives in a datagram as a certificate is read without a panic, whatever it
+        /// is: random bytes, or bytes behind a DER SEQUENCE header of any stated length.
+        #[test]
+        fn any_bytes_are_summarized_or_refused_never_a_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1200),
+            len in proptest::prelude::any::<u16>(),
+        ) {
+            let _ = summarize_der(&body);
+            let mut der = vec![0x30, 0x82];
+            der.extend_from_slice(&len.to_be_bytes());
+            der.extend_from_slice(&body);
+            let _ = summarize_der(&der);
+        }
+    }
+
     #[test]
     fn ip_addresses_of_both_families_are_rendered() {
         assert_eq!(ip_text(&[127, 0, 0, 1]).as_deref(), Some("127.0.0.1"));
