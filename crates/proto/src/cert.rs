@@ -111,6 +111,41 @@ mod tests {
         }
     }
 
+    /// A self-signed certificate for `names` with these extended key usages.
+    fn certificate(names: &[&str], usages: Vec<rcgen::ExtendedKeyUsagePurpose>) -> Vec<u8> {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationalUnitName, "admin");
+        params.extended_key_usages = usages;
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_is_summarized_with_its_names_role_and_usage() {
+        use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let der = certificate(&["Chat.LAN", "192.0.2.7", "::1"], vec![ServerAuth]);
+        let summary = summarize_der(&der).unwrap();
+        assert_eq!(summary.common_name.as_deref(), Some("alice"));
+        assert_eq!(summary.role.as_deref(), Some("admin"));
+        assert_eq!(summary.sans, ["chat.lan", "192.0.2.7", "::1"]);
+        assert!(summary.server_auth);
+        assert!(!summary.spki.is_empty() && !summary.public_key.is_empty());
+        assert!(summary.not_after > 0);
+        let client = summarize_der(&certificate(&["x"], vec![ClientAuth])).unwrap();
+        assert!(!client.server_auth, "client authentication only");
+        let both = summarize_der(&certificate(&["x"], vec![ClientAuth, ServerAuth])).unwrap();
+        assert!(both.server_auth);
+        let none = summarize_der(&certificate(&["x"], vec![])).unwrap();
+        assert!(none.server_auth, "no extended key usage: any usage");
+    }
+
     #[test]
     fn ip_addresses_of_both_families_are_rendered() {
         assert_eq!(ip_text(&[127, 0, 0, 1]).as_deref(), Some("127.0.0.1"));

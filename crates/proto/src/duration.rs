@@ -79,6 +79,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_human_duration_is_the_duration_it_says() {
+        assert_eq!(
+            Duration::from(HumanDuration(Duration::from_millis(1500))),
+            Duration::from_millis(1500)
+        );
+    }
+
+    #[test]
     fn reads_each_unit() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));

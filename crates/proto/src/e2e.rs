@@ -293,6 +293,23 @@ fn finish(reader: &Reader<'_>, signature: &[u8]) -> Result<(), LayoutError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_largest_ciphertext_passes_and_one_byte_more_is_refused_both_ways() {
+        assert_eq!(MAX_TEXT_LEN, 16 * 1024, "documented in PROTOCOL.md");
+        let mut message = sealed();
+        message.ciphertext = vec![1; MAX_TEXT_LEN + 64];
+        let bytes = message.encode().unwrap();
+        assert_eq!(Sealed::decode(&bytes).unwrap(), message);
+        message.ciphertext.push(1);
+        assert_eq!(message.encode(), Err(LayoutError::TooLong));
+        // A peer's message one byte over, built by hand, is refused on the way in too.
+        let mut over = message.header();
+        put_short(&mut over, &message.enc).unwrap();
+        put_sized(&mut over, &message.ciphertext).unwrap();
+        put_short(&mut over, &message.signature).unwrap();
+        assert_eq!(Sealed::decode(&over), Err(LayoutError::TooLong));
+    }
+
     fn sealed() -> Sealed {
         Sealed {
             counter: 7,

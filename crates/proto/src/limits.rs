@@ -24,3 +24,16 @@ pub const LUCKY_MAX: u32 = 100;
 
 /// Most integers one `SUM` request may add up.
 pub const SUM_MAX_TERMS: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        // docs/PROTOCOL.md and README.md give these numbers.
+        assert_eq!(DEFAULT_MAX_LINE_LEN, 65_536);
+        assert_eq!(SUM_MAX_TERMS, 1024);
+        assert_eq!((LUCKY_MAX, NUMBER_MIN, NUMBER_MAX), (100, 1, 100));
+    }
+}
