@@ -77,7 +77,7 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
         None => term.print("-- no client certificate: direct messages go in clear (no E2E)"),
     }
     if let Err(reason) = publish(&mut client, &mut term, e2e.as_ref()).await {
-        term.print(format!("!! connection lost: {reason}"));
+        term.finish_with(format!("!! connection lost: {reason}"));
         return EXIT_CONNECTION;
     }
     term.print("-- /join #room to start, /help for commands");
@@ -89,10 +89,12 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
                 return EXIT_OK;
             }
             SessionEnd::Lost { reason, final_ } => {
-                term.print(format!("!! connection lost: {reason}"));
+                let lost = format!("!! connection lost: {reason}");
                 if final_ || !options.reconnect {
+                    term.finish_with(lost);
                     return EXIT_CONNECTION;
                 }
+                term.print(lost);
                 let Some(new_client) = reconnect(config, &mut term, &state).await else {
                     return EXIT_OK;
                 };

@@ -98,6 +98,17 @@ impl Terminal {
     pub(crate) fn print(&mut self, line: impl Into<String>) {
         self.printer.print(line.into());
     }
+
+    /// Ends the editor (the terminal is restored), then prints `line` straight to standard
+    /// output: the last words of a chat that is ending must not wait on an editor thread the
+    /// process is about to leave.
+    pub(crate) fn finish_with(self, line: impl Into<String>) {
+        let line = line.into();
+        drop(self);
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
 }
 
 impl Drop for Terminal {
