@@ -337,3 +337,21 @@ async fn out_of_open_files_the_server_warns_waits_and_serves_the_waiting_clients
         .expect("served after the rush");
     assert!(fresh.read_line().await.unwrap().starts_with("HELLO"));
 }
+
+#[test]
+fn a_stop_signal_right_after_the_readiness_line_drains_instead_of_killing() {
+    // Bound: 5 starts, each stopped at once. The signals are watched before the server says it
+    // listens, so a supervisor's immediate SIGTERM (or a terminal's SIGHUP) is never fatal.
+    let pki = Pki::standard();
+    for signal in ["TERM", "HUP", "TERM", "INT", "TERM"] {
+        let mut server = ServerProcess::start(&pki, &[]);
+        server.signal(signal);
+        if signal == "HUP" {
+            // A hangup reloads; the server is still there to stop.
+            server.wait_for_log("SIGHUP: reloading certificates");
+            assert_eq!(server.terminate().code(), Some(0));
+        } else {
+            assert_eq!(server.wait_exit().code(), Some(0), "after SIG{signal}");
+        }
+    }
+}

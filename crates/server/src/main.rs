@@ -84,6 +84,9 @@ fn load(file: Option<&std::path::Path>, flags: Settings) -> anyhow::Result<Confi
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
+    // Watch the stop signals before saying we listen: a supervisor may send SIGTERM at once,
+    // and it must drain the server, not kill it.
+    let shutdown = shutdown_signal();
     let mut stdout = std::io::stdout();
     if let Some(udp) = server.local_udp_addr() {
         writeln!(stdout, "tlschat-server udp listening on {udp}")
@@ -96,30 +99,40 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .and_then(|()| stdout.flush())
     .context("writing the readiness line to standard output")?;
-    server.run(shutdown_signal()).await;
+    server.run(shutdown).await;
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Starts watching SIGINT and SIGTERM now; the future completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot watch SIGTERM; only SIGINT stops the server");
-                let _ = tokio::signal::ctrl_c().await;
+                (interrupt, terminate) => {
+                    let err = interrupt.err().or(terminate.err()).map(|e| e.to_string());
+                    tracing::warn!(
+                        error = %err.unwrap_or_default(),
+                        "cannot watch SIGINT or SIGTERM; stopping on Ctrl-C only"
+                    );
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn init_tracing(verbose: u8) {

@@ -71,6 +71,31 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     udp: Option<(UdpSocket, UdpService, watch::Receiver<UdpKeys>)>,
+    /// SIGHUP, watched from `bind` on: a hangup right after the server says it is listening
+    /// reloads instead of killing it (the default action).
+    hangups: Option<Hangups>,
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// Starts watching SIGHUP, if the platform has it.
+fn watch_hangups() -> Option<Hangups> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(hangups) => Some(hangups),
+            Err(err) => {
+                warn!(error = %err, "cannot watch SIGHUP; use the RELOAD verb to reload");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 impl Server {
@@ -112,6 +137,7 @@ impl Server {
             listener,
             local_addr,
             udp,
+            hangups: watch_hangups(),
         })
     }
 
@@ -135,6 +161,7 @@ impl Server {
             shared,
             listener,
             udp,
+            hangups,
             ..
         } = self;
         warn_if_files_run_short(&shared.config);
@@ -142,7 +169,7 @@ impl Server {
         if let Some((socket, service, keys)) = udp {
             tracker.spawn(udp::serve(socket, service, keys, shared.shutdown.clone()));
         }
-        tracker.spawn(reload_on_sighup(shared.clone()));
+        tracker.spawn(reload_on_sighup(shared.clone(), hangups));
         let stop = async {
             tokio::select! {
                 () = shutdown => shared.request_stop("server is shutting down".to_owned()),
@@ -271,17 +298,9 @@ fn admit_address(shared: &Shared, peer: SocketAddr) -> Option<connection::Addres
 }
 
 /// Reloads the certificates on every SIGHUP until shutdown.
-async fn reload_on_sighup(shared: Arc<Shared>) {
+async fn reload_on_sighup(shared: Arc<Shared>, hangups: Option<Hangups>) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(err) => {
-                warn!(error = %err, "cannot watch SIGHUP; use the RELOAD verb to reload");
-                return;
-            }
-        };
+    if let Some(mut hangups) = hangups {
         loop {
             tokio::select! {
                 () = shared.stop.cancelled() => return,
@@ -296,6 +315,7 @@ async fn reload_on_sighup(shared: Arc<Shared>) {
         }
     }
     #[cfg(not(unix))]
+    let _ = hangups;
     shared.stop.cancelled().await;
 }
 
