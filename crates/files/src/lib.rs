@@ -107,11 +107,15 @@ pub fn check_dir(dir: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
-/// The user id files created in `dir` get: ours. Learned from a temporary file (std has no
-/// `geteuid`, and this crate has no unsafe code), which is removed at once.
+/// The user id files created in `dir` get: ours. Learned once per process from a temporary
+/// file (std has no `geteuid`, and this crate has no unsafe code), which is removed at once.
 #[cfg(unix)]
 fn own_uid(dir: &Path) -> Result<u32, FileError> {
     use std::os::unix::fs::MetadataExt;
+    static OWN_UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    if let Some(uid) = OWN_UID.get() {
+        return Ok(*uid);
+    }
     let probe = tempfile::Builder::new()
         .prefix(".tlschat-probe-")
         .tempfile_in(dir)
@@ -121,7 +125,7 @@ fn own_uid(dir: &Path) -> Result<u32, FileError> {
         .metadata()
         .map_err(io_error("examine", probe.path()))?
         .uid();
-    Ok(uid)
+    Ok(*OWN_UID.get_or_init(|| uid))
 }
 
 /// Writes `contents` to `path` atomically with exactly `mode`, after [`check_dir`] on its
