@@ -43,10 +43,15 @@ impl UserDefaults {
     /// The user's defaults; none when the file does not exist. A file that exists but cannot
     /// be read or parsed is an error naming it.
     pub fn load() -> Result<Self, String> {
-        let Some(path) = Self::path() else {
-            return Ok(Self::default());
-        };
-        let text = match std::fs::read_to_string(&path) {
+        match Self::path() {
+            Some(path) => Self::load_from(&path),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// [`load`](Self::load) from the file `path`.
+    pub fn load_from(path: &std::path::Path) -> Result<Self, String> {
+        let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
@@ -63,5 +68,29 @@ impl UserDefaults {
             }
         }
         Ok(defaults)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_read_from_the_files_folder_and_a_missing_file_is_no_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        assert_eq!(UserDefaults::load_from(&file), Ok(UserDefaults::default()));
+        std::fs::write(
+            &file,
+            "server = \"chat.lan\"\nca = \"ca.pem\"\ncert = \"/abs/me.pem\"\n",
+        )
+        .unwrap();
+        let defaults = UserDefaults::load_from(&file).unwrap();
+        assert_eq!(defaults.server.as_deref(), Some("chat.lan"));
+        assert_eq!(defaults.ca, Some(dir.path().join("ca.pem")));
+        assert_eq!(defaults.cert, Some(PathBuf::from("/abs/me.pem")));
+        std::fs::write(&file, "port = 1\n").unwrap();
+        let err = UserDefaults::load_from(&file).unwrap_err();
+        assert!(err.contains("port") && err.contains("config.toml"), "{err}");
     }
 }

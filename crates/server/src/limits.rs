@@ -42,11 +42,16 @@ impl TokenBucket {
         self.tokens >= n
     }
 
+    /// Takes `n` tokens; call after [`has`](Self::has) said they are there.
+    fn take(&mut self, n: f64) {
+        self.tokens -= n;
+    }
+
     /// Takes one token if one is there.
     pub fn try_take(&mut self, now: Instant) -> bool {
         let ok = self.has(1.0, now);
         if ok {
-            self.tokens -= 1.0;
+            self.take(1.0);
         }
         ok
     }
@@ -105,8 +110,8 @@ impl RateLimiter {
     pub fn check(&mut self, now: Instant, len: usize) -> Verdict {
         let len = len as f64;
         if self.requests.has(1.0, now) && self.bytes.has(len, now) {
-            self.requests.tokens -= 1.0;
-            self.bytes.tokens -= len;
+            self.requests.take(1.0);
+            self.bytes.take(len);
             self.strikes = self.strikes.saturating_sub(1);
             return Verdict::Allow;
         }

@@ -625,6 +625,22 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_burst_below_the_line_limit_is_refused() {
+        // A line the server accepts could never pass the byte budget.
+        let err = file("max-line-len = 8192\nrate-bytes-burst = 4096\n")
+            .unwrap()
+            .apply()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid value for rate-bytes-burst: 4096 (allowed: at least max-line-len (8192))"
+        );
+        let fits = file("max-line-len = 4096\nrate-bytes-burst = 4096\n").unwrap();
+        assert_eq!(fits.apply().unwrap().rate_limit().bytes_burst, 4096);
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         let config = file("").unwrap().apply().unwrap();
         assert_eq!(config.listen, HostPort::from(DEFAULT_LISTEN));
