@@ -161,6 +161,8 @@ impl Pki {
 /// A running `tlschat-server`, killed on drop.
 pub struct ServerProcess {
     child: Child,
+    /// The server's working folder: its default store (`data/tlschat.redb`) lands here.
+    home: tempfile::TempDir,
     addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
@@ -216,8 +218,10 @@ impl ServerProcess {
             }
             None => Command::new(&server),
         };
+        let home = tempfile::tempdir().expect("temporary folder");
         let mut child = command
             .args(args)
+            .current_dir(home.path())
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -250,6 +254,7 @@ impl ServerProcess {
         match ready_rx.recv_timeout(STEP_TIMEOUT) {
             Ok(Some((addr, udp_addr))) => Ok(Self {
                 child,
+                home,
                 addr,
                 udp_addr,
                 log,
@@ -266,6 +271,11 @@ impl ServerProcess {
                 Err(StartFailure { status, stderr })
             }
         }
+    }
+
+    /// The server's working folder (its default store is `data/tlschat.redb` in it).
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// The address the server listens on.

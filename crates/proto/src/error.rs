@@ -96,6 +96,13 @@ error_codes! {
     /// The recipient's queue has no room for more direct messages now (they are not reading
     /// fast enough); it was not sent. Try again later.
     TargetBusy => "TARGET_BUSY",
+    /// The message could not be stored (the disk is full, or the store failed); it was not
+    /// sent to anyone. Reading, history and everything else keep working.
+    StoreFailed => "STORE_FAILED",
+    /// This server keeps no history (it runs with `--store none`).
+    NoHistory => "NO_HISTORY",
+    /// The server has more work queued than it takes; try again shortly.
+    Busy => "BUSY",
     /// A code this version does not know (only produced when parsing a newer server's reply;
     /// the original code is kept at the start of the message).
     Unknown => "UNKNOWN",

@@ -47,7 +47,7 @@ pub use codec::{Frame, LineDecoder};
 pub use disconnect::DisconnectCode;
 pub use error::ErrorCode;
 pub use reply::{Event, Greeting, Reply, ServerLine, Trust};
-pub use request::{Request, RequestError, Target, Verb};
+pub use request::{Anchor, Request, RequestError, Target, Verb};
 
 /// The protocol name and version sent in the greeting and used as the TLS ALPN identifier.
 pub const PROTOCOL_VERSION: &str = "tlschat/1";

@@ -152,10 +152,15 @@ pub enum Event {
         /// The text.
         text: String,
     },
-    /// `EVENT DM <nick> <trust> <time> <text>`: a direct message to this client.
+    /// `EVENT DM <id> <from> <to> <trust> <time> <text>`: a direct message, to this client or
+    /// (replayed by `HISTORY`) from it.
     Direct {
+        /// The conversation's message number: increases by one per message between these two.
+        id: u64,
         /// The sender.
         from: String,
+        /// The recipient.
+        to: String,
         /// Whether the sender's name is verified.
         trust: Trust,
         /// When the server accepted it, RFC 3339 UTC.
@@ -163,18 +168,34 @@ pub enum Event {
         /// The text.
         text: String,
     },
-    /// `EVENT E2E <nick> <trust> <time> <sealed>`: an end-to-end encrypted direct message. The
-    /// payload is kept as sent (hex of [`crate::e2e::Sealed`]): the client decodes it, so a
-    /// malformed one is shown as unreadable rather than breaking the connection.
+    /// `EVENT E2E <id> <from> <to> <trust> <time> <sealed>`: an end-to-end encrypted direct
+    /// message. The payload is kept as sent (hex of [`crate::e2e::Sealed`]): the client decodes
+    /// it, so a malformed one is shown as unreadable rather than breaking the connection. Its id
+    /// is in the same sequence as the conversation's `EVENT DM`s.
     E2e {
+        /// The conversation's message number.
+        id: u64,
         /// The sender.
         from: String,
+        /// The recipient.
+        to: String,
         /// Whether the sender's name is verified.
         trust: Trust,
         /// When the server relayed it, RFC 3339 UTC.
         time: String,
         /// The sealed message, hex.
         sealed: String,
+    },
+    /// `EVENT GAP <#room|nick> <first> <last>`: messages `first..=last` of a room (or of the
+    /// conversation with `nick`) were not sent to this client because it was not reading fast
+    /// enough; fetch them with `HISTORY <target> AFTER <first - 1>`.
+    Gap {
+        /// The room, or the other party of the conversation.
+        target: String,
+        /// The first id skipped.
+        first: u64,
+        /// The last id skipped.
+        last: u64,
     },
     /// `EVENT JOIN <#room> <nick> <trust>`: someone joined a room this client is in.
     Join {
@@ -253,17 +274,26 @@ impl fmt::Display for Event {
                 text,
             } => write!(f, "EVENT MSG {room} {id} {from} {trust} {time} {text}"),
             Self::Direct {
+                id,
                 from,
+                to,
                 trust,
                 time,
                 text,
-            } => write!(f, "EVENT DM {from} {trust} {time} {text}"),
+            } => write!(f, "EVENT DM {id} {from} {to} {trust} {time} {text}"),
             Self::E2e {
+                id,
                 from,
+                to,
                 trust,
                 time,
                 sealed,
-            } => write!(f, "EVENT E2E {from} {trust} {time} {sealed}"),
+            } => write!(f, "EVENT E2E {id} {from} {to} {trust} {time} {sealed}"),
+            Self::Gap {
+                target,
+                first,
+                last,
+            } => write!(f, "EVENT GAP {target} {first} {last}"),
             Self::Join { room, nick, trust } => write!(f, "EVENT JOIN {room} {nick} {trust}"),
             Self::Part { room, nick, trust } => write!(f, "EVENT PART {room} {nick} {trust}"),
             Self::Quit {
@@ -306,21 +336,37 @@ impl Event {
                 }
             }
             "DM" => {
-                let [from, trust, time, text] = fields(rest)?;
+                let [id, from, to, trust, time, text] = fields(rest)?;
                 Self::Direct {
+                    id: id.parse().ok()?,
                     from: owned(from),
+                    to: owned(to),
                     trust: Trust::parse(trust)?,
                     time: owned(time),
                     text: owned(text),
                 }
             }
             "E2E" => {
-                let [from, trust, time, sealed] = fields(rest)?;
+                let [id, from, to, trust, time, sealed] = fields(rest)?;
                 Self::E2e {
+                    id: id.parse().ok()?,
                     from: owned(from),
+                    to: owned(to),
                     trust: Trust::parse(trust)?,
                     time: owned(time),
                     sealed: owned(sealed),
+                }
+            }
+            "GAP" => {
+                let [target, first, last] = fields(rest)?;
+                let (first, last) = (first.parse().ok()?, last.parse().ok()?);
+                if first > last {
+                    return None;
+                }
+                Self::Gap {
+                    target: owned(target),
+                    first,
+                    last,
                 }
             }
             "JOIN" | "PART" => {
@@ -491,13 +537,17 @@ mod tests {
                 text: " spaced  out ".into(),
             }),
             ServerLine::Event(Event::Direct {
+                id: 7,
                 from: "bob".into(),
+                to: "alice".into(),
                 trust: Trust::Unverified,
                 time: "2026-11-21T09:30:00.000Z".into(),
                 text: "psst".into(),
             }),
             ServerLine::Event(Event::E2e {
+                id: 8,
                 from: "alice".into(),
+                to: "bob".into(),
                 trust: Trust::Verified,
                 time: "2026-11-21T09:30:00.000Z".into(),
                 sealed: "01abcdef".into(),
@@ -528,6 +578,11 @@ mod tests {
                 reason: "outbound queue full".into(),
             }),
             ServerLine::Event(Event::Ping { token: "7".into() }),
+            ServerLine::Event(Event::Gap {
+                target: "#ops".into(),
+                first: 10,
+                last: 25,
+            }),
         ];
         for line in lines {
             let text = match &line {

@@ -75,6 +75,7 @@ verbs! {
     Msg => "MSG", "MSG #room|nick text", "Sends text to a room you are in, or to one user.";
     Key => "KEY", "KEY SET bundle | KEY GET nick", "Publishes your E2E key (hex bundle), or fetches a user's.";
     E2e => "E2E", "E2E nick sealed", "Relays an end-to-end encrypted message (hex) to one user.";
+    History => "HISTORY", "HISTORY #room|nick [BEFORE id | AFTER id] [LIMIT n]", "Replays stored messages of a room you are in, or of your conversation with one user.";
     Kick => "KICK", "KICK nick [reason]", "Admin only: disconnects a user.";
     Stats => "STATS", "STATS", "Admin only: server counters (connections, rooms, UDP drops).";
     Reload => "RELOAD", "RELOAD", "Admin only: reloads the certificate, key and CA files.";
@@ -143,6 +144,15 @@ pub enum Request {
         /// The sealed message, as sent.
         sealed: Payload<Sealed>,
     },
+    /// `HISTORY #room|nick [BEFORE id | AFTER id] [LIMIT n]`
+    History {
+        /// The room, or the other party of a conversation.
+        target: Target,
+        /// Where to read from: the newest messages when `None`.
+        anchor: Option<Anchor>,
+        /// How many messages at most (the server caps it).
+        limit: Option<u32>,
+    },
     /// `KICK nick [reason]`
     Kick {
         /// Who to disconnect.
@@ -156,6 +166,15 @@ pub enum Request {
     Reload,
     /// `SHUTDOWN`
     Shutdown,
+}
+
+/// Where `HISTORY` reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// The newest messages with smaller ids than this one (paging back).
+    Before(u64),
+    /// The oldest messages with larger ids than this one (catching up).
+    After(u64),
 }
 
 /// Where a message goes.
@@ -311,6 +330,7 @@ impl Request {
             }
             Verb::Msg => return parse_msg(rest),
             Verb::Kick => return parse_kick(rest),
+            Verb::History => return parse_history(args),
             Verb::Key => match (args.next(), args.next()) {
                 (Some(sub), Some(arg)) if sub.eq_ignore_ascii_case("SET") => {
                     Self::KeySet(payload(arg, "key bundle")?)
@@ -387,6 +407,7 @@ impl Request {
             Self::Who(_) => Verb::Who,
             Self::Msg { .. } => Verb::Msg,
             Self::Kick { .. } => Verb::Kick,
+            Self::History { .. } => Verb::History,
             Self::KeySet(_) | Self::KeyGet(_) => Verb::Key,
             Self::E2e { .. } => Verb::E2e,
             Self::Stats => Verb::Stats,
@@ -424,6 +445,22 @@ impl fmt::Display for Request {
                 reason: Some(reason),
             } => write!(f, "{verb} {nick} {reason}"),
             Self::Kick { nick, reason: None } => write!(f, "{verb} {nick}"),
+            Self::History {
+                target,
+                anchor,
+                limit,
+            } => {
+                write!(f, "{verb} {target}")?;
+                match anchor {
+                    Some(Anchor::Before(id)) => write!(f, " BEFORE {id}")?,
+                    Some(Anchor::After(id)) => write!(f, " AFTER {id}")?,
+                    None => {}
+                }
+                match limit {
+                    Some(n) => write!(f, " LIMIT {n}"),
+                    None => Ok(()),
+                }
+            }
             _ => f.write_str(verb),
         }
     }
@@ -466,6 +503,31 @@ fn parse_kick(rest: &str) -> Result<Request, RequestError> {
     Ok(Request::Kick {
         nick: checked_nick(word)?,
         reason: (!reason.is_empty()).then(|| reason.to_owned()),
+    })
+}
+
+fn parse_history<'a>(mut args: impl Iterator<Item = &'a str>) -> Result<Request, RequestError> {
+    let verb = Verb::History;
+    let usage = || RequestError::Usage { verb };
+    let target = Target::parse(args.next().ok_or_else(usage)?)?;
+    let (mut anchor, mut limit) = (None, None);
+    while let Some(word) = args.next() {
+        let value = args.next().ok_or_else(usage)?;
+        let number = |value: &str| value.parse::<u64>().map_err(|_| usage());
+        if word.eq_ignore_ascii_case("BEFORE") && anchor.is_none() {
+            anchor = Some(Anchor::Before(number(value)?));
+        } else if word.eq_ignore_ascii_case("AFTER") && anchor.is_none() {
+            anchor = Some(Anchor::After(number(value)?));
+        } else if word.eq_ignore_ascii_case("LIMIT") && limit.is_none() {
+            limit = Some(value.parse::<u32>().map_err(|_| usage())?);
+        } else {
+            return Err(usage());
+        }
+    }
+    Ok(Request::History {
+        target,
+        anchor,
+        limit,
     })
 }
 
@@ -721,6 +783,21 @@ mod tests {
             Request::Part("#general".into()),
             Request::Rooms,
             Request::Who("#x".into()),
+            Request::History {
+                target: Target::Room("#ops".into()),
+                anchor: None,
+                limit: None,
+            },
+            Request::History {
+                target: Target::User("bob".into()),
+                anchor: Some(Anchor::Before(40)),
+                limit: Some(20),
+            },
+            Request::History {
+                target: Target::Room("#ops".into()),
+                anchor: Some(Anchor::After(0)),
+                limit: None,
+            },
             Request::Msg {
                 target: Target::Room("#general".into()),
                 text: " hello,  world ".into(),

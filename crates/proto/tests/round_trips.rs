@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use tlschat_proto::datagram::{self, Datagram, Header, Kind};
 use tlschat_proto::e2e::{KeyBundle, Payload, Sealed};
 use tlschat_proto::names::{validate_nick, validate_room, NICK_MAX_LEN};
-use tlschat_proto::{hex, Frame, LineDecoder, Request, Target, Verb};
+use tlschat_proto::{hex, Anchor, Frame, LineDecoder, Request, Target, Verb};
 
 fn nick() -> impl Strategy<Value = String> {
     "[a-zA-Z][a-zA-Z0-9_-]{0,31}".prop_filter("not reserved", |n| validate_nick(n).is_ok())
@@ -97,6 +97,19 @@ fn request() -> impl Strategy<Value = Request> {
             to,
             sealed: Payload::new(s).unwrap(),
         }),
+        (
+            prop_oneof![room().prop_map(Target::Room), nick().prop_map(Target::User)],
+            prop::option::of(prop_oneof![
+                any::<u64>().prop_map(Anchor::Before),
+                any::<u64>().prop_map(Anchor::After)
+            ]),
+            prop::option::of(any::<u32>()),
+        )
+            .prop_map(|(target, anchor, limit)| Request::History {
+                target,
+                anchor,
+                limit
+            }),
     ]
 }
 

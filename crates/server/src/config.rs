@@ -156,6 +156,32 @@ pub enum UdpListen {
     On(SocketAddr),
 }
 
+/// Where messages are kept.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
+pub enum StoreSetting {
+    /// Nowhere: a live relay with no history (`--store none`).
+    None,
+    /// In this redb file.
+    File(std::path::PathBuf),
+}
+
+impl StoreSetting {
+    /// The default: `data/tlschat.redb` under the working directory.
+    pub fn default_file() -> Self {
+        Self::File(DEFAULT_STORE.into())
+    }
+}
+
+/// Largest history page any setting allows.
+pub const MAX_HISTORY_PAGE: usize = 10_000;
+
+/// Default store file, relative to the working directory.
+pub const DEFAULT_STORE: &str = "data/tlschat.redb";
+
+/// Default and largest `LIMIT` of one `HISTORY` page: 500 messages (about 500 KiB at the
+/// longest lines of 1 KiB, one write's worth).
+pub const DEFAULT_MAX_HISTORY_PAGE: usize = 500;
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -11,13 +11,14 @@
 //! - [`chat`]: nicknames, rooms and messages shared between connections, with bounded queues.
 //! - [`connection`]: one client's I/O: handshake, bounded reads, one coalescing writer.
 //! - [`server`]: the accept loop, the connection limits, reload on SIGHUP.
+//! - [`store`]: message history behind one trait; the embedded redb store; group commit.
 //! - `shared`: state all connections share, and the phases of graceful shutdown.
 //! - [`udp`]: signed UDP mode: the stateless verbs over signed, replay-checked datagrams.
 //! - [`random`]: random numbers from the TLS crypto provider.
 //! - [`sync`]: locking shared state (recovering from poisoning).
 //!
 //! Only this crate owns listeners, tasks and signals; the protocol itself lives in
-//! `tlschat-proto`. This crate does not daemonize, rotate logs or persist anything.
+//! `tlschat-proto`. This crate does not daemonize or rotate logs; it keeps messages in [`store`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod server;
 pub mod session;
 pub mod settings;
 mod shared;
+pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod udp;

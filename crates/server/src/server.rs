@@ -16,10 +16,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::config::StoreSetting;
 use crate::connection;
 use crate::open_files;
 use crate::settings::Config;
 use crate::shared::Shared;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsSetupError};
 use crate::udp::{self, UdpConfig, UdpKeys, UdpService};
 
@@ -54,6 +57,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The message store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The server name breaks the naming rules.
     #[error("invalid server name {name:?}")]
     BadServerName {
@@ -113,6 +119,14 @@ impl Server {
         })?;
         let credentials = tls::Credentials::load(&config)?;
         let tls = tls::server_config(&config, &credentials)?;
+        let store: Option<Arc<dyn Store>> = match &config.store {
+            StoreSetting::None => None,
+            StoreSetting::File(path) => {
+                let store = EmbeddedStore::open(path, config.fsync)?;
+                info!(store = %path.display(), fsync = config.fsync.as_str(), "message store open");
+                Some(Arc::new(store))
+            }
+        };
         let bind_err = |source| ServerError::Bind {
             addr: config.listen.clone(),
             source,
@@ -131,7 +145,8 @@ impl Server {
             None => (None, None),
         };
         let udp_stats = udp.as_ref().map(|(_, service, _)| service.stats());
-        let shared = Shared::new(config, TlsAcceptor::from(tls), udp_stats, udp_keys);
+        let shared = Shared::new(config, TlsAcceptor::from(tls), store, udp_stats, udp_keys)
+            .map_err(|e| StoreError::Failed(format!("cannot start the commit thread: {e}")))?;
         Ok(Self {
             shared: Arc::new(shared),
             listener,
@@ -178,7 +193,7 @@ impl Server {
         };
         accept_until(&shared, &listener, &tracker, stop).await;
         drop(listener);
-        shared.quiesce();
+        shared.quiesce().await;
         tracker.close();
         // Connections only: the tracker also holds the reload and UDP tasks.
         let open = || {

@@ -5,16 +5,18 @@
 //! start a shutdown). Chat verbs go to the shared [`Hub`], which queues what other clients must
 //! see into their outboxes.
 
+use std::fmt;
 use std::sync::Arc;
 
-use chrono::SecondsFormat;
+use tokio::sync::oneshot;
 use tlschat_proto::{ErrorCode, Reply, Request, Target};
 
-use crate::chat::{Hub, Peer};
+use crate::chat::{Hub, Peer, Sent};
+use crate::store::commit::Answer;
 use crate::verbs::{self, VerbContext, QUIZ_MAX, QUIZ_MIN};
 
 /// What the connection must do after a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Send the reply and carry on.
     Reply(Reply),
@@ -26,6 +28,36 @@ pub enum Outcome {
     Stats,
     /// Reload the certificates and reply how it went (the caller is an admin).
     Reload,
+    /// The answer comes later (once a message is committed, or history is read); requests
+    /// after this one wait for it, so replies keep their order.
+    Later(Pending),
+}
+
+/// An answer still to come. Never equal to another (each is its own request's).
+pub struct Pending(pub oneshot::Receiver<Answer>);
+
+impl PartialEq for Pending {
+    fn eq(&self, _: &Self) -> bool {
+        false
+    }
+}
+
+impl Eq for Pending {}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+impl From<Sent> for Outcome {
+    /// A request's one reply now, or its answer later.
+    fn from(sent: Sent) -> Self {
+        match sent {
+            Sent::Now(mut replies) => Self::Reply(replies.pop().unwrap_or_else(|| Reply::ok(""))),
+            Sent::Later(answer) => Self::Later(Pending(answer)),
+        }
+    }
 }
 
 /// The state of one client's conversation.
@@ -105,20 +137,21 @@ impl Session {
             Request::Rooms => hub.list_rooms(),
             Request::Who(room) => hub.who(&room),
             Request::Msg { target, text } => {
-                let time = cx.now.to_rfc3339_opts(SecondsFormat::Millis, true);
-                match target {
-                    Target::Room(room) => {
-                        let mut replies = hub.message_room_batch(peer, &room, &[text], &time);
-                        replies.pop().unwrap_or_else(|| Reply::ok(""))
-                    }
-                    Target::User(nick) => hub.message_user(peer, &nick, &text, &time),
+                return match target {
+                    Target::Room(room) => hub.message_room_batch(peer, &room, &[text], cx.now),
+                    Target::User(nick) => hub.message_user(peer, &nick, &text, cx.now),
                 }
+                .into()
             }
+            Request::History {
+                target,
+                anchor,
+                limit,
+            } => return hub.history(peer, &target, anchor, limit).into(),
             Request::KeySet(bundle) => hub.publish_key(peer, bundle.value(), bundle.hex()),
             Request::KeyGet(nick) => hub.key_of(&nick),
             Request::E2e { to, sealed } => {
-                let time = cx.now.to_rfc3339_opts(SecondsFormat::Millis, true);
-                hub.message_e2e(peer, &to, sealed.hex(), &time)
+                return hub.message_e2e(peer, &to, sealed.hex(), cx.now).into()
             }
             Request::Kick { nick, reason } => hub.kick(peer, &nick, reason.as_deref()),
             other => Reply::err(
@@ -135,9 +168,8 @@ impl Session {
         room: &str,
         texts: &[String],
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Vec<Reply> {
-        let time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-        self.hub.message_room_batch(&self.peer, room, texts, &time)
+    ) -> Sent {
+        self.hub.message_room_batch(&self.peer, room, texts, now)
     }
 
     fn answer(&mut self, given: i64) -> Reply {

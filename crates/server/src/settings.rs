@@ -21,6 +21,7 @@ use tlschat_proto::duration::{format_duration, parse_duration};
 use crate::chat::hub::RoomLimits;
 use crate::config::*;
 use crate::limits::RateLimit;
+use crate::store::embedded::Fsync;
 use crate::udp::{self, UdpConfig};
 
 /// Why settings could not be used.
@@ -149,6 +150,31 @@ impl SettingValue for ClientAuth {
             Self::Required => "required",
         }
         .to_owned()
+    }
+}
+
+impl SettingValue for StoreSetting {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(Self::None),
+            "" => Err("expected a file, or none".to_owned()),
+            path => Ok(Self::File(path.into())),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            Self::None => "none".to_owned(),
+            Self::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+impl SettingValue for Fsync {
+    fn parse(text: &str) -> Result<Self, String> {
+        text.parse()
+    }
+    fn show(&self) -> String {
+        self.as_str().to_owned()
     }
 }
 
@@ -402,6 +428,15 @@ settings! {
     /// Published E2E keys kept at most.
     max_published_keys: usize = DEFAULT_MAX_PUBLISHED_KEYS, "N", COUNTS,
         "Published E2E keys kept; past this the least recently published is dropped";
+    /// Where messages are kept: a redb file, or none.
+    store: StoreSetting = StoreSetting::default_file(), "FILE|none", Bounds::Any,
+        "Message store file (history, ids that survive restarts); none keeps no history";
+    /// When a commit counts as done.
+    fsync: Fsync = Fsync::Always, "WHEN", Bounds::Any,
+        "always: OK means on disk; never: OK survives a server crash, not a power loss";
+    /// Largest HISTORY page.
+    max_history_page: usize = DEFAULT_MAX_HISTORY_PAGE, "N", Bounds::Between(1, MAX_HISTORY_PAGE),
+        "Most messages one HISTORY returns (its LIMIT is capped to this; 50 when not given)";
     /// Signed UDP mode's address, or off.
     udp: UdpListen = UdpListen::Off, "ADDR", Bounds::Any,
         "Answer the stateless verbs over signed UDP on this address";

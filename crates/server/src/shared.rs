@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::chat::Hub;
 use crate::limits::AddressCounter;
 use crate::settings::Config;
+use crate::store::Store;
 use crate::tls;
 use crate::udp::{UdpKeys, UdpStats};
 
@@ -83,17 +84,22 @@ impl Gate {
 }
 
 impl Shared {
+    /// The shared state; with a store, its commit thread is started.
     pub(crate) fn new(
         config: Config,
         acceptor: TlsAcceptor,
+        store: Option<Arc<dyn Store>>,
         udp_stats: Option<Arc<UdpStats>>,
         udp_keys: Option<watch::Sender<UdpKeys>>,
-    ) -> Self {
-        Self {
-            hub: Arc::new(
-                Hub::with_limits(config.room_limits(), config.max_published_keys)
-                    .with_max_dm_bytes(config.max_dm_bytes),
-            ),
+    ) -> std::io::Result<Self> {
+        let mut hub = Hub::with_limits(config.room_limits(), config.max_published_keys)
+            .with_max_dm_bytes(config.max_dm_bytes);
+        if let Some(store) = store {
+            // A connection has at most one submission waiting.
+            hub = hub.with_store(store, config.max_connections, config.max_history_page)?;
+        }
+        Ok(Self {
+            hub: Arc::new(hub),
             config,
             acceptor: RwLock::new(acceptor),
             stop: CancellationToken::new(),
@@ -105,7 +111,7 @@ impl Shared {
             handshakes: Arc::new(AddressCounter::default()),
             udp_stats,
             udp_keys,
-        }
+        })
     }
 
     /// The acceptor for a new connection (the newest certificate after a reload).
@@ -124,10 +130,11 @@ impl Shared {
         self.stop.cancel();
     }
 
-    /// Phases 2 and 3: refuses new requests, waits for those in flight, then tells every
-    /// connection to drain.
-    pub(crate) fn quiesce(&self) {
+    /// Phases 2 and 3: refuses new requests, waits for those in flight and for every message
+    /// they sent to be committed and delivered, then tells every connection to drain.
+    pub(crate) async fn quiesce(&self) {
         self.gate.close();
+        self.hub.flush().await;
         self.shutdown.cancel();
     }
 
@@ -190,6 +197,14 @@ impl Shared {
             self.hub.room_count(),
             self.hub.key_count()
         );
+        match self.hub.store_stats() {
+            Some(Ok(store)) => line.push_str(&format!(
+                " store.messages={} store.conversations={} store.bytes={}",
+                store.messages, store.conversations, store.bytes
+            )),
+            Some(Err(err)) => warn!(error = %err, "cannot count the store"),
+            None => {}
+        }
         for (name, count) in self.udp_stats.iter().flat_map(|s| s.snapshot()) {
             line.push_str(&format!(" udp.{name}={count}"));
         }

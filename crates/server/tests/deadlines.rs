@@ -27,6 +27,9 @@ async fn start(dir: &Path, tune: impl FnOnce(&mut Config)) -> SocketAddr {
         dir.join("ca.pem"),
     );
     config.listen = "127.0.0.1:0".parse().unwrap();
+    // No store: a commit runs on a real thread, and with the clock paused tokio would move
+    // time on while a connection waits for it (the deadlines here are the connection's own).
+    config.store = tlschat_server::config::StoreSetting::None;
     tune(&mut config);
     let server = Server::bind(config).await.unwrap();
     let addr = server.local_addr();

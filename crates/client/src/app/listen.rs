@@ -111,6 +111,7 @@ pub(super) async fn run(
                 trust,
                 time,
                 sealed,
+                ..
             } => {
                 opened = match e2e.as_mut() {
                     Some(e2e) => match e2e.receive(&mut client, from, *trust, sealed).await {
@@ -161,11 +162,13 @@ fn message(event: &Event) -> Option<Printed<'_>> {
             text,
         ),
         Event::Direct {
+            id,
             from,
             trust,
             time,
             text,
-        } => ("dm", None, None, from, *trust, time, text),
+            ..
+        } => ("dm", None, Some(*id), from, *trust, time, text),
         _ => return None,
     };
     Some(Printed {
@@ -233,7 +236,9 @@ mod tests {
         assert_eq!(json["e2e"], false);
         assert_eq!(json["text"], "say \"hi\"");
         let dm = Event::Direct {
+            id: 3,
             from: "bob".into(),
+            to: "me".into(),
             trust: Trust::Verified,
             time: "t".into(),
             text: "x".into(),

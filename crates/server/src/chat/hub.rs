@@ -18,15 +18,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
 use tlschat_proto::cert::summarize_der;
 use tlschat_proto::codec::encode_line;
 use tlschat_proto::e2e::KeyBundle;
 use tlschat_proto::names::name_key;
-use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Trust};
+use tlschat_proto::{Anchor, DisconnectCode, ErrorCode, Event, Reply, Target, Trust};
 
+use super::journal::{Delivery, Journal, Sent};
 use super::keys::KeyDirectory;
 use super::peer::Peer;
 use super::room::Room;
+use crate::store::record::direct_key;
+use crate::store::{Kind, Record, Store, StoreError, StoreStats};
 use crate::sync::lock;
 
 /// Limits on rooms.
@@ -59,6 +63,10 @@ pub struct Hub {
     /// Names that belong to a certificate: seen verified, or with a published key. Nobody
     /// else may take them with `NICK`, even while their owner is away.
     reserved: Mutex<HashSet<String>>,
+    /// The store, when messages are kept.
+    journal: Option<Journal>,
+    /// Direct message ids without a store.
+    direct_ids: AtomicU64,
 }
 
 impl Default for Hub {
@@ -71,6 +79,8 @@ impl Default for Hub {
             keys: KeyDirectory::default(),
             max_dm_bytes: crate::config::DEFAULT_MAX_DM_BYTES,
             reserved: Mutex::default(),
+            journal: None,
+            direct_ids: AtomicU64::default(),
         }
     }
 }
@@ -94,6 +104,22 @@ impl Hub {
     pub fn with_max_dm_bytes(mut self, bytes: usize) -> Self {
         self.max_dm_bytes = bytes;
         self
+    }
+
+    /// The same hub, keeping messages in `store`: at most `capacity` submissions wait for a
+    /// commit, and one `HISTORY` returns at most `page_cap` messages.
+    ///
+    /// # Errors
+    ///
+    /// The commit thread could not be started.
+    pub fn with_store(
+        mut self,
+        store: Arc<dyn Store>,
+        capacity: usize,
+        page_cap: usize,
+    ) -> std::io::Result<Self> {
+        self.journal = Some(Journal::start(store, capacity, page_cap)?);
+        Ok(self)
     }
 
     /// A fresh peer id.
@@ -298,16 +324,19 @@ impl Hub {
     }
 
     /// `MSG #room text`, one or several in a row from one sender: numbered and queued to every
-    /// member under one hold of the room's lock, as one shared buffer encoded once. One reply
-    /// per text, in order (`OK <message id>`). This is the only way a room message travels.
+    /// member in order, as one shared buffer encoded once. One reply per text, in order (`OK
+    /// <message id>`). This is the only way a room message travels.
+    ///
+    /// With a store, the messages are committed first and delivered by the commit thread
+    /// ([`Sent::Later`]); without one, under the room's lock now.
     pub fn message_room_batch(
         &self,
         peer: &Arc<Peer>,
         room: &str,
         texts: &[String],
-        time: &str,
-    ) -> Vec<Reply> {
-        let refuse = |reply: Reply| vec![reply; texts.len()];
+        now: DateTime<Utc>,
+    ) -> Sent {
+        let refuse = |reply: Reply| Sent::Now(vec![reply; texts.len()]);
         let nick = match require_nick(peer) {
             Ok(nick) => nick,
             Err(reply) => return refuse(reply),
@@ -321,6 +350,28 @@ impl Hub {
                 format!("you are not in {key}"),
             ));
         };
+        if let Some(journal) = &self.journal {
+            let records = texts
+                .iter()
+                .map(|text| Record {
+                    kind: Kind::Room,
+                    from: nick.to_string(),
+                    to: key.clone(),
+                    trust: peer.trust(),
+                    time_ms: now.timestamp_millis(),
+                    text: text.clone(),
+                })
+                .collect();
+            let deliveries = texts
+                .iter()
+                .map(|_| Delivery::Room {
+                    room: room.clone(),
+                    sender: peer.id(),
+                })
+                .collect();
+            return journal.submit(records, deliveries);
+        }
+        let time = protocol_time(now);
         let mut lines = Vec::new();
         let mut replies = Vec::with_capacity(texts.len());
         let mut state = lock(&room.state);
@@ -332,80 +383,139 @@ impl Hub {
                 id,
                 from: nick.to_string(),
                 trust: peer.trust(),
-                time: time.to_owned(),
+                time: time.clone(),
                 text: text.clone(),
             };
             encode_line(&event.to_string(), &mut lines);
             replies.push(Reply::ok(id.to_string()));
         }
         state.broadcast(&Bytes::from(lines), peer);
-        replies
+        Sent::Now(replies)
     }
 
-    /// `MSG nick text`: a direct message. Replies `OK verified` or `OK unverified`: what the
-    /// recipient's name rests on, so a sender learns when a name is only claimed.
-    pub fn message_user(&self, peer: &Arc<Peer>, to: &str, text: &str, time: &str) -> Reply {
-        self.direct(peer, to, text.len(), |from, trust| Event::Direct {
-            from,
-            trust,
-            time: time.to_owned(),
-            text: text.to_owned(),
-        })
+    /// `MSG nick text`: a direct message. Replies `OK <id> verified` or `OK <id> unverified`:
+    /// what the recipient's name rests on, so a sender learns when a name is only claimed.
+    pub fn message_user(&self, peer: &Arc<Peer>, to: &str, text: &str, now: DateTime<Utc>) -> Sent {
+        self.direct(peer, to, text.len(), Kind::Direct, text, now)
     }
 
     /// `E2E nick sealed`: relays an end-to-end encrypted message, which the server cannot read,
     /// from a verified user (the recipient checks the sender's signature against their
     /// certificate, so the sender must have one).
-    pub fn message_e2e(&self, peer: &Arc<Peer>, to: &str, sealed: &str, time: &str) -> Reply {
+    pub fn message_e2e(&self, peer: &Arc<Peer>, to: &str, sealed: &str, now: DateTime<Utc>) -> Sent {
         if let Err(reply) = require_verified(peer, "E2E messages") {
-            return reply;
+            return Sent::Now(vec![reply]);
         }
         // Counted in bytes of the sealed message, not of its hex form.
-        self.direct(peer, to, sealed.len() / 2, |from, trust| Event::E2e {
-            from,
-            trust,
-            time: time.to_owned(),
-            sealed: sealed.to_owned(),
-        })
+        self.direct(peer, to, sealed.len() / 2, Kind::E2e, sealed, now)
     }
 
-    /// Queues the event `make(sender, trust)` (a payload of `len` bytes) for the user called
-    /// `to`. The sender pays for a recipient who is not keeping up: refused with `TARGET_BUSY`,
-    /// while the recipient stays connected.
+    /// Sends a direct message (`kind`, a payload of `len` bytes) to the user called `to`.
+    /// Without a store, the sender pays for a recipient who is not keeping up: refused with
+    /// `TARGET_BUSY`, while the recipient stays connected. With one, the message is stored and
+    /// such a recipient is told of a gap to fetch.
     fn direct(
         &self,
         peer: &Arc<Peer>,
         to: &str,
         len: usize,
-        make: impl FnOnce(String, Trust) -> Event,
-    ) -> Reply {
+        kind: Kind,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Sent {
+        let refuse = |reply| Sent::Now(vec![reply]);
         let nick = match require_nick(peer) {
             Ok(nick) => nick,
-            Err(reply) => return reply,
+            Err(reply) => return refuse(reply),
         };
         if len > self.max_dm_bytes {
-            return Reply::err(
+            return refuse(Reply::err(
                 ErrorCode::TooLong,
                 format!(
                     "a direct message may be {} bytes at most; this one is {len}; not sent",
                     self.max_dm_bytes
                 ),
-            );
+            ));
         }
         let Some(target) = lock(&self.users).get(&name_key(to)).cloned() else {
-            return Reply::err(ErrorCode::NoSuchUser, format!("{to} is not connected"));
+            return refuse(Reply::err(
+                ErrorCode::NoSuchUser,
+                format!("{to} is not connected"),
+            ));
         };
-        if target
-            .deliver_direct(&encode(&make(nick.to_string(), peer.trust())))
-            .is_err()
-        {
+        let record = Record {
+            kind,
+            from: nick.to_string(),
+            to: target.nick().map_or_else(|| to.to_owned(), |n| n.to_string()),
+            trust: peer.trust(),
+            time_ms: now.timestamp_millis(),
+            text: text.to_owned(),
+        };
+        if let Some(journal) = &self.journal {
+            let delivery = Delivery::Direct {
+                trust: target.trust(),
+                to: Some(target),
+            };
+            return journal.submit(vec![record], vec![delivery]);
+        }
+        // Without a store, ids come from one counter: they increase, with holes.
+        let id = self.direct_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        if target.deliver_direct(&encode(&record.event(id))).is_err() {
             tracing::debug!(from = %nick, to, "direct message refused: recipient's queue is full");
-            return Reply::err(
+            return refuse(Reply::err(
                 ErrorCode::TargetBusy,
                 format!("{to} is not reading fast enough to take more now; not sent, try later"),
-            );
+            ));
         }
-        Reply::ok(target.trust().to_string())
+        Sent::Now(vec![Reply::ok(format!("{id} {}", target.trust()))])
+    }
+
+    /// `HISTORY target [BEFORE id | AFTER id] [LIMIT n]`: a page of a room the caller is in,
+    /// or of the caller's conversation with one user.
+    pub fn history(
+        &self,
+        peer: &Peer,
+        target: &Target,
+        anchor: Option<Anchor>,
+        limit: Option<u32>,
+    ) -> Sent {
+        let refuse = |reply| Sent::Now(vec![reply]);
+        let Some(journal) = &self.journal else {
+            return refuse(Reply::err(
+                ErrorCode::NoHistory,
+                "this server keeps no history (it runs without a store)",
+            ));
+        };
+        let nick = match require_nick(peer) {
+            Ok(nick) => nick,
+            Err(reply) => return refuse(reply),
+        };
+        let conversation = match target {
+            Target::Room(room) => {
+                let key = name_key(room);
+                if peer.room(&key).is_none() {
+                    return refuse(Reply::err(
+                        ErrorCode::NotInRoom,
+                        format!("only members read the history of {key}; JOIN it first"),
+                    ));
+                }
+                key
+            }
+            Target::User(other) => direct_key(&nick, other),
+        };
+        journal.history(conversation, anchor, limit)
+    }
+
+    /// The store's counts, when there is a store.
+    pub fn store_stats(&self) -> Option<Result<StoreStats, StoreError>> {
+        self.journal.as_ref().map(|j| j.store().stats())
+    }
+
+    /// Returns once every message submitted so far is committed and delivered.
+    pub async fn flush(&self) {
+        if let Some(journal) = &self.journal {
+            journal.flush().await;
+        }
     }
 
     /// `KEY SET bundle`: files the caller's published E2E key (`hex` is the bundle as sent).
@@ -516,6 +626,11 @@ fn require_nick(peer: &Peer) -> Result<Arc<str>, Reply> {
             "set a nickname with NICK first, or connect with a client certificate",
         )
     })
+}
+
+/// A time as the protocol writes it: RFC 3339, UTC, milliseconds.
+pub fn protocol_time(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Encodes an event once, to be shared by every recipient.

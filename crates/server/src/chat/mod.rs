@@ -2,16 +2,20 @@
 //!
 //! - [`peer`]: one connected client as others see it, with its bounded outbound queue.
 //! - [`hub`]: the shared state (who is online, the rooms) and every chat verb.
+//! - [`journal`]: messages through the store: delivery after commit, `HISTORY`.
 //! - [`keys`]: the published E2E keys.
 //! - `room`: one room's members and message counter, below the peer.
 //!
-//! Nothing here does I/O: the hub queues encoded lines into peers' outboxes, and each peer's
-//! connection task writes its own.
+//! Nothing here does network I/O: the hub queues encoded lines into peers' outboxes, and each
+//! peer's connection task writes its own. With a store, messages go through its commit thread
+//! first (see [`journal`]).
 
 pub mod hub;
+pub mod journal;
 pub mod keys;
 pub mod peer;
 mod room;
 
 pub use hub::Hub;
+pub use journal::Sent;
 pub use peer::{Disconnect, Outbox, Peer};

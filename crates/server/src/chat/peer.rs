@@ -17,7 +17,10 @@ use crate::sync::lock;
 /// messages, DMs) and drained by the connection's own writer.
 ///
 /// When full, [`push`](Self::push) fails at once instead of waiting: a slow reader never slows
-/// the sender or the room. The caller then disconnects the slow reader.
+/// the sender or the room. The caller then disconnects the slow reader. Stored messages go
+/// through [`push_messages`](Self::push_messages) instead: what does not fit is remembered
+/// as a gap per conversation, and the next drain ends with `EVENT GAP` for each, so the
+/// reader fetches what it missed from history and nobody is cut off.
 pub struct Outbox {
     state: Mutex<OutboxState>,
     ready: Notify,
@@ -28,6 +31,25 @@ pub struct Outbox {
 struct OutboxState {
     queue: Vec<Bytes>,
     bytes: usize,
+    /// Messages skipped per conversation, told at the next drain.
+    gaps: Vec<Gap>,
+}
+
+/// Messages `first..=last` of a conversation that did not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Gap {
+    target: String,
+    first: u64,
+    last: u64,
+}
+
+/// What became of stored messages offered to an outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// Skipped: the reader will be told with `EVENT GAP`.
+    Gapped,
 }
 
 /// The outbound queue is full: its owner is not reading fast enough.
@@ -67,16 +89,62 @@ impl Outbox {
         Ok(())
     }
 
-    /// Appends everything queued to `out`, in order, and empties the queue.
+    /// Queues messages `first..=last` of `target` (a room, or the other party of a
+    /// conversation), encoded as one buffer, unless the queue would then hold more than
+    /// `fill` bytes or `target` already has a gap waiting: then they join its gap.
+    pub fn push_messages(
+        &self,
+        target: &str,
+        first: u64,
+        last: u64,
+        line: Bytes,
+        fill: usize,
+    ) -> Pushed {
+        let mut state = lock(&self.state);
+        if let Some(gap) = state.gaps.iter_mut().find(|g| g.target == target) {
+            gap.last = gap.last.max(last);
+            return Pushed::Gapped;
+        }
+        if state.bytes + line.len() > fill.min(self.limit_bytes) {
+            state.gaps.push(Gap {
+                target: target.to_owned(),
+                first,
+                last,
+            });
+            return Pushed::Gapped;
+        }
+        state.bytes += line.len();
+        let was_empty = state.queue.is_empty();
+        state.queue.push(line);
+        drop(state);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Appends everything queued to `out`, in order, then an `EVENT GAP` for each conversation
+    /// that had messages skipped, and empties the queue.
     pub fn drain_into(&self, out: &mut Vec<u8>) {
-        let queue = {
+        let (queue, gaps) = {
             let mut state = lock(&self.state);
             state.bytes = 0;
-            std::mem::take(&mut state.queue)
+            (
+                std::mem::take(&mut state.queue),
+                std::mem::take(&mut state.gaps),
+            )
         };
         out.reserve(queue.iter().map(Bytes::len).sum());
         for line in &queue {
             out.extend_from_slice(line);
+        }
+        for gap in gaps {
+            let event = tlschat_proto::Event::Gap {
+                target: gap.target,
+                first: gap.first,
+                last: gap.last,
+            };
+            tlschat_proto::codec::encode_line(&event.to_string(), out);
         }
     }
 
@@ -215,6 +283,25 @@ impl Peer {
             .push_up_to(line.clone(), self.outbox.limit_bytes / DIRECT_SHARE)
     }
 
+    /// Queues stored room messages `first..=last` of `room` (one buffer); what does not fit
+    /// becomes a gap the peer is told about (see [`Outbox::push_messages`]).
+    pub fn deliver_messages(&self, room: &str, first: u64, last: u64, line: &Bytes) -> Pushed {
+        self.outbox
+            .push_messages(room, first, last, line.clone(), self.outbox.limit_bytes)
+    }
+
+    /// Queues a stored direct message from `from` with id `id`, within [`DIRECT_SHARE`] of the
+    /// queue; past it, the peer is told of a gap in its conversation with `from`.
+    pub fn deliver_stored_direct(&self, from: &str, id: u64, line: &Bytes) -> Pushed {
+        self.outbox.push_messages(
+            from,
+            id,
+            id,
+            line.clone(),
+            self.outbox.limit_bytes / DIRECT_SHARE,
+        )
+    }
+
     /// Asks the peer's connection to close with this reason. The first reason given wins.
     pub fn disconnect(&self, code: DisconnectCode, reason: String) {
         let _ = self.disconnect.set(Disconnect { code, reason });
@@ -239,6 +326,10 @@ impl Member for Peer {
 
     fn deliver(&self, line: &Bytes) {
         Self::deliver(self, line);
+    }
+
+    fn deliver_messages(&self, room: &str, first: u64, last: u64, line: &Bytes) {
+        Self::deliver_messages(self, room, first, last, line);
     }
 }
 
@@ -296,6 +387,31 @@ mod tests {
             peer.disconnect_reason().is_none(),
             "room traffic keeps the rest"
         );
+    }
+
+    #[test]
+    fn stored_messages_that_do_not_fit_become_one_gap_told_after_the_queue() {
+        let outbox = Outbox::new(20);
+        let line = |text: &'static str| Bytes::from_static(text.as_bytes());
+        assert_eq!(outbox.push_messages("#a", 1, 1, line("one....\n"), 20), Pushed::Queued);
+        assert_eq!(outbox.push_messages("#a", 2, 3, line("two+three..\n"), 20), Pushed::Queued);
+        assert_eq!(outbox.push_messages("#a", 4, 4, line("four\n"), 20), Pushed::Gapped);
+        assert_eq!(outbox.push_messages("#b", 9, 9, line("b\n"), 20), Pushed::Gapped);
+        let mut out = Vec::new();
+        outbox.drain_into(&mut out);
+        // Once a conversation has a gap, later messages join it, even with room again.
+        assert_eq!(outbox.push_messages("#a", 5, 6, line("five\n"), 20), Pushed::Queued);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "one....\ntwo+three..\nEVENT GAP #a 4 4\nEVENT GAP #b 9 9\n"
+        );
+        let gapped = Outbox::new(4);
+        gapped.push_messages("#a", 1, 1, line("12345\n"), 4);
+        gapped.push_messages("#a", 2, 7, line("x\n"), 4);
+        let mut out = Vec::new();
+        gapped.drain_into(&mut out);
+        assert_eq!(out, b"EVENT GAP #a 1 7\n");
     }
 
     #[tokio::test]

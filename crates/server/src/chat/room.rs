@@ -12,6 +12,9 @@ pub(crate) trait Member {
     fn id(&self) -> u64;
     /// Queues an encoded line for the member (never waits).
     fn deliver(&self, line: &Bytes);
+    /// Queues stored messages `first..=last` of `room`, encoded as `line`; what does not fit
+    /// is skipped and told as a gap (never waits, never cuts the member off).
+    fn deliver_messages(&self, room: &str, first: u64, last: u64, line: &Bytes);
 }
 
 /// A room.
@@ -44,6 +47,20 @@ impl<M: Member> RoomState<M> {
     /// Where `member` is in the member list.
     pub(crate) fn position(&self, member: &M) -> Option<usize> {
         self.members.iter().position(|m| m.id() == member.id())
+    }
+
+    /// Queues stored messages `first..=last` of this room for every member but `except`.
+    pub(crate) fn broadcast_messages(
+        &self,
+        room: &str,
+        first: u64,
+        last: u64,
+        line: &Bytes,
+        except: u64,
+    ) {
+        for member in self.members.iter().filter(|m| m.id() != except) {
+            member.deliver_messages(room, first, last, line);
+        }
     }
 
     /// Queues `line` for every member but `except`.

@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
@@ -34,6 +34,7 @@ use crate::chat::Peer;
 use crate::identity::Identity;
 use crate::limits::AddressSlot;
 use crate::shared::Shared;
+use crate::store::commit::Answer;
 
 /// How much to read at a time, in bytes.
 const READ_CHUNK: usize = 16 * 1024;
@@ -127,6 +128,8 @@ struct Connection {
     stream: TlsStream<TcpStream>,
     peer: Arc<Peer>,
     state: ConnState,
+    /// The answer the state waits for (a commit, a history read), if any.
+    answer: Option<oneshot::Receiver<Answer>>,
 }
 
 impl Connection {
@@ -147,6 +150,7 @@ impl Connection {
             stream,
             peer,
             state,
+            answer: None,
         }
     }
 
@@ -173,9 +177,23 @@ impl Connection {
                 continue;
             }
             self.state.release_read_buffer();
+            if let Some(answer) = self.state.poll_answer() {
+                self.answer = Some(answer);
+            }
+            let waiting = self.answer.is_some();
             tokio::select! {
                 biased;
-                () = self.shared.shutdown.cancelled() => self.state.handle_shutdown(),
+                () = self.shared.shutdown.cancelled() => {
+                    // Shutdown waited for every commit: an awaited answer is there.
+                    if let Some(answer) = self.answer.take().and_then(|mut a| a.try_recv().ok()) {
+                        self.state.handle_answer(Ok(answer));
+                    }
+                    self.state.handle_shutdown();
+                }
+                answer = wait_answer(self.answer.as_mut()) => {
+                    self.answer = None;
+                    self.state.handle_answer(answer);
+                }
                 () = self.peer.closing() => self.state.handle_disconnect(),
                 () = self.peer.outbox().ready() => self.state.handle_outbox(),
                 () = idle_timer.as_mut() => {
@@ -185,7 +203,9 @@ impl Connection {
                     self.state.handle_timeout(Instant::now().into_std());
                     idle_timer.as_mut().reset(Instant::from_std(self.state.poll_timeout()));
                 }
-                read = read_some(&mut self.stream, self.state.read_buffer()) => match read {
+                // While an answer is awaited nothing more is handled, so nothing more is read:
+                // the read buffer stays bounded.
+                read = read_some(&mut self.stream, self.state.read_buffer()), if !waiting => match read {
                     Ok(0) => return self.state.handle_eof(),
                     Ok(_) => self.state.handle_input(Instant::now().into_std()),
                     // A close without TLS close_notify is still the client going away.
@@ -227,6 +247,16 @@ impl Connection {
             Ok(Err(err)) => Err(self.state.handle_write_failed(err)),
             Err(_) => Err(self.state.handle_write_timeout()),
         }
+    }
+}
+
+/// The awaited answer, or never when none is awaited.
+async fn wait_answer(
+    answer: Option<&mut oneshot::Receiver<Answer>>,
+) -> Result<Answer, oneshot::error::RecvError> {
+    match answer {
+        Some(answer) => answer.await,
+        None => std::future::pending().await,
     }
 }
 

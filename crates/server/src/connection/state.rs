@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
 use tracing::{debug, trace, warn};
 
 use tlschat_proto::codec::encode_line;
@@ -35,12 +36,13 @@ use tlschat_proto::{
     DisconnectCode, ErrorCode, Event, Frame, Greeting, LineDecoder, Reply, Request, Target, Verb,
 };
 
-use crate::chat::{Disconnect, Peer};
+use crate::chat::{Disconnect, Peer, Sent};
 use crate::identity::Identity;
 use crate::limits::{Idle, RateLimiter, Verdict};
 use crate::random::ProviderRandom;
-use crate::session::{Outcome, Session};
+use crate::session::{Outcome, Pending, Session};
 use crate::shared::Shared;
+use crate::store::commit::Answer;
 use crate::verbs::VerbContext;
 
 /// Most room messages sent as one batch.
@@ -142,6 +144,13 @@ pub(crate) struct ConnState {
     closing: Option<CloseReason>,
     /// Room messages held back to go out together: the room and the texts, in order.
     batch: Option<(String, Vec<String>)>,
+    /// How many replies the awaited answer owes (messages being committed, history being
+    /// read). Nothing else is handled meanwhile, so replies keep their order.
+    pending: Option<usize>,
+    /// The awaited answer, until the loop takes it to wait on.
+    answer: Option<oneshot::Receiver<Answer>>,
+    /// A line decoded while an answer became pending: handled once it has come.
+    deferred: Option<Next>,
 }
 
 impl ConnState {
@@ -179,6 +188,9 @@ impl ConnState {
             dice: ProviderRandom::new(),
             closing: None,
             batch: None,
+            pending: None,
+            answer: None,
+            deferred: None,
         }
     }
 
@@ -239,7 +251,39 @@ impl ConnState {
             .disconnect(DisconnectCode::Idle, format!("no input for {timeout}"));
     }
 
-    /// Shutdown: first everything already queued for this client, then the notice.
+    /// A new answer to wait for, if [`process`](Self::process) made one: the loop waits on it,
+    /// then calls [`handle_answer`](Self::handle_answer). Until then no request is handled.
+    pub(crate) fn poll_answer(&mut self) -> Option<oneshot::Receiver<Answer>> {
+        self.answer.take()
+    }
+
+    /// The awaited answer came: its lines and replies go to the output, and requests are
+    /// handled again. An answer that can never come (the store's thread is gone) is a refusal.
+    pub(crate) fn handle_answer(&mut self, answer: Result<Answer, oneshot::error::RecvError>) {
+        let Some(owed) = self.pending.take() else {
+            return;
+        };
+        match answer {
+            Ok(answer) => {
+                self.out.extend_from_slice(&answer.lines);
+                for reply in &answer.replies {
+                    self.reply(reply);
+                }
+            }
+            Err(_) => {
+                let refusal = Reply::err(
+                    ErrorCode::StoreFailed,
+                    "the message store stopped; not stored and not sent",
+                );
+                for _ in 0..owed {
+                    self.reply(&refusal);
+                }
+            }
+        }
+    }
+
+    /// Shutdown: first everything already queued for this client, then the notice. (An awaited
+    /// answer that has come is handed over first: shutdown waits for every commit.)
     pub(crate) fn handle_shutdown(&mut self) {
         self.peer.outbox().drain_into(&mut self.out);
         let event = Event::Shutdown {
@@ -274,9 +318,15 @@ impl ConnState {
     pub(crate) fn process(&mut self, now: Instant, wall: DateTime<Utc>) -> bool {
         // What others queued before these requests goes out before their replies.
         self.peer.outbox().drain_into(&mut self.out);
+        if let Some(next) = self.deferred.take().filter(|_| self.pending.is_none()) {
+            self.run(next, wall);
+        }
+        if self.pending.is_some() {
+            return false;
+        }
         let more = self.process_frames(now, wall);
         self.flush_batch(wall);
-        more
+        more && self.pending.is_none()
     }
 
     /// The bytes to write now, if any.
@@ -330,7 +380,7 @@ impl ConnState {
     /// gathered and sent as one batch (see [`Self::batch`]); anything else first sends the
     /// batch, so replies and deliveries keep the order of the requests.
     fn process_frames(&mut self, now: Instant, wall: DateTime<Utc>) -> bool {
-        while self.closing.is_none() {
+        while self.closing.is_none() && self.pending.is_none() {
             if self.out.len() >= OUT_HIGH_WATER {
                 return true;
             }
@@ -375,18 +425,29 @@ impl ConnState {
                     Next::Reply(Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8"))
                 }
             };
-            // Anything but a room message sends the held batch first.
+            // Anything but a room message sends the held batch first, and waits for its
+            // answer when it is being committed.
             self.flush_batch(wall);
-            match next {
-                Next::Handle(request) => {
-                    let reply = self.handle(request, wall);
-                    self.reply(&reply);
-                }
-                Next::Reply(reply) => self.reply(&reply),
-                Next::Flooding => self.flooding(),
+            if self.pending.is_some() {
+                self.deferred = Some(next);
+                return false;
             }
+            self.run(next, wall);
         }
         false
+    }
+
+    /// Carries out one decoded line.
+    fn run(&mut self, next: Next, wall: DateTime<Utc>) {
+        match next {
+            Next::Handle(request) => {
+                if let Some(reply) = self.handle(request, wall) {
+                    self.reply(&reply);
+                }
+            }
+            Next::Reply(reply) => self.reply(&reply),
+            Next::Flooding => self.flooding(),
+        }
     }
 
     /// The nickname for log lines: `-` before one is set.
@@ -420,13 +481,23 @@ impl ConnState {
         let Some((room, texts)) = self.batch.take() else {
             return;
         };
-        let replies = match self.shared.admit() {
+        let sent = match self.shared.admit() {
             Some(_admission) => self.session.message_room_batch(&room, &texts, wall),
-            None => vec![shutting_down(); texts.len()],
+            None => Sent::Now(vec![shutting_down(); texts.len()]),
         };
-        for reply in &replies {
-            self.reply(reply);
+        match sent {
+            Sent::Now(replies) => {
+                for reply in &replies {
+                    self.reply(reply);
+                }
+            }
+            Sent::Later(answer) => self.wait_for(answer, texts.len()),
         }
+    }
+
+    fn wait_for(&mut self, answer: oneshot::Receiver<Answer>, owed: usize) {
+        self.pending = Some(owed);
+        self.answer = Some(answer);
     }
 
     fn rate_limited(&self) -> Reply {
@@ -454,9 +525,10 @@ impl ConnState {
         self.handle_disconnect();
     }
 
-    fn handle(&mut self, request: Request, wall: DateTime<Utc>) -> Reply {
+    /// Handles one request: its reply now, or `None` when it is pending.
+    fn handle(&mut self, request: Request, wall: DateTime<Utc>) -> Option<Reply> {
         let Some(_admission) = self.shared.admit() else {
-            return shutting_down();
+            return Some(shutting_down());
         };
         let mut cx = VerbContext {
             server_name: &self.shared.config.server_name,
@@ -464,7 +536,7 @@ impl ConnState {
             dice: &mut self.dice,
             available: Verb::ALL,
         };
-        match self.session.handle(request, &mut cx) {
+        Some(match self.session.handle(request, &mut cx) {
             Outcome::Reply(reply) => reply,
             Outcome::Close(reply) => {
                 self.closing = Some(CloseReason::Quit);
@@ -482,7 +554,12 @@ impl ConnState {
                     .request_stop(format!("shutdown requested by {who}"));
                 reply
             }
-        }
+            Outcome::Later(Pending(answer)) => {
+                self.pending = Some(1);
+                self.answer = Some(answer);
+                return None;
+            }
+        })
     }
 }
 

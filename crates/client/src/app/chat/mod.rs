@@ -155,7 +155,7 @@ async fn session(
                         term.print(text);
                     }
                 }
-                Ok(ServerLine::Event(Event::E2e { from, trust, time, sealed })) => {
+                Ok(ServerLine::Event(Event::E2e { from, trust, time, sealed, .. })) => {
                     let received = match e2e.as_mut() {
                         Some(e2e) => match e2e.receive(client, &from, trust, &sealed).await {
                             Ok(received) => received,

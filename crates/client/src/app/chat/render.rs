@@ -68,6 +68,7 @@ pub(crate) fn event(event: &Event) -> String {
             trust,
             time,
             text,
+            ..
         } => format!(
             "{} [DM] <{}> {}",
             local_time(time),
@@ -140,7 +141,9 @@ mod tests {
     #[test]
     fn hostile_text_is_sanitized() {
         let line = event(&Event::Direct {
+            id: 3,
             from: "bob".into(),
+            to: "me".into(),
             trust: Trust::Verified,
             time: "\x1b[2Jnot a time".into(),
             text: "\x1b]0;pwned\x07 \u{202E}evil".into(),

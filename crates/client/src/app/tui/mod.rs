@@ -223,6 +223,7 @@ impl App<'_> {
                 trust,
                 time,
                 sealed,
+                ..
             })) => {
                 let received = match self.e2e.as_mut() {
                     Some(e2e) => match e2e.receive(client, &from, trust, &sealed).await {

@@ -586,6 +586,7 @@ impl TuiState {
                 trust,
                 time,
                 text,
+                ..
             } => {
                 let index = self.open(BufferId::Direct(name_key(from)));
                 self.message(index, from, *trust, time, false, text);

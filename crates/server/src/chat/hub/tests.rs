@@ -2,16 +2,37 @@ use std::sync::Arc;
 
 use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, ServerLine, Trust};
 
+use chrono::{DateTime, Utc};
+
 use super::Hub;
+use crate::chat::Sent;
 use crate::chat::Peer;
 
 const TIME: &str = "2026-11-21T09:30:00.000Z";
 
-/// One room message, through the one route room messages take.
-fn say(hub: &Hub, peer: &Arc<Peer>, room: &str, text: &str, time: &str) -> Reply {
-    let mut replies = hub.message_room_batch(peer, room, &[text.to_owned()], time);
+/// [`TIME`] as a time.
+fn at(time: &str) -> DateTime<Utc> {
+    time.parse().unwrap()
+}
+
+/// The replies of a hub without a store: given at once.
+fn all(sent: Sent) -> Vec<Reply> {
+    match sent {
+        Sent::Now(replies) => replies,
+        Sent::Later(_) => panic!("a hub without a store answers at once"),
+    }
+}
+
+/// The one reply of a request to a hub without a store.
+fn one(sent: Sent) -> Reply {
+    let mut replies = all(sent);
     assert_eq!(replies.len(), 1);
     replies.remove(0)
+}
+
+/// One room message, through the one route room messages take.
+fn say(hub: &Hub, peer: &Arc<Peer>, room: &str, text: &str, time: &str) -> Reply {
+    one(hub.message_room_batch(peer, room, &[text.to_owned()], at(time)))
 }
 
 fn verified(hub: &Hub, nick: &str) -> Arc<Peer> {
@@ -102,7 +123,7 @@ fn members_see_joins_parts_and_quits() {
     );
     assert_eq!(hub.who("#r"), Reply::ok("alice=verified"));
     assert_eq!(
-        code(hub.message_user(&alice, "bob", "gone?", TIME)),
+        code(one(hub.message_user(&alice, "bob", "gone?", at(TIME)))),
         ErrorCode::NoSuchUser
     );
 }
@@ -180,8 +201,8 @@ fn a_verified_owner_reclaims_a_nickname_and_replaces_an_older_connection() {
     hub.leave_all(&bob, "replaced");
     let alice = verified(&hub, "alice");
     assert_eq!(
-        hub.message_user(&alice, "bob", "still there?", TIME),
-        Reply::ok("verified")
+        one(hub.message_user(&alice, "bob", "still there?", at(TIME))),
+        Reply::ok("1 verified")
     );
     assert!(matches!(&events(&bob_again)[0], Event::Direct { from, .. } if from == "alice"));
 }
@@ -350,13 +371,15 @@ fn e2e_messages_are_relayed_as_sent_from_verified_senders_only() {
         unverified(&hub),
     );
     assert_eq!(
-        hub.message_e2e(&alice, "Bob", "01ff", TIME),
-        Reply::ok("verified")
+        one(hub.message_e2e(&alice, "Bob", "01ff", at(TIME))),
+        Reply::ok("1 verified")
     );
     assert_eq!(
         events(&bob),
         [Event::E2e {
+            id: 1,
             from: "alice".into(),
+            to: "bob".into(),
             trust: Trust::Verified,
             time: TIME.into(),
             sealed: "01ff".into(),
@@ -367,11 +390,11 @@ fn e2e_messages_are_relayed_as_sent_from_verified_senders_only() {
         Reply::ok("mallory (unverified)")
     );
     assert_eq!(
-        code(hub.message_e2e(&anon, "bob", "01ff", TIME)),
+        code(one(hub.message_e2e(&anon, "bob", "01ff", at(TIME)))),
         ErrorCode::NotVerified
     );
     assert_eq!(
-        code(hub.message_e2e(&alice, "nobody", "01ff", TIME)),
+        code(one(hub.message_e2e(&alice, "nobody", "01ff", at(TIME)))),
         ErrorCode::NoSuchUser
     );
     assert!(events(&bob).is_empty());
@@ -392,7 +415,7 @@ fn a_batch_of_room_messages_is_numbered_in_order_and_queued_once_per_member() {
     assert_eq!(say(&hub, &alice, "#r", "first", TIME), Reply::ok("1"));
     let texts: Vec<String> = ["two", "three", "four"].map(String::from).to_vec();
     assert_eq!(
-        hub.message_room_batch(&alice, "#R", &texts, TIME),
+        all(hub.message_room_batch(&alice, "#R", &texts, at(TIME))),
         [Reply::ok("2"), Reply::ok("3"), Reply::ok("4")]
     );
     let got: Vec<(u64, String)> = events(&bob)
@@ -408,7 +431,7 @@ fn a_batch_of_room_messages_is_numbered_in_order_and_queued_once_per_member() {
     );
     assert!(events(&alice).is_empty(), "not to the sender");
     // Someone outside the room gets one refusal per message, and nothing is numbered.
-    let refused = hub.message_room_batch(&carol, "#r", &texts, TIME);
+    let refused = all(hub.message_room_batch(&carol, "#r", &texts, at(TIME)));
     assert_eq!(refused.len(), 3);
     assert!(refused
         .iter()
@@ -429,7 +452,7 @@ fn a_name_seen_with_a_certificate_stays_reserved_while_its_owner_is_away() {
         "{refused}"
     );
     assert_eq!(
-        code(hub.message_user(&verified(&hub, "bob"), "alice", "the plan", TIME)),
+        code(one(hub.message_user(&verified(&hub, "bob"), "alice", "the plan", at(TIME)))),
         ErrorCode::NoSuchUser,
         "nobody receives alice's messages while she is away"
     );
@@ -442,12 +465,12 @@ fn a_dm_reply_says_whether_the_recipient_is_verified() {
     let guest = unverified(&hub);
     hub.set_nick(&guest, "guest");
     assert_eq!(
-        hub.message_user(&alice, "guest", "hi", TIME),
-        Reply::ok("unverified")
+        one(hub.message_user(&alice, "guest", "hi", at(TIME))),
+        Reply::ok("1 unverified")
     );
     assert_eq!(
-        hub.message_user(&guest, "alice", "hi", TIME),
-        Reply::ok("verified")
+        one(hub.message_user(&guest, "alice", "hi", at(TIME))),
+        Reply::ok("2 verified")
     );
 }
 
@@ -459,12 +482,12 @@ fn a_flood_of_dms_is_refused_to_the_sender_and_never_cuts_the_recipient_off() {
     hub.set_nick(&mallory, "mallory");
     let long = "x".repeat(1001);
     assert_eq!(
-        code(hub.message_user(&mallory, "bob", &long, TIME)),
+        code(one(hub.message_user(&mallory, "bob", &long, at(TIME)))),
         ErrorCode::TooLong
     );
     let text = "y".repeat(1000);
     let busy = (0..2000)
-        .map(|_| hub.message_user(&mallory, "bob", &text, TIME))
+        .map(|_| one(hub.message_user(&mallory, "bob", &text, at(TIME))))
         .filter(|reply| matches!(reply, Reply::Err(e) if e.code == ErrorCode::TargetBusy))
         .count();
     assert!(busy > 0, "the queue filled up");
@@ -478,7 +501,7 @@ fn the_largest_e2e_message_fits_the_direct_message_limit() {
     // 16 KiB of text sealed: header, encapsulated key, tag and signature on top, in hex.
     let sealed = "ab".repeat(tlschat_proto::e2e::MAX_TEXT_LEN + 300);
     assert_eq!(
-        hub.message_e2e(&alice, "bob", &sealed, TIME),
-        Reply::ok("verified")
+        one(hub.message_e2e(&alice, "bob", &sealed, at(TIME))),
+        Reply::ok("1 verified")
     );
 }

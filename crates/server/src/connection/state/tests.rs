@@ -29,7 +29,7 @@ fn shared(dir: &Path, tune: impl FnOnce(&mut Config)) -> Arc<Shared> {
     tune(&mut config);
     let credentials = crate::tls::Credentials::load(&config).unwrap();
     let tls = crate::tls::server_config(&config, &credentials).unwrap();
-    Arc::new(Shared::new(config, TlsAcceptor::from(tls), None, None))
+    Arc::new(Shared::new(config, TlsAcceptor::from(tls), None, None, None).unwrap())
 }
 
 fn connect(shared: &Arc<Shared>, nick: &str, now: Instant) -> (ConnState, Arc<Peer>) {
@@ -181,7 +181,7 @@ fn a_held_room_batch_goes_out_before_any_other_reply_and_keeps_order() {
     feed(&mut alice, burst, now);
     assert_eq!(
         take_lines(&mut alice),
-        ["OK 1", "OK 2", "OK verified", "OK 3", "OK PONG"]
+        ["OK 1", "OK 2", "OK 1 verified", "OK 3", "OK PONG"]
     );
     bob.handle_outbox();
     let got: Vec<String> = take_lines(&mut bob)
@@ -233,7 +233,7 @@ fn shutdown_sends_what_is_queued_then_the_notice_and_a_slow_consumer_loses_its_b
     shared.request_stop("maintenance".into());
     bob.handle_shutdown();
     let lines = take_lines(&mut bob);
-    assert!(lines[0].starts_with("EVENT DM alice"), "{lines:?}");
+    assert!(lines[0].starts_with("EVENT DM 1 alice bob"), "{lines:?}");
     assert_eq!(lines[1], "EVENT SHUTDOWN maintenance");
     assert!(matches!(bob.poll_close(), Some(CloseReason::Shutdown)));
 

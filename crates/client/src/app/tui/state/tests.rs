@@ -109,7 +109,9 @@ fn unread_counts_and_mentions_mark_other_buffers() {
     );
     // Direct messages always count as mentions.
     state.on_event(&Event::Direct {
+        id: 3,
         from: "Bob".into(),
+        to: "me".into(),
         trust: Trust::Verified,
         time: TIME.into(),
         text: "psst".into(),

@@ -1,0 +1,199 @@
+//! Messages through the store: what the commit thread does with a committed message (deliver
+//! it, in commit order, and tell the sender its id) and `HISTORY` reads.
+//!
+//! Room messages and direct messages are only delivered once committed, so nobody ever sees a
+//! message that a crash could take back, and `OK <id>` means it is on disk.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tlschat_proto::codec::encode_line;
+use tlschat_proto::{Anchor, ErrorCode, Reply, Trust};
+
+use super::peer::Peer;
+use super::room::Room;
+use crate::store::commit::{Answer, Busy, Committer, OnCommit};
+use crate::store::{Record, Store, StoreError};
+use crate::sync::lock;
+
+/// What a chat request leads to: replies now, or once the store has answered.
+#[derive(Debug)]
+pub enum Sent {
+    /// The replies, one per message, in order.
+    Now(Vec<Reply>),
+    /// The answer comes when the messages are committed (or the history is read).
+    Later(oneshot::Receiver<Answer>),
+}
+
+/// Where a committed message goes.
+pub(crate) enum Delivery {
+    /// To every member of the room but the sender (by peer id).
+    Room { room: Arc<Room<Peer>>, sender: u64 },
+    /// To the recipient, if connected when it was sent; `trust` is what their name rests on,
+    /// told to the sender in the reply.
+    Direct { to: Option<Arc<Peer>>, trust: Trust },
+}
+
+/// The store, its commit thread, and the cap on a history page.
+pub(crate) struct Journal {
+    committer: Committer<Delivery>,
+    store: Arc<dyn Store>,
+    /// Most messages one `HISTORY` returns.
+    page_cap: usize,
+}
+
+impl Journal {
+    /// Starts the commit thread over `store`, with at most `capacity` submissions waiting.
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        capacity: usize,
+        page_cap: usize,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            committer: Committer::new(store.clone(), capacity, Deliver)?,
+            store,
+            page_cap,
+        })
+    }
+
+    /// Queues messages for the next commit.
+    pub(crate) fn submit(&self, records: Vec<Record>, deliveries: Vec<Delivery>) -> Sent {
+        let count = records.len();
+        match self.committer.submit(records, deliveries) {
+            Ok(answer) => Sent::Later(answer),
+            Err(Busy) => Sent::Now(vec![
+                Reply::err(
+                    ErrorCode::Busy,
+                    "the server is saving more messages than it takes; not sent, try again"
+                );
+                count
+            ]),
+        }
+    }
+
+    /// Returns once everything submitted so far is committed and delivered.
+    pub(crate) async fn flush(&self) {
+        self.committer.flush().await;
+    }
+
+    /// The store, for counts.
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Reads a page of `conversation` on a blocking thread: its messages as events (as live
+    /// ones), then `OK <count> more|end`. `shown` is the target as the caller named it.
+    pub(crate) fn history(
+        &self,
+        conversation: String,
+        anchor: Option<Anchor>,
+        limit: Option<u32>,
+    ) -> Sent {
+        let limit = limit.map_or(DEFAULT_PAGE, |n| n as usize).min(self.page_cap);
+        let store = self.store.clone();
+        let (done, answer) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let result = store.read(&conversation, anchor, limit);
+            let _ = done.send(page_answer(result));
+        });
+        Sent::Later(answer)
+    }
+}
+
+/// Messages `HISTORY` returns when no `LIMIT` is given.
+pub const DEFAULT_PAGE: usize = 50;
+
+fn page_answer(result: Result<crate::store::Page, StoreError>) -> Answer {
+    match result {
+        Ok(page) => {
+            let mut lines = Vec::new();
+            for message in &page.messages {
+                encode_line(&message.record.event(message.id).to_string(), &mut lines);
+            }
+            let more = if page.more { "more" } else { "end" };
+            Answer {
+                lines,
+                replies: vec![Reply::ok(format!("{} {more}", page.messages.len()))],
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "history read failed");
+            Answer {
+                lines: Vec::new(),
+                replies: vec![Reply::err(
+                    ErrorCode::StoreFailed,
+                    format!("cannot read the history now: {err}"),
+                )],
+            }
+        }
+    }
+}
+
+/// Delivers committed messages on the commit thread.
+struct Deliver;
+
+impl OnCommit<Delivery> for Deliver {
+    fn committed(
+        &mut self,
+        records: &[Record],
+        deliveries: &[Delivery],
+        ids: Result<&[u64], &StoreError>,
+    ) -> Vec<Reply> {
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(err) => return vec![refusal(err); records.len()],
+        };
+        let mut replies = Vec::with_capacity(records.len());
+        let mut at = 0;
+        while at < records.len() {
+            match &deliveries[at] {
+                Delivery::Room { room, sender } => {
+                    // A run of messages from one sender to one room: one buffer for everyone.
+                    let mut end = at;
+                    let mut lines = Vec::new();
+                    while end < records.len()
+                        && matches!(&deliveries[end], Delivery::Room { room: r, sender: s }
+                                    if Arc::ptr_eq(r, room) && s == sender)
+                    {
+                        encode_line(&records[end].event(ids[end]).to_string(), &mut lines);
+                        replies.push(Reply::ok(ids[end].to_string()));
+                        end += 1;
+                    }
+                    lock(&room.state).broadcast_messages(
+                        &room.name,
+                        ids[at],
+                        ids[end - 1],
+                        &Bytes::from(lines),
+                        *sender,
+                    );
+                    at = end;
+                }
+                Delivery::Direct { to, trust } => {
+                    let mut line = Vec::new();
+                    encode_line(&records[at].event(ids[at]).to_string(), &mut line);
+                    if let Some(to) = to {
+                        to.deliver_stored_direct(&records[at].from, ids[at], &Bytes::from(line));
+                    }
+                    replies.push(Reply::ok(format!("{} {trust}", ids[at])));
+                    at += 1;
+                }
+            }
+        }
+        replies
+    }
+}
+
+/// What a sender is told when the commit of its message failed.
+fn refusal(err: &StoreError) -> Reply {
+    match err {
+        StoreError::Full => Reply::err(
+            ErrorCode::StoreFailed,
+            "the server's disk is full: your message was not stored and not sent",
+        ),
+        err => Reply::err(
+            ErrorCode::StoreFailed,
+            format!("{err}: your message was not stored and not sent"),
+        ),
+    }
+}

@@ -1,0 +1,375 @@
+//! The default store: one redb file (pure Rust, crash-safe commits with checksums and a
+//! copy-on-write B-tree, a stable file format). Nothing to install or run beside the server.
+//!
+//! # Tables
+//!
+//! - `messages`: `(conversation, id)` → the record's bytes ([`Record::encode`]).
+//! - `last_ids`: conversation → the last id it ever had, so ids are never reused, even after
+//!   retention empties a conversation.
+//! - `meta`: `format` → the store format ([`FORMAT`]); a newer one stops startup.
+//!
+//! # Durability
+//!
+//! With [`Fsync::Always`] a commit returns once the data is on disk (redb syncs before and after
+//! flipping its commit slot). With [`Fsync::Never`] the same writes reach the operating
+//! system, which survives a crash of the server process but not of the machine: the backend
+//! below redb skips the sync and nothing else changes, so the file is always consistent.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use redb::backends::FileBackend;
+use redb::{
+    BackendError, Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageBackend, TableDefinition,
+};
+use tlschat_proto::Anchor;
+
+use super::{Page, Record, Store, StoreError, StoreStats, Stored};
+use crate::sync::lock;
+
+/// The store format this build reads and writes.
+pub const FORMAT: u64 = 1;
+
+const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+const LAST_IDS: TableDefinition<&str, u64> = TableDefinition::new("last_ids");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd)]
+pub enum Fsync {
+    /// Once it is on disk: survives a power loss.
+    Always,
+    /// Once the operating system has it: survives a crash of the server, not of the machine.
+    Never,
+}
+
+impl Fsync {
+    /// The word used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Never => "never",
+        }
+    }
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            _ => Err(format!("expected always or never, not {text:?}")),
+        }
+    }
+}
+
+/// The message store in one redb file.
+pub struct EmbeddedStore {
+    db: Database,
+    path: PathBuf,
+    /// Last id per conversation, as committed: read from `last_ids` on first use.
+    last_ids: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store at `path`, making it (and its folder, private to this user) when
+    /// missing. A damaged file, a file that is not a store, one of a newer format or one in
+    /// use by another server is an error that names the file.
+    pub fn open(path: &Path, fsync: Fsync) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = tlschat_files::parent_dir(path);
+        if !dir.exists() {
+            private_dir(dir).map_err(open_err)?;
+        }
+        tlschat_files::check_dir(dir).map_err(|e| {
+            open_err(io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))
+        })?;
+        let file = private_file(path).map_err(open_err)?;
+        let backend = SyncPolicy {
+            inner: FileBackend::new(file).map_err(|e| database_error(path, e))?,
+            fsync,
+        };
+        let db = redb::Builder::new()
+            .create_with_backend(backend)
+            .map_err(|e| database_error(path, e))?;
+        let store = Self {
+            db,
+            path: path.to_owned(),
+            last_ids: Mutex::default(),
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// Makes the tables and checks the format.
+    fn prepare(&self) -> Result<(), StoreError> {
+        let damaged = |e: redb::Error| StoreError::Damaged {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        };
+        let txn = self.db.begin_write().map_err(|e| damaged(e.into()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| damaged(e.into()))?;
+            let found = meta
+                .get("format")
+                .map_err(|e| damaged(e.into()))?
+                .map(|v| v.value());
+            match found {
+                Some(found) if found > FORMAT => {
+                    return Err(StoreError::Newer {
+                        path: self.path.clone(),
+                        found,
+                        supported: FORMAT,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("format", FORMAT)
+                        .map_err(|e| damaged(e.into()))?;
+                }
+            }
+            txn.open_table(MESSAGES).map_err(|e| damaged(e.into()))?;
+            txn.open_table(LAST_IDS).map_err(|e| damaged(e.into()))?;
+        }
+        txn.commit().map_err(|e| damaged(e.into()))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn append(&self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
+        let mut ids = Vec::with_capacity(records.len());
+        let mut known = lock(&self.last_ids);
+        let mut updated: HashMap<String, u64> = HashMap::new();
+        let txn = self.db.begin_write().map_err(failed)?;
+        {
+            let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
+            let mut last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+            for record in records {
+                let conversation = record.conversation();
+                let last = match updated.get(&conversation).or(known.get(&conversation)) {
+                    Some(&last) => last,
+                    None => last_ids
+                        .get(conversation.as_str())
+                        .map_err(failed)?
+                        .map_or(0, |v| v.value()),
+                };
+                let id = last + 1;
+                messages
+                    .insert((conversation.as_str(), id), record.encode().as_slice())
+                    .map_err(failed)?;
+                updated.insert(conversation, id);
+                ids.push(id);
+            }
+            for (conversation, last) in &updated {
+                last_ids.insert(conversation.as_str(), *last).map_err(failed)?;
+            }
+        }
+        txn.commit().map_err(failed)?;
+        known.extend(updated);
+        Ok(ids)
+    }
+
+    fn read(
+        &self,
+        conversation: &str,
+        anchor: Option<Anchor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let messages = txn.open_table(MESSAGES).map_err(failed)?;
+        let (low, high, newest_first) = match anchor {
+            None => (Bound::Included(0), Bound::Included(u64::MAX), true),
+            Some(Anchor::Before(id)) => (Bound::Included(0), Bound::Excluded(id), true),
+            Some(Anchor::After(id)) => (Bound::Excluded(id), Bound::Included(u64::MAX), false),
+        };
+        let key = |b: Bound<u64>| b.map(|id| (conversation, id));
+        let range = messages.range::<(&str, u64)>((key(low), key(high))).map_err(failed)?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        let mut take = |entry: Result<_, redb::StorageError>| -> Result<bool, StoreError> {
+            let (k, v): (redb::AccessGuard<(&str, u64)>, redb::AccessGuard<&[u8]>) =
+                entry.map_err(failed)?;
+            if out.len() == limit {
+                more = true;
+                return Ok(false);
+            }
+            let record = Record::decode(v.value()).map_err(|e| StoreError::Damaged {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })?;
+            out.push(Stored {
+                id: k.value().1,
+                record,
+            });
+            Ok(true)
+        };
+        if newest_first {
+            for entry in range.rev() {
+                if !take(entry)? {
+                    break;
+                }
+            }
+            out.reverse();
+        } else {
+            for entry in range {
+                if !take(entry)? {
+                    break;
+                }
+            }
+        }
+        Ok(Page {
+            messages: out,
+            more,
+        })
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let messages = txn.open_table(MESSAGES).map_err(failed)?.len().map_err(failed)?;
+        let conversations = txn.open_table(LAST_IDS).map_err(failed)?.len().map_err(failed)?;
+        let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        Ok(StoreStats {
+            messages,
+            conversations,
+            bytes,
+        })
+    }
+}
+
+/// A store error from a redb error: a full disk is told apart.
+fn failed(err: impl Into<redb::Error>) -> StoreError {
+    match err.into() {
+        redb::Error::Io(e) if e.kind() == io::ErrorKind::StorageFull => StoreError::Full,
+        other => StoreError::Failed(other.to_string()),
+    }
+}
+
+/// A store error from failing to open the database.
+fn database_error(path: &Path, err: DatabaseError) -> StoreError {
+    let path = path.to_owned();
+    match err {
+        DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path },
+        // redb reads the header first: a file of something else is "invalid data".
+        DatabaseError::Storage(redb::StorageError::Io(source))
+            if source.kind() == io::ErrorKind::InvalidData =>
+        {
+            StoreError::Damaged {
+                path,
+                detail: source.to_string(),
+            }
+        }
+        DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Open { path, source },
+        other => StoreError::Damaged {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Makes a folder readable only by this user.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Opens (or makes, readable only by this user) the store file.
+fn private_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// redb's file backend, with the sync skipped under [`Fsync::Never`].
+#[derive(Debug)]
+struct SyncPolicy {
+    inner: FileBackend,
+    fsync: Fsync,
+}
+
+impl StorageBackend for SyncPolicy {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        match self.fsync {
+            Fsync::Always => self.inner.sync_data(),
+            Fsync::Never => Ok(()),
+        }
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.inner.write(offset, data)
+    }
+
+    fn close(&self) -> Result<(), io::Error> {
+        self.inner.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+use tlschat_proto::{Anchor, Trust};
+
+use super::*;
+use crate::store::Kind;
+
+fn room(to: &str, text: &str) -> Record {
+    Record {
+        kind: Kind::Room,
+        from: "alice".into(),
+        to: to.into(),
+        trust: Trust::Verified,
+        time_ms: 1_700_000_000_000,
+        text: text.into(),
+    }
+}
+
+fn texts(page: &Page) -> Vec<(u64, &str)> {
+    page.messages
+        .iter()
+        .map(|m| (m.id, m.record.text.as_str()))
+        .collect()
+}
+
+#[test]
+fn ids_count_per_conversation_and_continue_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/store.redb");
+    {
+        let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+        let ids = store
+            .append(&[room("#a", "1"), room("#b", "1"), room("#a", "2")])
+            .unwrap();
+        assert_eq!(ids, [1, 1, 2]);
+    }
+    let store = EmbeddedStore::open(&path, Fsync::Always).unwrap();
+    assert_eq!(store.append(&[room("#a", "3")]).unwrap(), [3]);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.messages, stats.conversations), (4, 2));
+    assert!(stats.bytes > 0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "the store is private");
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+}
+
+#[test]
+fn pages_read_newest_before_and_after_an_id_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb"), Fsync::Never).unwrap();
+    let batch: Vec<Record> = (1..=10).map(|n| room("#a", &n.to_string())).collect();
+    store.append(&batch).unwrap();
+    store.append(&[room("#other", "x")]).unwrap();
+
+    let newest = store.read("#a", None, 3).unwrap();
+    assert_eq!(texts(&newest), [(8, "8"), (9, "9"), (10, "10")]);
+    assert!(newest.more);
+    let back = store.read("#a", Some(Anchor::Before(8)), 5).unwrap();
+    assert_eq!(back.messages.first().map(|m| m.id), Some(3));
+    assert_eq!(back.messages.last().map(|m| m.id), Some(7));
+    assert!(back.more);
+    let first = store.read("#a", Some(Anchor::Before(3)), 5).unwrap();
+    assert_eq!(texts(&first), [(1, "1"), (2, "2")]);
+    assert!(!first.more);
+    let after = store.read("#a", Some(Anchor::After(8)), 5).unwrap();
+    assert_eq!(texts(&after), [(9, "9"), (10, "10")]);
+    assert!(!after.more);
+    let all = store.read("#a", Some(Anchor::After(0)), 100).unwrap();
+    assert_eq!(all.messages.len(), 10);
+    assert!(store.read("#a", Some(Anchor::After(u64::MAX)), 5).unwrap().messages.is_empty());
+    assert!(store.read("#none", None, 5).unwrap().messages.is_empty());
+    assert_eq!(store.read("#a", None, 0).unwrap(), Page { messages: vec![], more: true });
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are not the messages you are looking for\n".repeat(200)).unwrap();
+    let err = EmbeddedStore::open(&path, Fsync::Always).unwrap_err();
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("notes.txt") && text.contains("damaged"), "{text}");
+}
+
+#[test]
+fn a_store_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    drop(EmbeddedStore::open(&path, Fsync::Never).unwrap());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert("format", FORMAT + 1).unwrap();
+        txn.commit().unwrap();
+    }
+    let err = EmbeddedStore::open(&path, Fsync::Never).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Newer { found, .. } if found == FORMAT + 1),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("newer tlschat"), "{err}");
+}
+
+#[test]
+fn one_file_serves_one_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let _first = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    let err = EmbeddedStore::open(&path, Fsync::Never).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+}
+
+#[test]
+fn a_folder_others_may_write_to_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = EmbeddedStore::open(&shared.join("s.redb"), Fsync::Never).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(!shared.join("s.redb").exists());
+    }
+}

@@ -1,0 +1,120 @@
+//! Message history behind one small trait, [`Store`]: append a group of messages in one commit
+//! (each gets its id there), read a page of one conversation, report counts. The chat hub only
+//! ever talks to the trait; [`embedded`] implements it on one redb file, and a cluster can
+//! implement it on a replicated log without the hub changing.
+//!
+//! - [`record`]: what is stored of a message, its conversation key and its bytes on disk.
+//! - [`embedded`]: the default store, one crash-safe file (redb).
+//! - [`commit`]: the group-commit thread: everything that arrives while a commit runs goes into
+//!   the next one, and replies (`OK <id>`) go out only once their message is committed.
+//!
+//! # Calling convention
+//!
+//! Every method may block (on disk or, for a networked store, on the network): call them from
+//! the commit thread or a blocking task, never from a connection's task.
+
+pub mod commit;
+pub mod embedded;
+pub mod record;
+
+use std::path::PathBuf;
+
+use tlschat_proto::Anchor;
+
+pub use self::record::{Kind, Record, Stored};
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file could not be opened or created.
+    #[error("cannot open the message store {}: {source}", .path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process has the file open.
+    #[error(
+        "the message store {} is in use by another tlschat server (one file, one server)",
+        .path.display()
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is damaged or is not a tlschat store.
+    #[error(
+        "the message store {} is damaged or is not a tlschat store ({detail}); move it away \
+         (a new one is made) or restore it from a backup",
+        .path.display()
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, as the storage engine says it.
+        detail: String,
+    },
+    /// The file was written by a newer tlschat.
+    #[error(
+        "the message store {} was written by a newer tlschat (store format {found}; this one \
+         reads format {supported}); run the newer version",
+        .path.display()
+    )]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        found: u64,
+        /// The format this build reads and writes.
+        supported: u64,
+    },
+    /// The disk is full: nothing was written.
+    #[error("the disk holding the message store is full")]
+    Full,
+    /// Reading or writing failed.
+    #[error("the message store failed: {0}")]
+    Failed(String),
+}
+
+/// One page of a conversation, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The messages.
+    pub messages: Vec<Stored>,
+    /// Whether more messages lie beyond the page in the direction read.
+    pub more: bool,
+}
+
+/// What a store holds, for `STATS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Messages held.
+    pub messages: u64,
+    /// Conversations (rooms and pairs of users) with at least one message.
+    pub conversations: u64,
+    /// Size of the store on disk, bytes.
+    pub bytes: u64,
+}
+
+/// Durable message history. See the module documentation for the calling convention.
+pub trait Store: Send + Sync + 'static {
+    /// Appends `records` in order in one atomic commit and returns their ids: per
+    /// conversation, one more than the last id that conversation ever had (never reused, also
+    /// across restarts). Nothing is written when it fails.
+    fn append(&self, records: &[Record]) -> Result<Vec<u64>, StoreError>;
+
+    /// Up to `limit` messages of `conversation` (see [`Record::conversation`]), oldest first:
+    /// the newest ones with no anchor, those before or after an id with one.
+    fn read(
+        &self,
+        conversation: &str,
+        anchor: Option<Anchor>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// Counts for `STATS`.
+    fn stats(&self) -> Result<StoreStats, StoreError>;
+}
