@@ -52,7 +52,7 @@ fn send_and_listen_work_like_pub_and_sub() {
         lines[1]
     );
     assert!(
-        lines[2].starts_with(r#"{"type":"dm","from":"bob","verified":true"#),
+        lines[2].starts_with(r#"{"type":"dm","id":1,"from":"bob","verified":true"#),
         "{}",
         lines[2]
     );

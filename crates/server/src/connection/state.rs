@@ -318,11 +318,14 @@ impl ConnState {
     pub(crate) fn process(&mut self, now: Instant, wall: DateTime<Utc>) -> bool {
         // What others queued before these requests goes out before their replies.
         self.peer.outbox().drain_into(&mut self.out);
-        if let Some(next) = self.deferred.take().filter(|_| self.pending.is_none()) {
-            self.run(next, wall);
-        }
         if self.pending.is_some() {
             return false;
+        }
+        if let Some(next) = self.deferred.take() {
+            self.run(next, wall);
+            if self.pending.is_some() {
+                return false;
+            }
         }
         let more = self.process_frames(now, wall);
         self.flush_batch(wall);
@@ -476,8 +479,12 @@ impl ConnState {
         }
     }
 
-    /// Sends the held room messages, if any, and writes their replies.
+    /// Sends the held room messages, if any, and writes their replies (or waits for them).
+    /// While an answer is awaited, the batch stays held.
     fn flush_batch(&mut self, wall: DateTime<Utc>) {
+        if self.pending.is_some() {
+            return;
+        }
         let Some((room, texts)) = self.batch.take() else {
             return;
         };

@@ -1,0 +1,379 @@
+//! End-to-end tests of the message store: acknowledged messages survive `kill -9`, ids continue
+//! across restarts, `HISTORY` is for members and pages both ways, and a member that stops
+//! reading is told of a gap (not cut off) and fills it from history. Real binaries, real store
+//! files in temporary folders.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tlschat_client::Client;
+use tlschat_proto::{Anchor, ErrorCode, Event, Reply, Request, ServerLine, Target};
+use tlschat_tests::{Pki, RawTls, ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT};
+
+async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Client {
+    Client::connect(&pki.client_config(server, user))
+        .await
+        .expect("connect")
+}
+
+async fn call(client: &mut Client, request: &Request) -> Reply {
+    tokio::time::timeout(STEP_TIMEOUT, client.request(request))
+        .await
+        .expect("reply in time")
+        .expect("reply")
+}
+
+async fn ok(client: &mut Client, request: Request) -> String {
+    match call(client, &request).await {
+        Reply::Ok(payload) => payload,
+        Reply::Err(err) => panic!("{request} failed: {err}"),
+    }
+}
+
+async fn refused(client: &mut Client, request: Request) -> ErrorCode {
+    match call(client, &request).await {
+        Reply::Err(err) => err.code,
+        Reply::Ok(payload) => panic!("{request} should fail, got OK {payload}"),
+    }
+}
+
+fn msg(target: &str, text: &str) -> Request {
+    Request::Msg {
+        target: Target::parse(target).unwrap(),
+        text: text.into(),
+    }
+}
+
+fn history(target: &str, anchor: Option<Anchor>, limit: Option<u32>) -> Request {
+    Request::History {
+        target: Target::parse(target).unwrap(),
+        anchor,
+        limit,
+    }
+}
+
+/// One `HISTORY` page: its messages as (id, text), and whether more remain.
+async fn page(
+    client: &mut Client,
+    target: &str,
+    anchor: Option<Anchor>,
+    limit: Option<u32>,
+) -> (Vec<(u64, String)>, bool) {
+    // Live events that came before are not part of the page.
+    client.drain_events();
+    let reply = ok(client, history(target, anchor, limit)).await;
+    let messages: Vec<(u64, String)> = client
+        .drain_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Message { id, text, .. } | Event::Direct { id, text, .. } => Some((id, text)),
+            _ => None,
+        })
+        .collect();
+    let (count, more) = reply.split_once(' ').expect("OK <count> more|end");
+    assert_eq!(count.parse::<usize>().unwrap(), messages.len(), "{reply}");
+    (messages, more == "more")
+}
+
+/// Every message of a conversation, oldest first, paging forward from the start.
+async fn everything(client: &mut Client, target: &str) -> Vec<(u64, String)> {
+    let mut all: Vec<(u64, String)> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |(id, _)| *id);
+        let (messages, more) = page(client, target, Some(Anchor::After(after)), Some(500)).await;
+        all.extend(messages);
+        if !more {
+            return all;
+        }
+    }
+}
+
+fn store_args<'a>(pki: &'a Pki, store: &'a Path, extra: &[&'a str]) -> Vec<String> {
+    let mut args = pki.server_args();
+    args.extend(["--listen", "127.0.0.1:0", "--store"].map(String::from));
+    args.push(store.display().to_string());
+    args.extend(NO_RATE_LIMIT.iter().chain(extra).map(|s| s.to_string()));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_message_survives_kill_9_in_order_and_ids_continue() {
+    const SENDERS: usize = 10;
+    const ACKED_BEFORE_KILL: usize = 600;
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("server starts");
+    let addr = server.addr();
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for n in 0..SENDERS {
+        let mut client = connect(&pki, addr, None).await;
+        ok(&mut client, Request::Nick(format!("s{n}"))).await;
+        ok(&mut client, Request::Join("#load".into())).await;
+        let acked = acked.clone();
+        senders.push(tokio::spawn(async move {
+            // Each sender waits for each OK; what got one is acknowledged.
+            let mut mine = Vec::new();
+            for k in 0.. {
+                let text = format!("s{n}-{k}");
+                match client.request(&msg("#load", &text)).await {
+                    Ok(Reply::Ok(id)) => {
+                        mine.push((id.parse::<u64>().expect("OK <id>"), text));
+                        acked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(Reply::Err(err)) => panic!("refused before the kill: {err}"),
+                    Err(_) => return mine,
+                }
+            }
+            mine
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    while acked.load(Ordering::SeqCst) < ACKED_BEFORE_KILL {
+        assert!(tokio::time::Instant::now() < deadline, "senders too slow");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.signal("KILL");
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        acknowledged.extend(
+            tokio::time::timeout(STEP_TIMEOUT, sender)
+                .await
+                .expect("senders stop when the server dies")
+                .unwrap(),
+        );
+    }
+    assert!(acknowledged.len() >= ACKED_BEFORE_KILL);
+    drop(server);
+
+    let server = ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("restarts");
+    let mut reader = connect(&pki, server.addr(), Some("alice")).await;
+    ok(&mut reader, Request::Join("#load".into())).await;
+    let stored = everything(&mut reader, "#load").await;
+    let ids: Vec<u64> = stored.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "ids run from 1 with no hole and no repeat"
+    );
+    let texts: HashSet<&str> = stored.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts.len(), stored.len(), "no message stored twice");
+    for (id, text) in &acknowledged {
+        assert_eq!(
+            stored.get((*id - 1) as usize).map(|(_, t)| t.as_str()),
+            Some(text.as_str()),
+            "acknowledged message {id} ({text}) is in the history under its id"
+        );
+    }
+    // Each sender's messages are in the order it sent them.
+    for n in 0..SENDERS {
+        let prefix = format!("s{n}-");
+        let order: Vec<u64> = stored
+            .iter()
+            .filter_map(|(_, t)| t.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        assert!(order.windows(2).all(|w| w[1] == w[0] + 1), "s{n}: {order:?}");
+    }
+    let next = ok(&mut reader, msg("#load", "after the restart")).await;
+    assert_eq!(next, (stored.len() + 1).to_string(), "ids continue, never reused");
+}
+
+#[tokio::test]
+async fn history_is_for_members_and_pages_back_and_forth() {
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(
+        &pki,
+        &store,
+        &["--max-history-page", "60"],
+    ))
+    .expect("server starts");
+    let addr = server.addr();
+    let mut alice = connect(&pki, addr, Some("alice")).await;
+    let mut bob = connect(&pki, addr, Some("bob")).await;
+    let mut carol = connect(&pki, addr, Some("carol")).await;
+    ok(&mut alice, Request::Join("#r".into())).await;
+    for n in 1..=120 {
+        assert_eq!(ok(&mut alice, msg("#r", &format!("m{n}"))).await, n.to_string());
+    }
+    assert_eq!(
+        refused(&mut bob, history("#r", None, None)).await,
+        ErrorCode::NotInRoom,
+        "only members read a room's history"
+    );
+    ok(&mut bob, Request::Join("#r".into())).await;
+    let (newest, more) = page(&mut bob, "#r", None, None).await;
+    assert_eq!(newest.first().unwrap().0, 71, "the 50 newest by default");
+    assert_eq!(newest.last().unwrap(), &(120, "m120".to_owned()));
+    assert!(more);
+    let (back, more) = page(&mut bob, "#r", Some(Anchor::Before(71)), Some(1000)).await;
+    assert_eq!(back.len(), 60, "LIMIT is capped to --max-history-page");
+    assert_eq!((back[0].0, back[59].0), (11, 70));
+    assert!(more);
+    let (first, more) = page(&mut bob, "#r", Some(Anchor::Before(11)), Some(20)).await;
+    assert_eq!(first.len(), 10);
+    assert!(!more);
+    let (tail, more) = page(&mut bob, "#r", Some(Anchor::After(118)), None).await;
+    assert_eq!(tail, [(119, "m119".to_owned()), (120, "m120".to_owned())]);
+    assert!(!more);
+
+    // Direct messages: the two parties read their conversation, from either side.
+    assert_eq!(ok(&mut alice, msg("bob", "psst")).await, "1 verified");
+    assert_eq!(ok(&mut bob, msg("alice", "what?")).await, "2 verified");
+    // Alice receives it live first, with its id and both parties.
+    let live = loop {
+        match tokio::time::timeout(STEP_TIMEOUT, alice.next_event()).await.unwrap().unwrap() {
+            event @ Event::Direct { .. } => break event,
+            _ => continue,
+        }
+    };
+    assert!(
+        matches!(&live, Event::Direct { id: 2, from, to, .. } if from == "bob" && to == "alice"),
+        "{live:?}"
+    );
+    let (conversation, _) = page(&mut alice, "bob", None, None).await;
+    assert_eq!(
+        conversation,
+        [(1, "psst".to_owned()), (2, "what?".to_owned())]
+    );
+    let (as_bob, _) = page(&mut bob, "alice", None, None).await;
+    assert_eq!(as_bob, conversation);
+    let (as_carol, _) = page(&mut carol, "alice", None, None).await;
+    assert!(as_carol.is_empty(), "carol reads only her own conversations");
+
+    let mut admin = connect(&pki, addr, Some("root")).await;
+    let stats = ok(&mut admin, Request::Stats).await;
+    assert!(stats.contains("store.messages=122"), "{stats}");
+    assert!(stats.contains("store.conversations=2"), "{stats}");
+
+    let memory = ServerProcess::start(&pki, &["--store", "none"]);
+    let mut dave = connect(&pki, memory.addr(), Some("alice")).await;
+    ok(&mut dave, Request::Join("#r".into())).await;
+    assert_eq!(
+        refused(&mut dave, history("#r", None, None)).await,
+        ErrorCode::NoHistory
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
+    const MESSAGES: usize = 5_000;
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(
+        &pki,
+        &store,
+        &["--max-pending-bytes", "262144", "--write-timeout", "1h"],
+    ))
+    .expect("server starts");
+    let addr = server.addr();
+    let mut sender = connect(&pki, addr, Some("alice")).await;
+    let mut reader = connect(&pki, addr, Some("bob")).await;
+    ok(&mut sender, Request::Join("#big".into())).await;
+    ok(&mut reader, Request::Join("#big".into())).await;
+    // The stalled member: joins, then reads nothing until every message is acknowledged.
+    let mut stalled = RawTls::connect(&pki.client_config(addr, Some("carol")))
+        .await
+        .unwrap();
+    stalled.write(b"JOIN #big\n").await.unwrap();
+    loop {
+        let line = stalled.read_line().await.expect("a line");
+        if line.starts_with("OK") {
+            break;
+        }
+    }
+
+    let padding = "x".repeat(880);
+    let reading = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < MESSAGES {
+            match tokio::time::timeout(STEP_TIMEOUT, reader.next_event())
+                .await
+                .expect("the reading member keeps receiving")
+                .expect("event")
+            {
+                Event::Message { id, .. } => got.push(id),
+                Event::Gap { .. } => panic!("a member that reads gets no gap"),
+                _ => {}
+            }
+        }
+        got
+    });
+    // Pipelined in bursts, every OK awaited.
+    for burst in 0..MESSAGES / 100 {
+        for k in 0..100 {
+            let n = burst * 100 + k;
+            sender
+                .send(&msg("#big", &format!("{n:05} {padding}")).to_string())
+                .await
+                .unwrap();
+        }
+        for _ in 0..100 {
+            match tokio::time::timeout(STEP_TIMEOUT, sender.next_line()).await {
+                Ok(Ok(ServerLine::Reply(Reply::Ok(_)))) => {}
+                Ok(Ok(ServerLine::Event(_))) => continue,
+                other => panic!("message not acknowledged: {other:?}"),
+            }
+        }
+    }
+    let read = reading.await.unwrap();
+    assert_eq!(
+        read,
+        (1..=MESSAGES as u64).collect::<Vec<_>>(),
+        "the member that reads gets every message in order"
+    );
+
+    // Now the stalled member reads: some messages, then a gap, then (maybe) more.
+    let mut live: Vec<u64> = Vec::new();
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
+    while live.len() + gaps.iter().map(|(a, b)| (b - a + 1) as usize).sum::<usize>() < MESSAGES {
+        let line = stalled.read_line().await.expect("still connected");
+        match ServerLine::parse(&line) {
+            Ok(ServerLine::Event(Event::Message { id, .. })) => live.push(id),
+            Ok(ServerLine::Event(Event::Gap { target, first, last })) => {
+                assert_eq!(target, "#big");
+                gaps.push((first, last));
+            }
+            Ok(ServerLine::Event(Event::Disconnect { .. })) => panic!("cut off: {line}"),
+            _ => {}
+        }
+    }
+    assert!(!gaps.is_empty(), "a member that stops reading is told of a gap");
+    // Fill each gap from history, as a client does.
+    let mut fills: Vec<u64> = Vec::new();
+    for (first, last) in &gaps {
+        let mut after = first - 1;
+        while after < *last {
+            let request = format!("HISTORY #big AFTER {after} LIMIT 500\n");
+            stalled.write(request.as_bytes()).await.unwrap();
+            loop {
+                let line = stalled.read_line().await.expect("history");
+                match ServerLine::parse(&line) {
+                    Ok(ServerLine::Event(Event::Message { id, .. })) => {
+                        if id <= *last {
+                            fills.push(id);
+                        }
+                        after = id;
+                    }
+                    Ok(ServerLine::Reply(Reply::Ok(_))) => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+    let mut all: Vec<u64> = live.iter().chain(&fills).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=MESSAGES as u64).collect::<Vec<_>>(),
+        "live messages and filled gaps: every message exactly once"
+    );
+    assert!(live.windows(2).all(|w| w[0] < w[1]), "live ones in order");
+}
