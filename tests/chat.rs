@@ -325,7 +325,14 @@ async fn a_reader_that_stops_reading_is_cut_off_and_the_room_keeps_flowing() {
         &[
             NO_RATE_LIMIT,
             // Without a store: with one, the reader is told of a gap instead (history.rs).
-            &["--max-pending-bytes", "524288", "--write-timeout", "60s", "--store", "none"],
+            &[
+                "--max-pending-bytes",
+                "524288",
+                "--write-timeout",
+                "60s",
+                "--store",
+                "none",
+            ],
         ]
         .concat(),
     );

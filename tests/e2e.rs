@@ -105,7 +105,10 @@ fn alice_and_bob_exchange_e2e_messages_the_server_cannot_read() {
         log.contains("E2E bob "),
         "trace logging saw the E2E request"
     );
-    assert!(relayed.contains("EVENT E2E alice verified "), "{relayed}");
+    assert!(
+        relayed.contains("EVENT E2E 1 alice bob verified "),
+        "{relayed}"
+    );
     assert!(
         log.contains("lunch plans"),
         "a --plain message is visible, as it should be"

@@ -177,10 +177,17 @@ async fn every_acknowledged_message_survives_kill_9_in_order_and_ids_continue() 
             .iter()
             .filter_map(|(_, t)| t.strip_prefix(&prefix)?.parse().ok())
             .collect();
-        assert!(order.windows(2).all(|w| w[1] == w[0] + 1), "s{n}: {order:?}");
+        assert!(
+            order.windows(2).all(|w| w[1] == w[0] + 1),
+            "s{n}: {order:?}"
+        );
     }
     let next = ok(&mut reader, msg("#load", "after the restart")).await;
-    assert_eq!(next, (stored.len() + 1).to_string(), "ids continue, never reused");
+    assert_eq!(
+        next,
+        (stored.len() + 1).to_string(),
+        "ids continue, never reused"
+    );
 }
 
 #[tokio::test]
@@ -188,19 +195,19 @@ async fn history_is_for_members_and_pages_back_and_forth() {
     let pki = Pki::standard();
     let data = tempfile::tempdir().unwrap();
     let store = data.path().join("store.redb");
-    let server = ServerProcess::start_with(&store_args(
-        &pki,
-        &store,
-        &["--max-history-page", "60"],
-    ))
-    .expect("server starts");
+    let server =
+        ServerProcess::start_with(&store_args(&pki, &store, &["--max-history-page", "60"]))
+            .expect("server starts");
     let addr = server.addr();
     let mut alice = connect(&pki, addr, Some("alice")).await;
     let mut bob = connect(&pki, addr, Some("bob")).await;
     let mut carol = connect(&pki, addr, Some("carol")).await;
     ok(&mut alice, Request::Join("#r".into())).await;
     for n in 1..=120 {
-        assert_eq!(ok(&mut alice, msg("#r", &format!("m{n}"))).await, n.to_string());
+        assert_eq!(
+            ok(&mut alice, msg("#r", &format!("m{n}"))).await,
+            n.to_string()
+        );
     }
     assert_eq!(
         refused(&mut bob, history("#r", None, None)).await,
@@ -228,7 +235,11 @@ async fn history_is_for_members_and_pages_back_and_forth() {
     assert_eq!(ok(&mut bob, msg("alice", "what?")).await, "2 verified");
     // Alice receives it live first, with its id and both parties.
     let live = loop {
-        match tokio::time::timeout(STEP_TIMEOUT, alice.next_event()).await.unwrap().unwrap() {
+        match tokio::time::timeout(STEP_TIMEOUT, alice.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             event @ Event::Direct { .. } => break event,
             _ => continue,
         }
@@ -245,7 +256,10 @@ async fn history_is_for_members_and_pages_back_and_forth() {
     let (as_bob, _) = page(&mut bob, "alice", None, None).await;
     assert_eq!(as_bob, conversation);
     let (as_carol, _) = page(&mut carol, "alice", None, None).await;
-    assert!(as_carol.is_empty(), "carol reads only her own conversations");
+    assert!(
+        as_carol.is_empty(),
+        "carol reads only her own conversations"
+    );
 
     let mut admin = connect(&pki, addr, Some("root")).await;
     let stats = ok(&mut admin, Request::Stats).await;
@@ -333,11 +347,21 @@ async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
     // Now the stalled member reads: some messages, then a gap, then (maybe) more.
     let mut live: Vec<u64> = Vec::new();
     let mut gaps: Vec<(u64, u64)> = Vec::new();
-    while live.len() + gaps.iter().map(|(a, b)| (b - a + 1) as usize).sum::<usize>() < MESSAGES {
+    while live.len()
+        + gaps
+            .iter()
+            .map(|(a, b)| (b - a + 1) as usize)
+            .sum::<usize>()
+        < MESSAGES
+    {
         let line = stalled.read_line().await.expect("still connected");
         match ServerLine::parse(&line) {
             Ok(ServerLine::Event(Event::Message { id, .. })) => live.push(id),
-            Ok(ServerLine::Event(Event::Gap { target, first, last })) => {
+            Ok(ServerLine::Event(Event::Gap {
+                target,
+                first,
+                last,
+            })) => {
                 assert_eq!(target, "#big");
                 gaps.push((first, last));
             }
@@ -345,7 +369,10 @@ async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
             _ => {}
         }
     }
-    assert!(!gaps.is_empty(), "a member that stops reading is told of a gap");
+    assert!(
+        !gaps.is_empty(),
+        "a member that stops reading is told of a gap"
+    );
     // Fill each gap from history, as a client does.
     let mut fills: Vec<u64> = Vec::new();
     for (first, last) in &gaps {

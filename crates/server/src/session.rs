@@ -8,8 +8,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
 use tlschat_proto::{ErrorCode, Reply, Request, Target};
+use tokio::sync::oneshot;
 
 use crate::chat::{Hub, Peer, Sent};
 use crate::store::commit::Answer;

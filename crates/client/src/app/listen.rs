@@ -107,6 +107,7 @@ pub(super) async fn run(
                 return EXIT_CONNECTION;
             }
             Event::E2e {
+                id,
                 from,
                 trust,
                 time,
@@ -122,7 +123,7 @@ pub(super) async fn run(
                         "you have no client certificate, so no E2E key to open it with".into(),
                     ),
                 };
-                e2e_message(from, *trust, time, &opened).line(options.json)
+                e2e_message(*id, from, *trust, time, &opened).line(options.json)
             }
             event => match message(event) {
                 Some(printed) => printed.line(options.json),
@@ -187,6 +188,7 @@ fn message(event: &Event) -> Option<Printed<'_>> {
 
 /// An E2E direct message, opened or not.
 fn e2e_message<'a>(
+    id: u64,
     from: &'a str,
     trust: Trust,
     time: &'a str,
@@ -199,7 +201,7 @@ fn e2e_message<'a>(
     Printed {
         kind: "dm",
         room: None,
-        id: None,
+        id: Some(id),
         from,
         verified: trust == Trust::Verified,
         time,
@@ -256,7 +258,7 @@ mod tests {
             text: "secret\u{1b}[2J".into(),
             reordered: false,
         };
-        let printed = e2e_message("alice", Trust::Verified, "t", &opened);
+        let printed = e2e_message(4, "alice", Trust::Verified, "t", &opened);
         assert_eq!(printed.line(false), "t DM[e2e] alice: secret\u{fffd}[2J");
         let json: serde_json::Value = serde_json::from_str(&printed.line(true)).unwrap();
         assert_eq!(json["e2e"], true);
@@ -264,7 +266,7 @@ mod tests {
         assert!(json.get("error").is_none());
 
         let failed = Received::Refused("decryption failed".into());
-        let printed = e2e_message("alice", Trust::Verified, "t", &failed);
+        let printed = e2e_message(5, "alice", Trust::Verified, "t", &failed);
         assert_eq!(
             printed.line(false),
             "t DM[e2e] alice: !! E2E message NOT shown: decryption failed"

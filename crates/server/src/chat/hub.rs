@@ -402,7 +402,13 @@ impl Hub {
     /// `E2E nick sealed`: relays an end-to-end encrypted message, which the server cannot read,
     /// from a verified user (the recipient checks the sender's signature against their
     /// certificate, so the sender must have one).
-    pub fn message_e2e(&self, peer: &Arc<Peer>, to: &str, sealed: &str, now: DateTime<Utc>) -> Sent {
+    pub fn message_e2e(
+        &self,
+        peer: &Arc<Peer>,
+        to: &str,
+        sealed: &str,
+        now: DateTime<Utc>,
+    ) -> Sent {
         if let Err(reply) = require_verified(peer, "E2E messages") {
             return Sent::Now(vec![reply]);
         }
@@ -446,7 +452,9 @@ impl Hub {
         let record = Record {
             kind,
             from: nick.to_string(),
-            to: target.nick().map_or_else(|| to.to_owned(), |n| n.to_string()),
+            to: target
+                .nick()
+                .map_or_else(|| to.to_owned(), |n| n.to_string()),
             trust: peer.trust(),
             time_ms: now.timestamp_millis(),
             text: text.to_owned(),

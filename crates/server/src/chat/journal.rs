@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
 use tlschat_proto::codec::encode_line;
 use tlschat_proto::{Anchor, ErrorCode, Reply, Trust};
+use tokio::sync::oneshot;
 
 use super::peer::Peer;
 use super::room::Room;
@@ -90,7 +90,9 @@ impl Journal {
         anchor: Option<Anchor>,
         limit: Option<u32>,
     ) -> Sent {
-        let limit = limit.map_or(DEFAULT_PAGE, |n| n as usize).min(self.page_cap);
+        let limit = limit
+            .map_or(DEFAULT_PAGE, |n| n as usize)
+            .min(self.page_cap);
         let store = self.store.clone();
         let (done, answer) = oneshot::channel();
         tokio::task::spawn_blocking(move || {

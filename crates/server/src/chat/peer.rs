@@ -393,14 +393,29 @@ mod tests {
     fn stored_messages_that_do_not_fit_become_one_gap_told_after_the_queue() {
         let outbox = Outbox::new(20);
         let line = |text: &'static str| Bytes::from_static(text.as_bytes());
-        assert_eq!(outbox.push_messages("#a", 1, 1, line("one....\n"), 20), Pushed::Queued);
-        assert_eq!(outbox.push_messages("#a", 2, 3, line("two+three..\n"), 20), Pushed::Queued);
-        assert_eq!(outbox.push_messages("#a", 4, 4, line("four\n"), 20), Pushed::Gapped);
-        assert_eq!(outbox.push_messages("#b", 9, 9, line("b\n"), 20), Pushed::Gapped);
+        assert_eq!(
+            outbox.push_messages("#a", 1, 1, line("one....\n"), 20),
+            Pushed::Queued
+        );
+        assert_eq!(
+            outbox.push_messages("#a", 2, 3, line("two+three..\n"), 20),
+            Pushed::Queued
+        );
+        assert_eq!(
+            outbox.push_messages("#a", 4, 4, line("four\n"), 20),
+            Pushed::Gapped
+        );
+        assert_eq!(
+            outbox.push_messages("#b", 9, 9, line("b\n"), 20),
+            Pushed::Gapped
+        );
         let mut out = Vec::new();
         outbox.drain_into(&mut out);
         // Once a conversation has a gap, later messages join it, even with room again.
-        assert_eq!(outbox.push_messages("#a", 5, 6, line("five\n"), 20), Pushed::Queued);
+        assert_eq!(
+            outbox.push_messages("#a", 5, 6, line("five\n"), 20),
+            Pushed::Queued
+        );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

@@ -17,8 +17,8 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
 use tlschat_proto::Reply;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::{Record, Store, StoreError};
@@ -158,11 +158,7 @@ fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: i
             if let Err(err) = &result {
                 warn!(error = %err, messages = records.len(), "commit failed; messages refused");
             }
-            let replies = on_commit.committed(
-                &records,
-                &payloads,
-                result.as_deref().map_err(|e| e),
-            );
+            let replies = on_commit.committed(&records, &payloads, result.as_deref());
             let mut replies = replies.into_iter();
             for (done, count) in waiting {
                 let _ = done.send(Answer {
@@ -206,7 +202,12 @@ mod tests {
             groups.push(records.len());
             Ok((1..=records.len()).map(|n| (base + n) as u64).collect())
         }
-        fn read(&self, _: &str, _: Option<tlschat_proto::Anchor>, _: usize) -> Result<Page, StoreError> {
+        fn read(
+            &self,
+            _: &str,
+            _: Option<tlschat_proto::Anchor>,
+            _: usize,
+        ) -> Result<Page, StoreError> {
             Ok(Page::default())
         }
         fn stats(&self) -> Result<StoreStats, StoreError> {
@@ -217,7 +218,12 @@ mod tests {
     struct Replies;
 
     impl OnCommit<()> for Replies {
-        fn committed(&mut self, _: &[Record], _: &[()], ids: Result<&[u64], &StoreError>) -> Vec<Reply> {
+        fn committed(
+            &mut self,
+            _: &[Record],
+            _: &[()],
+            ids: Result<&[u64], &StoreError>,
+        ) -> Vec<Reply> {
             match ids {
                 Ok(ids) => ids.iter().map(|id| Reply::ok(id.to_string())).collect(),
                 Err(err) => vec![Reply::err(ErrorCode::StoreFailed, err); MAX_GROUP],
@@ -240,10 +246,15 @@ mod tests {
     async fn answers_come_in_order_with_their_ids_and_failures_are_refusals() {
         let store = Arc::new(Counting::default());
         let committer = Committer::new(store.clone(), 16, Replies).unwrap();
-        let first = committer.submit(vec![record("1"), record("2")], vec![(), ()]).unwrap();
+        let first = committer
+            .submit(vec![record("1"), record("2")], vec![(), ()])
+            .unwrap();
         let second = committer.submit(vec![record("3")], vec![()]).unwrap();
         committer.flush().await;
-        assert_eq!(first.await.unwrap().replies, [Reply::ok("1"), Reply::ok("2")]);
+        assert_eq!(
+            first.await.unwrap().replies,
+            [Reply::ok("1"), Reply::ok("2")]
+        );
         assert_eq!(second.await.unwrap().replies, [Reply::ok("3")]);
         store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
         let failed = committer.submit(vec![record("4")], vec![()]).unwrap();
@@ -262,7 +273,10 @@ mod tests {
         let results: Vec<_> = (0..3)
             .map(|n| committer.submit(vec![record(&n.to_string())], vec![()]))
             .collect();
-        assert!(results.iter().any(|r| matches!(r, Err(Busy))), "nothing refused");
+        assert!(
+            results.iter().any(|r| matches!(r, Err(Busy))),
+            "nothing refused"
+        );
         drop(held);
         for answer in results.into_iter().flatten() {
             assert_eq!(answer.await.unwrap().replies.len(), 1);

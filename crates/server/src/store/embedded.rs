@@ -100,7 +100,10 @@ impl EmbeddedStore {
             private_dir(dir).map_err(open_err)?;
         }
         tlschat_files::check_dir(dir).map_err(|e| {
-            open_err(io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))
+            open_err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                e.to_string(),
+            ))
         })?;
         let file = private_file(path).map_err(open_err)?;
         let backend = SyncPolicy {
@@ -184,7 +187,9 @@ impl Store for EmbeddedStore {
                 ids.push(id);
             }
             for (conversation, last) in &updated {
-                last_ids.insert(conversation.as_str(), *last).map_err(failed)?;
+                last_ids
+                    .insert(conversation.as_str(), *last)
+                    .map_err(failed)?;
             }
         }
         txn.commit().map_err(failed)?;
@@ -206,7 +211,9 @@ impl Store for EmbeddedStore {
             Some(Anchor::After(id)) => (Bound::Excluded(id), Bound::Included(u64::MAX), false),
         };
         let key = |b: Bound<u64>| b.map(|id| (conversation, id));
-        let range = messages.range::<(&str, u64)>((key(low), key(high))).map_err(failed)?;
+        let range = messages
+            .range::<(&str, u64)>((key(low), key(high)))
+            .map_err(failed)?;
         let mut out = Vec::with_capacity(limit.min(1024));
         let mut more = false;
         let mut take = |entry: Result<_, redb::StorageError>| -> Result<bool, StoreError> {
@@ -248,8 +255,16 @@ impl Store for EmbeddedStore {
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let txn = self.db.begin_read().map_err(failed)?;
-        let messages = txn.open_table(MESSAGES).map_err(failed)?.len().map_err(failed)?;
-        let conversations = txn.open_table(LAST_IDS).map_err(failed)?.len().map_err(failed)?;
+        let messages = txn
+            .open_table(MESSAGES)
+            .map_err(failed)?
+            .len()
+            .map_err(failed)?;
+        let conversations = txn
+            .open_table(LAST_IDS)
+            .map_err(failed)?
+            .len()
+            .map_err(failed)?;
         let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         Ok(StoreStats {
             messages,

@@ -102,8 +102,7 @@ impl Record {
 
     /// The stored bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(14 + self.from.len() + self.to.len() + self.text.len());
+        let mut out = Vec::with_capacity(14 + self.from.len() + self.to.len() + self.text.len());
         out.push(match self.kind {
             Kind::Room => b'R',
             Kind::Direct => b'D',
@@ -136,10 +135,18 @@ impl Record {
             Some(b'u') => Trust::Unverified,
             _ => return Err(Malformed),
         };
-        let time: [u8; 8] = bytes.get(2..10).ok_or(Malformed)?.try_into().map_err(|_| Malformed)?;
+        let time: [u8; 8] = bytes
+            .get(2..10)
+            .ok_or(Malformed)?
+            .try_into()
+            .map_err(|_| Malformed)?;
         let mut rest = &bytes[10..];
         let mut name = || -> Result<String, Malformed> {
-            let len: [u8; 2] = rest.get(..2).ok_or(Malformed)?.try_into().map_err(|_| Malformed)?;
+            let len: [u8; 2] = rest
+                .get(..2)
+                .ok_or(Malformed)?
+                .try_into()
+                .map_err(|_| Malformed)?;
             let len = usize::from(u16::from_le_bytes(len));
             let text = rest.get(2..2 + len).ok_or(Malformed)?;
             let text = std::str::from_utf8(text).map_err(|_| Malformed)?.to_owned();
@@ -194,7 +201,11 @@ mod tests {
         }
         let bytes = record(Kind::Room).encode();
         for cut in 0..14 {
-            assert_eq!(Record::decode(&bytes[..cut]), Err(Malformed), "cut at {cut}");
+            assert_eq!(
+                Record::decode(&bytes[..cut]),
+                Err(Malformed),
+                "cut at {cut}"
+            );
         }
         let mut bad = bytes.clone();
         bad[0] = b'X';

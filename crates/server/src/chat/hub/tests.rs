@@ -5,8 +5,8 @@ use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, ServerLine, Trust};
 use chrono::{DateTime, Utc};
 
 use super::Hub;
-use crate::chat::Sent;
 use crate::chat::Peer;
+use crate::chat::Sent;
 
 const TIME: &str = "2026-11-21T09:30:00.000Z";
 
@@ -452,7 +452,12 @@ fn a_name_seen_with_a_certificate_stays_reserved_while_its_owner_is_away() {
         "{refused}"
     );
     assert_eq!(
-        code(one(hub.message_user(&verified(&hub, "bob"), "alice", "the plan", at(TIME)))),
+        code(one(hub.message_user(
+            &verified(&hub, "bob"),
+            "alice",
+            "the plan",
+            at(TIME)
+        ))),
         ErrorCode::NoSuchUser,
         "nobody receives alice's messages while she is away"
     );

@@ -69,20 +69,37 @@ fn pages_read_newest_before_and_after_an_id_oldest_first() {
     assert!(!after.more);
     let all = store.read("#a", Some(Anchor::After(0)), 100).unwrap();
     assert_eq!(all.messages.len(), 10);
-    assert!(store.read("#a", Some(Anchor::After(u64::MAX)), 5).unwrap().messages.is_empty());
+    assert!(store
+        .read("#a", Some(Anchor::After(u64::MAX)), 5)
+        .unwrap()
+        .messages
+        .is_empty());
     assert!(store.read("#none", None, 5).unwrap().messages.is_empty());
-    assert_eq!(store.read("#a", None, 0).unwrap(), Page { messages: vec![], more: true });
+    assert_eq!(
+        store.read("#a", None, 0).unwrap(),
+        Page {
+            messages: vec![],
+            more: true
+        }
+    );
 }
 
 #[test]
 fn a_file_that_is_not_a_store_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
-    std::fs::write(&path, "these are not the messages you are looking for\n".repeat(200)).unwrap();
+    std::fs::write(
+        &path,
+        "these are not the messages you are looking for\n".repeat(200),
+    )
+    .unwrap();
     let err = EmbeddedStore::open(&path, Fsync::Always).unwrap_err();
     assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("notes.txt") && text.contains("damaged"), "{text}");
+    assert!(
+        text.contains("notes.txt") && text.contains("damaged"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -93,7 +110,10 @@ fn a_store_of_a_newer_format_is_refused() {
     {
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("format", FORMAT + 1).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format", FORMAT + 1)
+            .unwrap();
         txn.commit().unwrap();
     }
     let err = EmbeddedStore::open(&path, Fsync::Never).unwrap_err();
