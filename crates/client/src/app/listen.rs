@@ -194,9 +194,14 @@ fn e2e_message<'a>(
     time: &'a str,
     opened: &'a Received,
 ) -> Printed<'a> {
-    let (text, error, reordered) = match opened {
-        Received::Message { text, reordered } => (Some(text.as_str()), None, *reordered),
-        Received::Refused(why) => (None, Some(why.as_str()), false),
+    // An opened message shows its signed send time; a refused one, the server's.
+    let (text, error, reordered, time) = match opened {
+        Received::Message {
+            text,
+            reordered,
+            sent,
+        } => (Some(text.as_str()), None, *reordered, sent.as_str()),
+        Received::Refused(why) => (None, Some(why.as_str()), false, time),
     };
     Printed {
         kind: "dm",
@@ -257,6 +262,7 @@ mod tests {
         let opened = Received::Message {
             text: "secret\u{1b}[2J".into(),
             reordered: false,
+            sent: "t".into(),
         };
         let printed = e2e_message(4, "alice", Trust::Verified, "t", &opened);
         assert_eq!(printed.line(false), "t DM[e2e] alice: secret\u{fffd}[2J");

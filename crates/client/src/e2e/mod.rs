@@ -17,7 +17,6 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tlschat_proto::e2e::{KeyBundle, Payload, Sealed};
 use tlschat_proto::names::name_key;
@@ -32,11 +31,6 @@ use crate::clock::{now_micros, now_ms};
 use crate::config::ClientConfig;
 pub use crate::config::E2ePaths;
 use crate::error::ClientError;
-
-/// Default largest difference between an E2E message's timestamp and the recipient's clock:
-/// 5 minutes. Older messages are refused as replays (the recipient's replay window does not
-/// survive a restart; this bound does).
-pub const DEFAULT_E2E_MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// Why E2E could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +76,10 @@ pub enum Received {
         text: String,
         /// It came after a later message from the same sender.
         reordered: bool,
+        /// When the sender sealed it, RFC 3339 UTC, by the sender's clock: signed, so the
+        /// server can neither change it nor pass an old message off as new. Stored messages
+        /// arrive hours later; this is the time to show.
+        sent: String,
     },
     /// Not shown as a message, for this reason.
     Refused(String),
@@ -120,7 +118,6 @@ pub struct E2e {
     senders: HashMap<String, TrustedKey>,
     windows: HashMap<String, CounterMemory>,
     last_counter: u64,
-    max_skew: Duration,
     created: bool,
     /// The latest key change seen and not yet taken by [`E2e::take_alert`].
     alert: Option<String>,
@@ -156,7 +153,6 @@ impl E2e {
             senders: HashMap::new(),
             windows: HashMap::new(),
             last_counter: 0,
-            max_skew: DEFAULT_E2E_MAX_SKEW,
             created,
             alert: None,
         }))
@@ -309,14 +305,9 @@ impl E2e {
             Ok(sealed) => sealed,
             Err(err) => return refuse(format!("unreadable ({err})")),
         };
-        let skew = now_ms().abs_diff(sealed.timestamp_ms);
-        if u128::from(skew) > self.max_skew.as_millis() {
-            return refuse(format!(
-                "sent {:.0} s away from now (more than {} s): a replay, or a clock far off",
-                skew as f64 / 1000.0,
-                self.max_skew.as_secs()
-            ));
-        }
+        // No freshness bound: a stored message may arrive hours later. Replays are caught by
+        // the counters (remembered in this run, and the highest kept on disk across runs), and
+        // the signed send time is what the user sees.
         let sender = name_key(from);
         // What an earlier run of this client accepted is refused too.
         let floor = self.seen.get(&sender);
@@ -363,7 +354,16 @@ impl E2e {
         if let Err(err) = self.seen.record(&sender, sealed.counter) {
             tracing::warn!(error = %err, "cannot record the E2E counter; a replay after a restart would not be caught");
         }
-        Ok(Received::Message { text, reordered })
+        let sent = i64::try_from(sealed.timestamp_ms)
+            .ok()
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Ok(Received::Message {
+            text,
+            reordered,
+            sent,
+        })
     }
 
     /// Fetches and checks `nick`'s key, remembering it on first use.

@@ -30,9 +30,13 @@ pub(crate) fn now() -> String {
 /// The screen line for an E2E direct message, opened or refused.
 pub(crate) fn sealed(from: &str, time: &str, received: &crate::e2e::Received) -> String {
     match received {
-        crate::e2e::Received::Message { text, reordered } => format!(
+        crate::e2e::Received::Message {
+            text,
+            reordered,
+            sent,
+        } => format!(
             "{} [E2E DM{}] <{}> {}",
-            local_time(time),
+            local_time(sent),
             if *reordered { ", out of order" } else { "" },
             sanitize(from),
             sanitize(text)

@@ -221,7 +221,6 @@ impl App<'_> {
             Ok(ServerLine::Event(Event::E2e {
                 from,
                 trust,
-                time,
                 sealed,
                 ..
             })) => {
@@ -234,7 +233,7 @@ impl App<'_> {
                         Received::Refused("you have no client certificate, so no E2E key".into())
                     }
                 };
-                self.state.on_sealed(&from, &time, &received);
+                self.state.on_sealed(&from, &received);
                 self.take_alert();
             }
             Ok(ServerLine::Event(event)) => {

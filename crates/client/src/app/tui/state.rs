@@ -640,16 +640,21 @@ impl TuiState {
     }
 
     /// An E2E message, opened or refused.
-    pub(crate) fn on_sealed(&mut self, from: &str, time: &str, received: &Received) {
+    pub(crate) fn on_sealed(&mut self, from: &str, received: &Received) {
         let index = self.open(BufferId::Direct(name_key(from)));
         match received {
-            Received::Message { text, reordered } => {
+            Received::Message {
+                text,
+                reordered,
+                sent,
+            } => {
                 let text = if *reordered {
                     format!("{text} (out of order)")
                 } else {
                     text.clone()
                 };
-                self.message(index, from, Trust::Verified, time, true, &text);
+                // The signed send time, not the server's.
+                self.message(index, from, Trust::Verified, sent, true, &text);
             }
             Received::Refused(why) => {
                 let text = format!("E2E message NOT shown: {why}");

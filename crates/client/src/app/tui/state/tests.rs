@@ -199,7 +199,6 @@ fn direct_messages_open_a_conversation_and_e2e_is_marked() {
     assert!(own.e2e && own.kind == Kind::Own && own.text == "hi there");
     state.on_sealed(
         "bob",
-        TIME,
         &Received::Refused("the signature does not verify".into()),
     );
     let failed = state.current().lines.back().unwrap().clone();

@@ -127,10 +127,10 @@ fn e2e_messages_warnings_and_the_reconnect_banner_are_drawn() {
     let mut state = state();
     state.on_sealed(
         "bob",
-        "2026-11-21T09:30:00.000Z",
         &Received::Message {
             text: "sealed hello".into(),
             reordered: false,
+            sent: "2026-11-21T09:30:00.000Z".into(),
         },
     );
     state.show(1);
