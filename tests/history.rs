@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use tlschat_client::Client;
 use tlschat_proto::{Anchor, ErrorCode, Event, Reply, Request, ServerLine, Target};
-use tlschat_tests::{Pki, RawTls, ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT};
+use tlschat_tests::{
+    text, tlschat, tlschat_command, Background, Pki, RawTls, ServerProcess, NO_RATE_LIMIT,
+    STEP_TIMEOUT,
+};
 
 async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Client {
     Client::connect(&pki.client_config(server, user))
@@ -403,4 +406,96 @@ async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
         "live messages and filled gaps: every message exactly once"
     );
     assert!(live.windows(2).all(|w| w[0] < w[1]), "live ones in order");
+}
+
+/// `tlschat listen --json --count N` as `user`, once it listens.
+fn listen(pki: &Pki, addr: SocketAddr, user: &str, rooms: &[&str], count: u32) -> Background {
+    let mut command = tlschat_command(pki, addr, Some(user));
+    command.args(["listen", "--json", "--count", &count.to_string()]);
+    for room in rooms {
+        command.args(["--room", room]);
+    }
+    let listener = Background::start(&mut command);
+    listener.wait_for_stderr("listening");
+    listener
+}
+
+fn send(pki: &Pki, addr: SocketAddr, user: &str, args: &[&str]) {
+    let mut all = vec!["send"];
+    all.extend_from_slice(args);
+    let out = tlschat(pki, addr, Some(user), &all);
+    assert!(out.status.success(), "send {args:?}: {}", text(&out.stderr));
+}
+
+fn lines(listener: Background) -> Vec<serde_json::Value> {
+    let (status, stdout) = listener.finish();
+    assert!(status.success(), "{status:?}: {stdout}");
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn a_verified_user_gets_what_they_missed_in_order_also_after_a_restart() {
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let mut server =
+        ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("server starts");
+    let addr = server.addr();
+    // Bob joins #team (publishing his E2E key), reads one message and goes away.
+    let bob = listen(&pki, addr, "bob", &["#team"], 1);
+    send(&pki, addr, "alice", &["#team", "before"]);
+    assert_eq!(lines(bob)[0]["text"], "before");
+
+    // While he is away: two room messages, a plain DM and a sealed one.
+    send(&pki, addr, "alice", &["#team", "away one"]);
+    send(&pki, addr, "alice", &["#team", "away two"]);
+    send(&pki, addr, "alice", &["--plain", "bob", "plain while away"]);
+    send(&pki, addr, "alice", &["bob", "sealed while away"]);
+    // A user without a certificate has nothing kept: still refused.
+    let out = tlschat(&pki, addr, None, &["send", "--nick", "eve", "carol2", "hi"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("NO_SUCH_USER"),
+        "{}",
+        text(&out.stderr)
+    );
+    server.terminate();
+    drop(server);
+
+    let server = ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("restarts");
+    // Bob comes back without asking for any room: he is still a member of #team.
+    let bob = listen(&pki, server.addr(), "bob", &[], 4);
+    let got = lines(bob);
+    let summary: Vec<(String, bool, String)> = got
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap().to_owned(),
+                m["e2e"].as_bool().unwrap(),
+                m["text"].as_str().unwrap_or("(not opened)").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("msg".to_owned(), false, "away one".to_owned()),
+            ("msg".to_owned(), false, "away two".to_owned()),
+            ("dm".to_owned(), false, "plain while away".to_owned()),
+            ("dm".to_owned(), true, "sealed while away".to_owned()),
+        ],
+        "{got:?}"
+    );
+    assert_eq!(
+        (got[0]["id"].as_u64(), got[1]["id"].as_u64()),
+        (Some(2), Some(3))
+    );
+    // Caught up: connecting again brings nothing old.
+    let bob = listen(&pki, server.addr(), "bob", &[], 1);
+    send(&pki, server.addr(), "alice", &["#team", "live again"]);
+    let got = lines(bob);
+    assert_eq!(got[0]["text"], "live again", "{got:?}");
 }

@@ -197,6 +197,12 @@ pub enum Event {
         /// The last id skipped.
         last: u64,
     },
+    /// `EVENT CAUGHTUP <count>`: the server has sent what this (verified) client missed while
+    /// away, `count` messages; what follows is live.
+    CaughtUp {
+        /// Messages sent as missed.
+        count: u64,
+    },
     /// `EVENT JOIN <#room> <nick> <trust>`: someone joined a room this client is in.
     Join {
         /// The room.
@@ -294,6 +300,7 @@ impl fmt::Display for Event {
                 first,
                 last,
             } => write!(f, "EVENT GAP {target} {first} {last}"),
+            Self::CaughtUp { count } => write!(f, "EVENT CAUGHTUP {count}"),
             Self::Join { room, nick, trust } => write!(f, "EVENT JOIN {room} {nick} {trust}"),
             Self::Part { room, nick, trust } => write!(f, "EVENT PART {room} {nick} {trust}"),
             Self::Quit {
@@ -369,6 +376,9 @@ impl Event {
                     last,
                 }
             }
+            "CAUGHTUP" => Self::CaughtUp {
+                count: rest.parse().ok()?,
+            },
             "JOIN" | "PART" => {
                 let [room, nick, trust] = fields(rest)?;
                 let (room, nick, trust) = (owned(room), owned(nick), Trust::parse(trust)?);
@@ -578,6 +588,7 @@ mod tests {
                 reason: "outbound queue full".into(),
             }),
             ServerLine::Event(Event::Ping { token: "7".into() }),
+            ServerLine::Event(Event::CaughtUp { count: 12 }),
             ServerLine::Event(Event::Gap {
                 target: "#ops".into(),
                 first: 10,

@@ -172,6 +172,11 @@ impl StoreSetting {
     }
 }
 
+/// Default number of missed messages sent per room (or direct conversation) when a verified
+/// user connects again: 1,000; older ones are announced as a gap for the client to page
+/// through with `HISTORY`.
+pub const DEFAULT_MAX_CATCH_UP: usize = 1000;
+
 /// Largest history page any setting allows.
 pub const MAX_HISTORY_PAGE: usize = 10_000;
 

@@ -145,8 +145,7 @@ impl Server {
             None => (None, None),
         };
         let udp_stats = udp.as_ref().map(|(_, service, _)| service.stats());
-        let shared = Shared::new(config, TlsAcceptor::from(tls), store, udp_stats, udp_keys)
-            .map_err(|e| StoreError::Failed(format!("cannot start the commit thread: {e}")))?;
+        let shared = Shared::new(config, TlsAcceptor::from(tls), store, udp_stats, udp_keys)?;
         Ok(Self {
             shared: Arc::new(shared),
             listener,

@@ -437,6 +437,9 @@ settings! {
     /// Largest HISTORY page.
     max_history_page: usize = DEFAULT_MAX_HISTORY_PAGE, "N", Bounds::Between(1, MAX_HISTORY_PAGE),
         "Most messages one HISTORY returns (its LIMIT is capped to this; 50 when not given)";
+    /// Missed messages sent per conversation to a returning user.
+    max_catch_up: usize = DEFAULT_MAX_CATCH_UP, "N", COUNTS,
+        "Missed messages sent per room or conversation when a verified user connects; older ones come as EVENT GAP";
     /// Signed UDP mode's address, or off.
     udp: UdpListen = UdpListen::Off, "ADDR", Bounds::Any,
         "Answer the stateless verbs over signed UDP on this address";

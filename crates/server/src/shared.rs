@@ -20,10 +20,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::chat::journal::JournalLimits;
 use crate::chat::Hub;
 use crate::limits::AddressCounter;
 use crate::settings::Config;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::tls;
 use crate::udp::{UdpKeys, UdpStats};
 
@@ -91,12 +92,19 @@ impl Shared {
         store: Option<Arc<dyn Store>>,
         udp_stats: Option<Arc<UdpStats>>,
         udp_keys: Option<watch::Sender<UdpKeys>>,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, StoreError> {
         let mut hub = Hub::with_limits(config.room_limits(), config.max_published_keys)
             .with_max_dm_bytes(config.max_dm_bytes);
         if let Some(store) = store {
             // A connection has at most one submission waiting.
-            hub = hub.with_store(store, config.max_connections, config.max_history_page)?;
+            hub = hub.with_store(
+                store,
+                JournalLimits {
+                    queue: config.max_connections,
+                    page_cap: config.max_history_page,
+                    catch_up: config.max_catch_up,
+                },
+            )?;
         }
         Ok(Self {
             hub: Arc::new(hub),

@@ -25,12 +25,13 @@ use tlschat_proto::e2e::KeyBundle;
 use tlschat_proto::names::name_key;
 use tlschat_proto::{Anchor, DisconnectCode, ErrorCode, Event, Reply, Target, Trust};
 
-use super::journal::{Delivery, Journal, Sent};
+use super::journal::{Delivery, Journal, JournalLimits, Sent};
 use super::keys::KeyDirectory;
 use super::peer::Peer;
 use super::room::Room;
+use crate::store::commit::Answer;
 use crate::store::record::direct_key;
-use crate::store::{Kind, Record, Store, StoreError, StoreStats};
+use crate::store::{Kind, Record, Store, StoreError, StoreStats, Stored};
 use crate::sync::lock;
 
 /// Limits on rooms.
@@ -106,19 +107,26 @@ impl Hub {
         self
     }
 
-    /// The same hub, keeping messages in `store`: at most `capacity` submissions wait for a
-    /// commit, and one `HISTORY` returns at most `page_cap` messages.
+    /// The same hub, keeping messages in `store`, within `limits`.
     ///
     /// # Errors
     ///
-    /// The commit thread could not be started.
+    /// The store could not be read, or the commit thread could not be started.
     pub fn with_store(
         mut self,
         store: Arc<dyn Store>,
-        capacity: usize,
-        page_cap: usize,
-    ) -> std::io::Result<Self> {
-        self.journal = Some(Journal::start(store, capacity, page_cap)?);
+        limits: JournalLimits,
+    ) -> Result<Self, StoreError> {
+        // Names seen with a certificate stay reserved across restarts.
+        lock(&self.reserved).extend(store.reserved()?.iter().map(|n| name_key(n)));
+        // And published keys, so stored E2E messages can be verified after a restart.
+        for (name, bundle) in store.keys()? {
+            self.keys.publish(&name, &bundle);
+        }
+        self.journal = Some(
+            Journal::start(store, limits)
+                .map_err(|e| StoreError::Failed(format!("cannot start the commit thread: {e}")))?,
+        );
         Ok(self)
     }
 
@@ -132,7 +140,10 @@ impl Hub {
     /// client that had claimed it with `NICK` (`NICK_RECLAIMED`).
     pub fn register_verified(&self, peer: &Arc<Peer>) {
         let Some(nick) = peer.nick() else { return };
-        lock(&self.reserved).insert(name_key(&nick));
+        if lock(&self.reserved).insert(name_key(&nick)) {
+            let name = nick.to_string();
+            self.in_store("reserve a verified name", move |store| store.reserve(&name));
+        }
         let previous = lock(&self.users).insert(name_key(&nick), peer.clone());
         match previous {
             Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => old.disconnect(
@@ -209,7 +220,12 @@ impl Hub {
             Err(reply) => return reply,
         };
         let key = name_key(room);
-        if peer.room_count() >= self.limits.per_user && peer.room(&key).is_none() {
+        // Joining a room one is in changes nothing: a verified member is put back in its rooms
+        // when it connects, and its client may well ask again.
+        if peer.room(&key).is_some() {
+            return Reply::ok(key);
+        }
+        if peer.room_count() >= self.limits.per_user {
             tracing::info!(nick = %nick, limit = self.limits.per_user, "room limit per user reached");
             return Reply::err(
                 ErrorCode::TooManyRooms,
@@ -219,36 +235,73 @@ impl Hub {
                 ),
             );
         }
+        if let Err(reply) = self.enter(peer, &nick, &key, true) {
+            return reply;
+        }
+        if peer.trust() == Trust::Verified {
+            // A member until PART, across disconnects and restarts.
+            let (user, room) = (nick.to_string(), key.clone());
+            self.in_store("record a membership", move |store| {
+                store.join(&user, &room).map(drop)
+            });
+        }
+        Reply::ok(key)
+    }
+
+    /// Puts `peer` (called `nick`) in room `key`, creating it, and tells the members. The
+    /// member limit applies when `limited`.
+    fn enter(&self, peer: &Arc<Peer>, nick: &str, key: &str, limited: bool) -> Result<(), Reply> {
         let mut rooms = lock(&self.rooms);
         let room = rooms
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Room::new(key.clone())));
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Room::new(key.to_owned())));
         let mut state = lock(&room.state);
         if state.position(peer).is_some() {
-            return Reply::err(
+            return Err(Reply::err(
                 ErrorCode::AlreadyInRoom,
                 format!("you are already in {key}"),
-            );
+            ));
         }
-        if state.members.len() >= self.limits.members {
+        if limited && state.members.len() >= self.limits.members {
             tracing::info!(room = %key, limit = self.limits.members, "room member limit reached");
-            return Reply::err(
+            return Err(Reply::err(
                 ErrorCode::RoomFull,
                 format!(
                     "{key} has {} members, the most allowed",
                     self.limits.members
                 ),
-            );
+            ));
         }
         let event = Event::Join {
-            room: key.clone(),
-            nick: nick.to_string(),
+            room: key.to_owned(),
+            nick: nick.to_owned(),
             trust: peer.trust(),
         };
         state.broadcast(&encode(&event), peer);
         state.members.push(peer.clone());
-        peer.add_room(&key, room.clone());
-        Reply::ok(key)
+        peer.add_room(key, room.clone());
+        Ok(())
+    }
+
+    /// Runs `work` on the store's commit thread, in order with the messages, without waiting
+    /// for it; a failure is logged (`what` says what was being done).
+    fn in_store(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&dyn Store) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let queued = journal.apply(Box::new(move |store| {
+            if let Err(err) = work(store) {
+                tracing::warn!(error = %err, "cannot {what}");
+            }
+            Answer::default()
+        }));
+        if queued.is_err() {
+            tracing::warn!("cannot {what}: the store's queue is full");
+        }
     }
 
     /// `PART #room`.
@@ -261,6 +314,12 @@ impl Hub {
             trust: peer.trust(),
         };
         if self.remove_member(peer, &key, &event) {
+            if peer.trust() == Trust::Verified {
+                let (user, room) = (event_nick(&event), key.clone());
+                self.in_store("record leaving a room", move |store| {
+                    store.leave(&user, &room)
+                });
+            }
             Reply::ok(key)
         } else {
             Reply::err(ErrorCode::NotInRoom, format!("you are not in {key}"))
@@ -360,13 +419,14 @@ impl Hub {
                     trust: peer.trust(),
                     time_ms: now.timestamp_millis(),
                     text: text.clone(),
+                    keep_for_recipient: false,
                 })
                 .collect();
             let deliveries = texts
                 .iter()
                 .map(|_| Delivery::Room {
                     room: room.clone(),
-                    sender: peer.id(),
+                    sender: peer.clone(),
                 })
                 .collect();
             return journal.submit(records, deliveries);
@@ -443,29 +503,45 @@ impl Hub {
                 ),
             ));
         }
-        let Some(target) = lock(&self.users).get(&name_key(to)).cloned() else {
+        let target = lock(&self.users).get(&name_key(to)).cloned();
+        // With a store, a verified user who is away gets it when they connect again.
+        let away = target.is_none()
+            && self.journal.is_some()
+            && lock(&self.reserved).contains(&name_key(to));
+        if target.is_none() && !away {
+            let why = match self.journal {
+                Some(_) => "is not connected, and has no certificate (nothing is kept for them)",
+                None => "is not connected",
+            };
+            return refuse(Reply::err(ErrorCode::NoSuchUser, format!("{to} {why}")));
+        }
+        let to_trust = target.as_ref().map_or(Trust::Verified, |t| t.trust());
+        let record = Record {
+            kind,
+            from: nick.to_string(),
+            to: target
+                .as_ref()
+                .and_then(|t| t.nick())
+                .map_or_else(|| to.to_owned(), |n| n.to_string()),
+            trust: peer.trust(),
+            time_ms: now.timestamp_millis(),
+            text: text.to_owned(),
+            keep_for_recipient: to_trust == Trust::Verified && self.journal.is_some(),
+        };
+        if let Some(journal) = &self.journal {
+            let delivery = Delivery::Direct {
+                from: peer.clone(),
+                to: target,
+                trust: to_trust,
+            };
+            return journal.submit(vec![record], vec![delivery]);
+        }
+        let Some(target) = target else {
             return refuse(Reply::err(
                 ErrorCode::NoSuchUser,
                 format!("{to} is not connected"),
             ));
         };
-        let record = Record {
-            kind,
-            from: nick.to_string(),
-            to: target
-                .nick()
-                .map_or_else(|| to.to_owned(), |n| n.to_string()),
-            trust: peer.trust(),
-            time_ms: now.timestamp_millis(),
-            text: text.to_owned(),
-        };
-        if let Some(journal) = &self.journal {
-            let delivery = Delivery::Direct {
-                trust: target.trust(),
-                to: Some(target),
-            };
-            return journal.submit(vec![record], vec![delivery]);
-        }
         // Without a store, ids come from one counter: they increase, with holes.
         let id = self.direct_ids.fetch_add(1, Ordering::Relaxed) + 1;
         if target.deliver_direct(&encode(&record.event(id))).is_err() {
@@ -544,7 +620,15 @@ impl Hub {
             );
         }
         lock(&self.reserved).insert(name_key(&nick));
+        let changed = self.keys.get(&nick).as_deref() != Some(hex);
         self.keys.publish(&nick, hex);
+        if changed {
+            let (name, bundle) = (nick.to_string(), hex.to_owned());
+            self.in_store("keep a published key", move |store| {
+                store.reserve(&name)?;
+                store.put_key(&name, &bundle)
+            });
+        }
         Reply::ok("published")
     }
 
@@ -582,9 +666,25 @@ impl Hub {
     }
 
     /// Takes a disconnected peer out of every room (members get `EVENT QUIT` with `reason`)
-    /// and frees its nickname.
-    pub fn leave_all(&self, peer: &Peer, reason: &str) {
+    /// and frees its nickname. A verified peer stays a member in the store, which records how
+    /// far it received (`unwritten`: output it never got), to resume there.
+    pub fn leave_all(&self, peer: &Peer, reason: &str, unwritten: &[u8]) {
         let nick = peer.nick().map(|n| n.to_string()).unwrap_or_default();
+        if peer.trust() == Trust::Verified && self.journal.is_some() {
+            let points: Vec<(String, u64)> = peer
+                .outbox()
+                .resume_points(unwritten)
+                .into_iter()
+                .map(|(target, id)| match target.starts_with('#') {
+                    true => (target, id),
+                    false => (direct_key(&nick, &target), id),
+                })
+                .collect();
+            let user = nick.clone();
+            self.in_store("record where a user resumes", move |store| {
+                store.set_resume_points(&user, &points)
+            });
+        }
         for key in peer.rooms() {
             let event = Event::Quit {
                 room: key.clone(),
@@ -599,6 +699,83 @@ impl Hub {
         if users.get(&key).is_some_and(|p| p.id() == peer.id()) {
             users.remove(&key);
         }
+    }
+
+    /// A verified peer connected: on the store's commit thread (so nothing committed meanwhile
+    /// is missed or sent twice), it rejoins its rooms and gets what it missed in each of them
+    /// and in its direct conversations, at most the catch-up cap per conversation (older ones
+    /// as `EVENT GAP`), then `EVENT CAUGHTUP`.
+    pub async fn resume(self: &Arc<Self>, peer: &Arc<Peer>) {
+        let (Some(journal), Some(nick)) = (&self.journal, peer.nick()) else {
+            return;
+        };
+        if peer.trust() != Trust::Verified {
+            return;
+        }
+        let (hub, peer) = (self.clone(), peer.clone());
+        let cap = journal.catch_up();
+        // The answer is not awaited: the connection serves meanwhile.
+        let answer = journal
+            .apply_waiting(Box::new(move |store| {
+                if peer.disconnect_reason().is_none() {
+                    hub.catch_up(store, &peer, &nick, cap);
+                }
+                Answer::default()
+            }))
+            .await;
+        drop(answer);
+    }
+
+    /// See [`resume`](Self::resume); runs on the commit thread.
+    fn catch_up(&self, store: &dyn Store, peer: &Arc<Peer>, nick: &str, cap: usize) {
+        let points = match store.resume_points(nick) {
+            Ok(points) => points,
+            Err(err) => {
+                tracing::warn!(error = %err, nick, "cannot read where a user resumes");
+                return;
+            }
+        };
+        let mut count = 0;
+        for (conversation, seen) in points {
+            let target = if conversation.starts_with('#') {
+                // Back in the room; already there after a quick reconnect is fine.
+                let _ = self.enter(peer, nick, &conversation, false);
+                conversation.clone()
+            } else {
+                let me = name_key(nick);
+                match conversation.split_once(' ') {
+                    Some((a, b)) => if a == me { b } else { a }.to_owned(),
+                    None => continue,
+                }
+            };
+            let page = match store.read(&conversation, None, cap) {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(error = %err, nick, %conversation, "cannot read what a user missed");
+                    continue;
+                }
+            };
+            let missed: Vec<&Stored> = page.messages.iter().filter(|m| m.id > seen).collect();
+            let (Some(first), Some(last)) = (missed.first(), missed.last()) else {
+                continue;
+            };
+            if first.id > seen + 1 {
+                // More than the cap: the older ones are a gap to page back through.
+                let gap = Event::Gap {
+                    target: target.clone(),
+                    first: seen + 1,
+                    last: first.id - 1,
+                };
+                let _ = peer.outbox().push(encode(&gap));
+            }
+            let mut lines = Vec::new();
+            for message in &missed {
+                encode_line(&message.record.event(message.id).to_string(), &mut lines);
+            }
+            count += missed.len() as u64;
+            peer.deliver_messages(&target, first.id, last.id, &Bytes::from(lines));
+        }
+        let _ = peer.outbox().push(encode(&Event::CaughtUp { count }));
     }
 
     /// Number of rooms that exist now.
@@ -634,6 +811,16 @@ fn require_nick(peer: &Peer) -> Result<Arc<str>, Reply> {
             "set a nickname with NICK first, or connect with a client certificate",
         )
     })
+}
+
+/// The nickname an event names.
+fn event_nick(event: &Event) -> String {
+    match event {
+        Event::Part { nick, .. } | Event::Join { nick, .. } | Event::Quit { nick, .. } => {
+            nick.clone()
+        }
+        _ => String::new(),
+    }
 }
 
 /// A time as the protocol writes it: RFC 3339, UTC, milliseconds.

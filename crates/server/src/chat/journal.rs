@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::peer::Peer;
 use super::room::Room;
-use crate::store::commit::{Answer, Busy, Committer, OnCommit};
+use crate::store::commit::{Answer, Busy, Committer, OnCommit, Work};
 use crate::store::{Record, Store, StoreError};
 use crate::sync::lock;
 
@@ -28,33 +28,61 @@ pub enum Sent {
 
 /// Where a committed message goes.
 pub(crate) enum Delivery {
-    /// To every member of the room but the sender (by peer id).
-    Room { room: Arc<Room<Peer>>, sender: u64 },
+    /// To every member of the room but the sender.
+    Room {
+        room: Arc<Room<Peer>>,
+        sender: Arc<Peer>,
+    },
     /// To the recipient, if connected when it was sent; `trust` is what their name rests on,
     /// told to the sender in the reply.
-    Direct { to: Option<Arc<Peer>>, trust: Trust },
+    Direct {
+        from: Arc<Peer>,
+        to: Option<Arc<Peer>>,
+        trust: Trust,
+    },
 }
 
-/// The store, its commit thread, and the cap on a history page.
+/// The bounds of the store's use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalLimits {
+    /// Submissions waiting for a commit at most (a connection has at most one).
+    pub queue: usize,
+    /// Most messages one `HISTORY` returns.
+    pub page_cap: usize,
+    /// Most missed messages sent per conversation when a user comes back.
+    pub catch_up: usize,
+}
+
+/// The store, its commit thread, and the caps on what is read.
 pub(crate) struct Journal {
     committer: Committer<Delivery>,
     store: Arc<dyn Store>,
-    /// Most messages one `HISTORY` returns.
-    page_cap: usize,
+    limits: JournalLimits,
 }
 
 impl Journal {
-    /// Starts the commit thread over `store`, with at most `capacity` submissions waiting.
-    pub(crate) fn start(
-        store: Arc<dyn Store>,
-        capacity: usize,
-        page_cap: usize,
-    ) -> std::io::Result<Self> {
+    /// Starts the commit thread over `store`.
+    pub(crate) fn start(store: Arc<dyn Store>, limits: JournalLimits) -> std::io::Result<Self> {
         Ok(Self {
-            committer: Committer::new(store.clone(), capacity, Deliver)?,
+            committer: Committer::new(store.clone(), limits.queue, Deliver)?,
             store,
-            page_cap,
+            limits,
         })
+    }
+
+    /// Most missed messages sent per conversation when a user comes back.
+    pub(crate) fn catch_up(&self) -> usize {
+        self.limits.catch_up
+    }
+
+    /// Runs `work` on the commit thread after everything queued before it.
+    pub(crate) fn apply(&self, work: Work) -> Result<oneshot::Receiver<Answer>, Busy> {
+        self.committer.apply(work)
+    }
+
+    /// Like [`apply`](Self::apply), waiting for room in the queue.
+    pub(crate) async fn apply_waiting(&self, work: Work) -> oneshot::Receiver<Answer> {
+        self.committer.apply_waiting(work).await
     }
 
     /// Queues messages for the next commit.
@@ -92,7 +120,7 @@ impl Journal {
     ) -> Sent {
         let limit = limit
             .map_or(DEFAULT_PAGE, |n| n as usize)
-            .min(self.page_cap);
+            .min(self.limits.page_cap);
         let store = self.store.clone();
         let (done, answer) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -156,7 +184,7 @@ impl OnCommit<Delivery> for Deliver {
                     let mut lines = Vec::new();
                     while end < records.len()
                         && matches!(&deliveries[end], Delivery::Room { room: r, sender: s }
-                                    if Arc::ptr_eq(r, room) && s == sender)
+                                    if Arc::ptr_eq(r, room) && Arc::ptr_eq(s, sender))
                     {
                         encode_line(&records[end].event(ids[end]).to_string(), &mut lines);
                         replies.push(Reply::ok(ids[end].to_string()));
@@ -167,16 +195,19 @@ impl OnCommit<Delivery> for Deliver {
                         ids[at],
                         ids[end - 1],
                         &Bytes::from(lines),
-                        *sender,
+                        sender.id(),
                     );
+                    sender.mark_own(&room.name, ids[end - 1]);
                     at = end;
                 }
-                Delivery::Direct { to, trust } => {
+                Delivery::Direct { from, to, trust } => {
+                    let record = &records[at];
                     let mut line = Vec::new();
-                    encode_line(&records[at].event(ids[at]).to_string(), &mut line);
+                    encode_line(&record.event(ids[at]).to_string(), &mut line);
                     if let Some(to) = to {
-                        to.deliver_stored_direct(&records[at].from, ids[at], &Bytes::from(line));
+                        to.deliver_stored_direct(&record.from, ids[at], &Bytes::from(line));
                     }
+                    from.mark_own(&record.to, ids[at]);
                     replies.push(Reply::ok(format!("{} {trust}", ids[at])));
                     at += 1;
                 }

@@ -33,6 +33,18 @@ struct OutboxState {
     bytes: usize,
     /// Messages skipped per conversation, told at the next drain.
     gaps: Vec<Gap>,
+    /// The last stored message id queued (or sent by the owner itself) per conversation:
+    /// where the owner resumes after a disconnect, once what was never written is taken off.
+    marks: Vec<(String, u64)>,
+}
+
+impl OutboxState {
+    fn mark(&mut self, target: &str, id: u64) {
+        match self.marks.iter_mut().find(|(t, _)| t == target) {
+            Some((_, mark)) => *mark = (*mark).max(id),
+            None => self.marks.push((target.to_owned(), id)),
+        }
+    }
 }
 
 /// Messages `first..=last` of a conversation that did not fit.
@@ -116,11 +128,48 @@ impl Outbox {
         state.bytes += line.len();
         let was_empty = state.queue.is_empty();
         state.queue.push(line);
+        state.mark(target, last);
         drop(state);
         if was_empty {
             self.ready.notify_one();
         }
         Pushed::Queued
+    }
+
+    /// The owner sent message `id` of `target` itself (so it need not get it back): it counts
+    /// as received, unless messages before it are still owed (a gap).
+    pub fn mark_own(&self, target: &str, id: u64) {
+        let mut state = lock(&self.state);
+        if !state.gaps.iter().any(|g| g.target == target) {
+            state.mark(target, id);
+        }
+    }
+
+    /// Where the owner resumes, per conversation: the last message id it received, after a
+    /// disconnect. What is still queued, what was skipped (a gap) and `unwritten` (output taken
+    /// from the queue but never written) do not count as received.
+    pub fn resume_points(&self, unwritten: &[u8]) -> Vec<(String, u64)> {
+        let state = lock(&self.state);
+        let mut points = state.marks.clone();
+        let mut lower = |target: &str, first: u64| {
+            let floor = first.saturating_sub(1);
+            match points.iter_mut().find(|(t, _)| t == target) {
+                Some((_, mark)) => *mark = (*mark).min(floor),
+                None => points.push((target.to_owned(), floor)),
+            }
+        };
+        for gap in &state.gaps {
+            lower(&gap.target, gap.first);
+        }
+        let queued = state.queue.iter().map(|b| &b[..]);
+        for bytes in queued.chain([unwritten]) {
+            for line in bytes.split(|&b| b == b'\n') {
+                if let Some((target, id)) = message_of(line) {
+                    lower(&target, id);
+                }
+            }
+        }
+        points
     }
 
     /// Appends everything queued to `out`, in order, then an `EVENT GAP` for each conversation
@@ -158,6 +207,23 @@ impl Outbox {
     /// Cancel-safe: a notification that arrives while nobody waits is kept for the next call.
     pub async fn ready(&self) {
         self.ready.notified().await;
+    }
+}
+
+/// The conversation and id of a stored message's event line (`EVENT MSG`, `EVENT DM`, `EVENT
+/// E2E`), as its recipient names the conversation: the room, or the sender.
+fn message_of(line: &[u8]) -> Option<(String, u64)> {
+    use tlschat_proto::{Event, ServerLine};
+    let line = std::str::from_utf8(line).ok()?;
+    if !line.starts_with("EVENT ") {
+        return None;
+    }
+    match ServerLine::parse(line).ok()? {
+        ServerLine::Event(Event::Message { room, id, .. }) => Some((room, id)),
+        ServerLine::Event(Event::Direct { from, id, .. } | Event::E2e { from, id, .. }) => {
+            Some((from, id))
+        }
+        _ => None,
     }
 }
 
@@ -302,6 +368,11 @@ impl Peer {
         )
     }
 
+    /// The peer sent stored message `id` of `target` itself: see [`Outbox::mark_own`].
+    pub fn mark_own(&self, target: &str, id: u64) {
+        self.outbox.mark_own(target, id);
+    }
+
     /// Asks the peer's connection to close with this reason. The first reason given wins.
     pub fn disconnect(&self, code: DisconnectCode, reason: String) {
         let _ = self.disconnect.set(Disconnect { code, reason });
@@ -427,6 +498,42 @@ mod tests {
         let mut out = Vec::new();
         gapped.drain_into(&mut out);
         assert_eq!(out, b"EVENT GAP #a 1 7\n");
+    }
+
+    #[test]
+    fn resume_points_leave_out_what_was_never_written() {
+        let outbox = Outbox::new(1000);
+        let event = |room: &str, id: u64| {
+            Bytes::from(format!(
+                "EVENT MSG {room} {id} bob verified 2026-01-01T00:00:00.000Z hi\n"
+            ))
+        };
+        for id in 1..=3 {
+            outbox.push_messages("#a", id, id, event("#a", id), 1000);
+        }
+        let mut out = Vec::new();
+        outbox.drain_into(&mut out);
+        outbox.push_messages("#a", 4, 4, event("#a", 4), 1000);
+        outbox.mark_own("#b", 7);
+        let dm = "EVENT DM 5 alice bob verified 2026-01-01T00:00:00.000Z x\n";
+        outbox.push_messages("alice", 5, 5, Bytes::from(dm), 1000);
+        // 1-3 were written, 4 is still queued, the DM is queued: it resumes after 3 and 4.
+        let mut points = outbox.resume_points(b"");
+        points.sort();
+        assert_eq!(
+            points,
+            [("#a".into(), 3), ("#b".into(), 7), ("alice".into(), 4)]
+        );
+        // The last write failed: 3 was never written either.
+        let unwritten = event("#a", 3);
+        let mut points = outbox.resume_points(&unwritten);
+        points.sort();
+        assert_eq!(points[0], ("#a".into(), 2));
+        // A gap holds the mark back, for own messages too.
+        let full = Outbox::new(10);
+        full.push_messages("#c", 9, 9, event("#c", 9), 10);
+        full.mark_own("#c", 12);
+        assert_eq!(full.resume_points(b""), [("#c".to_owned(), 8)]);
     }
 
     #[tokio::test]

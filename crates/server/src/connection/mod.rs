@@ -109,10 +109,14 @@ pub(crate) async fn serve(
     );
     shared.hub.register_verified(&peer);
     shared.connections.fetch_add(1, Ordering::Relaxed);
+    // A verified user rejoins their rooms and gets what they missed (with a store).
+    shared.hub.resume(&peer).await;
     let mut connection = Connection::new(shared.clone(), stream, peer.clone(), &identity);
     let reason = connection.run().await;
     shared.connections.fetch_sub(1, Ordering::Relaxed);
-    shared.hub.leave_all(&peer, &reason.public());
+    shared
+        .hub
+        .leave_all(&peer, &reason.public(), connection.state.unwritten());
     let nick = peer.nick();
     let nick = nick.as_deref().unwrap_or("-");
     match &reason {

@@ -374,6 +374,11 @@ impl ConnState {
         reason.map_or(CloseReason::WriteTimedOut, CloseReason::Disconnected)
     }
 
+    /// Output produced but not (yet) written: at the end, what the client never got.
+    pub(crate) fn unwritten(&self) -> &[u8] {
+        &self.out
+    }
+
     /// Why the connection ends, once the pending output is written.
     pub(crate) fn poll_close(&mut self) -> Option<CloseReason> {
         self.closing.take()

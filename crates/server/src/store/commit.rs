@@ -51,14 +51,21 @@ pub trait OnCommit<P>: Send + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+/// Work for the commit thread other than appending: it runs in queue order, after everything
+/// submitted before it is committed and delivered.
+pub type Work = Box<dyn FnOnce(&dyn Store) -> Answer + Send>;
+
 enum Job<P> {
     Append {
         records: Vec<Record>,
         payloads: Vec<P>,
         done: oneshot::Sender<Answer>,
     },
-    /// Answered once everything queued before it is committed and delivered.
-    Barrier(oneshot::Sender<()>),
+    /// Runs after everything queued before it.
+    Apply {
+        work: Work,
+        done: oneshot::Sender<Answer>,
+    },
 }
 
 /// The handle to the commit thread; the thread ends when every handle is dropped.
@@ -107,12 +114,30 @@ impl<P: Send + 'static> Committer<P> {
         Ok(answer)
     }
 
+    /// Queues `work` to run on the commit thread after everything queued before it; refused
+    /// at once when the queue is full.
+    pub fn apply(&self, work: Work) -> Result<oneshot::Receiver<Answer>, Busy> {
+        let (done, answer) = oneshot::channel();
+        self.jobs
+            .try_send(Job::Apply { work, done })
+            .map_err(|_| Busy)?;
+        Ok(answer)
+    }
+
+    /// Queues `work` like [`apply`](Self::apply), waiting for room in the queue.
+    pub async fn apply_waiting(&self, work: Work) -> oneshot::Receiver<Answer> {
+        let (done, answer) = oneshot::channel();
+        // Only fails once the thread is gone; the answer then never comes.
+        let _ = self.jobs.send(Job::Apply { work, done }).await;
+        answer
+    }
+
     /// Returns once everything submitted before is committed and delivered.
     pub async fn flush(&self) {
-        let (done, flushed) = oneshot::channel();
-        if self.jobs.send(Job::Barrier(done)).await.is_ok() {
-            let _ = flushed.await;
-        }
+        let _ = self
+            .apply_waiting(Box::new(|_| Answer::default()))
+            .await
+            .await;
     }
 }
 
@@ -124,7 +149,7 @@ fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: i
             return;
         };
         let (mut records, mut payloads, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
-        let mut barriers = Vec::new();
+        let mut after: Option<(Work, oneshot::Sender<Answer>)> = None;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
@@ -145,9 +170,9 @@ fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: i
                     records.extend(r);
                     payloads.extend(p);
                 }
-                // Everything before the barrier is in this group; it is answered after it.
-                Job::Barrier(done) => {
-                    barriers.push(done);
+                // Everything before it is in this group; it runs after the group.
+                Job::Apply { work, done } => {
+                    after = Some((work, done));
                     break;
                 }
             }
@@ -167,8 +192,8 @@ fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: i
                 });
             }
         }
-        for done in barriers {
-            let _ = done.send(());
+        if let Some((work, done)) = after {
+            let _ = done.send(work(store));
         }
     }
 }
@@ -213,6 +238,30 @@ mod tests {
         fn stats(&self) -> Result<StoreStats, StoreError> {
             Ok(StoreStats::default())
         }
+        fn join(&self, _: &str, _: &str) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn leave(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn resume_points(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn set_resume_points(&self, _: &str, _: &[(String, u64)]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn reserve(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn reserved(&self) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn put_key(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     struct Replies;
@@ -239,6 +288,7 @@ mod tests {
             trust: Trust::Verified,
             time_ms: 0,
             text: text.into(),
+            keep_for_recipient: false,
         }
     }
 

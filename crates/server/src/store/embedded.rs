@@ -6,6 +6,11 @@
 //! - `messages`: `(conversation, id)` → the record's bytes ([`Record::encode`]).
 //! - `last_ids`: conversation → the last id it ever had, so ids are never reused, even after
 //!   retention empties a conversation.
+//! - `resume`: `(user, conversation)` → the last id the user received there. A row per room a
+//!   verified user is a member of (from `JOIN` to `PART`) and per direct conversation kept for
+//!   them; what lies after it is sent when they connect again.
+//! - `names`: name key → when it was first seen with a certificate (ms): reserved names.
+//! - `keys`: name key → the E2E key bundle the user published last (hex).
 //! - `meta`: `format` → the store format ([`FORMAT`]); a newer one stops startup.
 //!
 //! # Durability
@@ -27,7 +32,8 @@ use redb::{
     BackendError, Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     StorageBackend, TableDefinition,
 };
-use tlschat_proto::Anchor;
+use tlschat_proto::names::name_key;
+use tlschat_proto::{Anchor, Trust};
 
 use super::{Page, Record, Store, StoreError, StoreStats, Stored};
 use crate::sync::lock;
@@ -38,6 +44,9 @@ pub const FORMAT: u64 = 1;
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const LAST_IDS: TableDefinition<&str, u64> = TableDefinition::new("last_ids");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const RESUME: TableDefinition<(&str, &str), u64> = TableDefinition::new("resume");
+const NAMES: TableDefinition<&str, u64> = TableDefinition::new("names");
+const KEYS: TableDefinition<&str, &str> = TableDefinition::new("keys");
 
 /// When a commit counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd)]
@@ -151,6 +160,9 @@ impl EmbeddedStore {
             }
             txn.open_table(MESSAGES).map_err(|e| damaged(e.into()))?;
             txn.open_table(LAST_IDS).map_err(|e| damaged(e.into()))?;
+            txn.open_table(RESUME).map_err(|e| damaged(e.into()))?;
+            txn.open_table(NAMES).map_err(|e| damaged(e.into()))?;
+            txn.open_table(KEYS).map_err(|e| damaged(e.into()))?;
         }
         txn.commit().map_err(|e| damaged(e.into()))
     }
@@ -170,6 +182,7 @@ impl Store for EmbeddedStore {
         {
             let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
             let mut last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+            let mut resume = txn.open_table(RESUME).map_err(failed)?;
             for record in records {
                 let conversation = record.conversation();
                 let last = match updated.get(&conversation).or(known.get(&conversation)) {
@@ -183,6 +196,20 @@ impl Store for EmbeddedStore {
                 messages
                     .insert((conversation.as_str(), id), record.encode().as_slice())
                     .map_err(failed)?;
+                if record.keep_for_recipient {
+                    // The recipient catches up from here; a verified sender has seen it.
+                    let mut keep = |user: &str, seen: u64| -> Result<(), StoreError> {
+                        let key = (user, conversation.as_str());
+                        if resume.get(key).map_err(failed)?.is_none() {
+                            resume.insert(key, seen).map_err(failed)?;
+                        }
+                        Ok(())
+                    };
+                    keep(&name_key(&record.to), id - 1)?;
+                    if record.trust == Trust::Verified {
+                        keep(&name_key(&record.from), id)?;
+                    }
+                }
                 updated.insert(conversation, id);
                 ids.push(id);
             }
@@ -271,6 +298,124 @@ impl Store for EmbeddedStore {
             conversations,
             bytes,
         })
+    }
+
+    fn join(&self, user: &str, room: &str) -> Result<u64, StoreError> {
+        let user = name_key(user);
+        self.write(|txn| {
+            let last = txn
+                .open_table(LAST_IDS)
+                .map_err(failed)?
+                .get(room)
+                .map_err(failed)?
+                .map_or(0, |v| v.value());
+            txn.open_table(RESUME)
+                .map_err(failed)?
+                .insert((user.as_str(), room), last)
+                .map_err(failed)?;
+            Ok(last)
+        })
+    }
+
+    fn leave(&self, user: &str, room: &str) -> Result<(), StoreError> {
+        let user = name_key(user);
+        self.write(|txn| {
+            txn.open_table(RESUME)
+                .map_err(failed)?
+                .remove((user.as_str(), room))
+                .map_err(failed)?;
+            Ok(())
+        })
+    }
+
+    fn resume_points(&self, user: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let user = name_key(user);
+        let txn = self.db.begin_read().map_err(failed)?;
+        let resume = txn.open_table(RESUME).map_err(failed)?;
+        let mut points = Vec::new();
+        for entry in resume
+            .range::<(&str, &str)>((user.as_str(), "")..)
+            .map_err(failed)?
+        {
+            let (key, value) = entry.map_err(failed)?;
+            let (owner, conversation) = key.value();
+            if owner != user {
+                break;
+            }
+            points.push((conversation.to_owned(), value.value()));
+        }
+        Ok(points)
+    }
+
+    fn reserve(&self, name: &str) -> Result<(), StoreError> {
+        let name = name_key(name);
+        self.write(|txn| {
+            let mut names = txn.open_table(NAMES).map_err(failed)?;
+            if names.get(name.as_str()).map_err(failed)?.is_none() {
+                let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+                names.insert(name.as_str(), now).map_err(failed)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reserved(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let names = txn.open_table(NAMES).map_err(failed)?;
+        let mut out = Vec::new();
+        for entry in names.iter().map_err(failed)? {
+            out.push(entry.map_err(failed)?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    fn put_key(&self, name: &str, bundle: &str) -> Result<(), StoreError> {
+        let name = name_key(name);
+        self.write(|txn| {
+            txn.open_table(KEYS)
+                .map_err(failed)?
+                .insert(name.as_str(), bundle)
+                .map_err(failed)?;
+            Ok(())
+        })
+    }
+
+    fn keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let keys = txn.open_table(KEYS).map_err(failed)?;
+        let mut out = Vec::new();
+        for entry in keys.iter().map_err(failed)? {
+            let (name, bundle) = entry.map_err(failed)?;
+            out.push((name.value().to_owned(), bundle.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    fn set_resume_points(&self, user: &str, points: &[(String, u64)]) -> Result<(), StoreError> {
+        let user = name_key(user);
+        self.write(|txn| {
+            let mut resume = txn.open_table(RESUME).map_err(failed)?;
+            for (conversation, id) in points {
+                let key = (user.as_str(), conversation.as_str());
+                if resume.get(key).map_err(failed)?.is_some() {
+                    resume.insert(key, *id).map_err(failed)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl EmbeddedStore {
+    /// Runs `work` in one write transaction and commits it.
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(failed)?;
+        let value = work(&txn)?;
+        txn.commit().map_err(failed)?;
+        Ok(value)
     }
 }
 

@@ -117,4 +117,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for `STATS`.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// `user` (a verified name) joined `room`: a member until [`leave`](Self::leave), across
+    /// disconnects and restarts, who has received everything up to now. Returns the room's
+    /// last id, where the user's catching up starts.
+    fn join(&self, user: &str, room: &str) -> Result<u64, StoreError>;
+
+    /// `user` left `room` (`PART`).
+    fn leave(&self, user: &str, room: &str) -> Result<(), StoreError>;
+
+    /// Where `user` resumes: every room they are a member of and every conversation kept for
+    /// them (see [`Record::keep_for_recipient`]), each with the last id they received.
+    fn resume_points(&self, user: &str) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Keeps `name` (seen with a certificate) reserved: nobody else may claim it with `NICK`,
+    /// also after a restart.
+    fn reserve(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Every reserved name (name keys).
+    fn reserved(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Keeps `name`'s published E2E key bundle (hex), replacing an earlier one, so a message
+    /// stored before a restart can still be verified after it.
+    fn put_key(&self, name: &str, bundle: &str) -> Result<(), StoreError>;
+
+    /// Every kept E2E key bundle, by name key.
+    fn keys(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Records how far `user` has received in each conversation (rooms they are a member of
+    /// and their direct conversations; others are ignored).
+    fn set_resume_points(&self, user: &str, points: &[(String, u64)]) -> Result<(), StoreError>;
 }

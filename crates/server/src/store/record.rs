@@ -36,6 +36,10 @@ pub struct Record {
     pub time_ms: i64,
     /// The text, or the sealed message in hex.
     pub text: String,
+    /// A direct message to a verified user, kept for them while they are away: the store adds
+    /// the conversation to the recipient's resume points (and the sender's, when verified).
+    /// Not stored with the message.
+    pub keep_for_recipient: bool,
 }
 
 /// A stored message and its id.
@@ -163,6 +167,7 @@ impl Record {
             trust,
             time_ms: i64::from_le_bytes(time),
             text,
+            keep_for_recipient: false,
         })
     }
 }
@@ -189,6 +194,7 @@ mod tests {
             trust: Trust::Verified,
             time_ms: 1_764_633_600_123,
             text: "hi  there é".into(),
+            keep_for_recipient: false,
         }
     }
 

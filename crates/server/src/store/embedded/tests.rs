@@ -11,6 +11,17 @@ fn room(to: &str, text: &str) -> Record {
         trust: Trust::Verified,
         time_ms: 1_700_000_000_000,
         text: text.into(),
+        keep_for_recipient: false,
+    }
+}
+
+fn direct(from: &str, to: &str, text: &str) -> Record {
+    Record {
+        kind: Kind::Direct,
+        from: from.into(),
+        to: to.into(),
+        keep_for_recipient: true,
+        ..room("", text)
     }
 }
 
@@ -146,4 +157,47 @@ fn a_folder_others_may_write_to_is_refused() {
         assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
         assert!(!shared.join("s.redb").exists());
     }
+}
+
+#[test]
+fn members_and_direct_conversations_resume_where_they_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+        store.append(&[room("#a", "before bob")]).unwrap();
+        assert_eq!(
+            store.join("Bob", "#a").unwrap(),
+            1,
+            "bob starts after what was said"
+        );
+        assert_eq!(store.join("bob", "#b").unwrap(), 0);
+        store
+            .append(&[room("#a", "for bob"), direct("alice", "bob", "psst")])
+            .unwrap();
+        store.leave("bob", "#b").unwrap();
+    }
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    let mut points = store.resume_points("BOB").unwrap();
+    points.sort();
+    assert_eq!(points, [("#a".to_owned(), 1), ("alice bob".to_owned(), 0)]);
+    assert_eq!(
+        store.resume_points("alice").unwrap(),
+        [("alice bob".to_owned(), 1)],
+        "a verified sender has seen its own message"
+    );
+    assert!(store.resume_points("carol").unwrap().is_empty());
+    store
+        .set_resume_points(
+            "bob",
+            &[
+                ("#a".into(), 2),
+                ("alice bob".into(), 1),
+                ("#not-a-member".into(), 9),
+            ],
+        )
+        .unwrap();
+    let mut points = store.resume_points("bob").unwrap();
+    points.sort();
+    assert_eq!(points, [("#a".to_owned(), 2), ("alice bob".to_owned(), 1)]);
 }
