@@ -499,3 +499,126 @@ fn a_verified_user_gets_what_they_missed_in_order_also_after_a_restart() {
     let got = lines(bob);
     assert_eq!(got[0]["text"], "live again", "{got:?}");
 }
+
+#[test]
+fn listen_resumes_from_an_id() {
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("starts");
+    for n in 1..=5 {
+        send(
+            &pki,
+            server.addr(),
+            "alice",
+            &["#log", &format!("line {n}")],
+        );
+    }
+    let listener = Background::start(tlschat_command(&pki, server.addr(), Some("carol")).args([
+        "listen", "--json", "--room", "#log", "--since", "2", "--count", "3",
+    ]));
+    let texts: Vec<String> = lines(listener)
+        .iter()
+        .map(|m| format!("{} {}", m["id"], m["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(texts, ["3 line 3", "4 line 4", "5 line 5"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listen_that_falls_behind_fills_the_gap_and_prints_every_message_once() {
+    use std::io::{BufRead, Read};
+    const MESSAGES: usize = 6_000;
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(
+        &pki,
+        &store,
+        &["--max-pending-bytes", "65536", "--write-timeout", "1h"],
+    ))
+    .expect("starts");
+    let addr = server.addr();
+    // Nobody reads the listener's output until the end: it blocks on its pipe, stops reading
+    // the socket, and the server skips what does not fit.
+    let mut listener = tlschat_command(&pki, addr, Some("bob"))
+        .args([
+            "listen",
+            "--json",
+            "--room",
+            "#flood",
+            "--count",
+            &MESSAGES.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = listener.stderr.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let errors = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening") {
+                let _ = ready_tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    ready_rx
+        .recv_timeout(STEP_TIMEOUT)
+        .expect("the listener is ready");
+
+    let mut alice = connect(&pki, addr, Some("alice")).await;
+    ok(&mut alice, Request::Join("#flood".into())).await;
+    let padding = "y".repeat(900);
+    for burst in 0..MESSAGES / 100 {
+        for k in 0..100 {
+            let text = format!("{:05} {padding}", burst * 100 + k);
+            alice.send(&msg("#flood", &text).to_string()).await.unwrap();
+        }
+        for _ in 0..100 {
+            match tokio::time::timeout(STEP_TIMEOUT, alice.next_line()).await {
+                Ok(Ok(ServerLine::Reply(Reply::Ok(_)))) => {}
+                Ok(Ok(ServerLine::Event(_))) => continue,
+                other => panic!("not acknowledged: {other:?}"),
+            }
+        }
+    }
+    let mut stdout = listener.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut all = String::new();
+        stdout.read_to_string(&mut all).unwrap();
+        all
+    });
+    let status = tlschat_tests::wait_timeout(&mut listener, STEP_TIMEOUT * 3)
+        .expect("the listener prints them all and exits");
+    let printed = reading.join().unwrap();
+    let notes = errors.join().unwrap();
+    assert!(status.success(), "{status:?} {notes:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("held back while this listener fell behind")),
+        "the listener fell behind and was told of a gap: {notes:?}"
+    );
+    let mut ids: Vec<u64> = printed
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), MESSAGES, "{notes:?}");
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=MESSAGES as u64).collect::<Vec<_>>(),
+        "each exactly once"
+    );
+}

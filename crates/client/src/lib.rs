@@ -5,6 +5,7 @@
 //! - [`client`]: [`Client`], a connection that sends requests, matches replies and queues events.
 //! - [`error`]: [`ClientError`], every way a connection can fail, with the reason.
 //! - [`e2e`]: end-to-end encrypted direct messages: keys, trust on first use, seal and open.
+//! - [`resync`]: keeping up with a storing server: repeats, gaps to fill, paging back.
 //! - [`udp`]: [`udp::UdpClient`], requests over signed UDP with verified replies.
 //! - [`text`]: making text from the network safe to show on a terminal.
 //! - [`user_defaults`]: the user's defaults file (`~/.config/tlschat/config.toml`).
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod e2e;
 pub mod error;
+pub mod resync;
 pub mod text;
 pub mod udp;
 pub mod user_defaults;

@@ -198,7 +198,8 @@ pub enum Event {
         last: u64,
     },
     /// `EVENT CAUGHTUP <count>`: the server has sent what this (verified) client missed while
-    /// away, `count` messages; what follows is live.
+    /// away, `count` messages (at least one; nothing is sent when nothing was missed); what
+    /// follows is live.
     CaughtUp {
         /// Messages sent as missed.
         count: u64,

@@ -3,15 +3,22 @@
 //! With a client certificate, the user's E2E key is published first and end-to-end encrypted
 //! direct messages are verified and decrypted; they print with an `e2e` mark, and one that
 //! fails prints as failed with the reason.
+//!
+//! With a server that stores messages, nothing is lost: messages held back while the listener
+//! fell behind (`EVENT GAP`) are fetched and printed in turn, what a verified user missed while
+//! away comes first, repeats after a reconnect are dropped, and `--since ID` starts from an id.
 
+use std::collections::VecDeque;
 use std::io::Write;
 
 use serde::Serialize;
-use tlschat_proto::{Event, Request, Trust};
+use tlschat_proto::{Anchor, Event, Request, Target, Trust};
 
 use super::{connect_with_e2e, connection_failed, expect_ok, EXIT_CONNECTION, EXIT_OK};
+use crate::client::Client;
 use crate::config::ClientConfig;
 use crate::e2e::Received;
+use crate::resync::{Resync, PAGE};
 use crate::text::sanitize;
 
 /// Listen options.
@@ -21,6 +28,8 @@ pub(crate) struct ListenOptions {
     pub(crate) count: Option<u64>,
     /// JSON lines instead of text.
     pub(crate) json: bool,
+    /// Print the rooms' stored messages after this id first.
+    pub(crate) since: Option<u64>,
 }
 
 /// One message as printed: a JSON line, or text.
@@ -92,14 +101,55 @@ pub(super) async fn run(
             return code;
         }
     }
+    // Events to print before reading more: stored ones (--since, gaps filled), in order.
+    let mut queue: VecDeque<Event> = VecDeque::new();
+    if let Some(since) = options.since {
+        for room in rooms {
+            if let Err(code) = stored_after(&mut client, room, since, &mut queue).await {
+                return code;
+            }
+        }
+    }
     eprintln!("listening");
+    let mut resync = Resync::default();
     let mut printed = 0u64;
     let mut stdout = std::io::stdout();
     while options.count.is_none_or(|n| printed < n) {
-        let event = match client.next_event().await {
-            Ok(event) => event,
-            Err(err) => return connection_failed(err),
+        let event = match queue.pop_front() {
+            Some(event) => event,
+            None => match client.next_event().await {
+                Ok(event) => event,
+                Err(err) => return connection_failed(err),
+            },
         };
+        match &event {
+            // Messages held back while we fell behind: fetch them, print them in turn.
+            Event::Gap {
+                target,
+                first,
+                last,
+            } => {
+                eprintln!(
+                    "tlschat: fetching {} message(s) of {} held back while this listener fell behind",
+                    last - first + 1,
+                    sanitize(target)
+                );
+                for request in Resync::fill(target, *first, *last) {
+                    if let Err(err) = client.request(&request).await {
+                        return connection_failed(err);
+                    }
+                    queue.extend(client.drain_events());
+                }
+                continue;
+            }
+            Event::CaughtUp { count } => {
+                eprintln!("tlschat: caught up: {count} message(s) sent while you were away");
+                continue;
+            }
+            // A reconnect may bring a message again.
+            event if !resync.admit(event, None) => continue,
+            _ => {}
+        }
         let opened;
         let line = match &event {
             Event::Disconnect { .. } | Event::Shutdown { .. } => {
@@ -141,6 +191,37 @@ pub(super) async fn run(
     }
     let _ = client.quit().await;
     EXIT_OK
+}
+
+/// Queues every stored message of `room` after `since`, a page at a time.
+async fn stored_after(
+    client: &mut Client,
+    room: &str,
+    since: u64,
+    queue: &mut VecDeque<Event>,
+) -> Result<(), u8> {
+    let Ok(target) = Target::parse(room) else {
+        return Ok(());
+    };
+    let mut after = since;
+    loop {
+        let request = Request::History {
+            target: target.clone(),
+            anchor: Some(Anchor::After(after)),
+            limit: Some(PAGE as u32),
+        };
+        let reply = expect_ok(client, &request).await?;
+        let page = client.drain_events();
+        for event in &page {
+            if let Event::Message { id, .. } = event {
+                after = after.max(*id);
+            }
+        }
+        queue.extend(page);
+        if !reply.ends_with(" more") {
+            return Ok(());
+        }
+    }
 }
 
 /// A room or direct message in clear; `None` for other events.

@@ -182,6 +182,10 @@ pub enum Command {
         /// Exit after this many messages (default: never).
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// First print every stored message of the rooms after this id (resume where an
+        /// earlier listener stopped: the last id it printed).
+        #[arg(long, value_name = "ID", requires = "rooms")]
+        since: Option<u64>,
         /// One JSON object per message: type, room, id, from, verified, time, text.
         #[arg(long)]
         json: bool,
@@ -268,10 +272,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Listen {
             rooms,
             count,
+            since,
             json,
             nick,
         } => {
-            let options = listen::ListenOptions { count, json };
+            let options = listen::ListenOptions { count, json, since };
             listen::run(&config, nick.as_deref(), &rooms, options).await
         }
         Command::Fingerprint { nick } => keys::fingerprint(&config, nick.as_deref()).await,

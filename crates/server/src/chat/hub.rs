@@ -704,7 +704,7 @@ impl Hub {
     /// A verified peer connected: on the store's commit thread (so nothing committed meanwhile
     /// is missed or sent twice), it rejoins its rooms and gets what it missed in each of them
     /// and in its direct conversations, at most the catch-up cap per conversation (older ones
-    /// as `EVENT GAP`), then `EVENT CAUGHTUP`.
+    /// as `EVENT GAP`), then `EVENT CAUGHTUP` (when there was anything).
     pub async fn resume(self: &Arc<Self>, peer: &Arc<Peer>) {
         let (Some(journal), Some(nick)) = (&self.journal, peer.nick()) else {
             return;
@@ -775,7 +775,10 @@ impl Hub {
             count += missed.len() as u64;
             peer.deliver_messages(&target, first.id, last.id, &Bytes::from(lines));
         }
-        let _ = peer.outbox().push(encode(&Event::CaughtUp { count }));
+        // Only news: a client with nothing missed hears nothing.
+        if count > 0 {
+            let _ = peer.outbox().push(encode(&Event::CaughtUp { count }));
+        }
     }
 
     /// Number of rooms that exist now.

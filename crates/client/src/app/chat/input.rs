@@ -28,6 +28,10 @@ pub(crate) const HELP: &[(&str, &str)] = &[
         "accept nick's new E2E key after checking it with them",
     ),
     ("/who [#room]", "list a room's members (?nick: unverified)"),
+    (
+        "/history [n] [#room|nick]",
+        "show the n (20) messages before the oldest shown, here or there",
+    ),
     ("/rooms", "list the rooms"),
     (
         "/nick name",
@@ -67,6 +71,13 @@ pub(crate) enum Input {
     Fingerprint(Option<String>),
     /// Accept someone's changed E2E key.
     Trust(String),
+    /// Page back through stored messages.
+    History {
+        /// A room or a nickname; the current place when `None`.
+        target: Option<String>,
+        /// How many messages.
+        count: u64,
+    },
     /// Make this joined room current.
     Switch(String),
     /// Show the command list.
@@ -107,6 +118,7 @@ pub(crate) fn parse(line: &str, current: Option<&str>) -> Input {
             None => Input::Invalid(format!("usage: /{name} #room (no current room)")),
         },
         "msg" => direct(rest),
+        "history" => history(rest),
         "fingerprint" => match rest.split_whitespace().next() {
             None => Input::Fingerprint(None),
             Some(nick) => nick_then(nick, |nick| Input::Fingerprint(Some(nick))),
@@ -135,6 +147,25 @@ fn direct(rest: &str) -> Input {
         }) => Input::Direct { nick, text, plain },
         Input::Invalid(message) => Input::Invalid(message.replace("/msg", "/msg [--plain]")),
         other => other,
+    }
+}
+
+/// Messages `/history` shows when no number is given.
+pub(crate) const HISTORY_PAGE: u64 = 20;
+
+/// `/history [n] [#room|nick]`, in either order.
+fn history(rest: &str) -> Input {
+    let (mut count, mut target) = (None, None);
+    for word in rest.split_whitespace() {
+        match word.parse::<u64>() {
+            Ok(n) if count.is_none() && n > 0 => count = Some(n),
+            _ if target.is_none() && Target::parse(word).is_ok() => target = Some(word.to_owned()),
+            _ => return Input::Invalid("usage: /history [n] [#room|nick]".into()),
+        }
+    }
+    Input::History {
+        target,
+        count: count.unwrap_or(HISTORY_PAGE),
     }
 }
 
@@ -185,6 +216,33 @@ fn usage(verb: Verb) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_takes_a_count_and_a_place_in_either_order() {
+        assert_eq!(
+            parse("/history", None),
+            Input::History {
+                target: None,
+                count: HISTORY_PAGE
+            }
+        );
+        assert_eq!(
+            parse("/history #ops 50", None),
+            Input::History {
+                target: Some("#ops".into()),
+                count: 50
+            }
+        );
+        assert_eq!(
+            parse("/history 5 bob", None),
+            Input::History {
+                target: Some("bob".into()),
+                count: 5
+            }
+        );
+        assert!(matches!(parse("/history 0", None), Input::Invalid(_)));
+        assert!(matches!(parse("/history #a #b", None), Input::Invalid(_)));
+    }
 
     #[test]
     fn plain_text_goes_to_the_current_room() {

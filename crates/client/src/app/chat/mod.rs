@@ -19,7 +19,7 @@ mod terminal;
 
 use std::time::Duration;
 
-use tlschat_proto::{Event, Request, ServerLine};
+use tlschat_proto::{Event, Reply, Request, ServerLine};
 
 use self::input::Input;
 use self::state::ChatState;
@@ -30,6 +30,7 @@ use crate::client::Client;
 use crate::config::ClientConfig;
 use crate::e2e::{fingerprint_report, trust_report, E2e, Outgoing, Received};
 use crate::error::ClientError;
+use crate::resync::Resync;
 use crate::text::sanitize;
 
 /// How long `/quit` waits for the server's goodbye.
@@ -155,6 +156,25 @@ async fn session(
                         term.print(text);
                     }
                 }
+                // A reconnect may bring a message again: shown once.
+                Ok(ServerLine::Event(event)) if !state.resync.admit(&event, state.me.as_deref()) => {}
+                // Held back while we fell behind: fetch it.
+                Ok(ServerLine::Event(Event::Gap { target, first, last })) => {
+                    term.print(format!(
+                        "-- fetching {} message(s) of {} held back while you fell behind",
+                        last - first + 1,
+                        sanitize(&target)
+                    ));
+                    for request in Resync::fill(&target, first, last) {
+                        if let Err(err) = client.send(&request.to_string()).await {
+                            return SessionEnd::Lost { reason: error_text(&err), final_ };
+                        }
+                        state.sent(Some(request));
+                    }
+                }
+                Ok(ServerLine::Event(Event::CaughtUp { count })) => {
+                    term.print(format!("-- ^ while you were away: the {count} message(s) above"));
+                }
                 Ok(ServerLine::Event(Event::E2e { from, trust, time, sealed, .. })) => {
                     let received = match e2e.as_mut() {
                         Some(e2e) => match e2e.receive(client, &from, trust, &sealed).await {
@@ -218,10 +238,27 @@ async fn handle_line(
             term.print(report_line(report.map_err(failed)?));
         }
         // The reply is awaited, so the next prompt shows the room only if it was joined.
+        // Then the room's last messages, from the server's history.
         Input::Send(request @ Request::Join(_)) => {
             let reply = client.request(&request).await.map_err(failed)?;
             if let Some(text) = state.on_answered(request, &reply) {
                 term.print(text);
+            }
+            if let Reply::Ok(room) = &reply {
+                if let Some(recent) = state.resync.older(room, input::HISTORY_PAGE) {
+                    client.send(&recent.to_string()).await.map_err(failed)?;
+                    state.sent(Some(recent));
+                }
+            }
+        }
+        Input::History { target, count } => {
+            let target = target.or_else(|| state.current.clone());
+            match target.and_then(|t| state.resync.older(&t, count)) {
+                Some(request) => {
+                    client.send(&request.to_string()).await.map_err(failed)?;
+                    state.sent(Some(request));
+                }
+                None => term.print("!! /history needs a room: /join one, or name it".to_owned()),
             }
         }
         Input::Send(request) => {

@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use tlschat_proto::{Event, Reply, Request, Target};
+use tlschat_proto::{ErrorCode, Event, Reply, Request, Target};
 
 use super::render;
+use crate::resync::Resync;
 use crate::text::sanitize;
 
 /// Client-side chat state. No I/O: the chat loop feeds it and prints what it returns.
@@ -19,6 +20,8 @@ pub(crate) struct ChatState {
     pub(crate) joined: BTreeSet<String>,
     /// Sent and not yet answered, oldest first.
     pending: VecDeque<Sent>,
+    /// Messages shown, per conversation: repeats after a reconnect are dropped.
+    pub(crate) resync: Resync,
 }
 
 /// A line sent and waiting for its reply.
@@ -109,6 +112,13 @@ impl ChatState {
             Some(Sent::Raw) | None => (None, None),
         };
         let payload = match reply {
+            // A server without history: nothing to show, and nothing wrong.
+            Reply::Err(err)
+                if err.code == ErrorCode::NoHistory
+                    && matches!(request, Some(Request::History { .. })) =>
+            {
+                return None
+            }
             Reply::Err(err) => {
                 return Some(format!("!! {}", crate::app::hints::interactive_error(err)))
             }
@@ -143,6 +153,8 @@ impl ChatState {
             }
             Request::Msg { target, text } => Some(self.echo(&target, &text, false)),
             Request::Who(room) => Some(format!("-- {}: {}", sanitize(&room), who(payload))),
+            // The messages came just before, as events.
+            Request::History { target, .. } => history(&target.to_string(), payload),
             Request::Rooms if payload.is_empty() => Some("-- no rooms yet".into()),
             Request::Rooms => Some(format!("-- rooms: {}", sanitize(payload))),
             Request::Quiz => Some(format!(
@@ -180,6 +192,25 @@ impl ChatState {
     pub(crate) fn on_event(&mut self, event: &Event) -> String {
         render::event(event)
     }
+}
+
+/// The end of a history page: `12 more` as `-- 12 earlier messages of #ops above; /history for more`.
+/// Nothing when the page was empty.
+fn history(target: &str, payload: &str) -> Option<String> {
+    let (count, more) = payload.split_once(' ').unwrap_or((payload, "end"));
+    if count == "0" {
+        return None;
+    }
+    let more = if more == "more" {
+        "; /history for more"
+    } else {
+        ""
+    };
+    Some(format!(
+        "-- {} stored message(s) of {} above{more}",
+        sanitize(count),
+        sanitize(target)
+    ))
 }
 
 /// `alice=verified bob=unverified` as `alice, ?bob`.

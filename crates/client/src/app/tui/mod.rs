@@ -40,6 +40,8 @@ use crate::client::{Client, TlsInfo};
 use crate::config::ClientConfig;
 use crate::e2e::{fingerprint_report, trust_report, E2e, Outgoing, Received};
 use crate::error::ClientError;
+use crate::resync::Resync;
+use crate::text::sanitize;
 
 /// Terminal events that may wait to be handled; the reader thread blocks beyond this.
 const INPUT_QUEUE: usize = 256;
@@ -212,11 +214,42 @@ impl App<'_> {
         };
         match line {
             Ok(ServerLine::Reply(reply)) => {
-                if let Some(follow_up) = self.state.on_reply(&reply) {
-                    if client.send(&follow_up.to_string()).await.is_ok() {
-                        self.state.sent(&follow_up);
+                for follow_up in self.state.on_reply(&reply) {
+                    if client.send(&follow_up.to_string()).await.is_err() {
+                        break;
                     }
+                    self.state.sent(&follow_up);
                 }
+            }
+            // A reconnect may bring a message again: shown once.
+            Ok(ServerLine::Event(event))
+                if !self.state.resync.admit(&event, self.state.me.as_deref()) => {}
+            // Held back while we fell behind: fetch it.
+            Ok(ServerLine::Event(Event::Gap {
+                target,
+                first,
+                last,
+            })) => {
+                self.state.notice(
+                    Kind::Notice,
+                    format!(
+                        "fetching {} message(s) of {} held back while you fell behind",
+                        last - first + 1,
+                        sanitize(&target)
+                    ),
+                );
+                for request in Resync::fill(&target, first, last) {
+                    if client.send(&request.to_string()).await.is_err() {
+                        break;
+                    }
+                    self.state.sent(&request);
+                }
+            }
+            Ok(ServerLine::Event(Event::CaughtUp { count })) => {
+                self.state.notice(
+                    Kind::Notice,
+                    format!("── while you were away: the {count} message(s) above ──"),
+                );
             }
             Ok(ServerLine::Event(Event::E2e {
                 from,

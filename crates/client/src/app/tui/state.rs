@@ -14,6 +14,7 @@ use tlschat_proto::{Event, Reply, Request, Target, Trust};
 use super::editor::Editor;
 use crate::app::chat::input::{self, Input};
 use crate::e2e::Received;
+use crate::resync::Resync;
 use crate::text::sanitize;
 
 /// Lines kept per buffer; older ones scroll away for good.
@@ -180,6 +181,8 @@ pub(crate) struct TuiState {
     pending: VecDeque<Pending>,
     /// Completion in progress: where the word starts, the candidates, which one is shown.
     completion: Option<(usize, Vec<String>, usize)>,
+    /// Messages shown, per conversation: repeats after a reconnect are dropped.
+    pub(crate) resync: Resync,
 }
 
 impl TuiState {
@@ -198,6 +201,7 @@ impl TuiState {
             warning: None,
             help: false,
             pending: VecDeque::new(),
+            resync: Resync::default(),
             completion: None,
         }
     }
@@ -305,6 +309,20 @@ impl TuiState {
             }
             action @ (Input::Send(_) | Input::Fingerprint(_) | Input::Trust(_) | Input::Quit) => {
                 Some(action)
+            }
+            Input::History { target, count } => {
+                let target = target.or_else(|| match &self.current().id {
+                    BufferId::Room(room) => Some(room.clone()),
+                    BufferId::Direct(nick) => Some(nick.clone()),
+                    _ => None,
+                });
+                match target.and_then(|t| self.resync.older(&t, count)) {
+                    Some(request) => Some(Input::Send(request)),
+                    None => {
+                        self.notice(Kind::Error, "/history needs a room or a conversation");
+                        None
+                    }
+                }
             }
             Input::Switch(room) => {
                 match self.find(&BufferId::Room(name_key(&room))) {
@@ -489,9 +507,10 @@ impl TuiState {
         self.completion = None;
     }
 
-    /// A reply from the server, matched with what was sent.
-    pub(crate) fn on_reply(&mut self, reply: &Reply) -> Option<Request> {
-        let mut follow_up = None;
+    /// A reply from the server, matched with what was sent; the requests it leads to (after a
+    /// `JOIN`: the members, then the room's last messages).
+    pub(crate) fn on_reply(&mut self, reply: &Reply) -> Vec<Request> {
+        let mut follow_up = Vec::new();
         let pending = self.pending.pop_front();
         match (pending, reply) {
             (Some(Pending::Sealed { to, text }), Reply::Ok(_)) => {
@@ -524,7 +543,8 @@ impl TuiState {
                 let index = self.open(BufferId::Room(room.clone()));
                 self.show(index);
                 self.notice(Kind::Notice, format!("joined {}", sanitize(room)));
-                follow_up = Some(Request::Who(room.clone()));
+                follow_up.push(Request::Who(room.clone()));
+                follow_up.extend(self.resync.older(room, input::HISTORY_PAGE));
             }
             (Some(Pending::Request(Request::Part(_))), Reply::Ok(room)) => {
                 if let Some(index) = self.find(&BufferId::Room(room.clone())) {
@@ -558,6 +578,27 @@ impl TuiState {
                 );
             }
             (Some(Pending::Request(Request::Quit)), _) => {}
+            // The messages came just before, as events.
+            (Some(Pending::Request(Request::History { .. })), Reply::Ok(payload))
+                if payload.starts_with("0 ") => {}
+            (Some(Pending::Request(Request::History { target, .. })), Reply::Ok(payload)) => {
+                let (count, more) = payload.split_once(' ').unwrap_or((payload, "end"));
+                let more = if more == "more" {
+                    "; /history for more"
+                } else {
+                    ""
+                };
+                self.notice(
+                    Kind::Notice,
+                    format!(
+                        "{} stored message(s) of {target} shown{more}",
+                        sanitize(count)
+                    ),
+                );
+            }
+            // A server without history: nothing wrong.
+            (Some(Pending::Request(Request::History { .. })), Reply::Err(err))
+                if err.code == tlschat_proto::ErrorCode::NoHistory => {}
             (_, Reply::Ok(payload)) if payload.is_empty() => {}
             (_, Reply::Ok(payload)) => self.notice(Kind::Reply, sanitize(payload)),
             (_, Reply::Err(err)) => {

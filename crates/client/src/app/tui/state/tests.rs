@@ -30,11 +30,19 @@ pub(crate) fn joined(state: &mut TuiState, room: &str, members: &str) {
         panic!("join");
     };
     state.sent(&request);
-    let who = state
-        .on_reply(&Reply::ok(room))
-        .expect("a WHO follows a JOIN");
-    state.sent(&who);
-    assert_eq!(state.on_reply(&Reply::ok(members)), None);
+    let follow_up = state.on_reply(&Reply::ok(room));
+    assert!(
+        matches!(
+            &follow_up[..],
+            [Request::Who(_), Request::History { anchor: None, .. }]
+        ),
+        "the members, then the last messages: {follow_up:?}"
+    );
+    for request in &follow_up {
+        state.sent(request);
+    }
+    assert!(state.on_reply(&Reply::ok(members)).is_empty());
+    assert!(state.on_reply(&Reply::ok("0 end")).is_empty());
 }
 
 pub(crate) fn message(room: &str, from: &str, trust: Trust, text: &str) -> Event {
