@@ -254,8 +254,15 @@ fn replayed_reordered_and_tampered_messages_are_flagged_by_the_recipient() {
             return vec![line.to_owned()];
         }
         match seen.fetch_add(1, Ordering::SeqCst) {
-            // "one": delivered twice.
-            0 => vec![line.to_owned(), line.to_owned()],
+            // "one": delivered again as it was (a repeat, as after a reconnect: dropped
+            // silently), then again under a new id (a replay meant to pass as a new message:
+            // caught by its counter).
+            0 => {
+                let rest = line.strip_prefix("EVENT E2E ").unwrap();
+                let (_, rest) = rest.split_once(' ').unwrap();
+                let replay = format!("EVENT E2E 999 {rest}");
+                vec![line.to_owned(), line.to_owned(), replay]
+            }
             // "two": held back until "three" has passed.
             1 => {
                 *held.lock().unwrap() = Some(line.to_owned());

@@ -136,27 +136,36 @@ impl Hub {
     }
 
     /// Puts a verified peer under its certificate name. Whoever held that name is
-    /// disconnected: an older connection of the same user (`REPLACED`), or an unverified
-    /// client that had claimed it with `NICK` (`NICK_RECLAIMED`).
-    pub fn register_verified(&self, peer: &Arc<Peer>) {
-        let Some(nick) = peer.nick() else { return };
+    /// disconnected: an older connection of the same user (`REPLACED`, returned: it should be
+    /// let go before the new one resumes), or an unverified client that had claimed it with
+    /// `NICK` (`NICK_RECLAIMED`).
+    pub fn register_verified(&self, peer: &Arc<Peer>) -> Option<Arc<Peer>> {
+        let Some(nick) = peer.nick() else {
+            return None;
+        };
         if lock(&self.reserved).insert(name_key(&nick)) {
             let name = nick.to_string();
             self.in_store("reserve a verified name", move |store| store.reserve(&name));
         }
         let previous = lock(&self.users).insert(name_key(&nick), peer.clone());
         match previous {
-            Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => old.disconnect(
-                DisconnectCode::Replaced,
-                "another connection with your certificate replaced this one (another window, or a \
-                 tlschat send or listen with your certificate)"
-                    .into(),
-            ),
-            Some(old) if old.id() != peer.id() => old.disconnect(
-                DisconnectCode::NickReclaimed,
-                format!("the nickname {nick} belongs to a verified user who just connected"),
-            ),
-            _ => {}
+            Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => {
+                old.disconnect(
+                    DisconnectCode::Replaced,
+                    "another connection with your certificate replaced this one (another \
+                     window, or a tlschat send or listen with your certificate)"
+                        .into(),
+                );
+                Some(old)
+            }
+            Some(old) if old.id() != peer.id() => {
+                old.disconnect(
+                    DisconnectCode::NickReclaimed,
+                    format!("the nickname {nick} belongs to a verified user who just connected"),
+                );
+                None
+            }
+            _ => None,
         }
     }
 
@@ -699,6 +708,7 @@ impl Hub {
         if users.get(&key).is_some_and(|p| p.id() == peer.id()) {
             users.remove(&key);
         }
+        peer.mark_left();
     }
 
     /// A verified peer connected: on the store's commit thread (so nothing committed meanwhile

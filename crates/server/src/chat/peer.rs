@@ -251,6 +251,8 @@ pub struct Peer {
     outbox: Outbox,
     closing: CancellationToken,
     disconnect: OnceLock<Disconnect>,
+    /// Cancelled once the peer has left everything (after its connection ended).
+    left: CancellationToken,
 }
 
 impl Peer {
@@ -271,6 +273,7 @@ impl Peer {
             outbox: Outbox::new(limit_bytes),
             closing: CancellationToken::new(),
             disconnect: OnceLock::new(),
+            left: CancellationToken::new(),
         })
     }
 
@@ -382,6 +385,16 @@ impl Peer {
     /// Why the peer is being disconnected, once [`disconnect`](Self::disconnect) was called.
     pub fn disconnect_reason(&self) -> Option<&Disconnect> {
         self.disconnect.get()
+    }
+
+    /// The peer has left its rooms and the store knows where it resumes.
+    pub(crate) fn mark_left(&self) {
+        self.left.cancel();
+    }
+
+    /// Completes once [`mark_left`](Self::mark_left) was called.
+    pub async fn left(&self) {
+        self.left.cancelled().await;
     }
 
     /// Completes when the server asks this peer's connection to close.

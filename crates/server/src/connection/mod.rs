@@ -36,6 +36,10 @@ use crate::limits::AddressSlot;
 use crate::shared::Shared;
 use crate::store::commit::Answer;
 
+/// Longest wait for a replaced connection to leave before its successor catches up (it is
+/// cut off at once; this bounds a write to it that is blocked).
+const REPLACED_LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How much to read at a time, in bytes.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -107,9 +111,13 @@ pub(crate) async fn serve(
         identity.admin,
         shared.config.max_pending_bytes,
     );
-    shared.hub.register_verified(&peer);
+    let replaced = shared.hub.register_verified(&peer);
     shared.connections.fetch_add(1, Ordering::Relaxed);
-    // A verified user rejoins their rooms and gets what they missed (with a store).
+    // A verified user rejoins their rooms and gets what they missed (with a store): after the
+    // connection it replaces has recorded how far it got, so nothing is sent twice.
+    if let Some(old) = replaced {
+        let _ = tokio::time::timeout(REPLACED_LEAVE_TIMEOUT, old.left()).await;
+    }
     shared.hub.resume(&peer).await;
     let mut connection = Connection::new(shared.clone(), stream, peer.clone(), &identity);
     let reason = connection.run().await;
