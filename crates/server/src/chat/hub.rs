@@ -140,9 +140,7 @@ impl Hub {
     /// let go before the new one resumes), or an unverified client that had claimed it with
     /// `NICK` (`NICK_RECLAIMED`).
     pub fn register_verified(&self, peer: &Arc<Peer>) -> Option<Arc<Peer>> {
-        let Some(nick) = peer.nick() else {
-            return None;
-        };
+        let nick = peer.nick()?;
         if lock(&self.reserved).insert(name_key(&nick)) {
             let name = nick.to_string();
             self.in_store("reserve a verified name", move |store| store.reserve(&name));
