@@ -622,3 +622,116 @@ async fn listen_that_falls_behind_fills_the_gap_and_prints_every_message_once() 
         "each exactly once"
     );
 }
+
+/// A small tmpfs of our own, unmounted on drop (needs root; `None` otherwise).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_messages_keeps_history_and_recovers_without_a_restart() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        tlschat_tests::skip(
+            "a_full_disk_refuses_messages_keeps_history_and_recovers_without_a_restart",
+            "cannot mount a tmpfs here (needs root)",
+        );
+        return;
+    };
+    // Room for the store to start, and a filler to free later.
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 300_000]).unwrap();
+    let pki = Pki::standard();
+    let store = disk.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("starts");
+    let mut alice = connect(&pki, server.addr(), Some("alice")).await;
+    ok(&mut alice, Request::Join("#full".into())).await;
+    let text = "z".repeat(1000);
+    let mut acknowledged = Vec::new();
+    let refusal = loop {
+        assert!(acknowledged.len() < 2_000, "1 MiB cannot hold 2,000 KiB");
+        match call(&mut alice, &msg("#full", &text)).await {
+            Reply::Ok(id) => acknowledged.push(id.parse::<u64>().unwrap()),
+            Reply::Err(err) => break err,
+        }
+    };
+    assert_eq!(refusal.code, ErrorCode::StoreFailed, "{refusal}");
+    assert!(refusal.message.contains("disk is full"), "{refusal}");
+    // Still full: still refused, never acknowledged. Everything else works.
+    assert_eq!(
+        refused(&mut alice, msg("#full", "again")).await,
+        ErrorCode::StoreFailed
+    );
+    assert_eq!(ok(&mut alice, Request::Ping).await, "PONG");
+    let stored = everything(&mut alice, "#full").await;
+    let ids: Vec<u64> = stored.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids, acknowledged,
+        "every acknowledged message, and only those"
+    );
+
+    // Room again: it recovers by itself, and ids continue.
+    std::fs::remove_file(&filler).unwrap();
+    let next = ok(&mut alice, msg("#full", "room again")).await;
+    assert_eq!(next, (acknowledged.len() + 1).to_string());
+    drop(server);
+}
+
+#[test]
+fn a_damaged_store_stops_startup_with_one_sentence_naming_it() {
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    std::fs::write(&store, "not a store at all\n".repeat(500)).unwrap();
+    let failure = match ServerProcess::start_with(&store_args(&pki, &store, &[])) {
+        Ok(_) => panic!("started on a damaged store"),
+        Err(failure) => failure,
+    };
+    assert_eq!(
+        failure.status.and_then(|s| s.code()),
+        Some(1),
+        "{failure:?}"
+    );
+    let last = failure.stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&store.display().to_string()) && last.contains("damaged"),
+        "{}",
+        failure.stderr
+    );
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        "not a store at all\n".repeat(500).into_bytes(),
+        "the file is left as it was"
+    );
+}

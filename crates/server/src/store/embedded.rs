@@ -25,7 +25,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use redb::backends::FileBackend;
 use redb::{
@@ -81,8 +82,12 @@ impl std::str::FromStr for Fsync {
 
 /// The message store in one redb file.
 pub struct EmbeddedStore {
-    db: Database,
+    /// The open database; `None` for a moment while it is reopened after a failed write.
+    db: Mutex<Option<Arc<Database>>>,
+    /// A write failed: redb wants the database reopened before the next one.
+    broken: AtomicBool,
     path: PathBuf,
+    fsync: Fsync,
     /// Last id per conversation, as committed: read from `last_ids` on first use.
     last_ids: Mutex<HashMap<String, u64>>,
 }
@@ -114,21 +119,41 @@ impl EmbeddedStore {
                 e.to_string(),
             ))
         })?;
-        let file = private_file(path).map_err(open_err)?;
-        let backend = SyncPolicy {
-            inner: FileBackend::new(file).map_err(|e| database_error(path, e))?,
-            fsync,
-        };
-        let db = redb::Builder::new()
-            .create_with_backend(backend)
-            .map_err(|e| database_error(path, e))?;
         let store = Self {
-            db,
+            db: Mutex::new(Some(Arc::new(open_database(path, fsync)?))),
+            broken: AtomicBool::new(false),
             path: path.to_owned(),
+            fsync,
             last_ids: Mutex::default(),
         };
         store.prepare()?;
         Ok(store)
+    }
+
+    /// The open database. After a failed write (a full disk, an I/O error) redb refuses every
+    /// write until it is reopened: the first use after one reopens it, so the store recovers
+    /// by itself once the disk has room again. Reads keep working meanwhile.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let mut slot = lock(&self.db);
+        if self.broken.load(Ordering::SeqCst) {
+            // Drop ours first: the file is locked while any handle lives (a read in flight
+            // keeps it a moment longer; then this fails now and works next time).
+            drop(slot.take());
+            let db = open_database(&self.path, self.fsync)?;
+            *slot = Some(Arc::new(db));
+            self.broken.store(false, Ordering::SeqCst);
+            tracing::info!(store = %self.path.display(), "message store reopened after a failed write");
+        }
+        slot.clone()
+            .ok_or_else(|| StoreError::Failed("the store is being reopened".into()))
+    }
+
+    /// Notes a failed write, so the next use reopens the database.
+    fn write_failed(&self, err: StoreError) -> StoreError {
+        if matches!(err, StoreError::Full | StoreError::Failed(_)) {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        err
     }
 
     /// Makes the tables and checks the format.
@@ -137,7 +162,7 @@ impl EmbeddedStore {
             path: self.path.clone(),
             detail: e.to_string(),
         };
-        let txn = self.db.begin_write().map_err(|e| damaged(e.into()))?;
+        let txn = self.db()?.begin_write().map_err(|e| damaged(e.into()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| damaged(e.into()))?;
             let found = meta
@@ -175,53 +200,7 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     fn append(&self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
-        let mut ids = Vec::with_capacity(records.len());
-        let mut known = lock(&self.last_ids);
-        let mut updated: HashMap<String, u64> = HashMap::new();
-        let txn = self.db.begin_write().map_err(failed)?;
-        {
-            let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
-            let mut last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
-            let mut resume = txn.open_table(RESUME).map_err(failed)?;
-            for record in records {
-                let conversation = record.conversation();
-                let last = match updated.get(&conversation).or(known.get(&conversation)) {
-                    Some(&last) => last,
-                    None => last_ids
-                        .get(conversation.as_str())
-                        .map_err(failed)?
-                        .map_or(0, |v| v.value()),
-                };
-                let id = last + 1;
-                messages
-                    .insert((conversation.as_str(), id), record.encode().as_slice())
-                    .map_err(failed)?;
-                if record.keep_for_recipient {
-                    // The recipient catches up from here; a verified sender has seen it.
-                    let mut keep = |user: &str, seen: u64| -> Result<(), StoreError> {
-                        let key = (user, conversation.as_str());
-                        if resume.get(key).map_err(failed)?.is_none() {
-                            resume.insert(key, seen).map_err(failed)?;
-                        }
-                        Ok(())
-                    };
-                    keep(&name_key(&record.to), id - 1)?;
-                    if record.trust == Trust::Verified {
-                        keep(&name_key(&record.from), id)?;
-                    }
-                }
-                updated.insert(conversation, id);
-                ids.push(id);
-            }
-            for (conversation, last) in &updated {
-                last_ids
-                    .insert(conversation.as_str(), *last)
-                    .map_err(failed)?;
-            }
-        }
-        txn.commit().map_err(failed)?;
-        known.extend(updated);
-        Ok(ids)
+        self.append_group(records).map_err(|e| self.write_failed(e))
     }
 
     fn read(
@@ -230,7 +209,7 @@ impl Store for EmbeddedStore {
         anchor: Option<Anchor>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let txn = self.db.begin_read().map_err(failed)?;
+        let txn = self.db()?.begin_read().map_err(failed)?;
         let messages = txn.open_table(MESSAGES).map_err(failed)?;
         let (low, high, newest_first) = match anchor {
             None => (Bound::Included(0), Bound::Included(u64::MAX), true),
@@ -281,7 +260,7 @@ impl Store for EmbeddedStore {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
-        let txn = self.db.begin_read().map_err(failed)?;
+        let txn = self.db()?.begin_read().map_err(failed)?;
         let messages = txn
             .open_table(MESSAGES)
             .map_err(failed)?
@@ -330,7 +309,7 @@ impl Store for EmbeddedStore {
 
     fn resume_points(&self, user: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let user = name_key(user);
-        let txn = self.db.begin_read().map_err(failed)?;
+        let txn = self.db()?.begin_read().map_err(failed)?;
         let resume = txn.open_table(RESUME).map_err(failed)?;
         let mut points = Vec::new();
         for entry in resume
@@ -360,7 +339,7 @@ impl Store for EmbeddedStore {
     }
 
     fn reserved(&self) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(failed)?;
+        let txn = self.db()?.begin_read().map_err(failed)?;
         let names = txn.open_table(NAMES).map_err(failed)?;
         let mut out = Vec::new();
         for entry in names.iter().map_err(failed)? {
@@ -381,7 +360,7 @@ impl Store for EmbeddedStore {
     }
 
     fn keys(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let txn = self.db.begin_read().map_err(failed)?;
+        let txn = self.db()?.begin_read().map_err(failed)?;
         let keys = txn.open_table(KEYS).map_err(failed)?;
         let mut out = Vec::new();
         for entry in keys.iter().map_err(failed)? {
@@ -407,16 +386,85 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// [`Store::append`]: one transaction for the whole group.
+    fn append_group(&self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
+        let mut ids = Vec::with_capacity(records.len());
+        let mut known = lock(&self.last_ids);
+        let mut updated: HashMap<String, u64> = HashMap::new();
+        let txn = self.db()?.begin_write().map_err(failed)?;
+        {
+            let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
+            let mut last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+            let mut resume = txn.open_table(RESUME).map_err(failed)?;
+            for record in records {
+                let conversation = record.conversation();
+                let last = match updated.get(&conversation).or(known.get(&conversation)) {
+                    Some(&last) => last,
+                    None => last_ids
+                        .get(conversation.as_str())
+                        .map_err(failed)?
+                        .map_or(0, |v| v.value()),
+                };
+                let id = last + 1;
+                messages
+                    .insert((conversation.as_str(), id), record.encode().as_slice())
+                    .map_err(failed)?;
+                if record.keep_for_recipient {
+                    // The recipient catches up from here; a verified sender has seen it.
+                    let mut keep = |user: &str, seen: u64| -> Result<(), StoreError> {
+                        let key = (user, conversation.as_str());
+                        if resume.get(key).map_err(failed)?.is_none() {
+                            resume.insert(key, seen).map_err(failed)?;
+                        }
+                        Ok(())
+                    };
+                    keep(&name_key(&record.to), id - 1)?;
+                    if record.trust == Trust::Verified {
+                        keep(&name_key(&record.from), id)?;
+                    }
+                }
+                updated.insert(conversation, id);
+                ids.push(id);
+            }
+            for (conversation, last) in &updated {
+                last_ids
+                    .insert(conversation.as_str(), *last)
+                    .map_err(failed)?;
+            }
+        }
+        txn.commit().map_err(failed)?;
+        known.extend(updated);
+        Ok(ids)
+    }
+
     /// Runs `work` in one write transaction and commits it.
     fn write<T>(
         &self,
         work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(failed)?;
-        let value = work(&txn)?;
-        txn.commit().map_err(failed)?;
-        Ok(value)
+        let result = (|| {
+            let txn = self.db()?.begin_write().map_err(failed)?;
+            let value = work(&txn)?;
+            txn.commit().map_err(failed)?;
+            Ok(value)
+        })();
+        result.map_err(|e| self.write_failed(e))
     }
+}
+
+/// Opens (or makes) the redb database in `path`.
+fn open_database(path: &Path, fsync: Fsync) -> Result<Database, StoreError> {
+    let file = private_file(path).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let backend = SyncPolicy {
+        inner: FileBackend::new(file).map_err(|e| database_error(path, e))?,
+        fsync,
+    };
+    redb::Builder::new()
+        .create_with_backend(backend)
+        .map_err(|e| database_error(path, e))
 }
 
 /// A store error from a redb error: a full disk is told apart.
