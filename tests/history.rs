@@ -714,9 +714,8 @@ fn a_damaged_store_stops_startup_with_one_sentence_naming_it() {
     let data = tempfile::tempdir().unwrap();
     let store = data.path().join("store.redb");
     std::fs::write(&store, "not a store at all\n".repeat(500)).unwrap();
-    let failure = match ServerProcess::start_with(&store_args(&pki, &store, &[])) {
-        Ok(_) => panic!("started on a damaged store"),
-        Err(failure) => failure,
+    let Err(failure) = ServerProcess::start_with(&store_args(&pki, &store, &[])) else {
+        panic!("started on a damaged store");
     };
     assert_eq!(
         failure.status.and_then(|s| s.code()),
