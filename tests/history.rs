@@ -734,3 +734,83 @@ fn a_damaged_store_stops_startup_with_one_sentence_naming_it() {
         "the file is left as it was"
     );
 }
+
+#[tokio::test]
+async fn the_store_keeps_at_most_max_history_per_room_and_ids_go_on() {
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(
+        &pki,
+        &store,
+        &["--max-history-per-room", "3", "--prune-interval", "50ms"],
+    ))
+    .expect("starts");
+    let mut alice = connect(&pki, server.addr(), Some("alice")).await;
+    ok(&mut alice, Request::Join("#short".into())).await;
+    for n in 1..=10 {
+        ok(&mut alice, msg("#short", &format!("m{n}"))).await;
+    }
+    // The next pruning round (every 50 ms here) leaves the newest three.
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    let kept = loop {
+        let (kept, _) = page(&mut alice, "#short", None, None).await;
+        if kept.len() == 3 || tokio::time::Instant::now() > deadline {
+            break kept;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let ids: Vec<u64> = kept.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [8, 9, 10]);
+    assert_eq!(
+        ok(&mut alice, msg("#short", "m11")).await,
+        "11",
+        "ids go on"
+    );
+    server.wait_for_log("old messages deleted");
+}
+
+#[tokio::test]
+async fn a_user_who_is_away_is_kept_a_bounded_number_of_direct_messages() {
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server =
+        ServerProcess::start_with(&store_args(&pki, &store, &["--max-offline-per-user", "2"]))
+            .expect("starts");
+    let addr = server.addr();
+    // Bob is known (he connected once with his certificate), then away.
+    let mut admin = connect(&pki, addr, Some("root")).await;
+    let mut alice = connect(&pki, addr, Some("alice")).await;
+    let mut carol = connect(&pki, addr, Some("carol")).await;
+    let mut bob = connect(&pki, addr, Some("bob")).await;
+    bob.quit().await.unwrap();
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    while !ok(&mut admin, Request::Stats).await.contains("users=3 ") {
+        assert!(tokio::time::Instant::now() < deadline, "bob never left");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(ok(&mut alice, msg("bob", "one")).await, "1 verified");
+    assert_eq!(ok(&mut carol, msg("bob", "two")).await, "1 verified");
+    let refused = call(&mut alice, &msg("bob", "three")).await;
+    let Reply::Err(err) = refused else {
+        panic!("a third message for an away user was kept: {refused:?}");
+    };
+    assert_eq!(err.code, ErrorCode::InboxFull);
+    assert!(err.message.contains("bob is away"), "{err}");
+    // Once bob has read them, there is room again.
+    let bob = listen(&pki, addr, "bob", &[], 2);
+    assert_eq!(lines(bob).len(), 2);
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        match call(&mut alice, &msg("bob", "three")).await {
+            Reply::Ok(_) => break,
+            // Bob's listener may not have recorded its resume point yet.
+            Reply::Err(err) if err.code == ErrorCode::InboxFull => {
+                assert!(tokio::time::Instant::now() < deadline, "still full");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Durations as people write them in flags and configuration: `250ms`, `10s`, `5m`, `1h`.
+//! Durations as people write them in flags and configuration: `250ms`, `10s`, `5m`, `1h`, `90d`.
 //!
 //! A number without a unit is refused, so `--write-timeout 10` cannot silently mean
 //! milliseconds to one reader and seconds to another.
@@ -34,14 +34,14 @@ impl From<HumanDuration> for Duration {
 /// Why a duration could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid duration {text:?}: write a whole number with a unit, such as 250ms, 10s, 5m or 1h"
+    "invalid duration {text:?}: write a whole number with a unit, such as 250ms, 10s, 5m, 1h or 90d"
 )]
 pub struct DurationError {
     /// The text given.
     pub text: String,
 }
 
-/// Parses `<whole number><unit>`, the unit one of `ms`, `s`, `m`, `h`.
+/// Parses `<whole number><unit>`, the unit one of `ms`, `s`, `m`, `h`, `d` (days of 24 h).
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let err = || DurationError {
         text: text.to_owned(),
@@ -54,6 +54,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return Err(err()),
     };
     value
@@ -67,6 +68,7 @@ pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
     match ms {
         0 => "0s".to_owned(),
+        _ if ms.is_multiple_of(86_400_000) => format!("{}d", ms / 86_400_000),
         _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
         _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
         _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
@@ -92,6 +94,7 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
     }
 
@@ -113,7 +116,7 @@ mod tests {
 
     #[test]
     fn formatting_round_trips() {
-        for text in ["250ms", "10s", "5m", "1h", "90s", "0s"] {
+        for text in ["250ms", "10s", "5m", "1h", "90s", "0s", "90d", "36h"] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
     }

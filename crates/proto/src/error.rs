@@ -103,6 +103,9 @@ error_codes! {
     NoHistory => "NO_HISTORY",
     /// The server has more work queued than it takes; try again shortly.
     Busy => "BUSY",
+    /// The recipient is away and has as many direct messages waiting as the server keeps for
+    /// them; not sent.
+    InboxFull => "INBOX_FULL",
     /// A code this version does not know (only produced when parsing a newer server's reply;
     /// the original code is kept at the start of the message).
     Unknown => "UNKNOWN",

@@ -177,6 +177,29 @@ impl StoreSetting {
 /// through with `HISTORY`.
 pub const DEFAULT_MAX_CATCH_UP: usize = 1000;
 
+/// Default retention: stored messages older than 90 days are deleted.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+/// Shortest retention: a minute.
+pub const MIN_RETENTION: Duration = Duration::from_secs(60);
+
+/// Longest retention: 100 years (in effect, forever).
+pub const MAX_RETENTION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Default number of messages kept per room (or direct conversation): 100,000.
+pub const DEFAULT_MAX_HISTORY_PER_ROOM: usize = 100_000;
+
+/// Default pause between two rounds of deleting old messages: a minute.
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Most messages one round of pruning deletes (one commit); more wait for the next round, so
+/// a round never holds the commit thread for long.
+pub const PRUNE_BUDGET: usize = 10_000;
+
+/// Default number of direct messages kept for a user who is away: 10,000. Past it the sender
+/// gets `ERR INBOX_FULL`, so nobody can fill the disk through one absent user.
+pub const DEFAULT_MAX_OFFLINE_PER_USER: usize = 10_000;
+
 /// Largest history page any setting allows.
 pub const MAX_HISTORY_PAGE: usize = 10_000;
 

@@ -26,6 +26,21 @@ use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsSetupError};
 use crate::udp::{self, UdpConfig, UdpKeys, UdpService};
 
+/// Deletes what the store no longer keeps, every `--prune-interval` (first at startup), until
+/// the server stops.
+async fn prune_until_stopped(shared: Arc<Shared>) {
+    let mut rounds = tokio::time::interval(shared.config.prune_interval);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shared.stop.cancelled() => return,
+            _ = rounds.tick() => shared
+                .hub
+                .prune(shared.config.retention, shared.config.max_history_per_room),
+        }
+    }
+}
+
 /// Longest pause after a failed `accept` (for example when out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -190,6 +205,9 @@ impl Server {
                 () = shared.stop.cancelled() => {}
             }
         };
+        if shared.hub.has_store() {
+            tracker.spawn(prune_until_stopped(shared.clone()));
+        }
         accept_until(&shared, &listener, &tracker, stop).await;
         drop(listener);
         shared.quiesce().await;

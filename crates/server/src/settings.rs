@@ -109,7 +109,7 @@ impl SettingValue for Duration {
     }
     fn from_int(n: u64) -> Result<Self, String> {
         Err(format!(
-            "invalid duration {n}: write a whole number with a unit, such as 250ms, 10s, 5m or 1h"
+            "invalid duration {n}: write a whole number with a unit, such as 250ms, 10s, 5m, 1h or 90d"
         ))
     }
     fn show(&self) -> String {
@@ -437,6 +437,19 @@ settings! {
     /// Largest HISTORY page.
     max_history_page: usize = DEFAULT_MAX_HISTORY_PAGE, "N", Bounds::Between(1, MAX_HISTORY_PAGE),
         "Most messages one HISTORY returns (its LIMIT is capped to this; 50 when not given)";
+    /// Messages older than this are deleted.
+    retention: Duration = DEFAULT_RETENTION, "DURATION",
+        Bounds::Between(MIN_RETENTION, MAX_RETENTION),
+        "Stored messages older than this are deleted (in the background)";
+    /// Messages kept per room or conversation.
+    max_history_per_room: usize = DEFAULT_MAX_HISTORY_PER_ROOM, "N", COUNTS,
+        "Stored messages kept per room or conversation; older ones are deleted (in the background)";
+    /// How often old messages are deleted.
+    prune_interval: Duration = DEFAULT_PRUNE_INTERVAL, "DURATION", TIMEOUTS,
+        "How often the store deletes what retention and max-history-per-room no longer keep";
+    /// Direct messages waiting at most for a user who is away.
+    max_offline_per_user: usize = DEFAULT_MAX_OFFLINE_PER_USER, "N", COUNTS,
+        "Direct messages kept for a user who is away; more get ERR INBOX_FULL";
     /// Missed messages sent per conversation to a returning user.
     max_catch_up: usize = DEFAULT_MAX_CATCH_UP, "N", COUNTS,
         "Missed messages sent per room or conversation when a verified user connects; older ones come as EVENT GAP";

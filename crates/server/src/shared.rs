@@ -103,6 +103,7 @@ impl Shared {
                     queue: config.max_connections,
                     page_cap: config.max_history_page,
                     catch_up: config.max_catch_up,
+                    offline: config.max_offline_per_user,
                 },
             )?;
         }

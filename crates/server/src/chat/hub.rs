@@ -29,6 +29,7 @@ use super::journal::{Delivery, Journal, JournalLimits, Sent};
 use super::keys::KeyDirectory;
 use super::peer::Peer;
 use super::room::Room;
+use crate::config::PRUNE_BUDGET;
 use crate::store::commit::Answer;
 use crate::store::record::direct_key;
 use crate::store::{Kind, Record, Store, StoreError, StoreStats, Stored};
@@ -522,6 +523,11 @@ impl Hub {
             };
             return refuse(Reply::err(ErrorCode::NoSuchUser, format!("{to} {why}")));
         }
+        if away {
+            if let Some(Err(reply)) = self.journal.as_ref().map(|j| j.check_offline_quota(to)) {
+                return refuse(reply);
+            }
+        }
         let to_trust = target.as_ref().map_or(Trust::Verified, |t| t.trust());
         let record = Record {
             kind,
@@ -600,6 +606,28 @@ impl Hub {
     /// The store's counts, when there is a store.
     pub fn store_stats(&self) -> Option<Result<StoreStats, StoreError>> {
         self.journal.as_ref().map(|j| j.store().stats())
+    }
+
+    /// One round of deleting what the store no longer keeps: messages older than `retention`,
+    /// and all but the newest `keep` of every conversation (at most [`PRUNE_BUDGET`] a round).
+    pub fn prune(&self, retention: std::time::Duration, keep: usize) {
+        let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Utc::now().timestamp_millis().saturating_sub(retention);
+        self.in_store("delete old messages", move |store| {
+            let deleted = store.prune(before, keep as u64, PRUNE_BUDGET)?;
+            if deleted > 0 {
+                tracing::info!(
+                    deleted,
+                    "old messages deleted (retention, max-history-per-room)"
+                );
+            }
+            Ok(())
+        });
+    }
+
+    /// Whether messages are stored.
+    pub fn has_store(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// Returns once every message submitted so far is committed and delivered.

@@ -51,6 +51,8 @@ pub struct JournalLimits {
     pub page_cap: usize,
     /// Most missed messages sent per conversation when a user comes back.
     pub catch_up: usize,
+    /// Most direct messages kept for a user who is away.
+    pub offline: usize,
 }
 
 /// The store, its commit thread, and the caps on what is read.
@@ -73,6 +75,25 @@ impl Journal {
     /// Most missed messages sent per conversation when a user comes back.
     pub(crate) fn catch_up(&self) -> usize {
         self.limits.catch_up
+    }
+
+    /// Refuses one more direct message for `user`, who is away, when as many wait as are
+    /// kept for them.
+    pub(crate) fn check_offline_quota(&self, user: &str) -> Result<(), Reply> {
+        match self.store.unread_direct(user) {
+            Ok(waiting) if waiting >= self.limits.offline as u64 => Err(Reply::err(
+                ErrorCode::InboxFull,
+                format!(
+                    "{user} is away and has {waiting} direct messages waiting, the most kept; \
+                     not sent, try when they are back"
+                ),
+            )),
+            Ok(_) => Ok(()),
+            Err(err) => Err(Reply::err(
+                ErrorCode::StoreFailed,
+                format!("cannot count what waits for {user}: {err}; not sent"),
+            )),
+        }
     }
 
     /// Runs `work` on the commit thread after everything queued before it.

@@ -262,6 +262,12 @@ mod tests {
         fn keys(&self) -> Result<Vec<(String, String)>, StoreError> {
             Ok(Vec::new())
         }
+        fn prune(&self, _: i64, _: u64, _: usize) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn unread_direct(&self, _: &str) -> Result<u64, StoreError> {
+            Ok(0)
+        }
     }
 
     struct Replies;

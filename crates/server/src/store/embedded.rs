@@ -370,6 +370,64 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    fn prune(&self, before_ms: i64, keep: u64, budget: usize) -> Result<u64, StoreError> {
+        self.write(|txn| {
+            let conversations: Vec<(String, u64)> = {
+                let last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+                let mut all = Vec::new();
+                for entry in last_ids.iter().map_err(failed)? {
+                    let (conversation, last) = entry.map_err(failed)?;
+                    all.push((conversation.value().to_owned(), last.value()));
+                }
+                all
+            };
+            let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
+            let mut deleted = 0u64;
+            for (conversation, last) in conversations {
+                let room = budget.saturating_sub(deleted as usize);
+                if room == 0 {
+                    break;
+                }
+                // Over the count, or too old: oldest first, so stop at the first one kept.
+                let over = last.saturating_sub(keep);
+                let mut doomed = Vec::new();
+                let key = conversation.as_str();
+                for entry in messages
+                    .range::<(&str, u64)>((key, 0)..=(key, u64::MAX))
+                    .map_err(failed)?
+                {
+                    let (k, v) = entry.map_err(failed)?;
+                    let id = k.value().1;
+                    let old = Record::time_of(v.value()).is_some_and(|t| t < before_ms);
+                    if !(id <= over || old) || doomed.len() == room {
+                        break;
+                    }
+                    doomed.push(id);
+                }
+                for id in doomed {
+                    messages.remove((key, id)).map_err(failed)?;
+                    deleted += 1;
+                }
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn unread_direct(&self, user: &str) -> Result<u64, StoreError> {
+        let points = self.resume_points(user)?;
+        let txn = self.db()?.begin_read().map_err(failed)?;
+        let last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+        let mut waiting = 0;
+        for (conversation, seen) in points.iter().filter(|(c, _)| !c.starts_with('#')) {
+            let last = last_ids
+                .get(conversation.as_str())
+                .map_err(failed)?
+                .map_or(0, |v| v.value());
+            waiting += last.saturating_sub(*seen);
+        }
+        Ok(waiting)
+    }
+
     fn set_resume_points(&self, user: &str, points: &[(String, u64)]) -> Result<(), StoreError> {
         let user = name_key(user);
         self.write(|txn| {
@@ -410,17 +468,18 @@ impl EmbeddedStore {
                     .insert((conversation.as_str(), id), record.encode().as_slice())
                     .map_err(failed)?;
                 if record.keep_for_recipient {
-                    // The recipient catches up from here; a verified sender has seen it.
-                    let mut keep = |user: &str, seen: u64| -> Result<(), StoreError> {
-                        let key = (user, conversation.as_str());
-                        if resume.get(key).map_err(failed)?.is_none() {
-                            resume.insert(key, seen).map_err(failed)?;
-                        }
-                        Ok(())
-                    };
-                    keep(&name_key(&record.to), id - 1)?;
+                    // The recipient catches up from here (a new conversation for them starts
+                    // with this message); a verified sender has seen everything up to it.
+                    let recipient = name_key(&record.to);
+                    let key = (recipient.as_str(), conversation.as_str());
+                    if resume.get(key).map_err(failed)?.is_none() {
+                        resume.insert(key, id - 1).map_err(failed)?;
+                    }
                     if record.trust == Trust::Verified {
-                        keep(&name_key(&record.from), id)?;
+                        let sender = name_key(&record.from);
+                        let key = (sender.as_str(), conversation.as_str());
+                        let seen = resume.get(key).map_err(failed)?.map_or(0, |v| v.value());
+                        resume.insert(key, seen.max(id)).map_err(failed)?;
                     }
                 }
                 updated.insert(conversation, id);

@@ -144,6 +144,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every kept E2E key bundle, by name key.
     fn keys(&self) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// Deletes, oldest first, messages sent before `before_ms` and, in every conversation, all
+    /// but the newest `keep`; at most `budget` in one call. Returns how many it deleted. Ids
+    /// are never reused after it.
+    fn prune(&self, before_ms: i64, keep: u64, budget: usize) -> Result<u64, StoreError>;
+
+    /// Direct messages waiting for `user`: what lies after their resume point in each of
+    /// their direct conversations.
+    fn unread_direct(&self, user: &str) -> Result<u64, StoreError>;
+
     /// Records how far `user` has received in each conversation (rooms they are a member of
     /// and their direct conversations; others are ignored).
     fn set_resume_points(&self, user: &str, points: &[(String, u64)]) -> Result<(), StoreError>;

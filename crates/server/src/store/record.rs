@@ -126,6 +126,11 @@ impl Record {
         out
     }
 
+    /// The time (ms since 1970) of stored bytes, without decoding the rest.
+    pub fn time_of(bytes: &[u8]) -> Option<i64> {
+        Some(i64::from_le_bytes(bytes.get(2..10)?.try_into().ok()?))
+    }
+
     /// Reads stored bytes back.
     pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let kind = match bytes.first() {

@@ -201,3 +201,55 @@ fn members_and_direct_conversations_resume_where_they_stopped() {
     points.sort();
     assert_eq!(points, [("#a".to_owned(), 2), ("alice bob".to_owned(), 1)]);
 }
+
+#[test]
+fn pruning_deletes_the_oldest_past_the_count_or_the_age_and_ids_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb"), Fsync::Never).unwrap();
+    let at = |time_ms: i64, text: &str| Record {
+        time_ms,
+        ..room("#a", text)
+    };
+    let batch: Vec<Record> = (1..=10).map(|n| at(n * 1000, &n.to_string())).collect();
+    store.append(&batch).unwrap();
+    store
+        .append(&[at(500, "other")].map(|r| Record {
+            to: "#b".into(),
+            ..r
+        }))
+        .unwrap();
+    // Nothing is old, nothing over the count: nothing goes.
+    assert_eq!(store.prune(0, 100, 1000).unwrap(), 0);
+    // Keep the newest 7 of each: #a loses 1-3, #b keeps its one.
+    assert_eq!(store.prune(0, 7, 1000).unwrap(), 3);
+    // Older than 5.5 s: #a loses 4 and 5, #b loses its one; a budget of 2 stops it early.
+    assert_eq!(store.prune(5_500, 7, 2).unwrap(), 2);
+    assert_eq!(store.prune(5_500, 7, 1000).unwrap(), 1);
+    let left = store.read("#a", None, 100).unwrap();
+    assert_eq!(left.messages.first().map(|m| m.id), Some(6));
+    assert!(store.read("#b", None, 100).unwrap().messages.is_empty());
+    // Ids are never reused, even for an emptied conversation.
+    assert_eq!(store.append(&[room("#b", "again")]).unwrap(), [2]);
+    assert_eq!(store.append(&[room("#a", "11")]).unwrap(), [11]);
+}
+
+#[test]
+fn direct_messages_waiting_are_counted_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb"), Fsync::Never).unwrap();
+    store
+        .append(&[
+            direct("alice", "bob", "1"),
+            direct("carol", "bob", "2"),
+            direct("alice", "bob", "3"),
+        ])
+        .unwrap();
+    store.join("bob", "#a").unwrap();
+    store.append(&[room("#a", "rooms do not count")]).unwrap();
+    assert_eq!(store.unread_direct("bob").unwrap(), 3);
+    assert_eq!(store.unread_direct("alice").unwrap(), 0, "her own");
+    store
+        .set_resume_points("bob", &[("alice bob".into(), 2)])
+        .unwrap();
+    assert_eq!(store.unread_direct("bob").unwrap(), 1);
+}
