@@ -783,7 +783,7 @@ async fn a_user_who_is_away_is_kept_a_bounded_number_of_direct_messages() {
     let mut admin = connect(&pki, addr, Some("root")).await;
     let mut alice = connect(&pki, addr, Some("alice")).await;
     let mut carol = connect(&pki, addr, Some("carol")).await;
-    let mut bob = connect(&pki, addr, Some("bob")).await;
+    let bob = connect(&pki, addr, Some("bob")).await;
     bob.quit().await.unwrap();
     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
     while !ok(&mut admin, Request::Stats).await.contains("users=3 ") {
