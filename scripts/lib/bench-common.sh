@@ -36,6 +36,8 @@ max-handshakes-per-ip = 100000
 max-pending-bytes = 67108864
 max-room-members = 100000
 idle-timeout = "1h"
+store = "$work/store.redb"
+max-history-page = 10000
 TOML
 
 # PIN=1: the server on core 0, the load generator on core 1 (taskset), so neither steals the
@@ -49,9 +51,11 @@ fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_tlschat: sets $server_pid and $server_addr.
+# start_tlschat [FLAGS...]: sets $server_pid and $server_addr. Flags override the file
+# (--store none, --fsync never). Each start gets a fresh store.
 start_tlschat() {
-  "${on_server_core[@]}" "$bin/tlschat-server" --config "$work/tlschat-bench.toml" --udp 127.0.0.1:0 >"$work/tlschat.ready" 2>"$work/tlschat.log" &
+  rm -f "$work/store.redb"
+  "${on_server_core[@]}" "$bin/tlschat-server" --config "$work/tlschat-bench.toml" --udp 127.0.0.1:0 "$@" >"$work/tlschat.ready" 2>"$work/tlschat.log" &
   server_pid=$!
   for _ in $(seq 200); do grep -q '^tlschat-server listening on' "$work/tlschat.ready" && break; sleep 0.05; done
   server_addr="$(sed -n 's/^tlschat-server listening on //p' "$work/tlschat.ready")"
@@ -78,10 +82,16 @@ wait_port() { # port
   return 1
 }
 
-# start_nats VERIFY(true|false)
+# start_nats VERIFY(true|false) [jetstream]: with "jetstream", file storage in a fresh folder.
 start_nats() {
   local port; port="$(free_port)"
+  local js=""
+  if [[ "${2:-}" == jetstream ]]; then
+    rm -rf "$work/js"
+    js="jetstream { store_dir: \"$work/js\" }"
+  fi
   cat >"$work/nats.conf" <<CONF
+$js
 listen: 127.0.0.1:$port
 max_connections: 100000
 max_pending: 67108864

@@ -58,3 +58,10 @@ if "nats" in targets and "tlschat" in targets:
     ratios("tlschat", "nats", "below 1 is better for tlschat")
 if "nats" in targets and "floor" in targets:
     ratios("floor", "nats", "the least this stack can cost: tlschat cannot go below these")
+if "tlschat-no-store" in targets and "tlschat" in targets:
+    ratios("tlschat", "tlschat-no-store", "what the store adds: the store on over off")
+if "nats-jetstream" in targets and "tlschat-fsync-never" in targets:
+    ratios("tlschat-fsync-never", "nats-jetstream", "like with like: both acknowledge before syncing; below 1 is better for tlschat")
+if "nats-jetstream" in targets and "tlschat" in targets:
+    ratios("tlschat", "nats-jetstream", "tlschat syncing every commit to disk, beside JetStream syncing periodically")
+

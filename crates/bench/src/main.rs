@@ -86,6 +86,35 @@ enum Mode {
         #[arg(long, default_value_t = 50_000)]
         requests: u64,
     },
+    /// Acknowledged (stored) messages: N connections, each waiting for the server's
+    /// acknowledgement before its next message (tlschat `OK <id>`, NATS JetStream's ack).
+    Durable {
+        /// Connections.
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        size: u64,
+    },
+    /// `HISTORY`: store M messages, then read them all as one page, P times (tlschat only).
+    History {
+        /// Messages stored, and read per page (the server's --max-history-page must allow it).
+        #[arg(long, default_value_t = 1_000)]
+        stored: u64,
+        /// Pages read.
+        #[arg(long, default_value_t = 200)]
+        pages: u64,
+    },
+    /// Catching up on reconnect: a verified member (--cert) misses M messages, then comes back
+    /// and takes them all (tlschat only).
+    Catchup {
+        /// Messages missed.
+        #[arg(long, default_value_t = 10_000)]
+        missed: u64,
+    },
     /// TLS handshakes: connect, open the protocol, close.
     Connect {
         /// Handshakes in all.
@@ -170,7 +199,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     config.key = cli.key.clone();
     // The TLS setup is tlschat's client setup (TLS 1.3, the same provider) for every target.
     let resume = matches!(cli.mode, Mode::Connect { resume: true, .. });
-    let with_identity = matches!(cli.mode, Mode::Connect { .. });
+    let with_identity = matches!(cli.mode, Mode::Connect { .. } | Mode::Catchup { .. });
     let mut tls_config = config.clone();
     if !with_identity {
         tls_config.cert = None;
@@ -218,6 +247,24 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             connections,
             requests,
         } => modes::echo(&setup, *connections, *requests).await,
+        Mode::History { stored, pages } => modes::history(&setup, *stored, *pages).await,
+        Mode::Catchup { missed } => {
+            let mut plain = config.clone();
+            plain.cert = None;
+            plain.key = None;
+            let mut tls = (*plain.tls_config()?).clone();
+            tls.resumption = Resumption::disabled();
+            let anonymous = Endpoint {
+                tls: std::sync::Arc::new(tls),
+                ..setup.endpoint.clone()
+            };
+            modes::catch_up(&setup, &anonymous, *missed).await
+        }
+        Mode::Durable {
+            connections,
+            messages,
+            size,
+        } => modes::durable(&setup, *connections, *messages, *size as usize).await,
         Mode::Connect {
             count, concurrency, ..
         } => modes::connect(&setup, *count, *concurrency).await,

@@ -429,6 +429,101 @@ pub async fn echo(setup: &Setup, connections: usize, requests: u64) -> anyhow::R
     .await
 }
 
+/// Acknowledged publishing: `connections` clients, each sending a message of `size` bytes and
+/// waiting until the server says it is stored before the next (closed loop). Latency is the
+/// time to the acknowledgement.
+pub async fn durable(
+    setup: &Setup,
+    connections: usize,
+    messages: u64,
+    size: usize,
+) -> anyhow::Result<Report> {
+    let mut conns = Vec::new();
+    for i in 0..connections {
+        let mut conn = setup.endpoint.connect(i).await?;
+        if i == 0 && setup.endpoint.kind == Kind::Nats {
+            conn.create_stream().await?;
+        }
+        conn.prepare_durable(i).await?;
+        // Warm up: the first messages create files, tables and caches.
+        for _ in 0..20 {
+            conn.publish_acked(i, &"w".repeat(size)).await?;
+        }
+        conns.push((conn, i));
+    }
+    let payload: Arc<str> = Arc::from("d".repeat(size));
+    let per_conn = messages.div_ceil(connections as u64);
+    closed_loop(
+        setup,
+        setup.report("durable", "acks"),
+        conns,
+        per_conn,
+        move |(mut conn, i), _| {
+            let payload = payload.clone();
+            async move {
+                let sent = Instant::now();
+                let ok = conn.publish_acked(i, &payload).await.is_ok();
+                ((conn, i), ok.then(|| sent.elapsed()))
+            }
+        },
+    )
+    .await
+}
+
+/// `HISTORY` pages: `stored` messages are stored first, then one connection reads all of them
+/// as one page, `pages` times (tlschat only; the server's page cap must allow `stored`).
+pub async fn history(setup: &Setup, stored: u64, pages: u64) -> anyhow::Result<Report> {
+    let mut conn = setup.endpoint.connect(0).await?;
+    conn.prepare_durable(0).await?;
+    let payload = "h".repeat(64);
+    for _ in 0..stored {
+        conn.publish_acked(0, &payload).await?;
+    }
+    closed_loop(
+        setup,
+        setup.report("history", "pages"),
+        vec![conn],
+        pages,
+        move |mut conn, _| async move {
+            let sent = Instant::now();
+            let page = conn.history_page("#dur0", 0, stored).await;
+            let ok = matches!(page, Ok(n) if n == stored);
+            (conn, ok.then(|| sent.elapsed()))
+        },
+    )
+    .await
+}
+
+/// Catching up: a verified user (the client certificate) joins a room and leaves; `missed`
+/// messages are stored meanwhile; then the time from reconnecting to having every one of
+/// them (the server's catch-up, then `HISTORY` for what it announces as a gap). One
+/// operation per message.
+pub async fn catch_up(setup: &Setup, anonymous: &Endpoint, missed: u64) -> anyhow::Result<Report> {
+    let mut member = setup.endpoint.connect(0).await?;
+    member.join_only("#catchup").await?;
+    member.quit().await?;
+    let mut writer = anonymous.connect(1).await?;
+    writer.nick_and_join("writer", "#catchup").await?;
+    writer.publish_pipelined("#catchup", missed, 64).await?;
+    let cpu_before = setup.cpu();
+    let started = Instant::now();
+    let mut member = setup.endpoint.connect(0).await?;
+    let received = tokio::time::timeout(setup.deadline, member.catch_up("#catchup", missed))
+        .await
+        .map_err(|_| anyhow::anyhow!("catching up took longer than the deadline"))??;
+    let elapsed = started.elapsed();
+    let cpu = cpu_before
+        .zip(setup.cpu())
+        .map(|(b, a)| a.saturating_sub(b));
+    let mut report = setup.report("catchup", "messages");
+    report.ops = received;
+    report.errors = missed.saturating_sub(received);
+    report.seconds = elapsed.as_secs_f64();
+    report.per_second = received as f64 / elapsed.as_secs_f64().max(1e-9);
+    report.server_cpu_us_per_op = cpu.map(|us| us as f64 / received.max(1) as f64);
+    Ok(report)
+}
+
 /// Full handshakes (or resumed ones): connect, open the protocol, close; `concurrency` at once.
 pub async fn connect(setup: &Setup, count: u64, concurrency: usize) -> anyhow::Result<Report> {
     // One connection first, so a resuming client has a ticket.

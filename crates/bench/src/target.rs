@@ -15,6 +15,12 @@ use tokio_rustls::TlsConnector;
 /// The room (tlschat) or subject (NATS) fan-out runs in.
 pub const ROOM: &str = "bench";
 
+/// The JetStream stream (file storage) and subject durable publishing goes to.
+pub const STREAM: &str = "BENCH";
+
+/// The subject of [`STREAM`].
+pub const STREAM_SUBJECT: &str = "bench.durable";
+
 /// Which server is on the other end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,6 +146,226 @@ impl Conn {
             }
             // Everyone connected to ncat's chat gets every line.
             Kind::Ncat => Ok(()),
+        }
+    }
+
+    /// Prepares connection `index` for acknowledged publishing: tlschat joins a room of its own
+    /// (so nothing fans out: only storing is measured); NATS subscribes to an inbox of its
+    /// own for JetStream's acknowledgements.
+    pub async fn prepare_durable(&mut self, index: usize) -> io::Result<()> {
+        match self.kind {
+            Kind::Tlschat => {
+                let hello = format!("NICK dur{index}\nJOIN #dur{index}\n");
+                self.write(hello.as_bytes()).await?;
+                for _ in 0..2 {
+                    let line = self.read_line().await?;
+                    if !line.starts_with("OK") {
+                        return Err(io::Error::other(format!("tlschat refused: {line}")));
+                    }
+                }
+                Ok(())
+            }
+            Kind::Nats => {
+                self.write(format!("SUB _INBOX.bench{index} 1\r\n").as_bytes())
+                    .await?;
+                self.ping().await
+            }
+            Kind::Ncat => Err(io::Error::other("ncat stores nothing")),
+        }
+    }
+
+    /// Makes the JetStream stream (file storage) that durable publishing goes to; NATS only.
+    pub async fn create_stream(&mut self) -> io::Result<()> {
+        let config = format!(
+            "{{\"name\":\"{STREAM}\",\"subjects\":[\"{STREAM_SUBJECT}\"],\"storage\":\"file\"}}"
+        );
+        let request = format!(
+            "SUB _INBOX.setup 99\r\nPUB $JS.API.STREAM.CREATE.{STREAM} _INBOX.setup {}\r\n{config}\r\n",
+            config.len()
+        );
+        self.write(request.as_bytes()).await?;
+        let body = self.nats_message().await?;
+        if body.contains("\"error\"") && !body.contains("already in use") {
+            return Err(io::Error::other(format!(
+                "JetStream refused the stream: {body}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Publishes one message and waits until the server acknowledges it as stored: tlschat's
+    /// `OK <id>` (sent after the commit), JetStream's `{"stream":…,"seq":…}`.
+    pub async fn publish_acked(&mut self, index: usize, payload: &str) -> io::Result<()> {
+        match self.kind {
+            Kind::Tlschat => {
+                self.write(format!("MSG #dur{index} {payload}\n").as_bytes())
+                    .await?;
+                loop {
+                    let line = self.read_line().await?;
+                    if line.starts_with("OK") {
+                        return Ok(());
+                    }
+                    if line.starts_with("ERR") {
+                        return Err(io::Error::other(line));
+                    }
+                }
+            }
+            Kind::Nats => {
+                let publish = format!(
+                    "PUB {STREAM_SUBJECT} _INBOX.bench{index} {}\r\n{payload}\r\n",
+                    payload.len()
+                );
+                self.write(publish.as_bytes()).await?;
+                let body = self.nats_message().await?;
+                if body.contains("\"seq\"") {
+                    Ok(())
+                } else {
+                    Err(io::Error::other(format!("not stored: {body}")))
+                }
+            }
+            Kind::Ncat => Err(io::Error::other("ncat stores nothing")),
+        }
+    }
+
+    /// tlschat: reads one `HISTORY` page of `limit` messages after `after`; returns how many
+    /// messages it held.
+    pub async fn history_page(&mut self, target: &str, after: u64, limit: u64) -> io::Result<u64> {
+        self.write(format!("HISTORY {target} AFTER {after} LIMIT {limit}\n").as_bytes())
+            .await?;
+        let mut count = 0;
+        loop {
+            let line = self.read_line().await?;
+            if line.starts_with("EVENT MSG ") {
+                count += 1;
+            } else if line.starts_with("OK ") {
+                return Ok(count);
+            } else if line.starts_with("ERR") {
+                return Err(io::Error::other(line));
+            }
+        }
+    }
+
+    /// tlschat: joins a room (with the certificate's name).
+    pub async fn join_only(&mut self, room: &str) -> io::Result<()> {
+        self.write(format!("JOIN {room}\n").as_bytes()).await?;
+        self.expect_ok().await
+    }
+
+    /// tlschat: claims a nickname and joins a room.
+    pub async fn nick_and_join(&mut self, nick: &str, room: &str) -> io::Result<()> {
+        self.write(format!("NICK {nick}\nJOIN {room}\n").as_bytes())
+            .await?;
+        self.expect_ok().await?;
+        self.expect_ok().await
+    }
+
+    /// tlschat: `QUIT`, and waits for the server to close.
+    pub async fn quit(mut self) -> io::Result<()> {
+        self.write(b"QUIT\n").await?;
+        while self.read_line().await.is_ok() {}
+        Ok(())
+    }
+
+    /// tlschat: sends `count` messages of `size` bytes to `room` in pipelined bursts, every one
+    /// acknowledged.
+    pub async fn publish_pipelined(
+        &mut self,
+        room: &str,
+        count: u64,
+        size: usize,
+    ) -> io::Result<()> {
+        let payload = "c".repeat(size);
+        let mut sent = 0;
+        while sent < count {
+            let burst = (count - sent).min(100);
+            let mut out = Vec::new();
+            for _ in 0..burst {
+                out.extend_from_slice(format!("MSG {room} {payload}\n").as_bytes());
+            }
+            self.write(&out).await?;
+            for _ in 0..burst {
+                self.expect_ok().await?;
+            }
+            sent += burst;
+        }
+        Ok(())
+    }
+
+    /// tlschat: takes what a returning member missed in `room` (live catch-up, then `HISTORY`
+    /// for what the server announces as a gap) until `missed` messages are in; returns how many.
+    pub async fn catch_up(&mut self, room: &str, missed: u64) -> io::Result<u64> {
+        let mut ids = std::collections::HashSet::new();
+        let mut gaps = Vec::new();
+        while (ids.len() as u64) < missed {
+            let line = self.read_line().await?;
+            let mut fields = line.split(' ');
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some("EVENT"), Some("MSG"), Some(r)) if r == room => {
+                    if let Some(id) = fields.next().and_then(|id| id.parse::<u64>().ok()) {
+                        ids.insert(id);
+                    }
+                }
+                (Some("EVENT"), Some("GAP"), Some(r)) if r == room => {
+                    let first: u64 = fields.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+                    let last: u64 = fields.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    gaps.push((first, last));
+                }
+                (Some("EVENT"), Some("CAUGHTUP"), _) => {
+                    for (first, last) in gaps.drain(..) {
+                        let mut after = first - 1;
+                        while after < last {
+                            let limit = (last - after).min(500);
+                            self.write(
+                                format!("HISTORY {room} AFTER {after} LIMIT {limit}\n").as_bytes(),
+                            )
+                            .await?;
+                            loop {
+                                let line = self.read_line().await?;
+                                if let Some(rest) = line.strip_prefix("EVENT MSG ") {
+                                    if let Some(id) =
+                                        rest.split(' ').nth(1).and_then(|id| id.parse::<u64>().ok())
+                                    {
+                                        ids.insert(id);
+                                    }
+                                } else if line.starts_with("OK ") || line.starts_with("ERR") {
+                                    break;
+                                }
+                            }
+                            after += limit;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(ids.len() as u64)
+    }
+
+    async fn expect_ok(&mut self) -> io::Result<()> {
+        loop {
+            let line = self.read_line().await?;
+            if line.starts_with("OK") {
+                return Ok(());
+            }
+            if line.starts_with("ERR") {
+                return Err(io::Error::other(line));
+            }
+        }
+    }
+
+    /// The body of the next NATS `MSG`, skipping pings and the like.
+    async fn nats_message(&mut self) -> io::Result<String> {
+        loop {
+            let line = self.read_line().await?;
+            if line.starts_with("MSG ") {
+                return self.read_line().await;
+            }
+            if line == "PING" {
+                self.write(b"PONG\r\n").await?;
+            }
+            if line.starts_with("-ERR") {
+                return Err(io::Error::other(line));
+            }
         }
     }
 
