@@ -595,8 +595,22 @@ async fn listen_that_falls_behind_fills_the_gap_and_prints_every_message_once() 
         stdout.read_to_string(&mut all).unwrap();
         all
     });
-    let status = tlschat_tests::wait_timeout(&mut listener, STEP_TIMEOUT * 3)
-        .expect("the listener prints them all and exits");
+    let Some(status) = tlschat_tests::wait_timeout(&mut listener, STEP_TIMEOUT * 3) else {
+        let _ = listener.kill();
+        let printed = reading.join().unwrap();
+        panic!(
+            "the listener did not print them all and exit: {} lines; {:?}; server: {}",
+            printed.lines().count(),
+            errors.join().unwrap(),
+            server
+                .log()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
     let printed = reading.join().unwrap();
     let notes = errors.join().unwrap();
     assert!(status.success(), "{status:?} {notes:?}");

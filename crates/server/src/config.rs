@@ -200,6 +200,11 @@ pub const PRUNE_BUDGET: usize = 10_000;
 /// gets `ERR INBOX_FULL`, so nobody can fill the disk through one absent user.
 pub const DEFAULT_MAX_OFFLINE_PER_USER: usize = 10_000;
 
+/// Most batches of room messages one connection may have waiting for the store at once: a
+/// sender that pipelines keeps the store busy (bigger commit groups) without waiting for each
+/// commit, and what it may have in flight stays bounded.
+pub const MAX_IN_FLIGHT: usize = 8;
+
 /// Largest history page any setting allows.
 pub const MAX_HISTORY_PAGE: usize = 10_000;
 

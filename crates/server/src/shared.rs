@@ -96,11 +96,13 @@ impl Shared {
         let mut hub = Hub::with_limits(config.room_limits(), config.max_published_keys)
             .with_max_dm_bytes(config.max_dm_bytes);
         if let Some(store) = store {
-            // A connection has at most one submission waiting.
+            // A connection has at most MAX_IN_FLIGHT submissions waiting.
             hub = hub.with_store(
                 store,
                 JournalLimits {
-                    queue: config.max_connections,
+                    queue: config
+                        .max_connections
+                        .saturating_mul(crate::config::MAX_IN_FLIGHT),
                     page_cap: config.max_history_page,
                     catch_up: config.max_catch_up,
                     offline: config.max_offline_per_user,

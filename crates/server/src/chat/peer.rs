@@ -123,6 +123,12 @@ impl Outbox {
                 first,
                 last,
             });
+            // The next drain tells of the gap: wake the writer if nothing else will.
+            let idle = state.queue.is_empty();
+            drop(state);
+            if idle {
+                self.ready.notify_one();
+            }
             return Pushed::Gapped;
         }
         state.bytes += line.len();
@@ -507,6 +513,15 @@ mod tests {
         );
         let gapped = Outbox::new(4);
         gapped.push_messages("#a", 1, 1, line("12345\n"), 4);
+        // Nothing is queued, yet the writer is woken to tell of the gap.
+        let woken = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(5), gapped.ready()).await
+            });
+        assert!(woken.is_ok(), "a gap wakes the writer");
         gapped.push_messages("#a", 2, 7, line("x\n"), 4);
         let mut out = Vec::new();
         gapped.drain_into(&mut out);

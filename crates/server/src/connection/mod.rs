@@ -12,6 +12,7 @@
 
 mod state;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -140,8 +141,8 @@ struct Connection {
     stream: TlsStream<TcpStream>,
     peer: Arc<Peer>,
     state: ConnState,
-    /// The answer the state waits for (a commit, a history read), if any.
-    answer: Option<oneshot::Receiver<Answer>>,
+    /// The answers the state waits for (commits, history reads), oldest first.
+    answers: VecDeque<oneshot::Receiver<Answer>>,
 }
 
 impl Connection {
@@ -162,7 +163,7 @@ impl Connection {
             stream,
             peer,
             state,
-            answer: None,
+            answers: VecDeque::new(),
         }
     }
 
@@ -189,21 +190,20 @@ impl Connection {
                 continue;
             }
             self.state.release_read_buffer();
-            if let Some(answer) = self.state.poll_answer() {
-                self.answer = Some(answer);
-            }
-            let waiting = self.answer.is_some();
+            self.answers.extend(self.state.poll_answers());
+            let reading = self.state.wants_input();
             tokio::select! {
                 biased;
                 () = self.shared.shutdown.cancelled() => {
-                    // Shutdown waited for every commit: an awaited answer is there.
-                    if let Some(answer) = self.answer.take().and_then(|mut a| a.try_recv().ok()) {
+                    // Shutdown waited for every commit: the awaited answers are there.
+                    while let Some(answer) = self.answers.front_mut().and_then(|a| a.try_recv().ok()) {
+                        self.answers.pop_front();
                         self.state.handle_answer(Ok(answer));
                     }
                     self.state.handle_shutdown();
                 }
-                answer = wait_answer(self.answer.as_mut()) => {
-                    self.answer = None;
+                answer = wait_answer(self.answers.front_mut()) => {
+                    self.answers.pop_front();
                     self.state.handle_answer(answer);
                 }
                 () = self.peer.closing() => self.state.handle_disconnect(),
@@ -215,9 +215,9 @@ impl Connection {
                     self.state.handle_timeout(Instant::now().into_std());
                     idle_timer.as_mut().reset(Instant::from_std(self.state.poll_timeout()));
                 }
-                // While an answer is awaited nothing more is handled, so nothing more is read:
-                // the read buffer stays bounded.
-                read = read_some(&mut self.stream, self.state.read_buffer()), if !waiting => match read {
+                // Not while a request waits for earlier answers, nor with as many batches in
+                // flight as allowed: the read buffer stays bounded.
+                read = read_some(&mut self.stream, self.state.read_buffer()), if reading => match read {
                     Ok(0) => return self.state.handle_eof(),
                     Ok(_) => self.state.handle_input(Instant::now().into_std()),
                     // A close without TLS close_notify is still the client going away.

@@ -20,6 +20,7 @@
 //!    ([`handle_shutdown`](ConnState::handle_shutdown)), more bytes, or
 //!    [`poll_timeout`](ConnState::poll_timeout) passing ([`handle_timeout`](ConnState::handle_timeout)).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use tlschat_proto::{
 };
 
 use crate::chat::{Disconnect, Peer, Sent};
+use crate::config::MAX_IN_FLIGHT;
 use crate::identity::Identity;
 use crate::limits::{Idle, RateLimiter, Verdict};
 use crate::random::ProviderRandom;
@@ -113,6 +115,14 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// A place in the reply order while answers are awaited.
+enum Slot {
+    /// An answer to come, owing this many replies.
+    Waiting(usize),
+    /// Replies known already, sent once the answers before them have come.
+    Ready(Vec<Reply>),
+}
+
 /// What a decoded line that is not a room message leads to, once the held batch is sent.
 enum Next {
     /// A request to carry out.
@@ -144,12 +154,14 @@ pub(crate) struct ConnState {
     closing: Option<CloseReason>,
     /// Room messages held back to go out together: the room and the texts, in order.
     batch: Option<(String, Vec<String>)>,
-    /// How many replies the awaited answer owes (messages being committed, history being
-    /// read). Nothing else is handled meanwhile, so replies keep their order.
-    pending: Option<usize>,
-    /// The awaited answer, until the loop takes it to wait on.
-    answer: Option<oneshot::Receiver<Answer>>,
-    /// A line decoded while an answer became pending: handled once it has come.
+    /// Replies owed in request order while answers are awaited (messages being committed,
+    /// history being read): each slot an answer to come, or replies already known that must
+    /// wait for the ones before them.
+    pending: VecDeque<Slot>,
+    /// Awaited answers the loop has not taken yet to wait on (oldest first).
+    answers: Vec<oneshot::Receiver<Answer>>,
+    /// A line decoded while answers are awaited that is not a room message: handled once every
+    /// answer has come, so its reply keeps its place.
     deferred: Option<Next>,
 }
 
@@ -188,8 +200,8 @@ impl ConnState {
             dice: ProviderRandom::new(),
             closing: None,
             batch: None,
-            pending: None,
-            answer: None,
+            pending: VecDeque::new(),
+            answers: Vec::new(),
             deferred: None,
         }
     }
@@ -251,16 +263,31 @@ impl ConnState {
             .disconnect(DisconnectCode::Idle, format!("no input for {timeout}"));
     }
 
-    /// A new answer to wait for, if [`process`](Self::process) made one: the loop waits on it,
-    /// then calls [`handle_answer`](Self::handle_answer). Until then no request is handled.
-    pub(crate) fn poll_answer(&mut self) -> Option<oneshot::Receiver<Answer>> {
-        self.answer.take()
+    /// New answers to wait for, oldest first, if [`process`](Self::process) made some: the
+    /// loop waits on them in order, calling [`handle_answer`](Self::handle_answer) for each.
+    pub(crate) fn poll_answers(&mut self) -> std::vec::Drain<'_, oneshot::Receiver<Answer>> {
+        self.answers.drain(..)
     }
 
-    /// The awaited answer came: its lines and replies go to the output, and requests are
-    /// handled again. An answer that can never come (the store's thread is gone) is a refusal.
+    /// Whether the loop should read more input: not while a request waits for earlier answers,
+    /// nor with as many batches in flight as allowed (the read buffer stays bounded).
+    pub(crate) fn wants_input(&self) -> bool {
+        self.deferred.is_none() && self.waiting() < MAX_IN_FLIGHT
+    }
+
+    /// Answers awaited now.
+    fn waiting(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|slot| matches!(slot, Slot::Waiting(_)))
+            .count()
+    }
+
+    /// The oldest awaited answer came: its lines and replies go to the output, then the replies
+    /// that were waiting behind it. An answer that can never come (the store's thread is gone)
+    /// is a refusal.
     pub(crate) fn handle_answer(&mut self, answer: Result<Answer, oneshot::error::RecvError>) {
-        let Some(owed) = self.pending.take() else {
+        let Some(Slot::Waiting(owed)) = self.pending.pop_front() else {
             return;
         };
         match answer {
@@ -278,6 +305,13 @@ impl ConnState {
                 for _ in 0..owed {
                     self.reply(&refusal);
                 }
+            }
+        }
+        while let Some(Slot::Ready(replies)) = self.pending.front() {
+            let replies = replies.clone();
+            self.pending.pop_front();
+            for reply in &replies {
+                self.reply(reply);
             }
         }
     }
@@ -318,18 +352,17 @@ impl ConnState {
     pub(crate) fn process(&mut self, now: Instant, wall: DateTime<Utc>) -> bool {
         // What others queued before these requests goes out before their replies.
         self.peer.outbox().drain_into(&mut self.out);
-        if self.pending.is_some() {
-            return false;
-        }
-        if let Some(next) = self.deferred.take() {
-            self.run(next, wall);
-            if self.pending.is_some() {
+        if self.deferred.is_some() {
+            if !self.pending.is_empty() {
                 return false;
+            }
+            if let Some(next) = self.deferred.take() {
+                self.run(next, wall);
             }
         }
         let more = self.process_frames(now, wall);
         self.flush_batch(wall);
-        more && self.pending.is_none()
+        more && self.wants_input()
     }
 
     /// The bytes to write now, if any.
@@ -388,7 +421,7 @@ impl ConnState {
     /// gathered and sent as one batch (see [`Self::batch`]); anything else first sends the
     /// batch, so replies and deliveries keep the order of the requests.
     fn process_frames(&mut self, now: Instant, wall: DateTime<Utc>) -> bool {
-        while self.closing.is_none() && self.pending.is_none() {
+        while self.closing.is_none() && self.wants_input() {
             if self.out.len() >= OUT_HIGH_WATER {
                 return true;
             }
@@ -433,10 +466,10 @@ impl ConnState {
                     Next::Reply(Reply::err(ErrorCode::BadUtf8, "line is not valid UTF-8"))
                 }
             };
-            // Anything but a room message sends the held batch first, and waits for its
-            // answer when it is being committed.
+            // Anything but a room message sends the held batch first, and waits for every
+            // awaited answer, so its reply keeps its place.
             self.flush_batch(wall);
-            if self.pending.is_some() {
+            if !self.pending.is_empty() {
                 self.deferred = Some(next);
                 return false;
             }
@@ -484,10 +517,10 @@ impl ConnState {
         }
     }
 
-    /// Sends the held room messages, if any, and writes their replies (or waits for them).
-    /// While an answer is awaited, the batch stays held.
+    /// Sends the held room messages, if any, and writes their replies (or queues them behind
+    /// the answers awaited). With as many batches in flight as allowed, the batch stays held.
     fn flush_batch(&mut self, wall: DateTime<Utc>) {
-        if self.pending.is_some() {
+        if self.waiting() >= MAX_IN_FLIGHT {
             return;
         }
         let Some((room, texts)) = self.batch.take() else {
@@ -498,18 +531,19 @@ impl ConnState {
             None => Sent::Now(vec![shutting_down(); texts.len()]),
         };
         match sent {
-            Sent::Now(replies) => {
+            Sent::Now(replies) if self.pending.is_empty() => {
                 for reply in &replies {
                     self.reply(reply);
                 }
             }
+            Sent::Now(replies) => self.pending.push_back(Slot::Ready(replies)),
             Sent::Later(answer) => self.wait_for(answer, texts.len()),
         }
     }
 
     fn wait_for(&mut self, answer: oneshot::Receiver<Answer>, owed: usize) {
-        self.pending = Some(owed);
-        self.answer = Some(answer);
+        self.pending.push_back(Slot::Waiting(owed));
+        self.answers.push(answer);
     }
 
     fn rate_limited(&self) -> Reply {
@@ -567,8 +601,8 @@ impl ConnState {
                 reply
             }
             Outcome::Later(Pending(answer)) => {
-                self.pending = Some(1);
-                self.answer = Some(answer);
+                self.pending.push_back(Slot::Waiting(1));
+                self.answers.push(answer);
                 return None;
             }
         })
