@@ -17,6 +17,8 @@ fn the_server_drains_and_exits_0_when_its_standard_error_is_gone() {
     args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
     let mut server = Command::new(binary("tlschat-server"))
         .args(&args)
+        // Its default store (data/tlschat.redb) goes in the temporary folder.
+        .current_dir(pki.dir())
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
