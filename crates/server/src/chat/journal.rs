@@ -196,6 +196,18 @@ impl OnCommit<Delivery> for Deliver {
             Err(err) => return vec![refusal(err); records.len()],
         };
         let mut replies = Vec::with_capacity(records.len());
+        // The time as the protocol writes it, kept while records share it (a batch does).
+        let mut time: Option<(i64, String)> = None;
+        let mut time_of = |record: &Record| -> String {
+            match &time {
+                Some((ms, text)) if *ms == record.time_ms => text.clone(),
+                _ => {
+                    let text = record.time_text();
+                    time = Some((record.time_ms, text.clone()));
+                    text
+                }
+            }
+        };
         let mut at = 0;
         while at < records.len() {
             match &deliveries[at] {
@@ -207,7 +219,8 @@ impl OnCommit<Delivery> for Deliver {
                         && matches!(&deliveries[end], Delivery::Room { room: r, sender: s }
                                     if Arc::ptr_eq(r, room) && Arc::ptr_eq(s, sender))
                     {
-                        encode_line(&records[end].event(ids[end]).to_string(), &mut lines);
+                        let record = &records[end];
+                        record.write_line(ids[end], &time_of(record), &mut lines);
                         replies.push(Reply::ok(ids[end].to_string()));
                         end += 1;
                     }
@@ -224,7 +237,7 @@ impl OnCommit<Delivery> for Deliver {
                 Delivery::Direct { from, to, trust } => {
                     let record = &records[at];
                     let mut line = Vec::new();
-                    encode_line(&record.event(ids[at]).to_string(), &mut line);
+                    record.write_line(ids[at], &time_of(record), &mut line);
                     if let Some(to) = to {
                         to.deliver_stored_direct(&record.from, ids[at], &Bytes::from(line));
                     }

@@ -398,7 +398,7 @@ impl Peer {
         self.left.cancel();
     }
 
-    /// Completes once [`mark_left`](Self::mark_left) was called.
+    /// Completes once the peer has left everything (after its connection ended).
     pub async fn left(&self) {
         self.left.cancelled().await;
     }

@@ -454,35 +454,44 @@ impl EmbeddedStore {
             let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
             let mut last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
             let mut resume = txn.open_table(RESUME).map_err(failed)?;
+            let mut bytes = Vec::new();
             for record in records {
                 let conversation = record.conversation();
-                let last = match updated.get(&conversation).or(known.get(&conversation)) {
+                let conversation = conversation.as_ref();
+                let last = match updated.get(conversation).or(known.get(conversation)) {
                     Some(&last) => last,
                     None => last_ids
-                        .get(conversation.as_str())
+                        .get(conversation)
                         .map_err(failed)?
                         .map_or(0, |v| v.value()),
                 };
                 let id = last + 1;
+                bytes.clear();
+                record.encode_into(&mut bytes);
                 messages
-                    .insert((conversation.as_str(), id), record.encode().as_slice())
+                    .insert((conversation, id), bytes.as_slice())
                     .map_err(failed)?;
                 if record.keep_for_recipient {
                     // The recipient catches up from here (a new conversation for them starts
                     // with this message); a verified sender has seen everything up to it.
                     let recipient = name_key(&record.to);
-                    let key = (recipient.as_str(), conversation.as_str());
+                    let key = (recipient.as_str(), conversation);
                     if resume.get(key).map_err(failed)?.is_none() {
                         resume.insert(key, id - 1).map_err(failed)?;
                     }
                     if record.trust == Trust::Verified {
                         let sender = name_key(&record.from);
-                        let key = (sender.as_str(), conversation.as_str());
+                        let key = (sender.as_str(), conversation);
                         let seen = resume.get(key).map_err(failed)?.map_or(0, |v| v.value());
                         resume.insert(key, seen.max(id)).map_err(failed)?;
                     }
                 }
-                updated.insert(conversation, id);
+                match updated.get_mut(conversation) {
+                    Some(last) => *last = id,
+                    None => {
+                        updated.insert(conversation.to_owned(), id);
+                    }
+                }
                 ids.push(id);
             }
             for (conversation, last) in &updated {

@@ -6,6 +6,8 @@
 //! `kind (1) | trust (1) | time in ms since 1970, i64 LE (8) | from length (2, LE) | from |
 //! to length (2, LE) | to | text`. Names are short by the naming rules; the text takes the rest.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use tlschat_proto::names::name_key;
 use tlschat_proto::{Event, Trust};
@@ -59,10 +61,10 @@ pub struct Malformed;
 impl Record {
     /// The conversation's key: the room's name, or the two users' name keys in order with a
     /// space between (a space is in no name, so keys never collide).
-    pub fn conversation(&self) -> String {
+    pub fn conversation(&self) -> Cow<'_, str> {
         match self.kind {
-            Kind::Room => self.to.clone(),
-            Kind::Direct | Kind::E2e => direct_key(&self.from, &self.to),
+            Kind::Room => Cow::Borrowed(&self.to),
+            Kind::Direct | Kind::E2e => Cow::Owned(direct_key(&self.from, &self.to)),
         }
     }
 
@@ -71,6 +73,33 @@ impl Record {
         DateTime::<Utc>::from_timestamp_millis(self.time_ms)
             .unwrap_or_default()
             .to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    /// Appends the event line that carries this message with id `id` (as [`event`](Self::event)
+    /// writes it, newline included), with `time` as [`time_text`](Self::time_text) gives it:
+    /// no event built, no string copied (delivery encodes every stored message this way).
+    pub fn write_line(&self, id: u64, time: &str, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let kind = match self.kind {
+            Kind::Room => "MSG",
+            Kind::Direct => "DM",
+            Kind::E2e => "E2E",
+        };
+        // Writing to a Vec cannot fail.
+        let _ = match self.kind {
+            Kind::Room => write!(
+                out,
+                "EVENT {kind} {} {id} {} {} {time} ",
+                self.to, self.from, self.trust
+            ),
+            Kind::Direct | Kind::E2e => write!(
+                out,
+                "EVENT {kind} {id} {} {} {} {time} ",
+                self.from, self.to, self.trust
+            ),
+        };
+        out.extend_from_slice(self.text.as_bytes());
+        out.push(b'\n');
     }
 
     /// The event that carries this message with id `id`.
@@ -107,6 +136,12 @@ impl Record {
     /// The stored bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(14 + self.from.len() + self.to.len() + self.text.len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the stored bytes to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(match self.kind {
             Kind::Room => b'R',
             Kind::Direct => b'D',
@@ -123,7 +158,6 @@ impl Record {
             out.extend_from_slice(&name.as_bytes()[..usize::from(len)]);
         }
         out.extend_from_slice(self.text.as_bytes());
-        out
     }
 
     /// The time (ms since 1970) of stored bytes, without decoding the rest.
@@ -238,6 +272,20 @@ mod tests {
             ..record(Kind::Room)
         };
         assert_eq!(room.conversation(), "#ops");
+    }
+
+    #[test]
+    fn lines_are_written_exactly_as_the_events_display() {
+        for kind in [Kind::Room, Kind::Direct, Kind::E2e] {
+            let record = record(kind);
+            let mut line = Vec::new();
+            record.write_line(12, &record.time_text(), &mut line);
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                format!("{}\n", record.event(12)),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]
