@@ -94,6 +94,48 @@ async fn everything(client: &mut Client, target: &str) -> Vec<(u64, String)> {
     }
 }
 
+/// Sends `count` messages `NNNNN padding` to `room`, pipelined in bursts of 100, and waits for
+/// every one to be acknowledged.
+async fn send_in_bursts(client: &mut Client, room: &str, count: usize, padding: &str) {
+    for burst in 0..count.div_ceil(100) {
+        let in_burst = (count - burst * 100).min(100);
+        for k in 0..in_burst {
+            let text = format!("{:05} {padding}", burst * 100 + k);
+            client.send(&msg(room, &text).to_string()).await.unwrap();
+        }
+        let mut acknowledged = 0;
+        while acknowledged < in_burst {
+            match tokio::time::timeout(STEP_TIMEOUT, client.next_line()).await {
+                Ok(Ok(ServerLine::Reply(Reply::Ok(_)))) => acknowledged += 1,
+                Ok(Ok(ServerLine::Event(_))) => {}
+                other => panic!("message not acknowledged: {other:?}"),
+            }
+        }
+    }
+}
+
+/// A server with a store of its own: its PKI, the store file and the folder holding it.
+struct Started {
+    pki: Pki,
+    data: tempfile::TempDir,
+    store: std::path::PathBuf,
+    server: ServerProcess,
+}
+
+/// Starts a server with the standard PKI and a store in a new temporary folder.
+fn start(extra: &[&str]) -> Started {
+    let pki = Pki::standard();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store.redb");
+    let server = ServerProcess::start_with(&store_args(&pki, &store, extra)).expect("starts");
+    Started {
+        pki,
+        data,
+        store,
+        server,
+    }
+}
+
 fn store_args<'a>(pki: &'a Pki, store: &'a Path, extra: &[&'a str]) -> Vec<String> {
     let mut args = pki.server_args();
     args.extend(["--listen", "127.0.0.1:0", "--store"].map(String::from));
@@ -106,10 +148,12 @@ fn store_args<'a>(pki: &'a Pki, store: &'a Path, extra: &[&'a str]) -> Vec<Strin
 async fn every_acknowledged_message_survives_kill_9_in_order_and_ids_continue() {
     const SENDERS: usize = 10;
     const ACKED_BEFORE_KILL: usize = 600;
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let server = ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("server starts");
+    let Started {
+        pki,
+        store,
+        server,
+        data: _data,
+    } = start(&[]);
     let addr = server.addr();
 
     let acked = Arc::new(AtomicUsize::new(0));
@@ -195,12 +239,12 @@ async fn every_acknowledged_message_survives_kill_9_in_order_and_ids_continue() 
 
 #[tokio::test]
 async fn history_is_for_members_and_pages_back_and_forth() {
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let server =
-        ServerProcess::start_with(&store_args(&pki, &store, &["--max-history-page", "60"]))
-            .expect("server starts");
+    let Started {
+        pki,
+        store: _,
+        server,
+        data: _data,
+    } = start(&["--max-history-page", "60"]);
     let addr = server.addr();
     let mut alice = connect(&pki, addr, Some("alice")).await;
     let mut bob = connect(&pki, addr, Some("bob")).await;
@@ -281,15 +325,12 @@ async fn history_is_for_members_and_pages_back_and_forth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
     const MESSAGES: usize = 5_000;
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let server = ServerProcess::start_with(&store_args(
-        &pki,
-        &store,
-        &["--max-pending-bytes", "262144", "--write-timeout", "1h"],
-    ))
-    .expect("server starts");
+    let Started {
+        pki,
+        store: _,
+        server,
+        data: _data,
+    } = start(&["--max-pending-bytes", "262144", "--write-timeout", "1h"]);
     let addr = server.addr();
     let mut sender = connect(&pki, addr, Some("alice")).await;
     let mut reader = connect(&pki, addr, Some("bob")).await;
@@ -323,23 +364,7 @@ async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
         }
         got
     });
-    // Pipelined in bursts, every OK awaited.
-    for burst in 0..MESSAGES / 100 {
-        for k in 0..100 {
-            let n = burst * 100 + k;
-            sender
-                .send(&msg("#big", &format!("{n:05} {padding}")).to_string())
-                .await
-                .unwrap();
-        }
-        for _ in 0..100 {
-            match tokio::time::timeout(STEP_TIMEOUT, sender.next_line()).await {
-                Ok(Ok(ServerLine::Reply(Reply::Ok(_)))) => {}
-                Ok(Ok(ServerLine::Event(_))) => continue,
-                other => panic!("message not acknowledged: {other:?}"),
-            }
-        }
-    }
+    send_in_bursts(&mut sender, "#big", MESSAGES, &padding).await;
     let read = reading.await.unwrap();
     assert_eq!(
         read,
@@ -438,11 +463,12 @@ fn lines(listener: Background) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_verified_user_gets_what_they_missed_in_order_also_after_a_restart() {
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let mut server =
-        ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("server starts");
+    let Started {
+        pki,
+        store,
+        mut server,
+        data: _data,
+    } = start(&[]);
     let addr = server.addr();
     // Bob joins #team (publishing his E2E key), reads one message and goes away.
     let bob = listen(&pki, addr, "bob", &["#team"], 1);
@@ -502,10 +528,12 @@ fn a_verified_user_gets_what_they_missed_in_order_also_after_a_restart() {
 
 #[test]
 fn listen_resumes_from_an_id() {
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let server = ServerProcess::start_with(&store_args(&pki, &store, &[])).expect("starts");
+    let Started {
+        pki,
+        store: _,
+        server,
+        data: _data,
+    } = start(&[]);
     for n in 1..=5 {
         send(
             &pki,
@@ -528,15 +556,12 @@ fn listen_resumes_from_an_id() {
 async fn listen_that_falls_behind_fills_the_gap_and_prints_every_message_once() {
     use std::io::{BufRead, Read};
     const MESSAGES: usize = 6_000;
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let server = ServerProcess::start_with(&store_args(
-        &pki,
-        &store,
-        &["--max-pending-bytes", "65536", "--write-timeout", "1h"],
-    ))
-    .expect("starts");
+    let Started {
+        pki,
+        store: _,
+        server,
+        data: _data,
+    } = start(&["--max-pending-bytes", "65536", "--write-timeout", "1h"]);
     let addr = server.addr();
     // Nobody reads the listener's output until the end: it blocks on its pipe, stops reading
     // the socket, and the server skips what does not fit.
@@ -575,20 +600,7 @@ async fn listen_that_falls_behind_fills_the_gap_and_prints_every_message_once() 
 
     let mut alice = connect(&pki, addr, Some("alice")).await;
     ok(&mut alice, Request::Join("#flood".into())).await;
-    let padding = "y".repeat(900);
-    for burst in 0..MESSAGES / 100 {
-        for k in 0..100 {
-            let text = format!("{:05} {padding}", burst * 100 + k);
-            alice.send(&msg("#flood", &text).to_string()).await.unwrap();
-        }
-        for _ in 0..100 {
-            match tokio::time::timeout(STEP_TIMEOUT, alice.next_line()).await {
-                Ok(Ok(ServerLine::Reply(Reply::Ok(_)))) => {}
-                Ok(Ok(ServerLine::Event(_))) => continue,
-                other => panic!("not acknowledged: {other:?}"),
-            }
-        }
-    }
+    send_in_bursts(&mut alice, "#flood", MESSAGES, &"y".repeat(900)).await;
     let mut stdout = listener.stdout.take().unwrap();
     let reading = std::thread::spawn(move || {
         let mut all = String::new();
@@ -751,15 +763,12 @@ fn a_damaged_store_stops_startup_with_one_sentence_naming_it() {
 
 #[tokio::test]
 async fn the_store_keeps_at_most_max_history_per_room_and_ids_go_on() {
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let server = ServerProcess::start_with(&store_args(
-        &pki,
-        &store,
-        &["--max-history-per-room", "3", "--prune-interval", "50ms"],
-    ))
-    .expect("starts");
+    let Started {
+        pki,
+        store: _,
+        server,
+        data: _data,
+    } = start(&["--max-history-per-room", "3", "--prune-interval", "50ms"]);
     let mut alice = connect(&pki, server.addr(), Some("alice")).await;
     ok(&mut alice, Request::Join("#short".into())).await;
     for n in 1..=10 {
@@ -786,12 +795,12 @@ async fn the_store_keeps_at_most_max_history_per_room_and_ids_go_on() {
 
 #[tokio::test]
 async fn a_user_who_is_away_is_kept_a_bounded_number_of_direct_messages() {
-    let pki = Pki::standard();
-    let data = tempfile::tempdir().unwrap();
-    let store = data.path().join("store.redb");
-    let server =
-        ServerProcess::start_with(&store_args(&pki, &store, &["--max-offline-per-user", "2"]))
-            .expect("starts");
+    let Started {
+        pki,
+        store: _,
+        server,
+        data: _data,
+    } = start(&["--max-offline-per-user", "2"]);
     let addr = server.addr();
     // Bob is known (he connected once with his certificate), then away.
     let mut admin = connect(&pki, addr, Some("root")).await;

@@ -129,17 +129,7 @@ impl Conn {
     /// Joins the fan-out room (subject) under a name of its own.
     pub async fn join(&mut self, name: &str) -> io::Result<()> {
         match self.kind {
-            Kind::Tlschat => {
-                let hello = format!("NICK {name}\nJOIN #{ROOM}\n");
-                self.write(hello.as_bytes()).await?;
-                for _ in 0..2 {
-                    let line = self.read_line().await?;
-                    if !line.starts_with("OK") {
-                        return Err(io::Error::other(format!("tlschat refused: {line}")));
-                    }
-                }
-                Ok(())
-            }
+            Kind::Tlschat => self.nick_and_join(name, &format!("#{ROOM}")).await,
             Kind::Nats => {
                 self.write(format!("SUB {ROOM} 1\r\n").as_bytes()).await?;
                 self.ping().await
@@ -155,15 +145,8 @@ impl Conn {
     pub async fn prepare_durable(&mut self, index: usize) -> io::Result<()> {
         match self.kind {
             Kind::Tlschat => {
-                let hello = format!("NICK dur{index}\nJOIN #dur{index}\n");
-                self.write(hello.as_bytes()).await?;
-                for _ in 0..2 {
-                    let line = self.read_line().await?;
-                    if !line.starts_with("OK") {
-                        return Err(io::Error::other(format!("tlschat refused: {line}")));
-                    }
-                }
-                Ok(())
+                self.nick_and_join(&format!("dur{index}"), &format!("#dur{index}"))
+                    .await
             }
             Kind::Nats => {
                 self.write(format!("SUB _INBOX.bench{index} 1\r\n").as_bytes())
@@ -348,7 +331,7 @@ impl Conn {
                 return Ok(());
             }
             if line.starts_with("ERR") {
-                return Err(io::Error::other(line));
+                return Err(io::Error::other(format!("tlschat refused: {line}")));
             }
         }
     }
