@@ -17,6 +17,9 @@ declare -A results
 for _ in $(seq "${ROUNDS:-4}"); do
   for which in old new; do
     binary="$old"; [[ "$which" == new ]] && binary="$new"
+    # Each run starts from an empty store. (Binaries older than the store reject the
+    # benchmark file's store settings: drop them from scripts/lib/bench-common.sh for those.)
+    rm -f "$work/store.redb"
     "$binary" --config "$work/tlschat-bench.toml" >"$work/ab.ready" 2>/dev/null &
     server_pid=$!
     for _ in $(seq 200); do grep -q '^tlschat-server listening on' "$work/ab.ready" && break; sleep 0.05; done

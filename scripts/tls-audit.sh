@@ -35,7 +35,7 @@ trap cleanup EXIT
 start() { # name, extra flags...
   local name="$1"; shift
   "$bin/tlschat-server" --listen 127.0.0.1:0 --cert "$work/server.pem" --key "$work/server-key.pem" \
-    --ca "$work/ca.pem" "$@" >"$work/$name.ready" 2>"$work/$name.log" &
+    --ca "$work/ca.pem" --store "$work/$name.redb" "$@" >"$work/$name.ready" 2>"$work/$name.log" &
   pids+=($!)
   for _ in $(seq 200); do
     grep -q '^tlschat-server listening on' "$work/$name.ready" && break

@@ -29,7 +29,7 @@ trap cleanup EXIT
 
 "$bin/tlschat-certgen" --out "$work" --client bench >/dev/null
 "$bin/tlschat-server" --listen 127.0.0.1:0 --udp 127.0.0.1:0 \
-  --cert "$work/server.pem" --key "$work/server-key.pem" --ca "$work/ca.pem" \
+  --cert "$work/server.pem" --key "$work/server-key.pem" --ca "$work/ca.pem" --store "$work/store.redb" \
   >"$work/ready" 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 100); do
