@@ -25,6 +25,7 @@
 
 pub mod files;
 pub mod inspect;
+pub mod revoke;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -137,6 +138,9 @@ pub enum CertgenError {
     /// The certificate library failed.
     #[error("certificate generation failed")]
     Rcgen(#[from] rcgen::Error),
+    /// A revocation cannot be made as asked.
+    #[error("{0}")]
+    BadRevocation(String),
     /// A key or certificate file could not be written safely (including a folder that others
     /// can write to).
     #[error(transparent)]
@@ -516,7 +520,7 @@ fn present_pair(cert: &Path, key: &Path) -> Result<bool, CertgenError> {
     }
 }
 
-fn load_key(path: &Path) -> Result<KeyPair, CertgenError> {
+pub(crate) fn load_key(path: &Path) -> Result<KeyPair, CertgenError> {
     let pem = files::read_text(path)?;
     KeyPair::from_pem(&pem).map_err(|e| CertgenError::Unreadable {
         path: path.to_owned(),

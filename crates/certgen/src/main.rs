@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use tlschat_certgen::revoke::{revoke, Target};
 use tlschat_certgen::{generate, Options, DEFAULT_VALIDITY_DAYS};
 
 /// Makes a development CA, a server certificate and client certificates for tlschat.
@@ -49,6 +50,30 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_VALIDITY_DAYS,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     days: u32,
+    /// Something other than making certificates.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Revoke a user's certificate: it is added to --out/revoked.txt and to the CA-signed
+    /// revocation list --out/crl.pem, which the server enforces from its next SIGHUP (or RELOAD):
+    /// the user's sessions are closed and their handshakes refused.
+    Revoke {
+        /// The user whose certificate (--out/NAME.pem) is revoked.
+        #[arg(value_name = "NAME", required_unless_present_any = ["serial", "refresh"])]
+        name: Option<String>,
+        /// Revoke by serial number (hex, as `openssl x509 -serial` prints it) instead.
+        #[arg(long, value_name = "HEX", conflicts_with_all = ["name", "refresh"])]
+        serial: Option<String>,
+        /// Revoke nothing new: issue a fresh list (its next update 30 days on).
+        #[arg(long, conflicts_with = "name")]
+        refresh: bool,
+        /// Why: unspecified, key-compromise, superseded, cessation, affiliation-changed.
+        #[arg(long, value_name = "REASON", default_value = "unspecified")]
+        reason: String,
+    },
 }
 
 /// Exit status for a command line that does not parse (sysexits' `EX_USAGE`).
@@ -77,6 +102,35 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Revoke {
+        name,
+        serial,
+        refresh,
+        reason,
+    }) = &cli.command
+    {
+        let target = match (name, serial, refresh) {
+            (Some(name), _, _) => Target::Name(name.clone()),
+            (_, Some(serial), _) => Target::Serial(serial.clone()),
+            _ => Target::Refresh,
+        };
+        let done = revoke(&cli.out, &target, reason)
+            .with_context(|| format!("revoking in {}", cli.out.display()))?;
+        let what = match (&done.serial, &target) {
+            (Some(serial), Target::Name(name)) => format!("revoked {name} (serial {serial})"),
+            (Some(serial), _) => format!("revoked serial {serial}"),
+            (None, Target::Refresh) => "issued a fresh revocation list".to_owned(),
+            (None, _) => "already revoked; issued a fresh revocation list".to_owned(),
+        };
+        let _ = writeln!(
+            std::io::stdout(),
+            "{what}: {} lists {} certificate(s). Next: copy it to the server (--crl) and send it \
+             SIGHUP (or an admin's RELOAD): revoked users are disconnected at once.",
+            done.crl.display(),
+            done.total
+        );
+        return Ok(());
+    }
     let options = Options {
         out_dir: cli.out,
         force: cli.force,

@@ -28,6 +28,35 @@ pub struct CertSummary {
     /// Whether the certificate may serve TLS: its extended key usage allows `serverAuth` (or
     /// any usage), or it has no extended key usage at all.
     pub server_auth: bool,
+    /// The serial number, as encoded (big-endian bytes): what a revocation list names.
+    pub serial: Vec<u8>,
+    /// The subject name, DER: compared with a revocation list's issuer.
+    pub subject: Vec<u8>,
+}
+
+/// What a certificate revocation list (CRL) says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlSummary {
+    /// The issuer name, DER.
+    pub issuer: Vec<u8>,
+    /// The serial numbers revoked (big-endian bytes, as in certificates).
+    pub serials: Vec<Vec<u8>>,
+    /// When the next list is due, seconds since the Unix epoch, if it says.
+    pub next_update: Option<i64>,
+}
+
+/// Summarizes one DER-encoded CRL (its signature is checked by rustls, not here).
+pub fn summarize_crl_der(der: &[u8]) -> Result<CrlSummary, CertParseError> {
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map_err(|e| CertParseError(e.to_string()))?;
+    Ok(CrlSummary {
+        issuer: crl.issuer().as_raw().to_vec(),
+        serials: crl
+            .iter_revoked_certificates()
+            .map(|revoked| revoked.raw_serial().to_vec())
+            .collect(),
+        next_update: crl.next_update().map(|t| t.timestamp()),
+    })
 }
 
 /// A certificate that could not be parsed.
@@ -73,6 +102,8 @@ pub fn summarize_der(der: &[u8]) -> Result<CertSummary, CertParseError> {
         spki: spki.raw.to_vec(),
         public_key: spki.subject_public_key.data.to_vec(),
         not_after: cert.validity().not_after.timestamp(),
+        serial: cert.raw_serial().to_vec(),
+        subject: subject.as_raw().to_vec(),
     })
 }
 
@@ -138,12 +169,52 @@ mod tests {
         assert!(summary.server_auth);
         assert!(!summary.spki.is_empty() && !summary.public_key.is_empty());
         assert!(summary.not_after > 0);
+        assert!(!summary.serial.is_empty() && !summary.subject.is_empty());
         let client = summarize_der(&certificate(&["x"], vec![ClientAuth])).unwrap();
         assert!(!client.server_auth, "client authentication only");
         let both = summarize_der(&certificate(&["x"], vec![ClientAuth, ServerAuth])).unwrap();
         assert!(both.server_auth);
         let none = summarize_der(&certificate(&["x"], vec![])).unwrap();
         assert!(none.server_auth, "no extended key usage: any usage");
+    }
+
+    #[test]
+    fn a_revocation_list_is_read_for_its_issuer_serials_and_next_update() {
+        let mut ca = rcgen::CertificateParams::default();
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "ca");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, key);
+        let now = std::time::SystemTime::now();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: now.into(),
+            next_update: (now + std::time::Duration::from_secs(86_400)).into(),
+            crl_number: rcgen::SerialNumber::from(7u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(vec![0x12, 0x34]),
+                revocation_time: now.into(),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        let summary = summarize_crl_der(crl.der()).unwrap();
+        assert_eq!(summary.serials, [vec![0x12, 0x34]]);
+        assert_eq!(
+            summary.issuer,
+            summarize_der(ca_cert.der()).unwrap().subject,
+            "the issuer is the CA's subject"
+        );
+        assert!(summary.next_update.unwrap() > 0);
+        assert!(summarize_crl_der(b"not a crl").is_err());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum DisconnectCode {
     Idle,
     /// The client kept sending past the rate limit.
     Flood,
+    /// The client's certificate was revoked: it cannot connect again with it.
+    Revoked,
     /// A code this version does not know (only produced when parsing a newer server's event;
     /// the original code is kept at the start of the reason).
     Unknown,
@@ -36,6 +38,7 @@ impl DisconnectCode {
         Self::NickReclaimed,
         Self::Idle,
         Self::Flood,
+        Self::Revoked,
         Self::Unknown,
     ];
 
@@ -48,13 +51,17 @@ impl DisconnectCode {
             Self::NickReclaimed => "NICK_RECLAIMED",
             Self::Idle => "IDLE",
             Self::Flood => "FLOOD",
+            Self::Revoked => "REVOKED",
             Self::Unknown => "UNKNOWN",
         }
     }
 
     /// Whether reconnecting after this would be wrong: the server or an admin meant it.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Kicked | Self::Replaced | Self::NickReclaimed)
+        matches!(
+            self,
+            Self::Kicked | Self::Replaced | Self::NickReclaimed | Self::Revoked
+        )
     }
 }
 

@@ -156,6 +156,21 @@ pub enum UdpListen {
     On(SocketAddr),
 }
 
+/// The certificate revocation list the server enforces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
+pub enum CrlSetting {
+    /// This file when it exists (the default, `certs/crl.pem`); none otherwise.
+    WhenPresent(std::path::PathBuf),
+    /// This file, which must exist.
+    File(std::path::PathBuf),
+    /// No revocation list.
+    None,
+}
+
+/// Default revocation list: `certs/crl.pem`, used when present (`tlschat-certgen revoke`
+/// writes it there).
+pub const DEFAULT_CRL: &str = "certs/crl.pem";
+
 /// Where messages are kept.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
 pub enum StoreSetting {

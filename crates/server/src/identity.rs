@@ -15,6 +15,8 @@ pub struct Identity {
     pub verified: bool,
     /// True when the certificate carries the admin role.
     pub admin: bool,
+    /// The certificate's serial number, when verified: what a revocation names.
+    pub serial: Option<Vec<u8>>,
 }
 
 impl Identity {
@@ -45,6 +47,7 @@ impl Identity {
             name: Some(name),
             verified: true,
             admin: summary.role.as_deref() == Some(ADMIN_ROLE),
+            serial: Some(summary.serial),
         }
     }
 

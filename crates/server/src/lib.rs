@@ -15,6 +15,7 @@
 //! - `shared`: state all connections share, and the phases of graceful shutdown.
 //! - [`udp`]: signed UDP mode: the stateless verbs over signed, replay-checked datagrams.
 //! - [`random`]: random numbers from the TLS crypto provider.
+//! - [`revoked`]: serial numbers a revocation list revokes.
 //! - [`sync`]: locking shared state (recovering from poisoning).
 //!
 //! Only this crate owns listeners, tasks and signals; the protocol itself lives in
@@ -30,6 +31,7 @@ pub mod identity;
 pub mod limits;
 pub mod open_files;
 pub mod random;
+pub mod revoked;
 pub mod server;
 pub mod session;
 pub mod settings;

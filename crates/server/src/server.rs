@@ -161,6 +161,8 @@ impl Server {
         };
         let udp_stats = udp.as_ref().map(|(_, service, _)| service.stats());
         let shared = Shared::new(config, TlsAcceptor::from(tls), store, udp_stats, udp_keys)?;
+        // Keys kept from before whose certificates are revoked now are not offered.
+        shared.hub.revoke(&credentials.revoked);
         Ok(Self {
             shared: Arc::new(shared),
             listener,

@@ -169,6 +169,23 @@ impl SettingValue for StoreSetting {
     }
 }
 
+impl SettingValue for CrlSetting {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(Self::None),
+            "" => Err("expected a file, or none".to_owned()),
+            path => Ok(Self::File(path.into())),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            Self::None => "none".to_owned(),
+            Self::WhenPresent(path) => format!("{} (when present)", path.display()),
+            Self::File(path) => path.display().to_string(),
+        }
+    }
+}
+
 impl SettingValue for Fsync {
     fn parse(text: &str) -> Result<Self, String> {
         text.parse()
@@ -360,6 +377,9 @@ settings! {
     /// CA certificate(s) (PEM) that client certificates must chain to.
     ca: PathBuf = PathBuf::from(DEFAULT_CA), "FILE", Bounds::Any,
         "CA that client certificates must chain to (PEM)";
+    /// Certificate revocation list.
+    crl: CrlSetting = CrlSetting::WhenPresent(DEFAULT_CRL.into()), "FILE|none", Bounds::Any,
+        "Revocation list (PEM, from tlschat-certgen revoke): revoked certificates are refused, and cut off on reload";
     /// Client certificate policy.
     client_auth: ClientAuth = ClientAuth::Optional, "MODE", Bounds::Any,
         "Client certificates: none, optional (verified when sent), required (mutual TLS)";

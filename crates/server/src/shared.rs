@@ -160,8 +160,10 @@ impl Shared {
             .map_or("server is shutting down", String::as_str)
     }
 
-    /// Reloads the certificate, key and CA from their files. New connections (and UDP
-    /// datagrams) use them; existing connections keep theirs. On any error the old ones stay.
+    /// Reloads the certificate, key, CA and revocation list from their files. New connections
+    /// (and UDP datagrams) use them; existing connections keep theirs, but those of revoked
+    /// certificates are closed (`REVOKED`) and their published keys withdrawn. On any error
+    /// the old ones stay.
     pub(crate) fn reload(&self) -> Result<(), String> {
         let result = tls::Credentials::load(&self.config)
             .and_then(|credentials| {
@@ -178,16 +180,20 @@ impl Shared {
                     ),
                     None => None,
                 };
-                Ok((tls, keys))
+                Ok((tls, keys, credentials.revoked))
             });
         match result {
-            Ok((tls, keys)) => {
+            Ok((tls, keys, revoked)) => {
                 *self
                     .acceptor
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = TlsAcceptor::from(tls);
                 if let (Some(sender), Some(keys)) = (&self.udp_keys, keys) {
                     sender.send_replace(keys);
+                }
+                let cut = self.hub.revoke(&revoked);
+                if cut > 0 {
+                    info!(sessions = cut, "sessions of revoked certificates closed");
                 }
                 info!(cert = %self.config.cert.display(), "certificates reloaded");
                 Ok(())

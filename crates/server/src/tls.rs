@@ -4,12 +4,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use std::collections::HashSet;
 use tlschat_tls::PemError;
 
-use crate::config::ClientAuth;
+use crate::config::{ClientAuth, CrlSetting};
+use crate::revoked::Revoked;
 use crate::settings::Config;
 use crate::udp::UdpKeys;
 
@@ -45,6 +48,14 @@ pub enum TlsSetupError {
     /// The client certificate verifier could not be built.
     #[error("cannot build the client certificate verifier")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// The revocation list cannot be used.
+    #[error("cannot use the revocation list {}: {reason}", .path.display())]
+    Crl {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Session tickets sent after each TLS 1.3 handshake (rustls sends 2 by default).
@@ -59,6 +70,11 @@ pub struct Credentials {
     pub key: PrivateKeyDer<'static>,
     /// The CA certificates client certificates must chain to.
     pub roots: Arc<RootCertStore>,
+    /// The revocation lists to enforce (none without `--crl`).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// The serial numbers they revoke: live sessions, UDP senders and published keys of these
+    /// are cut off on reload.
+    pub revoked: Arc<Revoked>,
 }
 
 impl Credentials {
@@ -68,6 +84,7 @@ impl Credentials {
             self.chain[0].clone(),
             &self.key,
             self.roots.clone(),
+            self.revoked.clone(),
             (&config.cert, &config.key),
         )
     }
@@ -77,12 +94,69 @@ impl Credentials {
     pub fn load(config: &Config) -> Result<Self, TlsSetupError> {
         let chain = tlschat_tls::load_certs(&config.cert, "certificate")?;
         check_server_certificate(&config.cert, &chain[0])?;
+        let (crls, revoked) = load_crl(config)?;
         Ok(Self {
             chain,
             key: tlschat_tls::load_key(&config.key)?,
             roots: Arc::new(tlschat_tls::load_roots(&config.ca)?),
+            crls,
+            revoked: Arc::new(revoked),
         })
     }
+}
+
+/// Reads the revocation list `--crl` names, if any, and checks it was issued by the CA (a list
+/// from another CA would make every client's status unknown, and so refuse them all). A list
+/// past its next update is still enforced (revoked stays revoked), with a warning.
+fn load_crl(
+    config: &Config,
+) -> Result<(Vec<CertificateRevocationListDer<'static>>, Revoked), TlsSetupError> {
+    let path = match &config.crl {
+        CrlSetting::None => return Ok((Vec::new(), Revoked::default())),
+        CrlSetting::WhenPresent(path) if !path.exists() => {
+            return Ok((Vec::new(), Revoked::default()))
+        }
+        CrlSetting::WhenPresent(path) | CrlSetting::File(path) => path,
+    };
+    let refuse = |reason: String| TlsSetupError::Crl {
+        path: path.clone(),
+        reason,
+    };
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| refuse(e.to_string()))?;
+    if crls.is_empty() {
+        return Err(refuse(
+            "it holds no revocation list (X509 CRL) block".into(),
+        ));
+    }
+    let ca_subjects: Vec<Vec<u8>> = tlschat_tls::load_certs(&config.ca, "CA certificate")?
+        .iter()
+        .filter_map(|c| tlschat_proto::cert::summarize_der(c).ok())
+        .map(|c| c.subject)
+        .collect();
+    let mut revoked = HashSet::new();
+    for crl in &crls {
+        let summary =
+            tlschat_proto::cert::summarize_crl_der(crl).map_err(|e| refuse(e.to_string()))?;
+        if !ca_subjects.contains(&summary.issuer) {
+            return Err(refuse(format!(
+                "it was not issued by the CA in {}",
+                config.ca.display()
+            )));
+        }
+        let now = chrono::Utc::now().timestamp();
+        if summary.next_update.is_some_and(|next| next < now) {
+            tracing::warn!(
+                crl = %path.display(),
+                "the revocation list is past its next update: still enforced; issue a fresh one \
+                 with tlschat-certgen revoke --refresh"
+            );
+        }
+        revoked.extend(summary.serials);
+    }
+    tracing::info!(crl = %path.display(), revoked = revoked.len(), "revocation list loaded");
+    Ok((crls, Revoked::new(revoked)))
 }
 
 /// Refuses a leaf certificate without server-auth usage, or valid for no host name or address.
@@ -122,8 +196,14 @@ pub fn server_config(
     let builder = match config.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         mode => {
-            let verifier =
+            let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(credentials.roots.clone(), provider);
+            if !credentials.crls.is_empty() {
+                // The list is the CA's (checked on loading), so every client's status is known.
+                verifier = verifier
+                    .with_crls(credentials.crls.clone())
+                    .only_check_end_entity_revocation();
+            }
             let verifier = match mode {
                 ClientAuth::Optional => verifier.allow_unauthenticated().build()?,
                 _ => verifier.build()?,

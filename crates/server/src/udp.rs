@@ -100,6 +100,8 @@ pub enum Dropped {
     BadSignature,
     /// The reply would have been too large compared with the request.
     Amplification,
+    /// The certificate is revoked.
+    Revoked,
 }
 
 impl Dropped {
@@ -109,6 +111,7 @@ impl Dropped {
             Self::Malformed(err) => err.name(),
             Self::NotARequest => "not_a_request",
             Self::Stale => "stale",
+            Self::Revoked => "revoked",
             Self::Expired => "expired_cert",
             Self::UnknownKey => "unknown_key",
             Self::KeyMismatch => "key_mismatch",
@@ -173,6 +176,8 @@ pub struct UdpKeys {
     pub signer: Arc<CertKey>,
     /// The CA check for client certificates.
     pub clients: ClientCheck,
+    /// Revoked client certificates: their requests get no reply.
+    pub revoked: Arc<crate::revoked::Revoked>,
 }
 
 impl UdpKeys {
@@ -182,11 +187,13 @@ impl UdpKeys {
         leaf: CertificateDer<'static>,
         key: &PrivateKeyDer<'_>,
         roots: Arc<RootCertStore>,
+        revoked: Arc<crate::revoked::Revoked>,
         (cert_path, key_path): (&std::path::Path, &std::path::Path),
     ) -> Result<Self, tlschat_tls::signing::SigningError> {
         Ok(Self {
             signer: Arc::new(CertKey::from_der(leaf, key, cert_path, key_path)?),
             clients: ClientCheck::with_roots(roots)?,
+            revoked,
         })
     }
 }
@@ -343,6 +350,9 @@ impl UdpService {
             .clients
             .verify(cert)
             .map_err(|_| Dropped::UntrustedCert)?;
+        if self.keys.revoked.covers(cert) {
+            return Err(Dropped::Revoked);
+        }
         Ok(key)
     }
 

@@ -30,6 +30,7 @@ use super::keys::KeyDirectory;
 use super::peer::Peer;
 use super::room::Room;
 use crate::config::PRUNE_BUDGET;
+use crate::revoked::Revoked;
 use crate::store::commit::Answer;
 use crate::store::record::direct_key;
 use crate::store::{Kind, Record, Store, StoreError, StoreStats, Stored};
@@ -673,6 +674,38 @@ impl Hub {
             Some(bundle) => Reply::ok(bundle.to_string()),
             None => Reply::err(ErrorCode::NoKey, format!("{nick} has published no E2E key")),
         }
+    }
+
+    /// Cuts off what a revocation list revokes: every live session of a revoked certificate
+    /// (`EVENT DISCONNECT REVOKED`) and every published E2E key that holds one (`KEY GET` then
+    /// answers `NO_KEY`). Returns the sessions cut.
+    pub fn revoke(&self, revoked: &Revoked) -> usize {
+        if revoked.is_empty() {
+            return 0;
+        }
+        let peers: Vec<Arc<Peer>> = lock(&self.users)
+            .values()
+            .filter(|p| p.serial().is_some_and(|s| revoked.contains(s)))
+            .cloned()
+            .collect();
+        for peer in &peers {
+            let nick = peer.nick();
+            tracing::warn!(
+                nick = nick.as_deref().unwrap_or("-"),
+                "revoked certificate: session closed"
+            );
+            peer.disconnect(
+                DisconnectCode::Revoked,
+                "your certificate was revoked; ask the CA's keeper for a new one".into(),
+            );
+        }
+        for name in self.keys.withdraw(|bundle| revoked.covers_bundle(bundle)) {
+            tracing::info!(%name, "published E2E key withdrawn: its certificate is revoked");
+            self.in_store("withdraw a revoked key", move |store| {
+                store.remove_key(&name)
+            });
+        }
+        peers.len()
     }
 
     /// Published E2E keys held now.

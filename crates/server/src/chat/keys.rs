@@ -74,6 +74,21 @@ impl KeyDirectory {
             .map(|(_, bundle)| bundle.clone())
     }
 
+    /// Withdraws every key whose bundle `gone` says so; returns the names withdrawn.
+    pub fn withdraw(&self, gone: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut state = lock(&self.state);
+        let names: Vec<String> = state
+            .keys
+            .iter()
+            .filter(|(_, (_, bundle))| gone(bundle))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &names {
+            state.keys.remove(name);
+        }
+        names
+    }
+
     /// Keys held now.
     pub fn len(&self) -> usize {
         lock(&self.state).keys.len()

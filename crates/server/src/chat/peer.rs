@@ -259,6 +259,8 @@ pub struct Peer {
     disconnect: OnceLock<Disconnect>,
     /// Cancelled once the peer has left everything (after its connection ended).
     left: CancellationToken,
+    /// The serial number of its verified certificate, for revocation.
+    serial: OnceLock<Vec<u8>>,
 }
 
 impl Peer {
@@ -280,6 +282,7 @@ impl Peer {
             closing: CancellationToken::new(),
             disconnect: OnceLock::new(),
             left: CancellationToken::new(),
+            serial: OnceLock::new(),
         })
     }
 
@@ -391,6 +394,16 @@ impl Peer {
     /// Why the peer is being disconnected, once [`disconnect`](Self::disconnect) was called.
     pub fn disconnect_reason(&self) -> Option<&Disconnect> {
         self.disconnect.get()
+    }
+
+    /// Records the serial number of the peer's verified certificate (once).
+    pub fn set_serial(&self, serial: Vec<u8>) {
+        let _ = self.serial.set(serial);
+    }
+
+    /// The serial number of the peer's verified certificate, if it has one.
+    pub fn serial(&self) -> Option<&[u8]> {
+        self.serial.get().map(Vec::as_slice)
     }
 
     /// The peer has left its rooms and the store knows where it resumes.

@@ -112,6 +112,9 @@ pub(crate) async fn serve(
         identity.admin,
         shared.config.max_pending_bytes,
     );
+    if let Some(serial) = identity.serial.clone().filter(|_| identity.verified) {
+        peer.set_serial(serial);
+    }
     let replaced = shared.hub.register_verified(&peer);
     shared.connections.fetch_add(1, Ordering::Relaxed);
     // A verified user rejoins their rooms and gets what they missed (with a store): after the

@@ -276,6 +276,9 @@ mod tests {
         fn keys(&self) -> Result<Vec<(String, String)>, StoreError> {
             Ok(Vec::new())
         }
+        fn remove_key(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
         fn prune(&self, _: i64, _: u64, _: usize) -> Result<u64, StoreError> {
             Ok(0)
         }

@@ -359,6 +359,17 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn remove_key(&self, name: &str) -> Result<(), StoreError> {
+        let name = name_key(name);
+        self.write(|txn| {
+            txn.open_table(KEYS)
+                .map_err(failed)?
+                .remove(name.as_str())
+                .map_err(failed)?;
+            Ok(())
+        })
+    }
+
     fn keys(&self) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.db()?.begin_read().map_err(failed)?;
         let keys = txn.open_table(KEYS).map_err(failed)?;

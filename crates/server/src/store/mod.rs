@@ -141,6 +141,9 @@ pub trait Store: Send + Sync + 'static {
     /// stored before a restart can still be verified after it.
     fn put_key(&self, name: &str, bundle: &str) -> Result<(), StoreError>;
 
+    /// Forgets `name`'s key bundle (its certificate was revoked).
+    fn remove_key(&self, name: &str) -> Result<(), StoreError>;
+
     /// Every kept E2E key bundle, by name key.
     fn keys(&self) -> Result<Vec<(String, String)>, StoreError>;
 

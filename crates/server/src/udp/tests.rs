@@ -36,6 +36,7 @@ impl Pki {
         let keys = UdpKeys {
             signer: Arc::new(self.key("server")),
             clients: ClientCheck::new(&self.root.join("ca.pem")).unwrap(),
+            revoked: Arc::default(),
         };
         UdpService::new(config, "srv".into(), keys, started)
     }
@@ -453,6 +454,7 @@ fn a_reload_forgets_every_sender_so_the_new_ca_applies_at_once() {
     udp.set_keys(UdpKeys {
         signer: Arc::new(other.key("server")),
         clients: ClientCheck::new(&other.root.join("ca.pem")).unwrap(),
+        revoked: Arc::default(),
     });
     assert_eq!(udp.sender_count(), 0);
     let later = now + ChronoDuration::seconds(1);
@@ -492,4 +494,33 @@ fn a_known_sender_whose_certificate_expired_is_dropped() {
         Err(Dropped::Expired)
     );
     assert_eq!(udp.sender_count(), 0, "forgotten");
+}
+
+#[test]
+fn a_revoked_certificate_gets_no_reply_once_the_list_is_reloaded() {
+    let pki = Pki::new();
+    let mut udp = pki.service(config(), t0());
+    let (alice, bob) = (pki.key("alice"), pki.key("bob"));
+    let now = after_start();
+    assert!(udp
+        .handle(&request(&alice, "PING", 1, now, true), now)
+        .is_ok());
+    let serial = tlschat_proto::cert::summarize_der(alice.cert_der())
+        .unwrap()
+        .serial;
+    udp.set_keys(UdpKeys {
+        signer: Arc::new(pki.key("server")),
+        clients: ClientCheck::new(&pki.root.join("ca.pem")).unwrap(),
+        revoked: Arc::new(crate::revoked::Revoked::new([serial].into())),
+    });
+    let later = now + ChronoDuration::seconds(1);
+    assert_eq!(
+        udp.handle(&request(&alice, "PING", 2, later, true), later),
+        Err(Dropped::Revoked)
+    );
+    assert!(
+        udp.handle(&request(&bob, "PING", 1, later, true), later)
+            .is_ok(),
+        "others are untouched"
+    );
 }

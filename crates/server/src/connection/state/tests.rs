@@ -45,6 +45,7 @@ fn connect(shared: &Arc<Shared>, nick: &str, now: Instant) -> (ConnState, Arc<Pe
         name: Some(nick.to_owned()),
         verified: true,
         admin: false,
+        serial: None,
     };
     let mut state = ConnState::new(shared.clone(), peer.clone(), &identity, now);
     assert!(take_lines(&mut state)[0].starts_with("HELLO"));

@@ -1,0 +1,126 @@
+//! Revocation with the real binaries: `tlschat-certgen revoke` writes the CA-signed list, the
+//! server enforces it at the handshake and, on SIGHUP, closes the sessions it revokes and
+//! withdraws their published keys; a bad list is refused and the old one stays.
+
+use std::time::{Duration, Instant};
+
+use tlschat_client::{Client, ClientError};
+use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Request};
+use tlschat_tests::{
+    binary, run, text, tlschat_command, Background, Pki, ServerProcess, STEP_TIMEOUT,
+};
+
+fn certgen(pki: &Pki, args: &[&str]) {
+    let out = run(
+        std::process::Command::new(binary("tlschat-certgen"))
+            .arg("--out")
+            .arg(pki.dir())
+            .args(args),
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "certgen {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+async fn connect(pki: &Pki, server: &ServerProcess, user: &str) -> Result<Client, ClientError> {
+    Client::connect(&pki.client_config(server.addr(), Some(user))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_user_is_cut_off_on_reload_refused_after_and_their_key_withdrawn() {
+    let pki = Pki::standard();
+    certgen(&pki, &["revoke", "--refresh"]);
+    let crl = pki.path("crl.pem").display().to_string();
+    let server = ServerProcess::start(&pki, &["--crl", &crl]);
+    // Alice publishes her E2E key (tlschat listen does), and stays connected.
+    let listener = Background::start(
+        tlschat_command(&pki, server.addr(), Some("alice")).args(["listen", "--count", "1"]),
+    );
+    listener.wait_for_stderr("listening");
+    let mut alice = connect(&pki, &server, "alice")
+        .await
+        .expect("alice connects");
+    let mut bob = connect(&pki, &server, "bob").await.expect("bob connects");
+    assert!(matches!(
+        bob.request(&Request::KeyGet("alice".into())).await.unwrap(),
+        Reply::Ok(_)
+    ));
+
+    certgen(&pki, &["revoke", "alice", "--reason", "key-compromise"]);
+    let sent = Instant::now();
+    server.signal("HUP");
+    let event = tokio::time::timeout(STEP_TIMEOUT, alice.next_event())
+        .await
+        .expect("told in time")
+        .expect("an event");
+    assert!(
+        matches!(
+            &event,
+            Event::Disconnect {
+                code: DisconnectCode::Revoked,
+                ..
+            }
+        ),
+        "{event:?}"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "cut off {:?} after the hangup",
+        sent.elapsed()
+    );
+    let (status, _) = listener.finish();
+    assert!(!status.success(), "alice's other session was cut off too");
+    // Her certificate no longer passes the handshake; bob is untouched.
+    assert!(connect(&pki, &server, "alice").await.is_err());
+    assert_eq!(
+        bob.request(&Request::Ping).await.unwrap(),
+        Reply::ok("PONG")
+    );
+    match bob.request(&Request::KeyGet("alice".into())).await.unwrap() {
+        Reply::Err(err) => assert_eq!(err.code, ErrorCode::NoKey),
+        other => panic!("alice's key is still offered: {other:?}"),
+    }
+    server.wait_for_log("revoked certificate: session closed");
+
+    // A damaged list is refused on reload; the one in force stays.
+    std::fs::write(
+        pki.path("crl.pem"),
+        "-----BEGIN X509 CRL-----\nbroken\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    server.signal("HUP");
+    server.wait_for_log("certificate reload failed");
+    assert!(
+        connect(&pki, &server, "alice").await.is_err(),
+        "still revoked"
+    );
+    let carol = connect(&pki, &server, "carol")
+        .await
+        .expect("carol is not revoked");
+    drop(carol);
+}
+
+#[test]
+fn a_server_given_a_crl_it_cannot_use_does_not_start() {
+    let pki = Pki::standard();
+    let other = Pki::standard();
+    certgen(&other, &["revoke", "--refresh"]);
+    for (crl, expected) in [
+        (pki.path("missing.pem"), "missing.pem"),
+        (other.path("crl.pem"), "not issued by the CA"),
+    ] {
+        let mut args = pki.server_args();
+        args.extend([
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--crl".to_owned(),
+        ]);
+        args.push(crl.display().to_string());
+        let failure = ServerProcess::start_with(&args).err().expect("refused");
+        assert!(failure.stderr.contains(expected), "{}", failure.stderr);
+        assert_eq!(failure.status.and_then(|s| s.code()), Some(1));
+    }
+}
