@@ -26,6 +26,7 @@
 pub mod files;
 pub mod inspect;
 pub mod revoke;
+pub mod sign;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -138,6 +139,14 @@ pub enum CertgenError {
     /// The certificate library failed.
     #[error("certificate generation failed")]
     Rcgen(#[from] rcgen::Error),
+    /// A certificate signing request cannot be signed.
+    #[error("cannot sign {}: {reason}", .path.display())]
+    BadRequest {
+        /// The request file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A revocation cannot be made as asked.
     #[error("{0}")]
     BadRevocation(String),
@@ -190,8 +199,10 @@ pub struct Report {
 
 /// The role a client certificate grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Role {
+pub enum Role {
+    /// A user.
     User,
+    /// An admin (`KICK`, `SHUTDOWN`, `RELOAD`, `STATS`).
     Admin,
 }
 
@@ -471,7 +482,7 @@ fn server_params(names: &BTreeSet<String>, days: u32) -> Result<CertificateParam
     Ok(params)
 }
 
-fn client_params(name: &str, role: Role, days: u32) -> CertificateParams {
+pub(crate) fn client_params(name: &str, role: Role, days: u32) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, name);

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use tlschat_certgen::revoke::{revoke, Target};
+use tlschat_certgen::sign::sign;
+use tlschat_certgen::Role;
 use tlschat_certgen::{generate, Options, DEFAULT_VALIDITY_DAYS};
 
 /// Makes a development CA, a server certificate and client certificates for tlschat.
@@ -57,6 +59,16 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Sign a certificate signing request made by `tlschat enroll` on the user's machine: writes
+    /// --out/NAME.pem (NAME from the request) for the user; their private key never comes here.
+    Sign {
+        /// The request file (NAME.csr).
+        #[arg(value_name = "REQUEST")]
+        request: PathBuf,
+        /// Give the certificate the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
     /// Revoke a user's certificate: it is added to --out/revoked.txt and to the CA-signed
     /// revocation list --out/crl.pem, which the server enforces from its next SIGHUP (or RELOAD):
     /// the user's sessions are closed and their handshakes refused.
@@ -102,6 +114,30 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Sign { request, admin }) = &cli.command {
+        let role = if *admin { Role::Admin } else { Role::User };
+        let signed = sign(request, &cli.out, role, cli.days)
+            .with_context(|| format!("signing with the CA in {}", cli.out.display()))?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{} {} for {} ({}, {} days). Next: send it to {}; it goes beside their key \
+             ({}-key.pem), and they connect with --cert {}.pem --key {}-key.pem",
+            if signed.replaced {
+                "replaced"
+            } else {
+                "signed"
+            },
+            signed.cert.display(),
+            signed.name,
+            if *admin { "admin" } else { "user" },
+            cli.days,
+            signed.name,
+            signed.name,
+            signed.name,
+            signed.name
+        );
+        return Ok(());
+    }
     if let Some(Command::Revoke {
         name,
         serial,

@@ -6,6 +6,7 @@
 //! line that does not parse (sysexits' `EX_USAGE`, as every tlschat binary).
 
 mod chat;
+pub mod enroll;
 mod exec;
 mod hints;
 mod keys;
@@ -193,6 +194,16 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         nick: Option<String>,
     },
+    /// Make your key and a certificate signing request, here, for the CA's keeper to sign
+    /// (`tlschat-certgen sign NAME.csr`): your private key never leaves this machine.
+    Enroll {
+        /// Your user name (the certificate's common name).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Folder for NAME-key.pem and NAME.csr (made if missing).
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        out: PathBuf,
+    },
     /// Show the fingerprint of your E2E key, or of NICK's as the server offers it (and whether
     /// it is the one remembered). Compare fingerprints with the other person out of band.
     Fingerprint {
@@ -239,6 +250,9 @@ pub enum UdpCommand {
 
 /// Runs the command line and returns the exit code.
 pub async fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::Enroll { name, out }) = &cli.command {
+        return ExitCode::from(enroll::run(name, out));
+    }
     let config = match cli.connection.to_config() {
         Ok(config) => config,
         Err(err) => {
@@ -280,6 +294,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             listen::run(&config, nick.as_deref(), &rooms, options).await
         }
         Command::Fingerprint { nick } => keys::fingerprint(&config, nick.as_deref()).await,
+        Command::Enroll { .. } => EXIT_OK,
         Command::Trust { nick } => keys::trust(&config, &nick).await,
         Command::Udp {
             command:

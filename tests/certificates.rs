@@ -1,6 +1,8 @@
-//! Revocation with the real binaries: `tlschat-certgen revoke` writes the CA-signed list, the
-//! server enforces it at the handshake and, on SIGHUP, closes the sessions it revokes and
-//! withdraws their published keys; a bad list is refused and the old one stays.
+//! The certificate lifecycle with the real binaries: enrolment (`tlschat enroll` on the user's
+//! side, `tlschat-certgen sign` on the CA's: the key never travels) and revocation
+//! (`tlschat-certgen revoke` writes the CA-signed list, the server enforces it at the handshake
+//! and, on SIGHUP, closes the sessions it revokes and withdraws their published keys; a bad
+//! list is refused and the old one stays).
 
 use std::time::{Duration, Instant};
 
@@ -123,4 +125,53 @@ fn a_server_given_a_crl_it_cannot_use_does_not_start() {
         assert!(failure.stderr.contains(expected), "{}", failure.stderr);
         assert_eq!(failure.status.and_then(|s| s.code()), Some(1));
     }
+}
+
+#[test]
+fn enrol_sign_and_connect_without_the_key_leaving_the_users_folder() {
+    let pki = Pki::standard();
+    let user = tempfile::tempdir().unwrap();
+    let out = run(
+        std::process::Command::new(binary("tlschat"))
+            .env("TLSCHAT_CONFIG", tlschat_tests::NO_USER_CONFIG)
+            .args(["enroll", "dora", "--out"])
+            .arg(user.path()),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("tlschat-certgen sign"),
+        "says what comes next"
+    );
+    // The CA's keeper signs the request (all it ever reads from the user).
+    certgen(
+        &pki,
+        &["sign", &user.path().join("dora.csr").display().to_string()],
+    );
+    assert!(
+        !pki.path("dora-key.pem").exists(),
+        "no key on the CA's side"
+    );
+    std::fs::copy(pki.path("dora.pem"), user.path().join("dora.pem")).unwrap();
+    let server = ServerProcess::start(&pki, &[]);
+    let out = run(
+        std::process::Command::new(binary("tlschat"))
+            .arg("--server")
+            .arg(server.addr().to_string())
+            .arg("--ca")
+            .arg(pki.ca())
+            .arg("--cert")
+            .arg(user.path().join("dora.pem"))
+            .arg("--key")
+            .arg(user.path().join("dora-key.pem"))
+            .env("TLSCHAT_CONFIG", tlschat_tests::NO_USER_CONFIG)
+            .args(["exec", "GREET"]),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Hello, dora!"),
+        "{}",
+        text(&out.stdout)
+    );
 }
