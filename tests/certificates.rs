@@ -175,3 +175,79 @@ fn enrol_sign_and_connect_without_the_key_leaving_the_users_folder() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn certificates_about_to_run_out_are_warned_of_and_an_expired_server_certificate_stops_startup() {
+    // Certificates for three days: within the 14 days of --expiry-warning.
+    let pki = Pki::with_args(&["--client", "alice", "--days", "3"]);
+    let server = ServerProcess::start(&pki, &[]);
+    server.wait_for_log("the server certificate");
+    let log = server.log();
+    assert!(
+        log.contains("runs out on") && log.contains(" day(s)"),
+        "{log}"
+    );
+    drop(server);
+
+    // A server certificate that ran out yesterday, signed by the same CA.
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(pki.ca()).unwrap(),
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.path("ca-key.pem")).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - Duration::from_secs(10 * 86_400)).into();
+    params.not_after = (now - Duration::from_secs(86_400)).into();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(pki.path("old.pem"), cert.pem()).unwrap();
+    std::fs::write(pki.path("old-key.pem"), key.serialize_pem()).unwrap();
+    let args: Vec<String> = [
+        "--cert",
+        &pki.path("old.pem").display().to_string(),
+        "--key",
+        &pki.path("old-key.pem").display().to_string(),
+        "--ca",
+        &pki.ca().display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let failure = ServerProcess::start_with(&args).err().expect("refused");
+    assert_eq!(failure.status.and_then(|s| s.code()), Some(1));
+    assert!(
+        failure.stderr.contains("old.pem expired on") && failure.stderr.contains("renew"),
+        "{}",
+        failure.stderr
+    );
+}
+
+#[test]
+fn a_renewed_certificate_connects_and_the_old_one_still_works() {
+    let pki = Pki::standard();
+    std::fs::copy(pki.path("alice.pem"), pki.path("alice-old.pem")).unwrap();
+    certgen(&pki, &["--days", "30", "renew", "alice"]);
+    let server = ServerProcess::start(&pki, &[]);
+    for cert in ["alice.pem", "alice-old.pem"] {
+        let out = run(
+            std::process::Command::new(binary("tlschat"))
+                .env("TLSCHAT_CONFIG", tlschat_tests::NO_USER_CONFIG)
+                .arg("--server")
+                .arg(server.addr().to_string())
+                .arg("--ca")
+                .arg(pki.ca())
+                .arg("--cert")
+                .arg(pki.path(cert))
+                .arg("--key")
+                .arg(pki.path("alice-key.pem"))
+                .args(["exec", "GREET"]),
+            b"",
+        );
+        assert!(out.status.success(), "{cert}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("Hello, alice!"), "{cert}");
+    }
+}

@@ -25,6 +25,7 @@
 
 pub mod files;
 pub mod inspect;
+pub mod renew;
 pub mod revoke;
 pub mod sign;
 
@@ -466,7 +467,10 @@ impl Report {
     }
 }
 
-fn server_params(names: &BTreeSet<String>, days: u32) -> Result<CertificateParams, CertgenError> {
+pub(crate) fn server_params(
+    names: &BTreeSet<String>,
+    days: u32,
+) -> Result<CertificateParams, CertgenError> {
     let mut params = CertificateParams::new(names.iter().cloned().collect::<Vec<_>>())?;
     params.distinguished_name = DistinguishedName::new();
     params

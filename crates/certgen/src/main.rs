@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use tlschat_certgen::renew::renew;
 use tlschat_certgen::revoke::{revoke, Target};
 use tlschat_certgen::sign::sign;
 use tlschat_certgen::Role;
@@ -59,6 +60,14 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Reissue NAME.pem (or server.pem: `renew server`) for the key it already has, valid
+    /// --days: nothing secret travels again. The old certificate stays valid until it expires
+    /// or is revoked.
+    Renew {
+        /// The user, or `server`.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
     /// Sign a certificate signing request made by `tlschat enroll` on the user's machine: writes
     /// --out/NAME.pem (NAME from the request) for the user; their private key never comes here.
     Sign {
@@ -114,6 +123,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Renew { name }) = &cli.command {
+        let cert = renew(&cli.out, name, cli.days)
+            .with_context(|| format!("renewing {name} in {}", cli.out.display()))?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "renewed {} for {} days, same key. Next: give it to {name} (for the server: \
+             SIGHUP, or an admin's RELOAD, picks it up)",
+            cert.display(),
+            cli.days
+        );
+        return Ok(());
+    }
     if let Some(Command::Sign { request, admin }) = &cli.command {
         let role = if *admin { Role::Admin } else { Role::User };
         let signed = sign(request, &cli.out, role, cli.days)

@@ -171,6 +171,12 @@ pub enum CrlSetting {
 /// writes it there).
 pub const DEFAULT_CRL: &str = "certs/crl.pem";
 
+/// Default warning ahead of a certificate or revocation list running out: 14 days.
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// How often the warnings of running out are logged again: daily.
+pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(86_400);
+
 /// Where messages are kept.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
 pub enum StoreSetting {

@@ -26,6 +26,17 @@ use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsSetupError};
 use crate::udp::{self, UdpConfig, UdpKeys, UdpService};
 
+/// Warns of certificates and revocation lists running out: at start, then daily.
+async fn warn_expiring_daily(shared: Arc<Shared>) {
+    let mut days = tokio::time::interval(crate::config::EXPIRY_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shared.stop.cancelled() => return,
+            _ = days.tick() => shared.warn_expiring(),
+        }
+    }
+}
+
 /// Deletes what the store no longer keeps, every `--prune-interval` (first at startup), until
 /// the server stops.
 async fn prune_until_stopped(shared: Arc<Shared>) {
@@ -163,6 +174,7 @@ impl Server {
         let shared = Shared::new(config, TlsAcceptor::from(tls), store, udp_stats, udp_keys)?;
         // Keys kept from before whose certificates are revoked now are not offered.
         shared.hub.revoke(&credentials.revoked);
+        shared.set_expiries(credentials.expiries.clone());
         Ok(Self {
             shared: Arc::new(shared),
             listener,
@@ -210,6 +222,7 @@ impl Server {
         if shared.hub.has_store() {
             tracker.spawn(prune_until_stopped(shared.clone()));
         }
+        tracker.spawn(warn_expiring_daily(shared.clone()));
         accept_until(&shared, &listener, &tracker, stop).await;
         drop(listener);
         shared.quiesce().await;

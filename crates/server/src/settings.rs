@@ -380,6 +380,10 @@ settings! {
     /// Certificate revocation list.
     crl: CrlSetting = CrlSetting::WhenPresent(DEFAULT_CRL.into()), "FILE|none", Bounds::Any,
         "Revocation list (PEM, from tlschat-certgen revoke): revoked certificates are refused, and cut off on reload";
+    /// Warn this long before a certificate or the revocation list runs out.
+    expiry_warning: Duration = DEFAULT_EXPIRY_WARNING, "DURATION",
+        Bounds::Between(MIN_TIMEOUT, MAX_RETENTION),
+        "Log a warning (at start, then daily) when the server or CA certificate or the revocation list runs out within this";
     /// Client certificate policy.
     client_auth: ClientAuth = ClientAuth::Optional, "MODE", Bounds::Any,
         "Client certificates: none, optional (verified when sent), required (mutual TLS)";

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) handshakes: Arc<AddressCounter>,
     pub(crate) udp_stats: Option<Arc<UdpStats>>,
     pub(crate) udp_keys: Option<watch::Sender<UdpKeys>>,
+    /// When the certificates and the revocation list in use run out.
+    expiries: RwLock<Vec<tls::Expiry>>,
 }
 
 /// Admits requests until closed; closing waits for the requests admitted before.
@@ -122,7 +124,30 @@ impl Shared {
             handshakes: Arc::new(AddressCounter::default()),
             udp_stats,
             udp_keys,
+            expiries: RwLock::default(),
         })
+    }
+
+    /// Records when the certificates and the revocation list in use run out.
+    pub(crate) fn set_expiries(&self, expiries: Vec<tls::Expiry>) {
+        *self
+            .expiries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = expiries;
+    }
+
+    /// Logs a warning for each that runs out within `--expiry-warning` (or has).
+    pub(crate) fn warn_expiring(&self) {
+        let now = chrono::Utc::now().timestamp();
+        let expiries = self
+            .expiries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for expiry in expiries.iter() {
+            if let Some(warning) = expiry.warning(now, self.config.expiry_warning) {
+                warn!("{warning}");
+            }
+        }
     }
 
     /// The acceptor for a new connection (the newest certificate after a reload).
@@ -180,10 +205,11 @@ impl Shared {
                     ),
                     None => None,
                 };
-                Ok((tls, keys, credentials.revoked))
+                Ok((tls, keys, credentials.revoked, credentials.expiries))
             });
         match result {
-            Ok((tls, keys, revoked)) => {
+            Ok((tls, keys, revoked, expiries)) => {
+                self.set_expiries(expiries);
                 *self
                     .acceptor
                     .write()

@@ -48,6 +48,18 @@ pub enum TlsSetupError {
     /// The client certificate verifier could not be built.
     #[error("cannot build the client certificate verifier")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// The server certificate has expired.
+    #[error(
+        "the server certificate {} expired on {when}: renew it (tlschat-certgen renew server) \
+         and start again",
+        .cert.display()
+    )]
+    Expired {
+        /// The certificate file.
+        cert: PathBuf,
+        /// When it expired (RFC 3339).
+        when: String,
+    },
     /// The revocation list cannot be used.
     #[error("cannot use the revocation list {}: {reason}", .path.display())]
     Crl {
@@ -75,6 +87,48 @@ pub struct Credentials {
     /// The serial numbers they revoke: live sessions, UDP senders and published keys of these
     /// are cut off on reload.
     pub revoked: Arc<Revoked>,
+    /// When the server certificate, the CA and the revocation list run out.
+    pub expiries: Vec<Expiry>,
+}
+
+/// Something that runs out: a certificate (its end of validity) or a revocation list (its next
+/// update).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// What it is, for people: "server certificate", "CA certificate", "revocation list".
+    pub what: &'static str,
+    /// Its file.
+    pub path: PathBuf,
+    /// When, seconds since the Unix epoch.
+    pub at: i64,
+}
+
+impl Expiry {
+    /// A warning when it runs out within `window` of `now` (seconds), or has already.
+    pub fn warning(&self, now: i64, window: std::time::Duration) -> Option<String> {
+        let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+        let when = chrono::DateTime::<chrono::Utc>::from_timestamp(self.at, 0).map_or_else(
+            || self.at.to_string(),
+            |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        );
+        let left = self.at - now;
+        if left < 0 {
+            Some(format!(
+                "the {} {} ran out on {when}",
+                self.what,
+                self.path.display()
+            ))
+        } else if left <= window {
+            Some(format!(
+                "the {} {} runs out on {when}, in {} day(s)",
+                self.what,
+                self.path.display(),
+                left / 86_400
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl Credentials {
@@ -93,14 +147,30 @@ impl Credentials {
     /// that cannot serve TLS (clients would all fail against it).
     pub fn load(config: &Config) -> Result<Self, TlsSetupError> {
         let chain = tlschat_tls::load_certs(&config.cert, "certificate")?;
-        check_server_certificate(&config.cert, &chain[0])?;
-        let (crls, revoked) = load_crl(config)?;
+        let server_expiry = check_server_certificate(&config.cert, &chain[0])?;
+        let (crls, revoked, crl_expiry) = load_crl(config)?;
+        let mut expiries = vec![Expiry {
+            what: "server certificate",
+            path: config.cert.clone(),
+            at: server_expiry,
+        }];
+        for ca in tlschat_tls::load_certs(&config.ca, "CA certificate")? {
+            if let Ok(summary) = tlschat_proto::cert::summarize_der(&ca) {
+                expiries.push(Expiry {
+                    what: "CA certificate",
+                    path: config.ca.clone(),
+                    at: summary.not_after,
+                });
+            }
+        }
+        expiries.extend(crl_expiry);
         Ok(Self {
             chain,
             key: tlschat_tls::load_key(&config.key)?,
             roots: Arc::new(tlschat_tls::load_roots(&config.ca)?),
             crls,
             revoked: Arc::new(revoked),
+            expiries,
         })
     }
 }
@@ -108,13 +178,17 @@ impl Credentials {
 /// Reads the revocation list `--crl` names, if any, and checks it was issued by the CA (a list
 /// from another CA would make every client's status unknown, and so refuse them all). A list
 /// past its next update is still enforced (revoked stays revoked), with a warning.
-fn load_crl(
-    config: &Config,
-) -> Result<(Vec<CertificateRevocationListDer<'static>>, Revoked), TlsSetupError> {
+type LoadedCrl = (
+    Vec<CertificateRevocationListDer<'static>>,
+    Revoked,
+    Option<Expiry>,
+);
+
+fn load_crl(config: &Config) -> Result<LoadedCrl, TlsSetupError> {
     let path = match &config.crl {
-        CrlSetting::None => return Ok((Vec::new(), Revoked::default())),
+        CrlSetting::None => return Ok((Vec::new(), Revoked::default(), None)),
         CrlSetting::WhenPresent(path) if !path.exists() => {
-            return Ok((Vec::new(), Revoked::default()))
+            return Ok((Vec::new(), Revoked::default(), None))
         }
         CrlSetting::WhenPresent(path) | CrlSetting::File(path) => path,
     };
@@ -136,6 +210,7 @@ fn load_crl(
         .map(|c| c.subject)
         .collect();
     let mut revoked = HashSet::new();
+    let mut next = None;
     for crl in &crls {
         let summary =
             tlschat_proto::cert::summarize_crl_der(crl).map_err(|e| refuse(e.to_string()))?;
@@ -145,22 +220,21 @@ fn load_crl(
                 config.ca.display()
             )));
         }
-        let now = chrono::Utc::now().timestamp();
-        if summary.next_update.is_some_and(|next| next < now) {
-            tracing::warn!(
-                crl = %path.display(),
-                "the revocation list is past its next update: still enforced; issue a fresh one \
-                 with tlschat-certgen revoke --refresh"
-            );
-        }
         revoked.extend(summary.serials);
+        next = summary.next_update.or(next);
     }
     tracing::info!(crl = %path.display(), revoked = revoked.len(), "revocation list loaded");
-    Ok((crls, Revoked::new(revoked)))
+    let expiry = next.map(|at| Expiry {
+        what: "revocation list",
+        path: path.clone(),
+        at,
+    });
+    Ok((crls, Revoked::new(revoked), expiry))
 }
 
-/// Refuses a leaf certificate without server-auth usage, or valid for no host name or address.
-fn check_server_certificate(path: &std::path::Path, leaf: &[u8]) -> Result<(), TlsSetupError> {
+/// Refuses a leaf certificate without server-auth usage, valid for no host name or address, or
+/// expired; returns when it expires.
+fn check_server_certificate(path: &std::path::Path, leaf: &[u8]) -> Result<i64, TlsSetupError> {
     let refuse = |reason| TlsSetupError::NotAServerCertificate {
         cert: path.to_owned(),
         reason,
@@ -179,7 +253,14 @@ fn check_server_certificate(path: &std::path::Path, leaf: &[u8]) -> Result<(), T
              it: make one with tlschat-certgen --host NAME --ip ADDR",
         ));
     }
-    Ok(())
+    if summary.not_after < chrono::Utc::now().timestamp() {
+        return Err(TlsSetupError::Expired {
+            cert: path.to_owned(),
+            when: chrono::DateTime::<chrono::Utc>::from_timestamp(summary.not_after, 0)
+                .map_or_else(|| summary.not_after.to_string(), |t| t.to_rfc3339()),
+        });
+    }
+    Ok(summary.not_after)
 }
 
 /// Builds the rustls configuration from `config`'s policy and the credentials read from its
