@@ -64,4 +64,7 @@ if "nats-jetstream" in targets and "tlschat-fsync-never" in targets:
     ratios("tlschat-fsync-never", "nats-jetstream", "like with like: both acknowledge before syncing; below 1 is better for tlschat")
 if "nats-jetstream" in targets and "tlschat" in targets:
     ratios("tlschat", "nats-jetstream", "tlschat syncing every commit to disk, beside JetStream syncing periodically")
+crl = [t for t in targets if t.startswith("tlschat-crl-")]
+if crl and "tlschat-no-crl" in targets:
+    ratios(crl[0], "tlschat-no-crl", "what checking the revocation list costs per handshake")
 

@@ -111,7 +111,8 @@ mod tests {
             [
                 &DisconnectCode::Kicked,
                 &DisconnectCode::Replaced,
-                &DisconnectCode::NickReclaimed
+                &DisconnectCode::NickReclaimed,
+                &DisconnectCode::Revoked
             ]
         );
     }
