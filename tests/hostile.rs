@@ -576,8 +576,8 @@ async fn an_idle_client_that_answers_pings_stays_and_one_that_does_not_is_told_w
 async fn a_dm_flood_is_refused_to_the_sender_and_never_cuts_the_recipient_off() {
     // Bound: 1,200 DMs of 16,000 bytes (19 MB) from one client to one that does not read;
     // the byte budget is lifted so only the DM limit and the recipient's queue protect bob.
-    // Without a store (with one, DMs past the queue are stored and bob is told of a gap:
-    // history.rs).
+    // Without a store (with one, DMs past the queue are stored and bob is told of a gap: the
+    // next test).
     let pki = Pki::standard();
     let server = start(&pki, &[NO_RATE_LIMIT, &["--store", "none"]].concat());
     let mut bob = RawTls::connect(&pki.client_config(server.addr(), Some("bob")))
@@ -694,4 +694,70 @@ async fn past_max_connections_a_new_client_waits_until_a_slot_frees() {
         .unwrap();
     assert!(hello.unwrap().starts_with("HELLO"));
     drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_flood_with_a_store_never_cuts_the_recipient_off_who_fills_the_gap() {
+    // Bound: 400 DMs of 16,000 bytes (6.4 MB) to a recipient that does not read, with the
+    // byte budget lifted; the default store keeps them and bob is told of a gap.
+    const FLOOD: usize = 400;
+    let pki = Pki::standard();
+    let server = start(&pki, NO_RATE_LIMIT);
+    let mut bob = RawTls::connect(&pki.client_config(server.addr(), Some("bob")))
+        .await
+        .unwrap();
+    assert!(bob.read_line().await.unwrap().starts_with("HELLO"));
+    let mut mallory = RawTls::connect_from(&pki.client_config(server.addr(), None), attacker_ip())
+        .await
+        .unwrap();
+    assert!(mallory.read_line().await.unwrap().starts_with("HELLO"));
+    mallory.write(b"NICK mallory\n").await.unwrap();
+    assert!(mallory.read_line().await.unwrap().starts_with("OK"));
+    let dm = format!("MSG bob {}\n", "y".repeat(16_000));
+    mallory.write(dm.repeat(FLOOD).as_bytes()).await.unwrap();
+    for _ in 0..FLOOD {
+        let line = mallory.read_line().await.unwrap();
+        assert!(
+            line.ends_with(" verified"),
+            "stored and acknowledged: {line}"
+        );
+    }
+    // Bob reads now: some DMs, a gap for the rest, never a disconnect.
+    let (mut ids, mut gaps) = (std::collections::BTreeSet::new(), Vec::new());
+    while ids.len()
+        + gaps
+            .iter()
+            .map(|(a, b): &(u64, u64)| (b - a + 1) as usize)
+            .sum::<usize>()
+        < FLOOD
+    {
+        let line = bob.read_line().await.expect("bob is still connected");
+        assert!(!line.starts_with("EVENT DISCONNECT"), "{line}");
+        if let Some(rest) = line.strip_prefix("EVENT DM ") {
+            ids.insert(rest.split(' ').next().unwrap().parse::<u64>().unwrap());
+        } else if let Some(rest) = line.strip_prefix("EVENT GAP mallory ") {
+            let (first, last) = rest.split_once(' ').unwrap();
+            gaps.push((first.parse().unwrap(), last.parse().unwrap()));
+        }
+    }
+    assert!(!gaps.is_empty(), "the flood outran bob's queue");
+    for (first, last) in gaps {
+        let mut after = first - 1;
+        while after < last {
+            bob.write(format!("HISTORY mallory AFTER {after} LIMIT 500\n").as_bytes())
+                .await
+                .unwrap();
+            loop {
+                let line = bob.read_line().await.unwrap();
+                if let Some(rest) = line.strip_prefix("EVENT DM ") {
+                    let id = rest.split(' ').next().unwrap().parse::<u64>().unwrap();
+                    ids.insert(id);
+                    after = after.max(id);
+                } else if line.starts_with("OK ") {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(ids.len(), FLOOD, "every acknowledged DM reached bob once");
 }
