@@ -187,6 +187,18 @@ fn certificates_about_to_run_out_are_warned_of_and_an_expired_server_certificate
         log.contains("runs out on") && log.contains(" day(s)"),
         "{log}"
     );
+    // The user is told too, when their own certificate runs out soon.
+    let out = run(
+        tlschat_command(&pki, server.addr(), Some("alice")).args(["send", "#room", "hi"]),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("your certificate runs out on")
+            && text(&out.stderr).contains("tlschat-certgen renew alice"),
+        "{}",
+        text(&out.stderr)
+    );
     drop(server);
 
     // A server certificate that ran out yesterday, signed by the same CA.

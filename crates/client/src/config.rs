@@ -18,6 +18,9 @@ pub const DEFAULT_CA: &str = "certs/ca.pem";
 /// Default time allowed to connect and finish the TLS handshake: 10 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How far ahead clients warn that their own certificate runs out: 14 days.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
 /// How to reach and verify a server, and who to be.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -76,6 +79,34 @@ impl ClientConfig {
         tlschat_proto::cert::summarize_der(chain.first()?)
             .ok()?
             .common_name
+    }
+
+    /// When the client certificate runs out, seconds since the Unix epoch (`None` without one).
+    pub fn certificate_expiry(&self) -> Option<i64> {
+        let cert = self.cert.as_ref()?;
+        let chain = tlschat_tls::load_certs(cert, "client certificate").ok()?;
+        Some(
+            tlschat_proto::cert::summarize_der(chain.first()?)
+                .ok()?
+                .not_after,
+        )
+    }
+
+    /// A warning when the client certificate runs out within [`EXPIRY_WARNING`] of `now`.
+    pub fn certificate_expiry_warning(&self, now: i64) -> Option<String> {
+        let at = self.certificate_expiry()?;
+        let left = at - now;
+        if left > EXPIRY_WARNING.as_secs() as i64 {
+            return None;
+        }
+        let when = chrono::DateTime::<chrono::Utc>::from_timestamp(at, 0)
+            .map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d").to_string());
+        let name = self.certificate_name().unwrap_or_else(|| "NAME".to_owned());
+        Some(format!(
+            "your certificate runs out on {when} (in {} day(s)): ask whoever keeps the CA for a \
+             renewal (tlschat-certgen renew {name})",
+            left.max(0) / 86_400
+        ))
     }
 
     /// Where the E2E files are: as set, or next to the client certificate. `None` without a

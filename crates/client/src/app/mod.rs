@@ -364,6 +364,9 @@ async fn connect_with_e2e(
     nick: Option<&str>,
 ) -> Result<(Client, Option<E2e>), u8> {
     let e2e = open_e2e(config)?;
+    if let Some(warning) = config.certificate_expiry_warning(chrono::Utc::now().timestamp()) {
+        eprintln!("tlschat: warning: {warning}");
+    }
     let mut client = connect_as(config, nick).await?;
     if let Some(e2e) = &e2e {
         match e2e.publish(&mut client).await {

@@ -81,6 +81,9 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
         term.finish_with(format!("!! connection lost: {reason}"));
         return EXIT_CONNECTION;
     }
+    if let Some(warning) = config.certificate_expiry_warning(chrono::Utc::now().timestamp()) {
+        term.print(format!("!! {warning}"));
+    }
     term.print("-- /join #room to start, /help for commands");
     loop {
         match session(&mut client, &mut term, &mut state, &mut e2e).await {

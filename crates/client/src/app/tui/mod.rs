@@ -91,6 +91,9 @@ pub(super) async fn run(config: &ClientConfig, options: TuiOptions) -> u8 {
             "no client certificate: direct messages go in clear (no E2E)",
         ),
     }
+    if let Some(warning) = config.certificate_expiry_warning(chrono::Utc::now().timestamp()) {
+        state.notice(Kind::Error, warning);
+    }
     state.notice(
         Kind::Notice,
         "/join #room to start; ? for keys, /help for commands",
