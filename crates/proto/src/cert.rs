@@ -43,6 +43,11 @@ pub struct CrlSummary {
     pub serials: Vec<Vec<u8>>,
     /// When the next list is due, seconds since the Unix epoch, if it says.
     pub next_update: Option<i64>,
+    /// The signed part (`tbsCertList`), DER, and the signature over it: checked against the
+    /// CA's key once, when the list is loaded.
+    pub signed: Vec<u8>,
+    /// The signature.
+    pub signature: Vec<u8>,
 }
 
 /// Summarizes one DER-encoded CRL (its signature is checked by rustls, not here).
@@ -56,6 +61,8 @@ pub fn summarize_crl_der(der: &[u8]) -> Result<CrlSummary, CertParseError> {
             .map(|revoked| revoked.raw_serial().to_vec())
             .collect(),
         next_update: crl.next_update().map(|t| t.timestamp()),
+        signed: crl.tbs_cert_list.as_ref().to_vec(),
+        signature: crl.signature_value.data.to_vec(),
     })
 }
 
