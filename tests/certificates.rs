@@ -263,3 +263,18 @@ fn a_renewed_certificate_connects_and_the_old_one_still_works() {
         assert!(text(&out.stdout).contains("Hello, alice!"), "{cert}");
     }
 }
+
+#[test]
+fn whoami_tells_the_name_the_certificates_end_and_the_e2e_key() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &[]);
+    let out =
+        tlschat_tests::tlschat_with_input(&pki, server.addr(), Some("carol"), &[], b"/whoami\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("-- you are carol, verified by your client certificate (valid to "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-- your E2E key: "), "{stdout}");
+}

@@ -380,6 +380,28 @@ async fn connect_with_e2e(
     Ok((client, e2e))
 }
 
+/// What `/whoami` says: the name and what it rests on, the certificate's end, the E2E key.
+pub(crate) fn whoami(config: &ClientConfig, e2e: Option<&E2e>) -> Vec<String> {
+    let mut lines = Vec::new();
+    match (config.certificate_name(), config.certificate_expiry()) {
+        (Some(name), Some(until)) => {
+            let until = chrono::DateTime::<chrono::Utc>::from_timestamp(until, 0)
+                .map_or_else(|| until.to_string(), |t| t.format("%Y-%m-%d").to_string());
+            lines.push(format!(
+                "you are {name}, verified by your client certificate (valid to {until})"
+            ));
+        }
+        _ => lines.push(
+            "no client certificate: you chat under a claimed nickname, marked unverified".into(),
+        ),
+    }
+    if let Some(e2e) = e2e {
+        lines.push(format!("your E2E key: {}", e2e.own_fingerprint()));
+    }
+    lines.push(format!("server: {}", config.server));
+    lines
+}
+
 /// Sends a request and returns its OK payload, or the exit code for an ERR or a failure.
 async fn expect_ok(client: &mut Client, request: &Request) -> Result<String, u8> {
     match client.request(request).await {

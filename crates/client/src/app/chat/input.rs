@@ -47,6 +47,10 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ("/echo text, /greet [name]", "echo text, be greeted"),
     ("/kick nick [reason]", "admins: disconnect a user"),
     ("/quote LINE", "send a raw protocol line"),
+    (
+        "/whoami",
+        "your name, your certificate's end date, your E2E key",
+    ),
     ("/help", "this list"),
     ("/quit", "leave (Ctrl-D too)"),
 ];
@@ -82,6 +86,8 @@ pub(crate) enum Input {
     Switch(String),
     /// Show the command list.
     Help,
+    /// Show who we are: name, certificate, E2E key.
+    Whoami,
     /// Leave.
     Quit,
     /// Nothing to do (an empty line).
@@ -106,6 +112,7 @@ pub(crate) fn parse(line: &str, current: Option<&str>) -> Input {
     let rest = rest.trim();
     match name.to_ascii_lowercase().as_str() {
         "help" => Input::Help,
+        "whoami" => Input::Whoami,
         "quit" | "exit" => Input::Quit,
         "quote" if rest.is_empty() => Input::Invalid("usage: /quote LINE".into()),
         "quote" => Input::Raw(rest.to_owned()),

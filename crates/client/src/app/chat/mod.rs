@@ -61,6 +61,7 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
     };
     let verified = config.cert.is_some();
     let mut state = ChatState::new(config.certificate_name());
+    state.whoami = super::whoami(config, e2e.as_ref());
     let mut term = Terminal::start(prompt(&state));
     for line in connected_lines(config, &client) {
         term.print(line);
@@ -276,6 +277,11 @@ async fn handle_line(
             state.sent(None);
         }
         Input::Switch(room) => term.print(state.switch(&room).unwrap_or_else(|e| e)),
+        Input::Whoami => {
+            for line in &state.whoami {
+                term.print(format!("-- {}", sanitize(line)));
+            }
+        }
         Input::Help => {
             for (usage, what) in input::HELP {
                 term.print(format!("   {usage:<28} {what}"));

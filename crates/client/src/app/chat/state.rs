@@ -22,6 +22,8 @@ pub(crate) struct ChatState {
     pending: VecDeque<Sent>,
     /// Messages shown, per conversation: repeats after a reconnect are dropped.
     pub(crate) resync: Resync,
+    /// What `/whoami` shows.
+    pub(crate) whoami: Vec<String>,
 }
 
 /// A line sent and waiting for its reply.

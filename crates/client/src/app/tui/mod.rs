@@ -67,8 +67,10 @@ pub(super) async fn run(config: &ClientConfig, options: TuiOptions) -> u8 {
         Err(err) => return connection_failed(err),
     };
     let verified = config.cert.is_some();
-    let security = security(&client.tls_info());
+    let mut security = security(&client.tls_info());
+    security.own_expiry = config.certificate_expiry().and_then(day);
     let mut state = TuiState::new(config.certificate_name(), verified, security);
+    state.whoami = super::whoami(config, e2e.as_ref());
     let mut screen = match Screen::enter() {
         Ok(screen) => screen,
         Err(err) => {
@@ -432,15 +434,20 @@ fn security(info: &TlsInfo) -> Security {
     });
     let expiry = cert
         .and_then(|der| tlschat_proto::cert::summarize_der(der).ok())
-        .and_then(|summary| chrono::DateTime::from_timestamp(summary.not_after, 0))
-        .map(|time| time.format("%Y-%m-%d").to_string());
+        .and_then(|summary| day(summary.not_after));
     Security {
         version: show(info.version.map(|v| format!("{v:?}"))),
         cipher: show(info.cipher_suite.map(|c| format!("{c:?}"))),
         group: show(info.key_exchange.map(|g| format!("{g:?}"))),
         server_fingerprint: show(fingerprint),
         server_expiry: show(expiry),
+        own_expiry: None,
     }
+}
+
+/// A time (seconds since 1970) as the day it falls on, `YYYY-MM-DD` (UTC).
+fn day(at: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(at, 0).map(|time| time.format("%Y-%m-%d").to_string())
 }
 
 /// Reads terminal events on a thread of its own (crossterm's reader blocks) into a bounded

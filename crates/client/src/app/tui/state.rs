@@ -127,6 +127,8 @@ pub(crate) struct Security {
     pub(crate) server_fingerprint: String,
     /// When the server certificate expires (`YYYY-MM-DD`).
     pub(crate) server_expiry: String,
+    /// When our own certificate expires (`YYYY-MM-DD`), if we have one.
+    pub(crate) own_expiry: Option<String>,
 }
 
 /// The connection, as the banner shows it.
@@ -183,6 +185,8 @@ pub(crate) struct TuiState {
     completion: Option<(usize, Vec<String>, usize)>,
     /// Messages shown, per conversation: repeats after a reconnect are dropped.
     pub(crate) resync: Resync,
+    /// What `/whoami` shows.
+    pub(crate) whoami: Vec<String>,
 }
 
 impl TuiState {
@@ -202,6 +206,7 @@ impl TuiState {
             help: false,
             pending: VecDeque::new(),
             resync: Resync::default(),
+            whoami: Vec::new(),
             completion: None,
         }
     }
@@ -328,6 +333,12 @@ impl TuiState {
                 match self.find(&BufferId::Room(name_key(&room))) {
                     Some(index) => self.show(index),
                     None => self.notice(Kind::Error, format!("you are not in {}", sanitize(&room))),
+                }
+                None
+            }
+            Input::Whoami => {
+                for line in self.whoami.clone() {
+                    self.notice(Kind::Reply, line);
                 }
                 None
             }

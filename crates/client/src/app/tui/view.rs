@@ -112,8 +112,12 @@ pub(crate) fn draw(frame: &mut Frame<'_>, state: &TuiState, theme: Theme) {
 /// `alice ✓verified │ TLSv1_3 <suite> <group> │ cert <fingerprint> exp <date>`: who we are,
 /// then what protects the connection, most important first (a narrow terminal cuts the end).
 pub(crate) fn status_line(state: &TuiState) -> String {
+    let until = |date: &Option<String>| {
+        date.as_ref()
+            .map_or_else(String::new, |d| format!(" to {d}"))
+    };
     let me = match (&state.me, state.verified) {
-        (Some(me), true) => format!("{me} ✓verified"),
+        (Some(me), true) => format!("{me} ✓verified{}", until(&state.security.own_expiry)),
         (Some(me), false) => format!("?{me} unverified"),
         (None, _) => "no nickname, unverified".to_owned(),
     };

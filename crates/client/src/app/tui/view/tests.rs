@@ -38,6 +38,7 @@ fn security() -> Security {
         group: "X25519MLKEM768".into(),
         server_fingerprint: "0a1b2c3d…4e5f6a7b".into(),
         server_expiry: "2027-11-21".into(),
+        own_expiry: Some("2027-01-31".into()),
     }
 }
 
@@ -48,7 +49,11 @@ fn the_status_bar_shows_the_connections_security_and_identity() {
     let mut state = state();
     state.security = security();
     let screen = rows(&render(&state, 160, 20));
-    assert!(screen[0].contains("alice ✓verified"), "{}", screen[0]);
+    assert!(
+        screen[0].contains("alice ✓verified to 2027-01-31"),
+        "our own certificate's end: {}",
+        screen[0]
+    );
     assert!(screen[0].contains("TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519MLKEM768"));
     assert!(screen[0].contains("server cert 0a1b2c3d…4e5f6a7b exp 2027-11-21"));
     let guest = TuiState::new(Some("guest".into()), false, security());
