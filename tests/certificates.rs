@@ -278,3 +278,66 @@ fn whoami_tells_the_name_the_certificates_end_and_the_e2e_key() {
     );
     assert!(stdout.contains("-- your E2E key: "), "{stdout}");
 }
+
+/// Standard base64, for re-encoding a PEM block in a test.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_revocation_list_whose_signature_does_not_verify_is_refused() {
+    use rustls_pki_types::pem::PemObject;
+    let pki = Pki::standard();
+    certgen(&pki, &["revoke", "alice"]);
+    // Change one byte of alice's serial in the signed part: the list still parses, names the
+    // right issuer, and no longer revokes alice, but its signature fails.
+    let der = rustls_pki_types::CertificateRevocationListDer::from_pem_file(pki.path("crl.pem"))
+        .unwrap()
+        .to_vec();
+    let serial = tlschat_proto::cert::summarize_crl_der(&der)
+        .unwrap()
+        .serials[0]
+        .clone();
+    let at = der
+        .windows(serial.len())
+        .position(|w| w == serial.as_slice())
+        .expect("the serial is in the list");
+    let mut forged = der.clone();
+    forged[at + serial.len() - 1] ^= 0x01;
+    assert!(
+        tlschat_proto::cert::summarize_crl_der(&forged).is_ok(),
+        "still a list"
+    );
+    let pem = format!(
+        "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+        base64(&forged)
+    );
+    std::fs::write(pki.path("crl.pem"), pem).unwrap();
+    let mut args = pki.server_args();
+    args.extend([
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--crl".to_owned(),
+    ]);
+    args.push(pki.path("crl.pem").display().to_string());
+    let failure = ServerProcess::start_with(&args).err().expect("refused");
+    assert!(
+        failure.stderr.contains("signature does not verify"),
+        "{}",
+        failure.stderr
+    );
+}
