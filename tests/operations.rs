@@ -355,3 +355,32 @@ fn a_stop_signal_right_after_the_readiness_line_drains_instead_of_killing() {
         }
     }
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_connection_number_on_its_lines() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--log-format", "json"]);
+    let client = Client::connect(&pki.client_config(server.addr(), Some("alice")))
+        .await
+        .unwrap();
+    client.quit().await.unwrap();
+    server.wait_for_log("disconnected");
+    let lines: Vec<serde_json::Value> = server
+        .log()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let connection = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line"))["span"]["id"]
+            .clone()
+    };
+    let id = connection("connected");
+    assert!(
+        id.is_number(),
+        "the connection's number is on its lines: {id}"
+    );
+    assert_eq!(connection("disconnected"), id, "the same connection");
+}

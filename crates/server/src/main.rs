@@ -32,6 +32,19 @@ struct Cli {
     /// More log detail: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines as text, or as one JSON object each (with the connection's number on every
+    /// line of a connection).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Exit status for a command line that does not parse (sysexits' `EX_USAGE`).
@@ -50,7 +63,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, cli.log_format);
     let config = match load(cli.config.as_deref(), cli.settings) {
         Ok(config) => config,
         Err(err) => return fail(&err),
@@ -135,7 +148,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
@@ -145,10 +158,17 @@ fn init_tracing(verbose: u8) {
     // A log line that cannot be written (standard error closed, say the `tee` reading it died)
     // is dropped: logging never stops the server, and its own complaint about the failed write
     // would go to the same closed stream, so it is off.
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The connection's span (`conn`, with its `id`) is on each of its lines.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::config::StoreSetting;
 use crate::connection;
@@ -272,6 +272,7 @@ async fn accept_until(
 ) {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let mut backoff = Duration::ZERO;
+    let mut accepted_count: u64 = 0;
     tokio::pin!(stop);
     loop {
         // Take a connection slot before accepting: at the limit, new clients wait in the
@@ -305,7 +306,13 @@ async fn accept_until(
                 // The address is judged before anything is spent on it: a connection past its
                 // address's limits is closed at once, so it holds no slot through a handshake.
                 if let Some(slots) = admit_address(shared, peer) {
-                    tracker.spawn(connection::serve(shared.clone(), tcp, peer, permit, slots));
+                    // Every log line of one connection carries its number.
+                    accepted_count += 1;
+                    let span = tracing::info_span!("conn", id = accepted_count);
+                    tracker.spawn(
+                        connection::serve(shared.clone(), tcp, peer, permit, slots)
+                            .instrument(span),
+                    );
                 }
             }
             Err(err) => {
