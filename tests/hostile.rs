@@ -572,14 +572,9 @@ async fn an_idle_client_that_answers_pings_stays_and_one_that_does_not_is_told_w
     let _: SocketAddr = server.addr();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dm_flood_is_refused_to_the_sender_and_never_cuts_the_recipient_off() {
-    // Bound: 1,200 DMs of 16,000 bytes (19 MB) from one client to one that does not read;
-    // the byte budget is lifted so only the DM limit and the recipient's queue protect bob.
-    // Without a store (with one, DMs past the queue are stored and bob is told of a gap: the
-    // next test).
-    let pki = Pki::standard();
-    let server = start(&pki, &[NO_RATE_LIMIT, &["--store", "none"]].concat());
+/// Bob (a certificate) and mallory (a claimed nickname, from the attacker's address), both past
+/// the greeting.
+async fn bob_and_mallory(pki: &Pki, server: &ServerProcess) -> (RawTls, RawTls) {
     let mut bob = RawTls::connect(&pki.client_config(server.addr(), Some("bob")))
         .await
         .unwrap();
@@ -590,6 +585,18 @@ async fn a_dm_flood_is_refused_to_the_sender_and_never_cuts_the_recipient_off() 
     assert!(mallory.read_line().await.unwrap().starts_with("HELLO"));
     mallory.write(b"NICK mallory\n").await.unwrap();
     assert!(mallory.read_line().await.unwrap().starts_with("OK"));
+    (bob, mallory)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_flood_is_refused_to_the_sender_and_never_cuts_the_recipient_off() {
+    // Bound: 1,200 DMs of 16,000 bytes (19 MB) from one client to one that does not read;
+    // the byte budget is lifted so only the DM limit and the recipient's queue protect bob.
+    // Without a store (with one, DMs past the queue are stored and bob is told of a gap: the
+    // next test).
+    let pki = Pki::standard();
+    let server = start(&pki, &[NO_RATE_LIMIT, &["--store", "none"]].concat());
+    let (mut bob, mut mallory) = bob_and_mallory(&pki, &server).await;
 
     // A DM longer than the limit is refused outright, whatever the budget.
     let long = format!("MSG bob {}\n", "z".repeat(65_000));
@@ -703,16 +710,7 @@ async fn a_dm_flood_with_a_store_never_cuts_the_recipient_off_who_fills_the_gap(
     const FLOOD: usize = 400;
     let pki = Pki::standard();
     let server = start(&pki, NO_RATE_LIMIT);
-    let mut bob = RawTls::connect(&pki.client_config(server.addr(), Some("bob")))
-        .await
-        .unwrap();
-    assert!(bob.read_line().await.unwrap().starts_with("HELLO"));
-    let mut mallory = RawTls::connect_from(&pki.client_config(server.addr(), None), attacker_ip())
-        .await
-        .unwrap();
-    assert!(mallory.read_line().await.unwrap().starts_with("HELLO"));
-    mallory.write(b"NICK mallory\n").await.unwrap();
-    assert!(mallory.read_line().await.unwrap().starts_with("OK"));
+    let (mut bob, mut mallory) = bob_and_mallory(&pki, &server).await;
     let dm = format!("MSG bob {}\n", "y".repeat(16_000));
     mallory.write(dm.repeat(FLOOD).as_bytes()).await.unwrap();
     for _ in 0..FLOOD {

@@ -354,6 +354,22 @@ fn display_list(names: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
+/// The CA in `dir` (`ca.pem`, `ca-key.pem`), to issue with.
+pub(crate) fn load_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>, CertgenError> {
+    let (cert, key) = pair_paths(dir, "ca");
+    load_issuer(&cert, &key)
+}
+
+/// An issuer from a CA certificate file and its key file.
+fn load_issuer(cert: &Path, key: &Path) -> Result<Issuer<'static, KeyPair>, CertgenError> {
+    Issuer::from_ca_cert_pem(&files::read_text(cert)?, load_key(key)?).map_err(|e| {
+        CertgenError::Unreadable {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        }
+    })
+}
+
 /// The CA: its certificate and key, loaded from disk or freshly made.
 struct Ca {
     issuer: Issuer<'static, KeyPair>,
@@ -365,13 +381,7 @@ impl Ca {
         let description = "CA certificate: what servers and clients trust".to_owned();
         let existing = present_pair(&cert_path, &key_path)?;
         if existing && !options.force {
-            let cert_pem = files::read_text(&cert_path)?;
-            let key = load_key(&key_path)?;
-            let issuer =
-                Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| CertgenError::Unreadable {
-                    path: cert_path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let issuer = load_issuer(&cert_path, &key_path)?;
             report.push(cert_path, key_path, Outcome::Kept, description);
             return Ok(Self { issuer });
         }

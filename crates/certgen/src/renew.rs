@@ -7,14 +7,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rcgen::{Issuer, SerialNumber, SubjectPublicKeyInfo};
+use rcgen::{SerialNumber, SubjectPublicKeyInfo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tlschat_proto::cert::summarize_der;
 use tlschat_proto::names::ADMIN_ROLE;
 
-use crate::files::{self, write_public};
-use crate::{client_params, load_key, pair_paths, server_params, CertgenError, Role};
+use crate::files::write_public;
+use crate::{client_params, load_ca, pair_paths, server_params, CertgenError, Role};
 
 /// Reissues `NAME.pem` (or `server.pem` for `server`) in `dir` for `days` days; returns the
 /// certificate written.
@@ -42,12 +42,7 @@ pub fn renew(dir: &Path, name: &str, days: u32) -> Result<PathBuf, CertgenError>
         client_params(&user, role, days)
     };
     params.serial_number = Some(fresh_serial()?);
-    let (ca_cert, ca_key) = pair_paths(dir, "ca");
-    let issuer = Issuer::from_ca_cert_pem(&files::read_text(&ca_cert)?, load_key(&ca_key)?)
-        .map_err(|e| CertgenError::Unreadable {
-            path: ca_cert.clone(),
-            reason: e.to_string(),
-        })?;
+    let issuer = load_ca(dir)?;
     let cert = params.signed_by(&public_key, &issuer)?;
     write_public(&cert_path, &cert.pem())?;
     Ok(cert_path)

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    CertificateRevocationListParams, Issuer, KeyIdMethod, RevocationReason, RevokedCertParams,
-    SerialNumber,
+    CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use tlschat_proto::cert::summarize_der;
 
 use crate::files::{self, write_public};
-use crate::{load_key, pair_paths, CertgenError};
+use crate::{load_ca, pair_paths, CertgenError};
 
 /// How long a revocation list is valid before the next is due: 30 days. A server keeps
 /// enforcing one past it (revoked stays revoked) and warns; run `revoke` again (with no
@@ -64,11 +63,7 @@ pub fn revoke(dir: &Path, target: &Target, reason: &str) -> Result<Revoked, Cert
             dir.display()
         )));
     }
-    let issuer = Issuer::from_ca_cert_pem(&files::read_text(&ca_cert)?, load_key(&ca_key)?)
-        .map_err(|e| CertgenError::Unreadable {
-            path: ca_cert.clone(),
-            reason: e.to_string(),
-        })?;
+    let issuer = load_ca(dir)?;
     let list_path = dir.join(REVOKED_FILE);
     let mut entries = read_entries(&list_path)?;
     let now = SystemTime::now();

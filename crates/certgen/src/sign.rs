@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{CertificateSigningRequestParams, DnType, DnValue, Issuer};
+use rcgen::{CertificateSigningRequestParams, DnType, DnValue};
 use tlschat_proto::names::validate_nick;
 
 use crate::files::{self, write_public};
-use crate::{client_params, load_key, pair_paths, CertgenError, Role};
+use crate::{client_params, load_ca, pair_paths, CertgenError, Role};
 
 /// What `sign` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +43,7 @@ pub fn sign(request: &Path, ca_dir: &Path, role: Role, days: u32) -> Result<Sign
     };
     validate_nick(&name)
         .map_err(|e| refuse(format!("its user name {name:?} is not usable: {e}")))?;
-    let (ca_cert, ca_key) = pair_paths(ca_dir, "ca");
-    let issuer = Issuer::from_ca_cert_pem(&files::read_text(&ca_cert)?, load_key(&ca_key)?)
-        .map_err(|e| CertgenError::Unreadable {
-            path: ca_cert.clone(),
-            reason: e.to_string(),
-        })?;
+    let issuer = load_ca(ca_dir)?;
     let signed = CertificateSigningRequestParams {
         params: client_params(&name, role, days),
         public_key: csr.public_key,
