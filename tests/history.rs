@@ -629,7 +629,7 @@ async fn listen_that_falls_behind_fills_the_gap_and_prints_every_message_once() 
     assert!(
         notes
             .iter()
-            .any(|n| n.contains("held back while this listener fell behind")),
+            .any(|n| n.contains("missed message(s) of #flood from history")),
         "the listener fell behind and was told of a gap: {notes:?}"
     );
     let mut ids: Vec<u64> = printed
@@ -836,4 +836,33 @@ async fn a_user_who_is_away_is_kept_a_bounded_number_of_direct_messages() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[test]
+fn past_the_catch_up_cap_a_returning_user_gets_the_newest_and_a_gap_they_fill() {
+    let Started {
+        pki,
+        store: _,
+        server,
+        data: _data,
+    } = start(&["--max-catch-up", "3"]);
+    let addr = server.addr();
+    let bob = listen(&pki, addr, "bob", &["#cap"], 1);
+    send(&pki, addr, "alice", &["#cap", "seen"]);
+    assert_eq!(lines(bob).len(), 1);
+    for n in 1..=10 {
+        send(&pki, addr, "alice", &["#cap", &format!("missed {n}")]);
+    }
+    // Bob comes back: the 3 newest come at once, the 7 before them as a gap he fills.
+    let mut command = tlschat_command(&pki, addr, Some("bob"));
+    command.args(["listen", "--json", "--count", "10"]);
+    let listener = Background::start(&mut command);
+    listener.wait_for_stderr("missed message(s) of #cap from history");
+    let mut texts: Vec<String> = lines(listener)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort_by_key(|t| t.trim_start_matches("missed ").parse::<u32>().unwrap());
+    let expected: Vec<String> = (1..=10).map(|n| format!("missed {n}")).collect();
+    assert_eq!(texts, expected, "all ten once");
 }

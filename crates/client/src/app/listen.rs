@@ -123,14 +123,15 @@ pub(super) async fn run(
             },
         };
         match &event {
-            // Messages held back while we fell behind: fetch them, print them in turn.
+            // Messages not sent to us (we fell behind, or were away past the catch-up cap):
+            // fetch them, print them in turn.
             Event::Gap {
                 target,
                 first,
                 last,
             } => {
                 eprintln!(
-                    "tlschat: fetching {} message(s) of {} held back while this listener fell behind",
+                    "tlschat: fetching {} missed message(s) of {} from history",
                     last - first + 1,
                     sanitize(target)
                 );

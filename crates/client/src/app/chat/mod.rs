@@ -165,7 +165,7 @@ async fn session(
                 // Held back while we fell behind: fetch it.
                 Ok(ServerLine::Event(Event::Gap { target, first, last })) => {
                     term.print(format!(
-                        "-- fetching {} message(s) of {} held back while you fell behind",
+                        "-- fetching {} missed message(s) of {} from history",
                         last - first + 1,
                         sanitize(&target)
                     ));

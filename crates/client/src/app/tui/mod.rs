@@ -238,7 +238,7 @@ impl App<'_> {
                 self.state.notice(
                     Kind::Notice,
                     format!(
-                        "fetching {} message(s) of {} held back while you fell behind",
+                        "fetching {} missed message(s) of {} from history",
                         last - first + 1,
                         sanitize(&target)
                     ),
