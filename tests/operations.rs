@@ -384,3 +384,86 @@ async fn json_logs_are_one_object_a_line_with_the_connection_number_on_its_lines
     );
     assert_eq!(connection("disconnected"), id, "the same connection");
 }
+
+/// `GET path` on the monitoring endpoint: the status code and the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, b)| b.to_owned());
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_metrics_count_exactly_what_happened() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    assert_eq!(http_get(metrics, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(metrics, "/readyz"), (200, "ready\n".to_owned()));
+    assert_eq!(http_get(metrics, "/nope").0, 404);
+
+    // Something that is not TLS: a failed handshake.
+    let mut junk = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    junk.write_all(b"hello, this is not TLS\r\n\r\n")
+        .await
+        .unwrap();
+    drop(junk);
+    server.wait_for_log("TLS handshake failed");
+    // Three users in a room, one message, one refusal.
+    let mut clients = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let mut client = Client::connect(&pki.client_config(server.addr(), Some(user)))
+            .await
+            .unwrap();
+        client.request(&Request::Join("#ops".into())).await.unwrap();
+        clients.push(client);
+    }
+    let msg = |target: &str| Request::Msg {
+        target: tlschat_proto::Target::parse(target).unwrap(),
+        text: "hi".into(),
+    };
+    clients[0].request(&msg("#ops")).await.unwrap();
+    clients[0].request(&msg("#elsewhere")).await.unwrap();
+    for client in clients {
+        client.quit().await.unwrap();
+    }
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let text = loop {
+        let (status, text) = http_get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        if text.contains("tlschat_disconnects_total{why=\"quit\"} 3") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for line in [
+        "tlschat_connections_total{result=\"accepted\"} 4",
+        "tlschat_connections_total{result=\"handshake_failed\"} 1",
+        "tlschat_handshake_failures_total{reason=\"protocol\"} 1",
+        "tlschat_requests_total{verb=\"JOIN\"} 3",
+        "tlschat_requests_total{verb=\"MSG\"} 2",
+        "tlschat_errors_total{code=\"NOT_IN_ROOM\"} 1",
+        "tlschat_disconnects_total{why=\"quit\"} 3",
+        "tlschat_connections_open 0",
+        "tlschat_certificate_expiry_timestamp_seconds{cert=\"server\"}",
+        "tlschat_store_bytes ",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+}

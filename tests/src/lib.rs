@@ -165,6 +165,7 @@ pub struct ServerProcess {
     home: tempfile::TempDir,
     addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -241,22 +242,30 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let (ready_tx, ready_rx) = mpsc::channel();
         thread::spawn(move || {
-            let mut udp_addr = None;
+            let (mut udp_addr, mut metrics_addr) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("tlschat-server udp listening on ") {
                     udp_addr = addr.parse::<SocketAddr>().ok();
                 }
+                if let Some(addr) = line.strip_prefix("tlschat-server metrics on ") {
+                    metrics_addr = addr.parse::<SocketAddr>().ok();
+                }
                 if let Some(addr) = line.strip_prefix("tlschat-server listening on ") {
-                    let _ = ready_tx.send(addr.parse::<SocketAddr>().ok().map(|a| (a, udp_addr)));
+                    let _ = ready_tx.send(
+                        addr.parse::<SocketAddr>()
+                            .ok()
+                            .map(|a| (a, udp_addr, metrics_addr)),
+                    );
                 }
             }
         });
         match ready_rx.recv_timeout(STEP_TIMEOUT) {
-            Ok(Some((addr, udp_addr))) => Ok(Self {
+            Ok(Some((addr, udp_addr, metrics_addr))) => Ok(Self {
                 child,
                 home,
                 addr,
                 udp_addr,
+                metrics_addr,
                 log,
             }),
             _ => {
@@ -281,6 +290,12 @@ impl ServerProcess {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The monitoring address, when started with `--metrics`.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+            .expect("the server was started with --metrics")
     }
 
     /// The UDP address, when started with `--udp`.

@@ -146,6 +146,16 @@ pub enum ClientAuth {
     Required,
 }
 
+/// The monitoring endpoint: off, or on at an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Default)]
+pub enum MetricsListen {
+    /// No endpoint.
+    #[default]
+    Off,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here.
+    On(SocketAddr),
+}
+
 /// Signed UDP mode: off, or on at an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Default)]
 pub enum UdpListen {

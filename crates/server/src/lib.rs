@@ -5,6 +5,8 @@
 //! - [`settings`]: settings from flags and a TOML file, merged and range-checked.
 //! - [`tls`]: loading certificates and keys, building the rustls configuration.
 //! - [`limits`]: request rate, connections per address, idle keepalive.
+//! - [`metrics`]: the counters, in the Prometheus text format; [`http`]: the endpoint serving
+//!   them (`--metrics`), with health and readiness.
 //! - [`identity`]: who a connection is, from its verified client certificate.
 //! - [`verbs`]: the stateless verbs (`TIME`, `SUM`, …), shared by every transport.
 //! - [`session`]: per-connection protocol state (the pending quiz, quitting, shutdown).
@@ -27,8 +29,10 @@
 pub mod chat;
 pub mod config;
 pub mod connection;
+pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod open_files;
 pub mod random;
 pub mod revoked;

@@ -101,6 +101,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // and it must drain the server, not kill it.
     let shutdown = shutdown_signal();
     let mut stdout = std::io::stdout();
+    if let Some(metrics) = server.local_metrics_addr() {
+        writeln!(stdout, "tlschat-server metrics on {metrics}")
+            .context("writing the readiness line to standard output")?;
+    }
     if let Some(udp) = server.local_udp_addr() {
         writeln!(stdout, "tlschat-server udp listening on {udp}")
             .context("writing the readiness line to standard output")?;

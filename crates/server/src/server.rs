@@ -16,8 +16,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
-use crate::config::StoreSetting;
+use crate::config::{MetricsListen, StoreSetting};
 use crate::connection;
+use crate::http;
 use crate::open_files;
 use crate::settings::Config;
 use crate::shared::Shared;
@@ -86,6 +87,15 @@ pub enum ServerError {
     /// The message store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The monitoring address could not be bound.
+    #[error("cannot listen for metrics on {addr}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The server name breaks the naming rules.
     #[error("invalid server name {name:?}")]
     BadServerName {
@@ -103,6 +113,8 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     udp: Option<(UdpSocket, UdpService, watch::Receiver<UdpKeys>)>,
+    /// The monitoring endpoint's listener, with `--metrics`.
+    metrics: Option<TcpListener>,
     /// SIGHUP, watched from `bind` on: a hangup right after the server says it is listening
     /// reloads instead of killing it (the default action).
     hangups: Option<Hangups>,
@@ -170,6 +182,14 @@ impl Server {
             }
             None => (None, None),
         };
+        let metrics = match config.metrics {
+            MetricsListen::Off => None,
+            MetricsListen::On(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::MetricsBind { addr, source })?,
+            ),
+        };
         let udp_stats = udp.as_ref().map(|(_, service, _)| service.stats());
         let shared = Shared::new(config, TlsAcceptor::from(tls), store, udp_stats, udp_keys)?;
         // Keys kept from before whose certificates are revoked now are not offered.
@@ -180,8 +200,14 @@ impl Server {
             listener,
             local_addr,
             udp,
+            metrics,
             hangups: watch_hangups(),
         })
+    }
+
+    /// The monitoring address actually bound, when `--metrics` is on.
+    pub fn local_metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The address actually bound (useful with port 0).
@@ -204,9 +230,14 @@ impl Server {
             shared,
             listener,
             udp,
+            metrics,
             hangups,
             ..
         } = self;
+        if let Some(metrics) = metrics {
+            // Not tracked: it answers (with /readyz at 503) until the process ends.
+            tokio::spawn(http::serve(metrics, shared.clone(), std::future::pending()));
+        }
         warn_if_files_run_short(&shared.config);
         let tracker = TaskTracker::new();
         if let Some((socket, service, keys)) = udp {
@@ -306,6 +337,7 @@ async fn accept_until(
                 // The address is judged before anything is spent on it: a connection past its
                 // address's limits is closed at once, so it holds no slot through a handshake.
                 if let Some(slots) = admit_address(shared, peer) {
+                    shared.metrics.connection("accepted");
                     // Every log line of one connection carries its number.
                     accepted_count += 1;
                     let span = tracing::info_span!("conn", id = accepted_count);
@@ -335,6 +367,7 @@ fn admit_address(shared: &Shared, peer: SocketAddr) -> Option<connection::Addres
     else {
         info!(%peer, max = config.max_connections_per_ip,
               "refused: too many connections from this address");
+        shared.metrics.connection("refused_limit");
         return None;
     };
     let Some(handshake) = shared
@@ -343,6 +376,7 @@ fn admit_address(shared: &Shared, peer: SocketAddr) -> Option<connection::Addres
     else {
         info!(%peer, max = config.max_handshakes_per_ip,
               "refused: too many TLS handshakes in progress from this address");
+        shared.metrics.connection("refused_limit");
         return None;
     };
     Some(connection::AddressSlots {

@@ -195,6 +195,21 @@ impl SettingValue for Fsync {
     }
 }
 
+impl SettingValue for MetricsListen {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "off" => Ok(Self::Off),
+            addr => addr.parse().map(Self::On).map_err(|e| format!("{e}")),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            Self::Off => "off".to_owned(),
+            Self::On(addr) => addr.to_string(),
+        }
+    }
+}
+
 impl SettingValue for UdpListen {
     fn parse(text: &str) -> Result<Self, String> {
         match text {
@@ -477,6 +492,9 @@ settings! {
     /// Missed messages sent per conversation to a returning user.
     max_catch_up: usize = DEFAULT_MAX_CATCH_UP, "N", COUNTS,
         "Missed messages sent per room or conversation when a verified user connects; older ones come as EVENT GAP";
+    /// The monitoring endpoint's address, or off.
+    metrics: MetricsListen = MetricsListen::Off, "ADDR",  Bounds::Any,
+        "Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP here (loopback or a monitoring network)";
     /// Signed UDP mode's address, or off.
     udp: UdpListen = UdpListen::Off, "ADDR", Bounds::Any,
         "Answer the stateless verbs over signed UDP on this address";

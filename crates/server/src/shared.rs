@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::chat::journal::JournalLimits;
 use crate::chat::Hub;
 use crate::limits::AddressCounter;
+use crate::metrics::Metrics;
 use crate::settings::Config;
 use crate::store::{Store, StoreError};
 use crate::tls;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) udp_keys: Option<watch::Sender<UdpKeys>>,
     /// When the certificates and the revocation list in use run out.
     expiries: RwLock<Vec<tls::Expiry>>,
+    /// The counters `--metrics` serves.
+    pub(crate) metrics: Metrics,
 }
 
 /// Admits requests until closed; closing waits for the requests admitted before.
@@ -125,15 +128,44 @@ impl Shared {
             udp_stats,
             udp_keys,
             expiries: RwLock::default(),
+            metrics: Metrics::default(),
         })
     }
 
     /// Records when the certificates and the revocation list in use run out.
     pub(crate) fn set_expiries(&self, expiries: Vec<tls::Expiry>) {
+        for expiry in &expiries {
+            let what = match expiry.what {
+                "server certificate" => "server",
+                "CA certificate" => "ca",
+                _ => "crl",
+            };
+            self.metrics.set_expiry(what, expiry.at);
+        }
         *self
             .expiries
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = expiries;
+    }
+
+    /// The metrics, as `/metrics` serves them (the store's size read now).
+    pub(crate) fn metrics_text(&self) -> String {
+        if let Some(Ok(stats)) = self.hub.store_stats() {
+            self.metrics.set_store_bytes(stats.bytes);
+        }
+        self.metrics.encode()
+    }
+
+    /// Why the server is not ready for new work, if it is not: shutting down, or a store that
+    /// cannot write.
+    pub(crate) fn not_ready(&self) -> Option<&'static str> {
+        if self.stop.is_cancelled() {
+            Some("shutting down")
+        } else if self.hub.store_failing() {
+            Some("the message store cannot write")
+        } else {
+            None
+        }
     }
 
     /// Logs a warning for each that runs out within `--expiry-warning` (or has).

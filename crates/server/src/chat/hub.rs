@@ -626,6 +626,11 @@ impl Hub {
         });
     }
 
+    /// Whether the store fails to write now (its last commit failed).
+    pub fn store_failing(&self) -> bool {
+        self.journal.as_ref().is_some_and(Journal::failing)
+    }
+
     /// Whether messages are stored.
     pub fn has_store(&self) -> bool {
         self.journal.is_some()

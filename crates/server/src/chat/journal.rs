@@ -4,6 +4,7 @@
 //! Room messages and direct messages are only delivered once committed, so nobody ever sees a
 //! message that a crash could take back, and `OK <id>` means it is on disk.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -60,16 +61,28 @@ pub(crate) struct Journal {
     committer: Committer<Delivery>,
     store: Arc<dyn Store>,
     limits: JournalLimits,
+    /// Set while commits fail (a full disk), cleared by the next that works.
+    failing: Arc<AtomicBool>,
 }
 
 impl Journal {
     /// Starts the commit thread over `store`.
     pub(crate) fn start(store: Arc<dyn Store>, limits: JournalLimits) -> std::io::Result<Self> {
+        let failing = Arc::new(AtomicBool::new(false));
+        let deliver = Deliver {
+            failing: failing.clone(),
+        };
         Ok(Self {
-            committer: Committer::new(store.clone(), limits.queue, Deliver)?,
+            committer: Committer::new(store.clone(), limits.queue, deliver)?,
             store,
             limits,
+            failing,
         })
+    }
+
+    /// Whether the last commit failed (the store cannot write now).
+    pub(crate) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// Most missed messages sent per conversation when a user comes back.
@@ -182,7 +195,9 @@ fn page_answer(result: Result<crate::store::Page, StoreError>) -> Answer {
 }
 
 /// Delivers committed messages on the commit thread.
-struct Deliver;
+struct Deliver {
+    failing: Arc<AtomicBool>,
+}
 
 impl OnCommit<Delivery> for Deliver {
     fn committed(
@@ -191,6 +206,7 @@ impl OnCommit<Delivery> for Deliver {
         deliveries: &[Delivery],
         ids: Result<&[u64], &StoreError>,
     ) -> Vec<Reply> {
+        self.failing.store(ids.is_err(), Ordering::Relaxed);
         let ids = match ids {
             Ok(ids) => ids,
             Err(err) => return vec![refusal(err); records.len()],

@@ -77,9 +77,11 @@ pub(crate) async fn serve(
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
                 info!(peer = %peer_addr, error = %err, "TLS handshake failed");
+                shared.metrics.handshake_failed(handshake_failure(&err));
                 return;
             }
             Err(_) => {
+                shared.metrics.handshake_failed("timeout");
                 let timeout = tlschat_proto::duration::format_duration(shared.config.handshake_timeout);
                 info!(peer = %peer_addr, %timeout,
                       "TLS handshake timed out");
@@ -117,6 +119,7 @@ pub(crate) async fn serve(
     }
     let replaced = shared.hub.register_verified(&peer);
     shared.connections.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.connection_open(true);
     // A verified user rejoins their rooms and gets what they missed (with a store): after the
     // connection it replaces has recorded how far it got, so nothing is sent twice.
     if let Some(old) = replaced {
@@ -126,6 +129,8 @@ pub(crate) async fn serve(
     let mut connection = Connection::new(shared.clone(), stream, peer.clone(), &identity);
     let reason = connection.run().await;
     shared.connections.fetch_sub(1, Ordering::Relaxed);
+    shared.metrics.connection_open(false);
+    shared.metrics.disconnect(reason.label());
     shared
         .hub
         .leave_all(&peer, &reason.public(), connection.state.unwritten());
@@ -222,7 +227,10 @@ impl Connection {
                 // flight as allowed: the read buffer stays bounded.
                 read = read_some(&mut self.stream, self.state.read_buffer()), if reading => match read {
                     Ok(0) => return self.state.handle_eof(),
-                    Ok(_) => self.state.handle_input(Instant::now().into_std()),
+                    Ok(n) => {
+                        self.shared.metrics.received(n);
+                        self.state.handle_input(Instant::now().into_std());
+                    }
                     // A close without TLS close_notify is still the client going away.
                     Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
                         return self.state.handle_eof();
@@ -256,6 +264,7 @@ impl Connection {
         };
         match result {
             Ok(Ok(())) => {
+                self.shared.metrics.sent(self.state.unwritten().len());
                 self.state.handle_written();
                 Ok(())
             }
@@ -272,6 +281,17 @@ async fn wait_answer(
     match answer {
         Some(answer) => answer.await,
         None => std::future::pending().await,
+    }
+}
+
+/// Why a TLS handshake failed, as a metric label.
+fn handshake_failure(err: &io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    match err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+        Some(Error::NoCertificatesPresented) => "no_certificate",
+        Some(Error::InvalidCertificate(CertificateError::Revoked)) => "revoked",
+        Some(Error::InvalidCertificate(_)) => "bad_certificate",
+        _ => "protocol",
     }
 }
 

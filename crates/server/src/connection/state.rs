@@ -100,6 +100,30 @@ impl CloseReason {
     }
 }
 
+impl CloseReason {
+    /// Why, as a metric label: a small fixed set.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Self::Quit => "quit",
+            Self::PeerClosed | Self::PeerClosedMidLine => "peer_closed",
+            Self::Shutdown => "shutdown",
+            Self::Disconnected(d) => match d.code {
+                DisconnectCode::SlowConsumer => "slow_consumer",
+                DisconnectCode::Kicked => "kicked",
+                DisconnectCode::Replaced => "replaced",
+                DisconnectCode::NickReclaimed => "nick_reclaimed",
+                DisconnectCode::Idle => "idle",
+                DisconnectCode::Flood => "flood",
+                DisconnectCode::Revoked => "revoked",
+                _ => "other",
+            },
+            Self::ReadFailed(_) => "read_failed",
+            Self::WriteFailed(_) => "write_failed",
+            Self::WriteTimedOut => "write_timeout",
+        }
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -434,7 +458,8 @@ impl ConnState {
                     match Request::parse(&line) {
                         // Keepalive answers and blank lines get no reply.
                         Ok(None | Some(Request::Pong(_))) => continue,
-                        Ok(Some(request)) => match self.rate.check(now, line.len()) {
+                        Ok(Some(request)) => match self.count(&request).rate.check(now, line.len())
+                        {
                             Verdict::Allow => match request {
                                 Request::Msg {
                                     target: Target::Room(room),
@@ -496,7 +521,16 @@ impl ConnState {
         self.peer.nick().as_deref().unwrap_or("-").to_owned()
     }
 
+    /// Counts a request read (for `--metrics`); returns `self` to go on with.
+    fn count(&mut self, request: &Request) -> &mut Self {
+        self.shared.metrics.request(request.verb());
+        self
+    }
+
     fn reply(&mut self, reply: &Reply) {
+        if let Reply::Err(err) = reply {
+            self.shared.metrics.error(err.code);
+        }
         let reply = reply.to_string();
         trace!(nick = %self.nick_text(), %reply, "reply");
         encode_line(&reply, &mut self.out);

@@ -282,3 +282,12 @@ fn others_see_a_neutral_reason_when_a_session_is_replaced() {
     });
     assert_eq!(kicked.public(), "kicked by root: spam");
 }
+
+#[test]
+fn readiness_ends_when_a_stop_is_requested() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path(), |_| {});
+    assert_eq!(shared.not_ready(), None);
+    shared.request_stop("maintenance".into());
+    assert_eq!(shared.not_ready(), Some("shutting down"));
+}

@@ -1,0 +1,214 @@
+//! The server's metrics, in the Prometheus / OpenMetrics text format (prometheus-client):
+//! connections, handshake failures, requests, errors, disconnects, bytes, certificate expiry and
+//! the store's size. Every label has a small fixed set of values: verbs, error and disconnect
+//! codes, reasons; never a name, a room or an address.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tlschat_proto::{ErrorCode, Verb};
+
+/// One label, both parts fixed strings.
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric, registered once.
+pub struct Metrics {
+    registry: Registry,
+    connections_open: Gauge,
+    connections: Family<Labels, Counter>,
+    handshake_failures: Family<Labels, Counter>,
+    requests: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    disconnects: Family<Labels, Counter>,
+    bytes_received: Counter,
+    bytes_sent: Counter,
+    certificate_expiry: Family<Labels, Gauge>,
+    store_bytes: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let metrics = Self {
+            connections_open: Gauge::default(),
+            connections: Family::default(),
+            handshake_failures: Family::default(),
+            requests: Family::default(),
+            errors: Family::default(),
+            disconnects: Family::default(),
+            bytes_received: Counter::default(),
+            bytes_sent: Counter::default(),
+            certificate_expiry: Family::default(),
+            store_bytes: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "tlschat_connections_open",
+            "Connections past the TLS handshake, now",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "tlschat_connections",
+            "TCP connections by outcome: accepted, refused_limit (per-address limits), handshake_failed",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "tlschat_handshake_failures",
+            "Failed TLS handshakes by reason: no_certificate, bad_certificate, revoked, timeout, protocol",
+            metrics.handshake_failures.clone(),
+        );
+        registry.register(
+            "tlschat_requests",
+            "Requests by verb",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "tlschat_errors",
+            "ERR replies by code",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "tlschat_disconnects",
+            "Connections ended, by why",
+            metrics.disconnects.clone(),
+        );
+        registry.register(
+            "tlschat_bytes_received",
+            "Bytes of requests read (after TLS)",
+            metrics.bytes_received.clone(),
+        );
+        registry.register(
+            "tlschat_bytes_sent",
+            "Bytes of replies and events written (before TLS)",
+            metrics.bytes_sent.clone(),
+        );
+        registry.register(
+            "tlschat_certificate_expiry_timestamp_seconds",
+            "When the server certificate, the CA and the revocation list (next update) run out",
+            metrics.certificate_expiry.clone(),
+        );
+        registry.register(
+            "tlschat_store_bytes",
+            "Size of the message store on disk",
+            metrics.store_bytes.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// A TCP connection accepted, refused by a per-address limit, or whose handshake failed.
+    pub fn connection(&self, result: &'static str) {
+        self.connections
+            .get_or_create(&vec![("result", result)])
+            .inc();
+    }
+
+    /// A TLS handshake failed for `reason`.
+    pub fn handshake_failed(&self, reason: &'static str) {
+        self.handshake_failures
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
+        self.connection("handshake_failed");
+    }
+
+    /// A connection is past its handshake (`opened`) or ended.
+    pub fn connection_open(&self, opened: bool) {
+        if opened {
+            self.connections_open.inc();
+        } else {
+            self.connections_open.dec();
+        }
+    }
+
+    /// A request was read.
+    pub fn request(&self, verb: Verb) {
+        self.requests
+            .get_or_create(&vec![("verb", verb.name())])
+            .inc();
+    }
+
+    /// An `ERR` reply was sent.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors
+            .get_or_create(&vec![("code", code.as_str())])
+            .inc();
+    }
+
+    /// A connection ended, for `why` (`quit`, `peer_closed`, a disconnect code in lower case…).
+    pub fn disconnect(&self, why: &'static str) {
+        self.disconnects.get_or_create(&vec![("why", why)]).inc();
+    }
+
+    /// Bytes read from a client.
+    pub fn received(&self, bytes: usize) {
+        self.bytes_received.inc_by(bytes as u64);
+    }
+
+    /// Bytes written to a client.
+    pub fn sent(&self, bytes: usize) {
+        self.bytes_sent.inc_by(bytes as u64);
+    }
+
+    /// When `what` (`server`, `ca`, `crl`) runs out, seconds since 1970.
+    pub fn set_expiry(&self, what: &'static str, at: i64) {
+        self.certificate_expiry
+            .get_or_create(&vec![("cert", what)])
+            .set(at);
+    }
+
+    /// The store's size on disk.
+    pub fn set_store_bytes(&self, bytes: u64) {
+        self.store_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Everything, in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_gauges_are_written_with_their_labels() {
+        let metrics = Metrics::default();
+        metrics.connection("accepted");
+        metrics.handshake_failed("revoked");
+        metrics.request(Verb::Msg);
+        metrics.request(Verb::Msg);
+        metrics.error(ErrorCode::NotInRoom);
+        metrics.connection_open(true);
+        metrics.set_expiry("server", 1_900_000_000);
+        let text = metrics.encode();
+        for line in [
+            "tlschat_connections_total{result=\"accepted\"} 1",
+            "tlschat_connections_total{result=\"handshake_failed\"} 1",
+            "tlschat_handshake_failures_total{reason=\"revoked\"} 1",
+            "tlschat_requests_total{verb=\"MSG\"} 2",
+            "tlschat_errors_total{code=\"NOT_IN_ROOM\"} 1",
+            "tlschat_connections_open 1",
+            "tlschat_certificate_expiry_timestamp_seconds{cert=\"server\"} 1900000000",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
