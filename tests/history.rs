@@ -330,7 +330,14 @@ async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
         store: _,
         server,
         data: _data,
-    } = start(&["--max-pending-bytes", "262144", "--write-timeout", "1h"]);
+    } = start(&[
+        "--max-pending-bytes",
+        "262144",
+        "--write-timeout",
+        "1h",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     let addr = server.addr();
     let mut sender = connect(&pki, addr, Some("alice")).await;
     let mut reader = connect(&pki, addr, Some("bob")).await;
@@ -400,6 +407,11 @@ async fn a_member_that_stops_reading_gets_a_gap_and_fills_it_from_history() {
     assert!(
         !gaps.is_empty(),
         "a member that stops reading is told of a gap"
+    );
+    let (_, metrics) = tlschat_tests::http_get(server.metrics_addr(), "/metrics");
+    assert!(
+        metrics.contains(&format!("tlschat_gaps_total {}", gaps.len())),
+        "the gaps are counted: {metrics}"
     );
     // Fill each gap from history, as a client does.
     let mut fills: Vec<u64> = Vec::new();

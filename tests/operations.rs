@@ -385,31 +385,13 @@ async fn json_logs_are_one_object_a_line_with_the_connection_number_on_its_lines
     assert_eq!(connection("disconnected"), id, "the same connection");
 }
 
-/// `GET path` on the monitoring endpoint: the status code and the body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or_else(String::new, |(_, b)| b.to_owned());
-    (status, body)
-}
-
 #[tokio::test]
 async fn the_metrics_count_exactly_what_happened() {
     use tokio::io::AsyncWriteExt;
     let pki = Pki::standard();
     let server = ServerProcess::start(&pki, &["--metrics", "127.0.0.1:0"]);
     let metrics = server.metrics_addr();
+    let http_get = tlschat_tests::http_get;
     assert_eq!(http_get(metrics, "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(http_get(metrics, "/readyz"), (200, "ready\n".to_owned()));
     assert_eq!(http_get(metrics, "/nope").0, 404);
@@ -455,6 +437,9 @@ async fn the_metrics_count_exactly_what_happened() {
         "tlschat_requests_total{verb=\"JOIN\"} 3",
         "tlschat_requests_total{verb=\"MSG\"} 2",
         "tlschat_errors_total{code=\"NOT_IN_ROOM\"} 1",
+        "tlschat_messages_received_total{kind=\"room\"} 2",
+        "tlschat_tls_sessions_total{version=\"TLSv1_3\",group=\"X25519MLKEM768\"} 3",
+        "tlschat_handshake_duration_seconds_count 3",
         "tlschat_disconnects_total{why=\"quit\"} 3",
         "tlschat_connections_open 0",
         "tlschat_certificate_expiry_timestamp_seconds{cert=\"server\"}",

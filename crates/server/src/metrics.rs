@@ -7,8 +7,9 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tlschat_proto::{ErrorCode, Verb};
+use tlschat_proto::{ErrorCode, Request, Target};
 
 /// One label, both parts fixed strings.
 type Labels = Vec<(&'static str, &'static str)>;
@@ -26,6 +27,10 @@ pub struct Metrics {
     bytes_sent: Counter,
     certificate_expiry: Family<Labels, Gauge>,
     store_bytes: Gauge,
+    tls_sessions: Family<Labels, Counter>,
+    handshake_seconds: Histogram,
+    messages_received: Family<Labels, Counter>,
+    gaps: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,6 +53,11 @@ impl Default for Metrics {
             bytes_sent: Counter::default(),
             certificate_expiry: Family::default(),
             store_bytes: Gauge::default(),
+            tls_sessions: Family::default(),
+            // From half a millisecond to about a second.
+            handshake_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 12)),
+            messages_received: Family::default(),
+            gaps: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -100,6 +110,26 @@ impl Default for Metrics {
             "Size of the message store on disk",
             metrics.store_bytes.clone(),
         );
+        registry.register(
+            "tlschat_tls_sessions",
+            "TLS sessions by protocol version and key exchange group (X25519MLKEM768: post-quantum hybrid)",
+            metrics.tls_sessions.clone(),
+        );
+        registry.register(
+            "tlschat_handshake_duration_seconds",
+            "Time from accepting a connection to the end of its TLS handshake",
+            metrics.handshake_seconds.clone(),
+        );
+        registry.register(
+            "tlschat_messages_received",
+            "Messages received by kind: room, direct, e2e",
+            metrics.messages_received.clone(),
+        );
+        registry.register(
+            "tlschat_gaps",
+            "Gaps told to readers that fell behind (EVENT GAP)",
+            metrics.gaps.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -133,10 +163,48 @@ impl Metrics {
     }
 
     /// A request was read.
-    pub fn request(&self, verb: Verb) {
+    pub fn request(&self, request: &Request) {
         self.requests
-            .get_or_create(&vec![("verb", verb.name())])
+            .get_or_create(&vec![("verb", request.verb().name())])
             .inc();
+        let kind = match request {
+            Request::Msg {
+                target: Target::Room(_),
+                ..
+            } => "room",
+            Request::Msg { .. } => "direct",
+            Request::E2e { .. } => "e2e",
+            _ => return,
+        };
+        self.messages_received
+            .get_or_create(&vec![("kind", kind)])
+            .inc();
+    }
+
+    /// A TLS handshake finished after `seconds`, with this version and key exchange group
+    /// (their names as rustls writes them).
+    pub fn handshake_done(&self, seconds: f64, version: &str, group: &str) {
+        self.handshake_seconds.observe(seconds);
+        let version = match version {
+            "TLSv1_3" => "TLSv1_3",
+            "TLSv1_2" => "TLSv1_2",
+            _ => "other",
+        };
+        let group = match group {
+            "X25519MLKEM768" => "X25519MLKEM768",
+            "X25519" => "X25519",
+            "secp256r1" => "secp256r1",
+            "secp384r1" => "secp384r1",
+            _ => "other",
+        };
+        self.tls_sessions
+            .get_or_create(&vec![("version", version), ("group", group)])
+            .inc();
+    }
+
+    /// `count` gaps were told to a reader.
+    pub fn gaps(&self, count: usize) {
+        self.gaps.inc_by(count as u64);
     }
 
     /// An `ERR` reply was sent.
@@ -192,8 +260,13 @@ mod tests {
         let metrics = Metrics::default();
         metrics.connection("accepted");
         metrics.handshake_failed("revoked");
-        metrics.request(Verb::Msg);
-        metrics.request(Verb::Msg);
+        let msg = Request::Msg {
+            target: Target::Room("#a".into()),
+            text: "hi".into(),
+        };
+        metrics.request(&msg);
+        metrics.request(&msg);
+        metrics.handshake_done(0.002, "TLSv1_3", "X25519MLKEM768");
         metrics.error(ErrorCode::NotInRoom);
         metrics.connection_open(true);
         metrics.set_expiry("server", 1_900_000_000);
@@ -203,6 +276,9 @@ mod tests {
             "tlschat_connections_total{result=\"handshake_failed\"} 1",
             "tlschat_handshake_failures_total{reason=\"revoked\"} 1",
             "tlschat_requests_total{verb=\"MSG\"} 2",
+            "tlschat_messages_received_total{kind=\"room\"} 2",
+            "tlschat_tls_sessions_total{version=\"TLSv1_3\",group=\"X25519MLKEM768\"} 1",
+            "tlschat_handshake_duration_seconds_count 1",
             "tlschat_errors_total{code=\"NOT_IN_ROOM\"} 1",
             "tlschat_connections_open 1",
             "tlschat_certificate_expiry_timestamp_seconds{cert=\"server\"} 1900000000",

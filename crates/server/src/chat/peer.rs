@@ -179,8 +179,8 @@ impl Outbox {
     }
 
     /// Appends everything queued to `out`, in order, then an `EVENT GAP` for each conversation
-    /// that had messages skipped, and empties the queue.
-    pub fn drain_into(&self, out: &mut Vec<u8>) {
+    /// that had messages skipped, and empties the queue. Returns how many gaps it told.
+    pub fn drain_into(&self, out: &mut Vec<u8>) -> usize {
         let (queue, gaps) = {
             let mut state = lock(&self.state);
             state.bytes = 0;
@@ -193,6 +193,7 @@ impl Outbox {
         for line in &queue {
             out.extend_from_slice(line);
         }
+        let told = gaps.len();
         for gap in gaps {
             let event = tlschat_proto::Event::Gap {
                 target: gap.target,
@@ -201,6 +202,7 @@ impl Outbox {
             };
             tlschat_proto::codec::encode_line(&event.to_string(), out);
         }
+        told
     }
 
     /// Bytes queued now.

@@ -68,6 +68,7 @@ pub(crate) async fn serve(
         connection: _address_slot,
         handshake,
     } = slots;
+    let accepted_at = std::time::Instant::now();
     let handshake_done = tokio::time::timeout(
         shared.config.handshake_timeout,
         shared.acceptor().accept(tcp),
@@ -92,6 +93,13 @@ pub(crate) async fn serve(
     };
     drop(handshake);
     let (_, tls) = stream.get_ref();
+    shared.metrics.handshake_done(
+        accepted_at.elapsed().as_secs_f64(),
+        &tls.protocol_version()
+            .map_or_else(String::new, |v| tls_text(&v)),
+        &tls.negotiated_key_exchange_group()
+            .map_or_else(String::new, |g| tls_text(&g.name())),
+    );
     let identity = Identity::from_peer_certificates(tls.peer_certificates());
     info!(
         peer = %peer_addr,

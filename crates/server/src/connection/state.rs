@@ -260,7 +260,7 @@ impl ConnState {
 
     /// Everything others queued for this client goes to the output.
     pub(crate) fn handle_outbox(&mut self) {
-        self.peer.outbox().drain_into(&mut self.out);
+        self.drain_outbox();
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due: the keepalive ping at half
@@ -343,7 +343,7 @@ impl ConnState {
     /// Shutdown: first everything already queued for this client, then the notice. (An awaited
     /// answer that has come is handed over first: shutdown waits for every commit.)
     pub(crate) fn handle_shutdown(&mut self) {
-        self.peer.outbox().drain_into(&mut self.out);
+        self.drain_outbox();
         let event = Event::Shutdown {
             reason: self.shared.shutdown_reason().to_owned(),
         };
@@ -360,7 +360,7 @@ impl ConnState {
         if disconnect.code == DisconnectCode::SlowConsumer {
             self.out.clear();
         } else {
-            self.peer.outbox().drain_into(&mut self.out);
+            self.drain_outbox();
         }
         let event = Event::Disconnect {
             code: disconnect.code,
@@ -375,7 +375,7 @@ impl ConnState {
     /// may remain buffered.
     pub(crate) fn process(&mut self, now: Instant, wall: DateTime<Utc>) -> bool {
         // What others queued before these requests goes out before their replies.
-        self.peer.outbox().drain_into(&mut self.out);
+        self.drain_outbox();
         if self.deferred.is_some() {
             if !self.pending.is_empty() {
                 return false;
@@ -521,9 +521,17 @@ impl ConnState {
         self.peer.nick().as_deref().unwrap_or("-").to_owned()
     }
 
+    /// Everything others queued for this client goes to the output (gaps counted).
+    fn drain_outbox(&mut self) {
+        let gaps = self.peer.outbox().drain_into(&mut self.out);
+        if gaps > 0 {
+            self.shared.metrics.gaps(gaps);
+        }
+    }
+
     /// Counts a request read (for `--metrics`); returns `self` to go on with.
     fn count(&mut self, request: &Request) -> &mut Self {
-        self.shared.metrics.request(request.verb());
+        self.shared.metrics.request(request);
         self
     }
 
