@@ -1,7 +1,7 @@
 //! The monitoring endpoint (`--metrics ADDR`): plain HTTP/1.1, one request per connection, three
 //! paths. Meant for loopback or a monitoring network: it serves counts, never messages or names.
 //!
-//! - `GET /metrics`: the metrics (OpenMetrics text format).
+//! - `GET /metrics`: the metrics (the Prometheus text format, version 0.0.4).
 //! - `GET /healthz`: `200 ok` while the process runs.
 //! - `GET /readyz`: `200 ready` while the server takes connections; `503` while it shuts down
 //!   or when the store cannot write.
@@ -75,7 +75,7 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => (
             "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics_text(),
         ),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),

@@ -1,4 +1,5 @@
-//! The server's metrics, in the Prometheus / OpenMetrics text format (prometheus-client):
+//! The server's metrics, in the Prometheus text format (prometheus-client, whose OpenMetrics
+//! output is rewritten as classic text for every scraper and `promtool`):
 //! connections, handshake failures, requests, errors, disconnects, bytes, certificate expiry and
 //! the store's size. Every label has a small fixed set of values: verbs, error and disconnect
 //! codes, reasons; never a name, a room or an address.
@@ -249,6 +250,38 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// Everything, in the classic Prometheus text format (version 0.0.4), which every scraper
+    /// and `promtool check metrics` read: as [`encode`](Self::encode), with a counter's help and
+    /// type under its sample name (`x_total`) and no `# EOF`.
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode())
+    }
+}
+
+/// Rewrites OpenMetrics text as classic Prometheus text (see [`Metrics::encode_prometheus`]).
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -286,5 +319,13 @@ mod tests {
             assert!(text.contains(line), "{line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+        let classic = metrics.encode_prometheus();
+        assert!(
+            classic.contains("# TYPE tlschat_requests_total counter\n"),
+            "{classic}"
+        );
+        assert!(classic.contains("# HELP tlschat_requests_total Requests by verb."));
+        assert!(classic.contains("# TYPE tlschat_connections_open gauge\n"));
+        assert!(!classic.contains("# EOF"));
     }
 }

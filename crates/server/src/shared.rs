@@ -153,7 +153,7 @@ impl Shared {
         if let Some(Ok(stats)) = self.hub.store_stats() {
             self.metrics.set_store_bytes(stats.bytes);
         }
-        self.metrics.encode()
+        self.metrics.encode_prometheus()
     }
 
     /// Why the server is not ready for new work, if it is not: shutting down, or a store that
