@@ -4,13 +4,15 @@
 //! the store's size. Every label has a small fixed set of values: verbs, error and disconnect
 //! codes, reasons; never a name, a room or an address.
 
+use std::collections::HashMap;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tlschat_proto::{ErrorCode, Request, Target};
+use tlschat_proto::{ErrorCode, Request, Target, Verb};
 
 /// One label, both parts fixed strings.
 type Labels = Vec<(&'static str, &'static str)>;
@@ -32,6 +34,12 @@ pub struct Metrics {
     handshake_seconds: Histogram,
     messages_received: Family<Labels, Counter>,
     gaps: Counter,
+    /// The per-request counters, made once: counting a request is a map look-up and an atomic
+    /// increment, with no label built and nothing allocated.
+    by_verb: HashMap<Verb, Counter>,
+    by_code: HashMap<ErrorCode, Counter>,
+    /// Messages received: room, direct, e2e.
+    by_kind: [Counter; 3],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -59,8 +67,31 @@ impl Default for Metrics {
             handshake_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 12)),
             messages_received: Family::default(),
             gaps: Counter::default(),
+            by_verb: HashMap::new(),
+            by_code: HashMap::new(),
+            by_kind: Default::default(),
             registry: Registry::default(),
         };
+        let by_verb = Verb::ALL
+            .iter()
+            .map(|&verb| {
+                let counter = metrics.requests.get_or_create(&vec![("verb", verb.name())]);
+                (verb, counter.clone())
+            })
+            .collect();
+        let by_code = ErrorCode::ALL
+            .iter()
+            .map(|&code| {
+                let counter = metrics.errors.get_or_create(&vec![("code", code.as_str())]);
+                (code, counter.clone())
+            })
+            .collect();
+        let by_kind = ["room", "direct", "e2e"].map(|kind| {
+            metrics
+                .messages_received
+                .get_or_create(&vec![("kind", kind)])
+                .clone()
+        });
         registry.register(
             "tlschat_connections_open",
             "Connections past the TLS handshake, now",
@@ -133,6 +164,9 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            by_verb,
+            by_code,
+            by_kind,
             ..metrics
         }
     }
@@ -165,21 +199,19 @@ impl Metrics {
 
     /// A request was read.
     pub fn request(&self, request: &Request) {
-        self.requests
-            .get_or_create(&vec![("verb", request.verb().name())])
-            .inc();
+        if let Some(counter) = self.by_verb.get(&request.verb()) {
+            counter.inc();
+        }
         let kind = match request {
             Request::Msg {
                 target: Target::Room(_),
                 ..
-            } => "room",
-            Request::Msg { .. } => "direct",
-            Request::E2e { .. } => "e2e",
+            } => 0,
+            Request::Msg { .. } => 1,
+            Request::E2e { .. } => 2,
             _ => return,
         };
-        self.messages_received
-            .get_or_create(&vec![("kind", kind)])
-            .inc();
+        self.by_kind[kind].inc();
     }
 
     /// A TLS handshake finished after `seconds`, with this version and key exchange group
@@ -210,9 +242,9 @@ impl Metrics {
 
     /// An `ERR` reply was sent.
     pub fn error(&self, code: ErrorCode) {
-        self.errors
-            .get_or_create(&vec![("code", code.as_str())])
-            .inc();
+        if let Some(counter) = self.by_code.get(&code) {
+            counter.inc();
+        }
     }
 
     /// A connection ended, for `why` (`quit`, `peer_closed`, a disconnect code in lower case…).

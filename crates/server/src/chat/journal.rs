@@ -212,18 +212,7 @@ impl OnCommit<Delivery> for Deliver {
             Err(err) => return vec![refusal(err); records.len()],
         };
         let mut replies = Vec::with_capacity(records.len());
-        // The time as the protocol writes it, kept while records share it (a batch does).
-        let mut time: Option<(i64, String)> = None;
-        let mut time_of = |record: &Record| -> String {
-            match &time {
-                Some((ms, text)) if *ms == record.time_ms => text.clone(),
-                _ => {
-                    let text = record.time_text();
-                    time = Some((record.time_ms, text.clone()));
-                    text
-                }
-            }
-        };
+        let mut time = TimeText::default();
         let mut at = 0;
         while at < records.len() {
             match &deliveries[at] {
@@ -236,7 +225,7 @@ impl OnCommit<Delivery> for Deliver {
                                     if Arc::ptr_eq(r, room) && Arc::ptr_eq(s, sender))
                     {
                         let record = &records[end];
-                        record.write_line(ids[end], &time_of(record), &mut lines);
+                        record.write_line(ids[end], time.of(record), &mut lines);
                         replies.push(Reply::ok(ids[end].to_string()));
                         end += 1;
                     }
@@ -253,7 +242,7 @@ impl OnCommit<Delivery> for Deliver {
                 Delivery::Direct { from, to, trust } => {
                     let record = &records[at];
                     let mut line = Vec::new();
-                    record.write_line(ids[at], &time_of(record), &mut line);
+                    record.write_line(ids[at], time.of(record), &mut line);
                     if let Some(to) = to {
                         to.deliver_stored_direct(&record.from, ids[at], &Bytes::from(line));
                     }
@@ -264,6 +253,24 @@ impl OnCommit<Delivery> for Deliver {
             }
         }
         replies
+    }
+}
+
+/// A record's time as the protocol writes it, formatted once while records share it (the
+/// messages of a batch do).
+#[derive(Default)]
+struct TimeText {
+    ms: Option<i64>,
+    text: String,
+}
+
+impl TimeText {
+    fn of(&mut self, record: &Record) -> &str {
+        if self.ms != Some(record.time_ms) {
+            self.ms = Some(record.time_ms);
+            self.text = record.time_text();
+        }
+        &self.text
     }
 }
 

@@ -18,6 +18,15 @@ fn wall() -> DateTime<Utc> {
 
 /// Server state with test certificates; `tune` adjusts the configuration first.
 fn shared(dir: &Path, tune: impl FnOnce(&mut Config)) -> Arc<Shared> {
+    shared_with_store(dir, tune, None)
+}
+
+/// As [`shared`], keeping messages in `store`.
+fn shared_with_store(
+    dir: &Path,
+    tune: impl FnOnce(&mut Config),
+    store: Option<Arc<dyn crate::store::Store>>,
+) -> Arc<Shared> {
     let mut options = Options::new(dir);
     options.clients = vec!["alice".into()];
     generate(&options).unwrap();
@@ -29,7 +38,7 @@ fn shared(dir: &Path, tune: impl FnOnce(&mut Config)) -> Arc<Shared> {
     tune(&mut config);
     let credentials = crate::tls::Credentials::load(&config).unwrap();
     let tls = crate::tls::server_config(&config, &credentials).unwrap();
-    Arc::new(Shared::new(config, TlsAcceptor::from(tls), None, None, None).unwrap())
+    Arc::new(Shared::new(config, TlsAcceptor::from(tls), store, None, None).unwrap())
 }
 
 fn connect(shared: &Arc<Shared>, nick: &str, now: Instant) -> (ConnState, Arc<Peer>) {
@@ -290,4 +299,47 @@ fn readiness_ends_when_a_stop_is_requested() {
     assert_eq!(shared.not_ready(), None);
     shared.request_stop("maintenance".into());
     assert_eq!(shared.not_ready(), Some("shutting down"));
+}
+
+#[tokio::test]
+async fn at_most_max_in_flight_batches_wait_for_the_store_and_replies_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::embedded::EmbeddedStore::open(
+        &dir.path().join("store.redb"),
+        crate::store::embedded::Fsync::Never,
+    )
+    .unwrap();
+    let shared = shared_with_store(dir.path(), |_| {}, Some(Arc::new(store)));
+    let now = Instant::now();
+    let (mut state, _) = connect(&shared, "alice", now);
+    feed(&mut state, "JOIN #a\nJOIN #b\n", now);
+    assert_eq!(take_lines(&mut state), ["OK #a", "OK #b"]);
+    // Twelve messages alternating between two rooms: twelve batches of one.
+    let input: String = (0..12)
+        .map(|n| format!("MSG #{} m{n}\n", ["a", "b"][n % 2]))
+        .collect();
+    feed(&mut state, &input, now);
+    assert!(
+        !state.wants_input(),
+        "no more input with the batches in flight"
+    );
+    let mut waiting: VecDeque<_> = state.poll_answers().collect();
+    assert_eq!(
+        waiting.len(),
+        MAX_IN_FLIGHT,
+        "at most this many wait for the store"
+    );
+    let mut replies = Vec::new();
+    while let Some(answer) = waiting.pop_front() {
+        let answer = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("committed in time");
+        state.handle_answer(answer);
+        state.process(now, wall());
+        waiting.extend(state.poll_answers());
+        assert!(waiting.len() <= MAX_IN_FLIGHT);
+        replies.extend(take_lines(&mut state));
+    }
+    let expected: Vec<String> = (0..12).map(|n| format!("OK {}", n / 2 + 1)).collect();
+    assert_eq!(replies, expected, "every reply, in request order");
 }
