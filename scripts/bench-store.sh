@@ -7,6 +7,8 @@
 #   tlschat with --fsync always (the default: on disk) and --fsync never (handed to the OS),
 #   and nats-server JetStream (file storage, publish with acknowledgement). JetStream
 #   acknowledges before its periodic sync to disk, so it is matched against --fsync never;
+# - the same acknowledged round trip with --store none (tlschat answers at once) and against
+#   tlschat-floor (a bare tokio + rustls server answering PING): what no store can go below;
 # - HISTORY of 1,000 messages as one page, and catching up 10,000 messages missed while away.
 #
 #   scripts/bench-store.sh            one pass
@@ -34,7 +36,11 @@ for _ in $(seq "${RUNS:-1}"); do
   fanout; durable tlschat
   stop_server
   label=tlschat-no-store; start_tlschat --store none
-  fanout
+  fanout; durable tlschat
+  stop_server
+  # The stack's floor for the same round trip: a bare tokio + rustls server answering a line.
+  label=floor; start_floor
+  case="acked messages 10 conns 64 B"; bench tlschat "$server_addr" echo --connections 10 --requests "$(n 20000)"
   stop_server
   label=nats-jetstream; start_nats false jetstream
   durable nats

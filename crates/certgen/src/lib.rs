@@ -25,6 +25,7 @@
 
 pub mod files;
 pub mod inspect;
+pub mod issued;
 pub mod renew;
 pub mod revoke;
 pub mod sign;
@@ -455,7 +456,7 @@ impl Leaf<'_> {
         let key = KeyPair::generate()?;
         let cert = self.params.signed_by(&key, &ca.issuer)?;
         write_private(&key_path, &key.serialize_pem())?;
-        write_public(&cert_path, &cert.pem())?;
+        issued::write(dir, self.stem, &cert_path, &cert)?;
         let outcome = if existing {
             Outcome::Reissued
         } else {

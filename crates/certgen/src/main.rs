@@ -78,11 +78,14 @@ enum Command {
         #[arg(long)]
         admin: bool,
     },
-    /// Revoke a user's certificate: it is added to --out/revoked.txt and to the CA-signed
+    /// List the certificates this CA issued (--out/issued.txt): name, role, serial, end of
+    /// validity and state (valid, expired, revoked).
+    List,
+    /// Revoke a user's certificates: every one issued to NAME is added to --out/revoked.txt and to the CA-signed
     /// revocation list --out/crl.pem, which the server enforces from its next SIGHUP (or RELOAD):
     /// the user's sessions are closed and their handshakes refused.
     Revoke {
-        /// The user whose certificate (--out/NAME.pem) is revoked.
+        /// The user whose certificates (in --out/issued.txt, and --out/NAME.pem) are revoked.
         #[arg(value_name = "NAME", required_unless_present_any = ["serial", "refresh"])]
         name: Option<String>,
         /// Revoke by serial number (hex, as `openssl x509 -serial` prints it) instead.
@@ -122,6 +125,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints the issued certificates, one line each.
+fn list(dir: &std::path::Path) -> anyhow::Result<()> {
+    let issued = tlschat_certgen::issued::read(dir)?;
+    let revoked = tlschat_certgen::revoke::revoked_serials(dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut out = std::io::stdout().lock();
+    let mut lines = vec![format!(
+        "{:<16} {:<7} {:<40} {:<12} state",
+        "name", "role", "serial", "valid until"
+    )];
+    for cert in &issued {
+        let state = if revoked.contains(&cert.serial) {
+            "revoked"
+        } else if cert.not_after < now {
+            "expired"
+        } else {
+            "valid"
+        };
+        lines.push(format!(
+            "{:<16} {:<7} {:<40} {:<12} {state}",
+            cert.name,
+            cert.role,
+            cert.serial,
+            tlschat_proto::cert::date(cert.not_after)
+        ));
+    }
+    if issued.is_empty() {
+        lines.push(format!(
+            "(none recorded in {}: certificates made before it existed are not listed)",
+            dir.join(tlschat_certgen::issued::ISSUED_FILE).display()
+        ));
+    }
+    for line in lines {
+        match writeln!(out, "{line}") {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other.context("writing the list")?,
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Renew { name }) = &cli.command {
         let cert = renew(&cli.out, name, cli.days)
@@ -159,6 +205,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(Command::List) = &cli.command {
+        return list(&cli.out).with_context(|| format!("listing {}", cli.out.display()));
+    }
     if let Some(Command::Revoke {
         name,
         serial,
@@ -173,11 +222,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         let done = revoke(&cli.out, &target, reason)
             .with_context(|| format!("revoking in {}", cli.out.display()))?;
-        let what = match (&done.serial, &target) {
-            (Some(serial), Target::Name(name)) => format!("revoked {name} (serial {serial})"),
-            (Some(serial), _) => format!("revoked serial {serial}"),
-            (None, Target::Refresh) => "issued a fresh revocation list".to_owned(),
-            (None, _) => "already revoked; issued a fresh revocation list".to_owned(),
+        let serials = done.serials.join(", ");
+        let what = match (done.serials.len(), &target) {
+            (0, Target::Refresh) => "issued a fresh revocation list".to_owned(),
+            (0, _) => "already revoked; issued a fresh revocation list".to_owned(),
+            (1, Target::Name(name)) => format!("revoked {name} (serial {serials})"),
+            (_, Target::Name(name)) => format!("revoked {name} (serials {serials})"),
+            _ => format!("revoked serial {serials}"),
         };
         let _ = writeln!(
             std::io::stdout(),

@@ -13,7 +13,7 @@ use rustls_pki_types::CertificateDer;
 use tlschat_proto::cert::summarize_der;
 use tlschat_proto::names::ADMIN_ROLE;
 
-use crate::files::write_public;
+use crate::issued;
 use crate::{client_params, load_ca, pair_paths, server_params, CertgenError, Role};
 
 /// Reissues `NAME.pem` (or `server.pem` for `server`) in `dir` for `days` days; returns the
@@ -44,7 +44,7 @@ pub fn renew(dir: &Path, name: &str, days: u32) -> Result<PathBuf, CertgenError>
     params.serial_number = Some(fresh_serial()?);
     let issuer = load_ca(dir)?;
     let cert = params.signed_by(&public_key, &issuer)?;
-    write_public(&cert_path, &cert.pem())?;
+    issued::write(dir, name, &cert_path, &cert)?;
     Ok(cert_path)
 }
 

@@ -12,6 +12,7 @@ use rcgen::{
 use tlschat_proto::cert::summarize_der;
 
 use crate::files::{self, write_public};
+use crate::issued::{self, serial_hex, ISSUED_FILE};
 use crate::{load_ca, pair_paths, CertgenError};
 
 /// How long a revocation list is valid before the next is due: 30 days. A server keeps
@@ -28,7 +29,8 @@ pub const CRL_FILE: &str = "crl.pem";
 /// Which certificate to revoke.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// The certificate in `NAME.pem` of the CA's folder.
+    /// Every certificate issued to a user: those `issued.txt` lists for the name, and the one
+    /// in `NAME.pem` of the CA's folder.
     Name(String),
     /// A serial number, hex (as `openssl x509 -serial` prints it).
     Serial(String),
@@ -39,8 +41,8 @@ pub enum Target {
 /// What `revoke` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revoked {
-    /// The serial revoked now (hex), if any (`None` when it already was, or for a refresh).
-    pub serial: Option<String>,
+    /// The serials revoked now (hex); empty when they already were, or for a refresh.
+    pub serials: Vec<String>,
     /// The list written.
     pub crl: PathBuf,
     /// Certificates on it.
@@ -67,16 +69,32 @@ pub fn revoke(dir: &Path, target: &Target, reason: &str) -> Result<Revoked, Cert
     let list_path = dir.join(REVOKED_FILE);
     let mut entries = read_entries(&list_path)?;
     let now = SystemTime::now();
-    let fresh = match target {
-        Target::Refresh => None,
+    let fresh: Vec<(String, String)> = match target {
+        Target::Refresh => Vec::new(),
         Target::Name(name) => {
+            let mut serials: Vec<String> = issued::read(dir)?
+                .into_iter()
+                .filter(|c| &c.name == name)
+                .map(|c| c.serial)
+                .collect();
             let (cert, _) = pair_paths(dir, name);
-            let der = read_certificate(&cert)?;
-            let summary = summarize_der(&der).map_err(|e| CertgenError::Unreadable {
-                path: cert.clone(),
-                reason: e.to_string(),
-            })?;
-            Some((hex(&summary.serial), name.clone()))
+            if cert.exists() {
+                let der = read_certificate(&cert)?;
+                let summary = summarize_der(&der).map_err(|e| CertgenError::Unreadable {
+                    path: cert.clone(),
+                    reason: e.to_string(),
+                })?;
+                serials.push(serial_hex(&summary.serial));
+            }
+            if serials.is_empty() {
+                return Err(CertgenError::BadRevocation(format!(
+                    "no certificate was issued to {name:?} here: neither {} nor {} names one \
+                     (revoke by --serial instead)",
+                    dir.join(ISSUED_FILE).display(),
+                    cert.display()
+                )));
+            }
+            serials.into_iter().map(|s| (s, name.clone())).collect()
         }
         Target::Serial(serial) => {
             let serial = serial.trim().trim_start_matches("0x").replace(':', "");
@@ -85,11 +103,11 @@ pub fn revoke(dir: &Path, target: &Target, reason: &str) -> Result<Revoked, Cert
                     "{serial:?} is not a serial number in hex"
                 )));
             }
-            Some((serial.to_ascii_lowercase(), "-".to_owned()))
+            vec![(serial.to_ascii_lowercase(), "-".to_owned())]
         }
     };
-    let mut added = None;
-    if let Some((serial, name)) = fresh {
+    let mut added = Vec::new();
+    for (serial, name) in fresh {
         if !entries.iter().any(|e| e.serial == serial) {
             let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             entries.push(Entry {
@@ -98,7 +116,7 @@ pub fn revoke(dir: &Path, target: &Target, reason: &str) -> Result<Revoked, Cert
                 reason: reason.to_owned(),
                 name,
             });
-            added = Some(serial);
+            added.push(serial);
         }
     }
     let revoked_certs = entries
@@ -125,10 +143,18 @@ pub fn revoke(dir: &Path, target: &Target, reason: &str) -> Result<Revoked, Cert
     write_public(&crl_path, &crl.pem()?)?;
     write_public(&list_path, &render_entries(&entries))?;
     Ok(Revoked {
-        serial: added,
+        serials: added,
         crl: crl_path,
         total: entries.len(),
     })
+}
+
+/// The serials (hex) revoked in `dir` so far.
+pub fn revoked_serials(dir: &Path) -> Result<Vec<String>, CertgenError> {
+    Ok(read_entries(&dir.join(REVOKED_FILE))?
+        .into_iter()
+        .map(|e| e.serial)
+        .collect())
 }
 
 /// One line of `revoked.txt`.
@@ -203,10 +229,6 @@ fn reason_code(reason: &str) -> Option<RevocationReason> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Vec<u8> {
     let text = if text.len() % 2 == 1 {
         format!("0{text}")
@@ -231,12 +253,12 @@ mod tests {
         options.clients = vec!["alice".into(), "bob".into()];
         generate(&options).unwrap();
         let first = revoke(dir.path(), &Target::Name("alice".into()), "key-compromise").unwrap();
-        assert!(first.serial.is_some());
+        assert_eq!(first.serials.len(), 1);
         assert_eq!(first.total, 1);
         let again = revoke(dir.path(), &Target::Name("alice".into()), "unspecified").unwrap();
-        assert_eq!((again.serial, again.total), (None, 1), "once is enough");
+        assert_eq!((again.serials.len(), again.total), (0, 1), "once is enough");
         let by_serial = revoke(dir.path(), &Target::Serial("0A:0b".into()), "superseded").unwrap();
-        assert_eq!(by_serial.serial.as_deref(), Some("0a0b"));
+        assert_eq!(by_serial.serials, ["0a0b"]);
 
         use rustls_pki_types::pem::PemObject;
         let crl =
@@ -250,6 +272,32 @@ mod tests {
         assert_eq!(summary.issuer, ca.subject);
         let bob = summarize_der(&read_certificate(&dir.path().join("bob.pem")).unwrap()).unwrap();
         assert!(!summary.serials.contains(&bob.serial));
+    }
+
+    #[test]
+    fn revoking_a_name_revokes_every_certificate_it_was_issued() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::new(dir.path());
+        options.clients = vec!["alice".into()];
+        generate(&options).unwrap();
+        let serial_now = || {
+            let der = read_certificate(&dir.path().join("alice.pem")).unwrap();
+            serial_hex(&summarize_der(&der).unwrap().serial)
+        };
+        let first = serial_now();
+        // A renewal replaces alice.pem: the first serial lives on only in issued.txt.
+        crate::renew::renew(dir.path(), "alice", 30).unwrap();
+        let second = serial_now();
+        assert_ne!(first, second);
+        let issued = issued::read(dir.path()).unwrap();
+        let alice: Vec<_> = issued.iter().filter(|c| c.name == "alice").collect();
+        assert_eq!(alice.len(), 2, "{issued:?}");
+        assert!(alice.iter().all(|c| c.role == "user"));
+        assert!(issued.iter().any(|c| c.name == "server" && c.role == "server"));
+
+        let done = revoke(dir.path(), &Target::Name("alice".into()), "cessation").unwrap();
+        assert_eq!(done.serials, [first.clone(), second.clone()]);
+        assert_eq!(revoked_serials(dir.path()).unwrap(), [first, second]);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use rcgen::{CertificateSigningRequestParams, DnType, DnValue};
 use tlschat_proto::names::validate_nick;
 
-use crate::files::{self, write_public};
+use crate::files;
+use crate::issued;
 use crate::{client_params, load_ca, pair_paths, CertgenError, Role};
 
 /// What `sign` wrote.
@@ -51,7 +52,7 @@ pub fn sign(request: &Path, ca_dir: &Path, role: Role, days: u32) -> Result<Sign
     .signed_by(&issuer)?;
     let (cert, _) = pair_paths(ca_dir, &name);
     let replaced = cert.exists();
-    write_public(&cert, &signed.pem())?;
+    issued::write(ca_dir, &name, &cert, &signed)?;
     Ok(Signed {
         name,
         cert,

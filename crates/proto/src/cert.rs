@@ -123,6 +123,22 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
     Some(ip.to_string())
 }
 
+/// A time (seconds since 1970) as the UTC day it falls on, `YYYY-MM-DD`: how certificate
+/// dates are shown.
+pub fn date(secs: i64) -> String {
+    // Days to a civil date (H. Hinnant's algorithm, proleptic Gregorian calendar).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +199,14 @@ mod tests {
         assert!(both.server_auth);
         let none = summarize_der(&certificate(&["x"], vec![])).unwrap();
         assert!(none.server_auth, "no extended key usage: any usage");
+    }
+
+    #[test]
+    fn dates_are_utc_days() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_798_761_599), "2026-12-31");
+        assert_eq!(date(-1), "1969-12-31");
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //! at once ([`Busy`]) rather than waited on.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tlschat_proto::Reply;
 use tokio::sync::{mpsc, oneshot};
@@ -26,14 +25,6 @@ use super::{Record, Store, StoreError};
 
 /// Most messages one commit takes: a bound on the time one commit holds the thread.
 pub const MAX_GROUP: usize = 4096;
-
-/// While busy, how long the thread lets more work arrive before it commits: one commit (and
-/// one wake-up of every waiting connection) then serves everything that came in those
-/// microseconds. When idle, a message is committed at once.
-pub const GROUP_WINDOW: Duration = Duration::from_micros(200);
-
-/// A commit thread that committed this recently counts as busy.
-const BUSY_WITHIN: Duration = Duration::from_millis(2);
 
 /// What a waiting request gets: event lines to send first (encoded), then its replies.
 #[derive(Debug, Default)]
@@ -153,14 +144,10 @@ impl<P: Send + 'static> Committer<P> {
 /// The commit thread's loop.
 fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: impl OnCommit<P>) {
     let mut held: Option<Job<P>> = None;
-    let mut last_commit: Option<Instant> = None;
     loop {
         let Some(first) = held.take().or_else(|| queue.blocking_recv()) else {
             return;
         };
-        if last_commit.is_some_and(|at| at.elapsed() < BUSY_WITHIN) {
-            std::thread::sleep(GROUP_WINDOW);
-        }
         let (mut records, mut payloads, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
         let mut after: Option<(Work, oneshot::Sender<Answer>)> = None;
         let mut next = Some(first);
@@ -192,7 +179,6 @@ fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: i
             next = queue.try_recv().ok();
         }
         if !records.is_empty() {
-            last_commit = Some(Instant::now());
             let result = store.append(&records);
             if let Err(err) = &result {
                 warn!(error = %err, messages = records.len(), "commit failed; messages refused");
