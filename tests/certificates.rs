@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use tlschat_client::{Client, ClientError};
-use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Request};
+use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Request, Target};
 use tlschat_tests::{
-    binary, run, text, tlschat_command, Background, Pki, ServerProcess, STEP_TIMEOUT,
+    binary, run, skip, text, tlschat, tlschat_command, Background, Pki, ServerProcess, STEP_TIMEOUT,
 };
 
 fn certgen(pki: &Pki, args: &[&str]) {
@@ -36,7 +36,26 @@ async fn a_revoked_user_is_cut_off_on_reload_refused_after_and_their_key_withdra
     let pki = Pki::standard();
     certgen(&pki, &["revoke", "--refresh"]);
     let crl = pki.path("crl.pem").display().to_string();
-    let server = ServerProcess::start(&pki, &["--crl", &crl]);
+    let server = ServerProcess::start(&pki, &["--crl", &crl, "--udp", "127.0.0.1:0"]);
+    // Signed UDP requests as alice: answered until she is revoked.
+    let udp_time = || {
+        tlschat(
+            &pki,
+            server.udp_addr(),
+            Some("alice"),
+            &[
+                "udp",
+                "exec",
+                "--timeout",
+                "300ms",
+                "--retries",
+                "1",
+                "TIME",
+            ],
+        )
+    };
+    let out = udp_time();
+    assert!(out.status.success(), "{}", text(&out.stderr));
     // Alice publishes her E2E key (tlschat listen does), and stays connected.
     let listener = Background::start(
         tlschat_command(&pki, server.addr(), Some("alice")).args(["listen", "--count", "1"]),
@@ -50,14 +69,33 @@ async fn a_revoked_user_is_cut_off_on_reload_refused_after_and_their_key_withdra
         bob.request(&Request::KeyGet("alice".into())).await.unwrap(),
         Reply::Ok(_)
     ));
+    // Bob and alice have a conversation; carol has none with her.
+    assert!(matches!(
+        bob.request(&Request::Msg {
+            target: Target::User("alice".into()),
+            text: "lunch?".into(),
+        })
+        .await
+        .unwrap(),
+        Reply::Ok(_)
+    ));
+    let mut carol = connect(&pki, &server, "carol")
+        .await
+        .expect("carol connects");
 
     certgen(&pki, &["revoke", "alice", "--reason", "key-compromise"]);
     let sent = Instant::now();
     server.signal("HUP");
-    let event = tokio::time::timeout(STEP_TIMEOUT, alice.next_event())
-        .await
-        .expect("told in time")
-        .expect("an event");
+    // Bob's message to her comes first, then the end.
+    let event = loop {
+        let event = tokio::time::timeout(STEP_TIMEOUT, alice.next_event())
+            .await
+            .expect("told in time")
+            .expect("an event");
+        if !matches!(event, Event::Direct { .. }) {
+            break event;
+        }
+    };
     assert!(
         matches!(
             &event,
@@ -75,6 +113,63 @@ async fn a_revoked_user_is_cut_off_on_reload_refused_after_and_their_key_withdra
     );
     let (status, _) = listener.finish();
     assert!(!status.success(), "alice's other session was cut off too");
+    // Bob, who had a conversation with her, is told; carol is not.
+    let told = loop {
+        let event = tokio::time::timeout(STEP_TIMEOUT, bob.next_event())
+            .await
+            .expect("bob is told in time")
+            .expect("an event");
+        if let Event::Revoked { nick, reason } = event {
+            break (nick, reason);
+        }
+    };
+    assert_eq!(told.0, "alice");
+    assert!(told.1.contains("revoked"), "{}", told.1);
+    assert_eq!(
+        carol.request(&Request::Ping).await.unwrap(),
+        Reply::ok("PONG")
+    );
+    assert!(
+        !carol
+            .drain_events()
+            .iter()
+            .any(|e| matches!(e, Event::Revoked { .. })),
+        "carol had no conversation with alice"
+    );
+    // Her signed UDP requests get no reply.
+    let out = udp_time();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // Nor does openssl with her certificate get past the handshake.
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok()
+    {
+        let (cert, key) = pki.identity("alice");
+        let out = run(
+            std::process::Command::new("openssl")
+                .args(["s_client", "-quiet", "-connect"])
+                .arg(server.addr().to_string())
+                .arg("-CAfile")
+                .arg(pki.ca())
+                .arg("-cert")
+                .arg(cert)
+                .arg("-key")
+                .arg(key),
+            b"PING\n",
+        );
+        assert!(!text(&out.stdout).contains("OK PONG"));
+        assert!(
+            text(&out.stderr).contains("certificate revoked"),
+            "{}",
+            text(&out.stderr)
+        );
+    } else {
+        skip(
+            "openssl part of the revocation test",
+            "openssl is not installed",
+        );
+    }
     // Her certificate no longer passes the handshake; bob is untouched.
     assert!(connect(&pki, &server, "alice").await.is_err());
     assert_eq!(
@@ -99,10 +194,10 @@ async fn a_revoked_user_is_cut_off_on_reload_refused_after_and_their_key_withdra
         connect(&pki, &server, "alice").await.is_err(),
         "still revoked"
     );
-    let carol = connect(&pki, &server, "carol")
+    let again = connect(&pki, &server, "carol")
         .await
         .expect("carol is not revoked");
-    drop(carol);
+    drop((again, carol));
 }
 
 #[test]
@@ -339,5 +434,115 @@ fn a_revocation_list_whose_signature_does_not_verify_is_refused() {
         failure.stderr.contains("signature does not verify"),
         "{}",
         failure.stderr
+    );
+}
+
+#[test]
+fn a_pkcs12_export_opens_with_its_password_and_only_with_it() {
+    let pki = Pki::standard();
+    let password_file = pki.path("p12-password");
+    std::fs::write(&password_file, "correct horse battery\n").unwrap();
+    let export = |password: &std::path::Path| {
+        run(
+            std::process::Command::new(binary("tlschat-certgen"))
+                .arg("--out")
+                .arg(pki.dir())
+                .args(["export", "alice", "--p12", "--password-file"])
+                .arg(password),
+            b"",
+        )
+    };
+    let out = export(&password_file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bundle = pki.path("alice.p12");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Too short a password, or none and no terminal to ask on: refused, in words.
+    let short = pki.path("short-password");
+    std::fs::write(&short, "1234\n").unwrap();
+    let out = export(&short);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("at least 8"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        std::process::Command::new(binary("tlschat-certgen"))
+            .arg("--out")
+            .arg(pki.dir())
+            .args(["export", "alice", "--p12"])
+            .stdin(std::process::Stdio::null()),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--password-file"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        skip(
+            "a_pkcs12_export_opens_with_its_password_and_only_with_it",
+            "openssl is not installed",
+        );
+        return;
+    }
+    let pkcs12 = |password: &std::path::Path| {
+        run(
+            std::process::Command::new("openssl")
+                .args(["pkcs12", "-nodes", "-in"])
+                .arg(&bundle)
+                .arg("-passin")
+                .arg(format!("file:{}", password.display())),
+            b"",
+        )
+    };
+    let out = pkcs12(&password_file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let opened = text(&out.stdout);
+    assert!(opened.contains("BEGIN PRIVATE KEY"), "{opened}");
+    assert!(opened.contains("friendlyName: alice"), "{opened}");
+    assert_eq!(
+        opened.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "alice's and the CA's"
+    );
+    // The key inside is alice's: its public half is her certificate's.
+    let public_of = |args: &[&str], input: &[u8]| {
+        text(&run(std::process::Command::new("openssl").args(args), input).stdout)
+    };
+    let from_bundle = public_of(&["pkey", "-pubout"], opened.as_bytes());
+    let (cert, _) = pki.identity("alice");
+    let from_cert = public_of(
+        &[
+            "x509",
+            "-pubkey",
+            "-noout",
+            "-in",
+            &cert.display().to_string(),
+        ],
+        b"",
+    );
+    assert!(from_bundle.contains("BEGIN PUBLIC KEY"), "{from_bundle}");
+    assert_eq!(from_bundle, from_cert);
+
+    // Another password fails the integrity check.
+    std::fs::write(&short, "not the password\n").unwrap();
+    let out = pkcs12(&short);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).to_lowercase().contains("mac verify"),
+        "{}",
+        text(&out.stderr)
     );
 }

@@ -23,9 +23,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod export;
 pub mod files;
 pub mod inspect;
 pub mod issued;
+pub mod p12;
 pub mod renew;
 pub mod revoke;
 pub mod sign;
@@ -149,6 +151,9 @@ pub enum CertgenError {
         /// Why.
         reason: String,
     },
+    /// A PKCS#12 bundle cannot be made.
+    #[error("cannot make the bundle: {0}")]
+    Bundle(#[from] p12::P12Error),
     /// A revocation cannot be made as asked.
     #[error("{0}")]
     BadRevocation(String),

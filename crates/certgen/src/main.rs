@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use tlschat_certgen::export::export_p12;
 use tlschat_certgen::renew::renew;
 use tlschat_certgen::revoke::{revoke, Target};
 use tlschat_certgen::sign::sign;
@@ -78,6 +79,21 @@ enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// Write NAME's certificate, private key and the CA certificate as one password-protected
+    /// PKCS#12 file, --out/NAME.p12 (mode 0600), for browsers and other tools. Run it where
+    /// NAME-key.pem is. The password is asked for twice on the terminal, or read from the first
+    /// line of --password-file; never from the command line.
+    Export {
+        /// The user (--out/NAME.pem and --out/NAME-key.pem).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Write PKCS#12 (required: the format is named so that others can be added).
+        #[arg(long, required = true)]
+        p12: bool,
+        /// Read the password from the first line of FILE instead of asking for it.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
     /// List the certificates this CA issued (--out/issued.txt): name, role, serial, end of
     /// validity and state (valid, expired, revoked).
     List,
@@ -123,6 +139,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The bundle's password: the first line of `file`, or asked for twice on the terminal.
+fn export_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the password from {}", file.display()))?;
+        return Ok(text.lines().next().unwrap_or_default().to_owned());
+    }
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt).context(
+            "cannot ask for the password (no terminal?): give --password-file FILE instead",
+        )
+    };
+    let first = ask("Password for the bundle: ")?;
+    if ask("The same password again: ")? != first {
+        anyhow::bail!("the two passwords differ; nothing was written");
+    }
+    Ok(first)
 }
 
 /// Prints the issued certificates, one line each.
@@ -202,6 +237,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             signed.name,
             signed.name,
             signed.name
+        );
+        return Ok(());
+    }
+    if let Some(Command::Export {
+        name,
+        password_file,
+        ..
+    }) = &cli.command
+    {
+        let password = export_password(password_file.as_deref())?;
+        let written = export_p12(&cli.out, name, &password)
+            .with_context(|| format!("exporting {name} from {}", cli.out.display()))?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "wrote {} ({name}'s certificate and private key{}, PKCS#12, mode 0600). Next: \
+             import it where it is needed with its password; it holds the private key, so \
+             keep it like NAME-key.pem and delete copies you no longer need",
+            written.display(),
+            if cli.out.join("ca.pem").exists() {
+                ", and the CA certificate"
+            } else {
+                ""
+            }
         );
         return Ok(());
     }

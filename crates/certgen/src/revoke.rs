@@ -293,7 +293,9 @@ mod tests {
         let alice: Vec<_> = issued.iter().filter(|c| c.name == "alice").collect();
         assert_eq!(alice.len(), 2, "{issued:?}");
         assert!(alice.iter().all(|c| c.role == "user"));
-        assert!(issued.iter().any(|c| c.name == "server" && c.role == "server"));
+        assert!(issued
+            .iter()
+            .any(|c| c.name == "server" && c.role == "server"));
 
         let done = revoke(dir.path(), &Target::Name("alice".into()), "cessation").unwrap();
         assert_eq!(done.serials, [first.clone(), second.clone()]);

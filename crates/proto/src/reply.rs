@@ -242,6 +242,15 @@ pub enum Event {
         /// The new nickname.
         new: String,
     },
+    /// `EVENT REVOKED <nick> <reason>`: the certificate of someone this client had a direct
+    /// conversation with was revoked: their name is no longer vouched for, and their published
+    /// E2E key was withdrawn.
+    Revoked {
+        /// Whose certificate.
+        nick: String,
+        /// What it means, for people.
+        reason: String,
+    },
     /// `EVENT DISCONNECT <CODE> <reason>`: the server is closing this connection.
     Disconnect {
         /// Why, for programs.
@@ -311,6 +320,7 @@ impl fmt::Display for Event {
                 reason,
             } => write!(f, "EVENT QUIT {room} {nick} {trust} {reason}"),
             Self::Nick { room, old, new } => write!(f, "EVENT NICK {room} {old} {new}"),
+            Self::Revoked { nick, reason } => write!(f, "EVENT REVOKED {nick} {reason}"),
             Self::Disconnect { code, reason } => write!(f, "EVENT DISCONNECT {code} {reason}"),
             Self::Shutdown { reason } => write!(f, "EVENT SHUTDOWN {reason}"),
             Self::Ping { token } => write!(f, "EVENT PING {token}"),
@@ -404,6 +414,13 @@ impl Event {
                     room: owned(room),
                     old: owned(old),
                     new: owned(new),
+                }
+            }
+            "REVOKED" => {
+                let [nick, reason] = fields(rest)?;
+                Self::Revoked {
+                    nick: owned(nick),
+                    reason: owned(reason),
                 }
             }
             "DISCONNECT" => {
@@ -590,6 +607,10 @@ mod tests {
             }),
             ServerLine::Event(Event::Ping { token: "7".into() }),
             ServerLine::Event(Event::CaughtUp { count: 12 }),
+            ServerLine::Event(Event::Revoked {
+                nick: "mallory".into(),
+                reason: "her certificate was revoked".into(),
+            }),
             ServerLine::Event(Event::Gap {
                 target: "#ops".into(),
                 first: 10,

@@ -147,6 +147,10 @@ pub(super) async fn run(
                 eprintln!("tlschat: caught up: {count} message(s) sent while you were away");
                 continue;
             }
+            Event::Revoked { reason, .. } => {
+                eprintln!("tlschat: {}", sanitize(reason));
+                continue;
+            }
             // A reconnect may bring a message again.
             event if !resync.admit(event, None) => continue,
             _ => {}

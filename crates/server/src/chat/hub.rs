@@ -693,8 +693,10 @@ impl Hub {
             .filter(|p| p.serial().is_some_and(|s| revoked.contains(s)))
             .cloned()
             .collect();
+        let mut names: Vec<String> = Vec::new();
         for peer in &peers {
             let nick = peer.nick();
+            names.extend(nick.as_deref().map(name_key));
             tracing::warn!(
                 nick = nick.as_deref().unwrap_or("-"),
                 "revoked certificate: session closed"
@@ -706,11 +708,46 @@ impl Hub {
         }
         for name in self.keys.withdraw(|bundle| revoked.covers_bundle(bundle)) {
             tracing::info!(%name, "published E2E key withdrawn: its certificate is revoked");
+            names.push(name_key(&name));
             self.in_store("withdraw a revoked key", move |store| {
                 store.remove_key(&name)
             });
         }
+        names.sort();
+        names.dedup();
+        self.announce_revoked(&names);
         peers.len()
+    }
+
+    /// Tells everyone connected who had a direct conversation with one of `names` (whose
+    /// certificates were just revoked) with `EVENT REVOKED`. Needs the store (which knows the
+    /// conversations); a read on the reload path, which is rare.
+    fn announce_revoked(&self, names: &[String]) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        for name in names {
+            let partners = match journal.partners(name) {
+                Ok(partners) => partners,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot tell {name}'s contacts of the revocation");
+                    continue;
+                }
+            };
+            let event = encode(&Event::Revoked {
+                nick: name.clone(),
+                reason: format!(
+                    "the certificate of {name} was revoked: the name is no longer vouched for and \
+                     their E2E key was withdrawn; do not trust new messages claiming to be them"
+                ),
+            });
+            let users = lock(&self.users);
+            for partner in partners.iter().filter(|p| !names.contains(p)) {
+                if let Some(peer) = users.get(partner) {
+                    let _ = peer.outbox().push(event.clone());
+                }
+            }
+        }
     }
 
     /// Published E2E keys held now.

@@ -165,6 +165,13 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// The other parties of `user`'s direct conversations (a read, on the caller's thread).
+    pub(crate) fn partners(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        self.store.partners(user)
+    }
+}
+
 /// Messages `HISTORY` returns when no `LIMIT` is given.
 pub const DEFAULT_PAGE: usize = 50;
 

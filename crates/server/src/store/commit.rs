@@ -271,6 +271,9 @@ mod tests {
         fn unread_direct(&self, _: &str) -> Result<u64, StoreError> {
             Ok(0)
         }
+        fn partners(&self, _: &str) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     struct Replies;

@@ -439,6 +439,25 @@ impl Store for EmbeddedStore {
         Ok(waiting)
     }
 
+    fn partners(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = name_key(user);
+        let txn = self.db()?.begin_read().map_err(failed)?;
+        let last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+        let mut partners = Vec::new();
+        for entry in last_ids.iter().map_err(failed)? {
+            let (conversation, _) = entry.map_err(failed)?;
+            // Direct conversations are "a b" (name keys, ordered); rooms start with '#'.
+            if let Some((a, b)) = conversation.value().split_once(' ') {
+                if a == user {
+                    partners.push(b.to_owned());
+                } else if b == user {
+                    partners.push(a.to_owned());
+                }
+            }
+        }
+        Ok(partners)
+    }
+
     fn set_resume_points(&self, user: &str, points: &[(String, u64)]) -> Result<(), StoreError> {
         let user = name_key(user);
         self.write(|txn| {

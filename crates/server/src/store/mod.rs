@@ -156,6 +156,10 @@ pub trait Store: Send + Sync + 'static {
     /// their direct conversations.
     fn unread_direct(&self, user: &str) -> Result<u64, StoreError>;
 
+    /// The other party of every direct conversation `user` has had (name keys): whom to tell
+    /// when `user`'s certificate is revoked.
+    fn partners(&self, user: &str) -> Result<Vec<String>, StoreError>;
+
     /// Records how far `user` has received in each conversation (rooms they are a member of
     /// and their direct conversations; others are ignored).
     fn set_resume_points(&self, user: &str, points: &[(String, u64)]) -> Result<(), StoreError>;

@@ -120,6 +120,7 @@ pub(crate) fn event(event: &Event) -> String {
             sanitize(reason)
         ),
         Event::Shutdown { reason } => format!("!! server shutting down: {}", sanitize(reason)),
+        Event::Revoked { reason, .. } => format!("!! {} {}", now(), sanitize(reason)),
         other => format!("-- {}", sanitize(&other.to_string())),
     }
 }

@@ -686,6 +686,7 @@ impl TuiState {
                     format!("server shutting down: {}", sanitize(reason)),
                 );
             }
+            Event::Revoked { reason, .. } => self.notice(Kind::Error, sanitize(reason)),
             Event::E2e { .. } | Event::Ping { .. } => {}
             other => self.notice(Kind::Notice, sanitize(&other.to_string())),
         }
