@@ -8,19 +8,26 @@
 #   ...change, cargo build --release...
 #   scripts/bench-ab.sh /tmp/old target/release/tlschat-server fanout --subscribers 50 --messages 100000 --size 64
 #
-# ROUNDS (default 4) sets the runs per binary. Loopback only; every run is bounded (60 s).
+# ROUNDS (default 4) sets the runs per binary. OLD_FLAGS / NEW_FLAGS add server flags to one
+# side, so one binary can be compared with itself, e.g. the cost of the metrics:
+#
+#   NEW_FLAGS="--metrics 127.0.0.1:0" scripts/bench-ab.sh target/release/tlschat-server target/release/tlschat-server echo --connections 10 --requests 100000
+#
+# Loopback only; every run is bounded (60 s).
 set -euo pipefail
-[[ $# -ge 3 ]] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -ge 3 ]] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 old="$(realpath "$1")" new="$(realpath "$2")"; shift 2
 source "$(dirname "$0")/lib/bench-common.sh"
 declare -A results
 for _ in $(seq "${ROUNDS:-4}"); do
   for which in old new; do
-    binary="$old"; [[ "$which" == new ]] && binary="$new"
+    binary="$old" flags="${OLD_FLAGS:-}"
+    [[ "$which" == new ]] && binary="$new" flags="${NEW_FLAGS:-}"
     # Each run starts from an empty store. (Binaries older than the store reject the
     # benchmark file's store settings: drop them from scripts/lib/bench-common.sh for those.)
     rm -f "$work/store.redb"
-    "$binary" --config "$work/tlschat-bench.toml" >"$work/ab.ready" 2>/dev/null &
+    # shellcheck disable=SC2086 # the flags are separate words
+    "$binary" --config "$work/tlschat-bench.toml" $flags >"$work/ab.ready" 2>/dev/null &
     server_pid=$!
     for _ in $(seq 200); do grep -q '^tlschat-server listening on' "$work/ab.ready" && break; sleep 0.05; done
     addr="$(sed -n 's/^tlschat-server listening on //p' "$work/ab.ready")"
@@ -35,5 +42,10 @@ for _ in $(seq "${ROUNDS:-4}"); do
   done
 done
 echo "server CPU µs per operation, $*"
-echo "old:${results[old]}"
-echo "new:${results[new]}"
+echo "old${OLD_FLAGS:+ ($OLD_FLAGS)}:${results[old]}"
+echo "new${NEW_FLAGS:+ ($NEW_FLAGS)}:${results[new]}"
+python3 - "${results[old]}" "${results[new]}" <<'PY'
+import statistics, sys
+old, new = ([float(x) for x in arg.split()] for arg in sys.argv[1:3])
+print(f"medians: old {statistics.median(old):.4f}, new {statistics.median(new):.4f}, new/old {statistics.median(new) / statistics.median(old):.3f}")
+PY

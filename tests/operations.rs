@@ -389,8 +389,12 @@ async fn json_logs_are_one_object_a_line_with_the_connection_number_on_its_lines
 async fn the_metrics_count_exactly_what_happened() {
     use tokio::io::AsyncWriteExt;
     let pki = Pki::standard();
-    let server = ServerProcess::start(&pki, &["--metrics", "127.0.0.1:0"]);
+    let server = ServerProcess::start(&pki, &["--metrics", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
     let metrics = server.metrics_addr();
+    // A datagram that is not one of ours.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"not a signed request", server.udp_addr())
+        .unwrap();
     let http_get = tlschat_tests::http_get;
     assert_eq!(http_get(metrics, "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(http_get(metrics, "/readyz"), (200, "ready\n".to_owned()));
@@ -425,7 +429,8 @@ async fn the_metrics_count_exactly_what_happened() {
     let text = loop {
         let (status, text) = http_get(metrics, "/metrics");
         assert_eq!(status, 200);
-        if text.contains("tlschat_disconnects_total{why=\"quit\"} 3") || Instant::now() > deadline {
+        if text.contains("tlschat_disconnects_total{code=\"quit\"} 3") || Instant::now() > deadline
+        {
             break text;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -440,12 +445,50 @@ async fn the_metrics_count_exactly_what_happened() {
         "tlschat_messages_received_total{kind=\"room\"} 2",
         "tlschat_tls_sessions_total{version=\"TLSv1_3\",group=\"X25519MLKEM768\"} 3",
         "tlschat_handshake_duration_seconds_count 3",
-        "tlschat_disconnects_total{why=\"quit\"} 3",
+        "tlschat_disconnects_total{code=\"quit\"} 3",
         "tlschat_connections_open 0",
+        // The room message reached bob and carol (its sender is not sent it back), in one
+        // write each; it was the one commit of a message.
+        "tlschat_messages_delivered_total 2",
+        "tlschat_delivery_latency_seconds_count 2",
+        "tlschat_store_commit_duration_seconds_count 1",
+        "tlschat_outbox_bytes_count ",
+        "tlschat_rate_limited_total 0",
+        "tlschat_udp_datagrams_total{result=\"malformed\"} 1",
+        "tlschat_udp_datagrams_total{result=\"answered\"} 0",
         "tlschat_certificate_expiry_timestamp_seconds{cert=\"server\"}",
         "tlschat_store_bytes ",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    // The dashboard and the alerting rules use only metrics the server serves.
+    let monitoring = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring");
+    for file in ["grafana-dashboard.json", "alerts.yml"] {
+        let used = std::fs::read_to_string(monitoring.join(file)).unwrap();
+        let names: std::collections::BTreeSet<&str> = used
+            .match_indices("tlschat_")
+            .map(|(at, _)| {
+                let rest = &used[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        assert!(names.len() > 5, "{file} names few metrics: {names:?}");
+        for name in names {
+            assert!(
+                text.lines().any(|l| l.starts_with(name)),
+                "{file} uses {name}, which the server does not serve"
+            );
+        }
+    }
+    if let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(monitoring.join("alerts.yml"))
+        .output()
+    {
+        assert!(out.status.success(), "{}", tlschat_tests::text(&out.stdout));
     }
     // Prometheus' own checker accepts it (CI installs it; elsewhere it may be missing).
     match std::process::Command::new("promtool")

@@ -5,8 +5,13 @@
 //! codes, reasons; never a name, a room or an address.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -14,11 +19,16 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tlschat_proto::{ErrorCode, Request, Target, Verb};
 
+use crate::udp::UdpStats;
+
 /// One label, both parts fixed strings.
 type Labels = Vec<(&'static str, &'static str)>;
 
 /// Every metric, registered once.
 pub struct Metrics {
+    /// Whether anything is counted: only with `--metrics`, so a server without the endpoint
+    /// pays one branch per call and nothing else.
+    enabled: bool,
     registry: Registry,
     connections_open: Gauge,
     connections: Family<Labels, Counter>,
@@ -34,6 +44,11 @@ pub struct Metrics {
     handshake_seconds: Histogram,
     messages_received: Family<Labels, Counter>,
     gaps: Counter,
+    delivered: Counter,
+    delivery_seconds: Histogram,
+    outbox_bytes: Histogram,
+    rate_limited: Counter,
+    commit_seconds: Histogram,
     /// The per-request counters, made once: counting a request is a map look-up and an atomic
     /// increment, with no label built and nothing allocated.
     by_verb: HashMap<Verb, Counter>,
@@ -49,9 +64,19 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Default for Metrics {
+    /// Counting, with no UDP service.
     fn default() -> Self {
+        Self::new(true, None)
+    }
+}
+
+impl Metrics {
+    /// The metrics; counting only when `enabled`. `udp`: the UDP service's counters, read at
+    /// each scrape.
+    pub fn new(enabled: bool, udp: Option<Arc<UdpStats>>) -> Self {
         let mut registry = Registry::default();
         let metrics = Self {
+            enabled,
             connections_open: Gauge::default(),
             connections: Family::default(),
             handshake_failures: Family::default(),
@@ -67,6 +92,14 @@ impl Default for Metrics {
             handshake_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 12)),
             messages_received: Family::default(),
             gaps: Counter::default(),
+            delivered: Counter::default(),
+            // From 50 µs to about 1.6 s.
+            delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            // From 64 bytes to 16 MiB.
+            outbox_bytes: Histogram::new(exponential_buckets(64.0, 4.0, 10)),
+            rate_limited: Counter::default(),
+            // From 10 µs to about 0.3 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
             by_verb: HashMap::new(),
             by_code: HashMap::new(),
             by_kind: Default::default(),
@@ -119,7 +152,7 @@ impl Default for Metrics {
         );
         registry.register(
             "tlschat_disconnects",
-            "Connections ended, by why",
+            "Connections ended, by code: quit, peer_closed, shutdown, slow_consumer, kicked, replaced, nick_reclaimed, idle, flood, revoked, read_failed, write_failed, write_timeout, other",
             metrics.disconnects.clone(),
         );
         registry.register(
@@ -162,6 +195,34 @@ impl Default for Metrics {
             "Gaps told to readers that fell behind (EVENT GAP)",
             metrics.gaps.clone(),
         );
+        registry.register(
+            "tlschat_messages_delivered",
+            "Messages (room, direct, e2e) written to recipients' sockets",
+            metrics.delivered.clone(),
+        );
+        registry.register(
+            "tlschat_delivery_latency_seconds",
+            "From a message being queued for a recipient (after its commit, with the store) to the write that carries it completing; one observation per write, for the oldest message in it",
+            metrics.delivery_seconds.clone(),
+        );
+        registry.register(
+            "tlschat_outbox_bytes",
+            "Bytes waiting in a connection's outbound queue when its writer takes them",
+            metrics.outbox_bytes.clone(),
+        );
+        registry.register(
+            "tlschat_rate_limited",
+            "Requests refused by a rate limit (RATE_LIMITED)",
+            metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "tlschat_store_commit_duration_seconds",
+            "Time one group commit to the store takes (write, and sync with --fsync always)",
+            metrics.commit_seconds.clone(),
+        );
+        if let Some(udp) = udp {
+            registry.register_collector(Box::new(UdpCollector(udp)));
+        }
         Self {
             registry,
             by_verb,
@@ -175,6 +236,9 @@ impl Default for Metrics {
 impl Metrics {
     /// A TCP connection accepted, refused by a per-address limit, or whose handshake failed.
     pub fn connection(&self, result: &'static str) {
+        if !self.enabled {
+            return;
+        }
         self.connections
             .get_or_create(&vec![("result", result)])
             .inc();
@@ -182,6 +246,9 @@ impl Metrics {
 
     /// A TLS handshake failed for `reason`.
     pub fn handshake_failed(&self, reason: &'static str) {
+        if !self.enabled {
+            return;
+        }
         self.handshake_failures
             .get_or_create(&vec![("reason", reason)])
             .inc();
@@ -190,6 +257,9 @@ impl Metrics {
 
     /// A connection is past its handshake (`opened`) or ended.
     pub fn connection_open(&self, opened: bool) {
+        if !self.enabled {
+            return;
+        }
         if opened {
             self.connections_open.inc();
         } else {
@@ -199,6 +269,9 @@ impl Metrics {
 
     /// A request was read.
     pub fn request(&self, request: &Request) {
+        if !self.enabled {
+            return;
+        }
         if let Some(counter) = self.by_verb.get(&request.verb()) {
             counter.inc();
         }
@@ -217,6 +290,9 @@ impl Metrics {
     /// A TLS handshake finished after `seconds`, with this version and key exchange group
     /// (their names as rustls writes them).
     pub fn handshake_done(&self, seconds: f64, version: &str, group: &str) {
+        if !self.enabled {
+            return;
+        }
         self.handshake_seconds.observe(seconds);
         let version = match version {
             "TLSv1_3" => "TLSv1_3",
@@ -237,28 +313,72 @@ impl Metrics {
 
     /// `count` gaps were told to a reader.
     pub fn gaps(&self, count: usize) {
+        if !self.enabled {
+            return;
+        }
         self.gaps.inc_by(count as u64);
     }
 
     /// An `ERR` reply was sent.
     pub fn error(&self, code: ErrorCode) {
+        if !self.enabled {
+            return;
+        }
         if let Some(counter) = self.by_code.get(&code) {
             counter.inc();
+        }
+        if code == ErrorCode::RateLimited {
+            self.rate_limited.inc();
         }
     }
 
     /// A connection ended, for `why` (`quit`, `peer_closed`, a disconnect code in lower case…).
     pub fn disconnect(&self, why: &'static str) {
-        self.disconnects.get_or_create(&vec![("why", why)]).inc();
+        if !self.enabled {
+            return;
+        }
+        self.disconnects.get_or_create(&vec![("code", why)]).inc();
+    }
+
+    /// A write to a client completed, carrying `messages` messages, the oldest of them queued
+    /// `waited` before.
+    pub fn delivered(&self, messages: u64, waited: Duration) {
+        if !self.enabled {
+            return;
+        }
+        self.delivered.inc_by(messages);
+        self.delivery_seconds.observe(waited.as_secs_f64());
+    }
+
+    /// A connection's writer took `bytes` from its outbound queue.
+    pub fn outbox(&self, bytes: usize) {
+        if !self.enabled {
+            return;
+        }
+        self.outbox_bytes.observe(bytes as f64);
+    }
+
+    /// A group commit to the store took `took`.
+    pub fn committed(&self, took: Duration) {
+        if !self.enabled {
+            return;
+        }
+        self.commit_seconds.observe(took.as_secs_f64());
     }
 
     /// Bytes read from a client.
     pub fn received(&self, bytes: usize) {
+        if !self.enabled {
+            return;
+        }
         self.bytes_received.inc_by(bytes as u64);
     }
 
     /// Bytes written to a client.
     pub fn sent(&self, bytes: usize) {
+        if !self.enabled {
+            return;
+        }
         self.bytes_sent.inc_by(bytes as u64);
     }
 
@@ -288,6 +408,50 @@ impl Metrics {
     /// type under its sample name (`x_total`) and no `# EOF`.
     pub fn encode_prometheus(&self) -> String {
         openmetrics_to_prometheus(&self.encode())
+    }
+}
+
+/// The UDP service's datagram counters, read at each scrape: `tlschat_udp_datagrams_total` by
+/// result. Every result is written (zero until seen), so a dashboard has every series.
+#[derive(Debug)]
+struct UdpCollector(Arc<UdpStats>);
+
+/// The results a datagram can have, as labels: what the service counts, with every malformed
+/// kind as `malformed`.
+const UDP_RESULTS: [&str; 13] = [
+    "answered",
+    "malformed",
+    "not_a_request",
+    "stale",
+    "expired_cert",
+    "unknown_key",
+    "key_mismatch",
+    "untrusted_cert",
+    "replayed",
+    "too_old",
+    "bad_signature",
+    "amplification",
+    "revoked",
+];
+
+impl Collector for UdpCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut counts = [0u64; UDP_RESULTS.len()];
+        for (name, count) in self.0.snapshot() {
+            let index = UDP_RESULTS.iter().position(|r| *r == name).unwrap_or(1);
+            counts[index] += count;
+        }
+        let mut family = encoder.encode_descriptor(
+            "tlschat_udp_datagrams",
+            "UDP datagrams by result: answered, or why dropped",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (result, count) in UDP_RESULTS.iter().zip(counts) {
+            let labels = [("result", *result)];
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     /// When the certificates and the revocation list in use run out.
     expiries: RwLock<Vec<tls::Expiry>>,
     /// The counters `--metrics` serves.
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Admits requests until closed; closing waits for the requests admitted before.
@@ -98,6 +98,10 @@ impl Shared {
         udp_stats: Option<Arc<UdpStats>>,
         udp_keys: Option<watch::Sender<UdpKeys>>,
     ) -> Result<Self, StoreError> {
+        let metrics = Arc::new(Metrics::new(
+            !matches!(config.metrics, crate::config::MetricsListen::Off),
+            udp_stats.clone(),
+        ));
         let mut hub = Hub::with_limits(config.room_limits(), config.max_published_keys)
             .with_max_dm_bytes(config.max_dm_bytes);
         if let Some(store) = store {
@@ -111,6 +115,10 @@ impl Shared {
                     page_cap: config.max_history_page,
                     catch_up: config.max_catch_up,
                     offline: config.max_offline_per_user,
+                },
+                {
+                    let metrics = metrics.clone();
+                    Arc::new(move |took| metrics.committed(took))
                 },
             )?;
         }
@@ -128,7 +136,7 @@ impl Shared {
             udp_stats,
             udp_keys,
             expiries: RwLock::default(),
-            metrics: Metrics::default(),
+            metrics,
         })
     }
 

@@ -25,7 +25,7 @@ use tlschat_proto::e2e::KeyBundle;
 use tlschat_proto::names::name_key;
 use tlschat_proto::{Anchor, DisconnectCode, ErrorCode, Event, Reply, Target, Trust};
 
-use super::journal::{Delivery, Journal, JournalLimits, Sent};
+use super::journal::{CommitTimer, Delivery, Journal, JournalLimits, Sent};
 use super::keys::KeyDirectory;
 use super::peer::Peer;
 use super::room::Room;
@@ -118,6 +118,7 @@ impl Hub {
         mut self,
         store: Arc<dyn Store>,
         limits: JournalLimits,
+        commit_timer: CommitTimer,
     ) -> Result<Self, StoreError> {
         // Names seen with a certificate stay reserved across restarts.
         lock(&self.reserved).extend(store.reserved()?.iter().map(|n| name_key(n)));
@@ -126,7 +127,7 @@ impl Hub {
             self.keys.publish(&name, &bundle);
         }
         self.journal = Some(
-            Journal::start(store, limits)
+            Journal::start(store, limits, commit_timer)
                 .map_err(|e| StoreError::Failed(format!("cannot start the commit thread: {e}")))?,
         );
         Ok(self)
@@ -216,7 +217,7 @@ impl Hub {
                     old: old.to_string(),
                     new: name.to_owned(),
                 };
-                lock(&room.state).broadcast(&encode(&event), peer);
+                lock(&room.state).broadcast(&encode(&event), peer, 0);
             }
         }
         Reply::ok(format!("{name} (unverified)"))
@@ -286,7 +287,7 @@ impl Hub {
             nick: nick.to_owned(),
             trust: peer.trust(),
         };
-        state.broadcast(&encode(&event), peer);
+        state.broadcast(&encode(&event), peer, 0);
         state.members.push(peer.clone());
         peer.add_room(key, room.clone());
         Ok(())
@@ -347,7 +348,7 @@ impl Hub {
             return false;
         };
         state.members.swap_remove(index);
-        state.broadcast(&encode(event), peer);
+        state.broadcast(&encode(event), peer, 0);
         let empty = state.members.is_empty();
         drop(state);
         if empty {
@@ -458,7 +459,7 @@ impl Hub {
             encode_line(&event.to_string(), &mut lines);
             replies.push(Reply::ok(id.to_string()));
         }
-        state.broadcast(&Bytes::from(lines), peer);
+        state.broadcast(&Bytes::from(lines), peer, replies.len() as u64);
         Sent::Now(replies)
     }
 

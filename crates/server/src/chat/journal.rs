@@ -56,6 +56,9 @@ pub struct JournalLimits {
     pub offline: usize,
 }
 
+/// Told how long each group commit took (for the metrics).
+pub type CommitTimer = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// The store, its commit thread, and the caps on what is read.
 pub(crate) struct Journal {
     committer: Committer<Delivery>,
@@ -67,10 +70,15 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// Starts the commit thread over `store`.
-    pub(crate) fn start(store: Arc<dyn Store>, limits: JournalLimits) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        limits: JournalLimits,
+        timer: CommitTimer,
+    ) -> std::io::Result<Self> {
         let failing = Arc::new(AtomicBool::new(false));
         let deliver = Deliver {
             failing: failing.clone(),
+            timer,
         };
         Ok(Self {
             committer: Committer::new(store.clone(), limits.queue, deliver)?,
@@ -204,9 +212,14 @@ fn page_answer(result: Result<crate::store::Page, StoreError>) -> Answer {
 /// Delivers committed messages on the commit thread.
 struct Deliver {
     failing: Arc<AtomicBool>,
+    timer: CommitTimer,
 }
 
 impl OnCommit<Delivery> for Deliver {
+    fn timed(&mut self, took: std::time::Duration) {
+        (self.timer)(took);
+    }
+
     fn committed(
         &mut self,
         records: &[Record],

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -36,9 +37,21 @@ struct OutboxState {
     /// The last stored message id queued (or sent by the owner itself) per conversation:
     /// where the owner resumes after a disconnect, once what was never written is taken off.
     marks: Vec<(String, u64)>,
+    /// Messages queued since the last drain, and when the first of them was (for the
+    /// delivery metrics).
+    messages: u64,
+    since: Option<Instant>,
 }
 
 impl OutboxState {
+    /// Counts `messages` more queued now.
+    fn count(&mut self, messages: u64) {
+        if messages > 0 {
+            self.messages += messages;
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
     fn mark(&mut self, target: &str, id: u64) {
         match self.marks.iter_mut().find(|(t, _)| t == target) {
             Some((_, mark)) => *mark = (*mark).max(id),
@@ -53,6 +66,19 @@ struct Gap {
     target: String,
     first: u64,
     last: u64,
+}
+
+/// What [`Outbox::drain_into`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Gaps told.
+    pub gaps: usize,
+    /// Messages taken.
+    pub messages: u64,
+    /// When the oldest of them was queued.
+    pub since: Option<Instant>,
+    /// Bytes taken from the queue.
+    pub bytes: usize,
 }
 
 /// What became of stored messages offered to an outbox.
@@ -80,15 +106,17 @@ impl Outbox {
 
     /// Queues a line (shared, not copied). Fails when it would pass the byte limit.
     pub fn push(&self, line: Bytes) -> Result<(), Full> {
-        self.push_up_to(line, self.limit_bytes)
+        self.push_up_to(line, self.limit_bytes, 0)
     }
 
-    /// Queues a line unless the queue would then hold more than `fill` bytes (or its limit).
-    pub fn push_up_to(&self, line: Bytes, fill: usize) -> Result<(), Full> {
+    /// Queues a line holding `messages` messages (0 for other events) unless the queue would
+    /// then hold more than `fill` bytes (or its limit).
+    pub fn push_up_to(&self, line: Bytes, fill: usize, messages: u64) -> Result<(), Full> {
         let mut state = lock(&self.state);
         if state.bytes + line.len() > fill.min(self.limit_bytes) {
             return Err(Full);
         }
+        state.count(messages);
         state.bytes += line.len();
         let was_empty = state.queue.is_empty();
         state.queue.push(line);
@@ -131,6 +159,7 @@ impl Outbox {
             }
             return Pushed::Gapped;
         }
+        state.count(last - first + 1);
         state.bytes += line.len();
         let was_empty = state.queue.is_empty();
         state.queue.push(line);
@@ -180,16 +209,19 @@ impl Outbox {
 
     /// Appends everything queued to `out`, in order, then an `EVENT GAP` for each conversation
     /// that had messages skipped, and empties the queue. Returns how many gaps it told.
-    pub fn drain_into(&self, out: &mut Vec<u8>) -> usize {
-        let (queue, gaps) = {
+    pub fn drain_into(&self, out: &mut Vec<u8>) -> Drained {
+        let (queue, gaps, messages, since) = {
             let mut state = lock(&self.state);
             state.bytes = 0;
             (
                 std::mem::take(&mut state.queue),
                 std::mem::take(&mut state.gaps),
+                std::mem::take(&mut state.messages),
+                state.since.take(),
             )
         };
-        out.reserve(queue.iter().map(Bytes::len).sum());
+        let bytes = queue.iter().map(Bytes::len).sum();
+        out.reserve(bytes);
         for line in &queue {
             out.extend_from_slice(line);
         }
@@ -202,7 +234,12 @@ impl Outbox {
             };
             tlschat_proto::codec::encode_line(&event.to_string(), out);
         }
-        told
+        Drained {
+            gaps: told,
+            messages,
+            since,
+            bytes,
+        }
     }
 
     /// Bytes queued now.
@@ -343,8 +380,12 @@ impl Peer {
     }
 
     /// Queues a line for the peer; a full queue disconnects it as a slow consumer.
-    pub fn deliver(&self, line: &Bytes) {
-        if self.outbox.push(line.clone()).is_err() {
+    pub fn deliver(&self, line: &Bytes, messages: u64) {
+        if self
+            .outbox
+            .push_up_to(line.clone(), self.outbox.limit_bytes, messages)
+            .is_err()
+        {
             self.disconnect(
                 DisconnectCode::SlowConsumer,
                 format!(
@@ -360,7 +401,7 @@ impl Peer {
     /// always keeps the rest of the queue.
     pub fn deliver_direct(&self, line: &Bytes) -> Result<(), Full> {
         self.outbox
-            .push_up_to(line.clone(), self.outbox.limit_bytes / DIRECT_SHARE)
+            .push_up_to(line.clone(), self.outbox.limit_bytes / DIRECT_SHARE, 1)
     }
 
     /// Queues stored room messages `first..=last` of `room` (one buffer); what does not fit
@@ -429,8 +470,8 @@ impl Member for Peer {
         self.id
     }
 
-    fn deliver(&self, line: &Bytes) {
-        Self::deliver(self, line);
+    fn deliver(&self, line: &Bytes, messages: u64) {
+        Self::deliver(self, line, messages);
     }
 
     fn deliver_messages(&self, room: &str, first: u64, last: u64, line: &Bytes) {
@@ -459,9 +500,9 @@ mod tests {
     #[test]
     fn a_full_outbox_disconnects_the_peer_as_a_slow_consumer() {
         let peer = Peer::new(1, Some("slow".into()), Trust::Verified, false, 8);
-        peer.deliver(&Bytes::from_static(b"1234567\n"));
+        peer.deliver(&Bytes::from_static(b"1234567\n"), 0);
         assert!(peer.disconnect_reason().is_none());
-        peer.deliver(&Bytes::from_static(b"x\n"));
+        peer.deliver(&Bytes::from_static(b"x\n"), 0);
         assert_eq!(
             peer.disconnect_reason().unwrap().code,
             DisconnectCode::SlowConsumer
@@ -487,7 +528,7 @@ mod tests {
             "12 bytes would pass half of 20"
         );
         assert!(peer.disconnect_reason().is_none());
-        peer.deliver(&Bytes::from_static(b"room message\n"));
+        peer.deliver(&Bytes::from_static(b"room message\n"), 1);
         assert!(
             peer.disconnect_reason().is_none(),
             "room traffic keeps the rest"

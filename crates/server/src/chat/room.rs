@@ -10,8 +10,9 @@ use bytes::Bytes;
 pub(crate) trait Member {
     /// Unique for the server's run.
     fn id(&self) -> u64;
-    /// Queues an encoded line for the member (never waits).
-    fn deliver(&self, line: &Bytes);
+    /// Queues an encoded line holding `messages` messages (0: other events) for the member
+    /// (never waits).
+    fn deliver(&self, line: &Bytes, messages: u64);
     /// Queues stored messages `first..=last` of `room`, encoded as `line`; what does not fit
     /// is skipped and told as a gap (never waits, never cuts the member off).
     fn deliver_messages(&self, room: &str, first: u64, last: u64, line: &Bytes);
@@ -63,10 +64,11 @@ impl<M: Member> RoomState<M> {
         }
     }
 
-    /// Queues `line` for every member but `except`.
-    pub(crate) fn broadcast(&self, line: &Bytes, except: &M) {
+    /// Queues `line`, holding `messages` messages (0: other events), for every member but
+    /// `except`.
+    pub(crate) fn broadcast(&self, line: &Bytes, except: &M, messages: u64) {
         for member in self.members.iter().filter(|m| m.id() != except.id()) {
-            member.deliver(line);
+            member.deliver(line, messages);
         }
     }
 }

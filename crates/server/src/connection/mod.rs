@@ -273,6 +273,9 @@ impl Connection {
         match result {
             Ok(Ok(())) => {
                 self.shared.metrics.sent(self.state.unwritten().len());
+                if let Some((messages, since)) = self.state.take_delivered() {
+                    self.shared.metrics.delivered(messages, since.elapsed());
+                }
                 self.state.handle_written();
                 Ok(())
             }

@@ -187,6 +187,9 @@ pub(crate) struct ConnState {
     /// A line decoded while answers are awaited that is not a room message: handled once every
     /// answer has come, so its reply keeps its place.
     deferred: Option<Next>,
+    /// Messages in `out` (for the delivery metrics), and when the oldest was queued.
+    delivering: u64,
+    delivering_since: Option<Instant>,
 }
 
 impl ConnState {
@@ -227,6 +230,8 @@ impl ConnState {
             pending: VecDeque::new(),
             answers: Vec::new(),
             deferred: None,
+            delivering: 0,
+            delivering_since: None,
         }
     }
 
@@ -523,10 +528,24 @@ impl ConnState {
 
     /// Everything others queued for this client goes to the output (gaps counted).
     fn drain_outbox(&mut self) {
-        let gaps = self.peer.outbox().drain_into(&mut self.out);
-        if gaps > 0 {
-            self.shared.metrics.gaps(gaps);
+        let drained = self.peer.outbox().drain_into(&mut self.out);
+        if drained.gaps > 0 {
+            self.shared.metrics.gaps(drained.gaps);
         }
+        if drained.bytes > 0 {
+            self.shared.metrics.outbox(drained.bytes);
+        }
+        self.delivering += drained.messages;
+        if self.delivering_since.is_none() {
+            self.delivering_since = drained.since;
+        }
+    }
+
+    /// The messages in the output just written, and when the oldest of them was queued: taken
+    /// once, after a write completes (see [`handle_written`](Self::handle_written)).
+    pub(crate) fn take_delivered(&mut self) -> Option<(u64, Instant)> {
+        let since = self.delivering_since.take()?;
+        Some((std::mem::take(&mut self.delivering), since))
     }
 
     /// Counts a request read (for `--metrics`); returns `self` to go on with.

@@ -45,6 +45,9 @@ pub trait OnCommit<P>: Send + 'static {
         payloads: &[P],
         ids: Result<&[u64], &StoreError>,
     ) -> Vec<Reply>;
+
+    /// The commit (the store's append, with its sync) took `took`.
+    fn timed(&mut self, _took: std::time::Duration) {}
 }
 
 /// The commit queue is full.
@@ -179,7 +182,9 @@ fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: i
             next = queue.try_recv().ok();
         }
         if !records.is_empty() {
+            let started = std::time::Instant::now();
             let result = store.append(&records);
+            on_commit.timed(started.elapsed());
             if let Err(err) = &result {
                 warn!(error = %err, messages = records.len(), "commit failed; messages refused");
             }

@@ -292,13 +292,52 @@ fn others_see_a_neutral_reason_when_a_session_is_replaced() {
     assert_eq!(kicked.public(), "kicked by root: spam");
 }
 
-#[test]
-fn readiness_ends_when_a_stop_is_requested() {
+/// `GET path` on the endpoint at `addr`: the whole response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn readyz_turns_503_at_a_stop_request_and_healthz_stays_200() {
     let dir = tempfile::tempdir().unwrap();
     let shared = shared(dir.path(), |_| {});
-    assert_eq!(shared.not_ready(), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::http::serve(
+        listener,
+        shared.clone(),
+        std::future::pending(),
+    ));
+    assert!(http_get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
     shared.request_stop("maintenance".into());
-    assert_eq!(shared.not_ready(), Some("shutting down"));
+    let readyz = http_get(addr, "/readyz").await;
+    assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+    assert!(readyz.ends_with("shutting down\n"), "{readyz}");
+    assert!(http_get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_monitoring_client_that_sends_nothing_is_let_go_after_the_request_timeout() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path(), |_| {});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::http::serve(listener, shared, std::future::pending()));
+    let started = tokio::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut response = Vec::new();
+    silent.read_to_end(&mut response).await.unwrap();
+    assert!(response.is_empty(), "no request, no answer");
+    assert!(started.elapsed() >= crate::http::REQUEST_TIMEOUT);
 }
 
 #[tokio::test]
