@@ -465,7 +465,7 @@ async fn the_metrics_count_exactly_what_happened() {
     let monitoring = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring");
     for file in ["grafana-dashboard.json", "alerts.yml"] {
         let used = std::fs::read_to_string(monitoring.join(file)).unwrap();
-        let names: std::collections::BTreeSet<&str> = used
+        let names: BTreeSet<&str> = used
             .match_indices("tlschat_")
             .map(|(at, _)| {
                 let rest = &used[at..];
