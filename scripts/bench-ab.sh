@@ -25,7 +25,7 @@ for _ in $(seq "${ROUNDS:-4}"); do
     [[ "$which" == new ]] && binary="$new" flags="${NEW_FLAGS:-}"
     # Each run starts from an empty store. (Binaries older than the store reject the
     # benchmark file's store settings: drop them from scripts/lib/bench-common.sh for those.)
-    rm -f "$work/store.redb"
+    rm -f "$work/store.redb" "$work/store.redb-journal"
     # shellcheck disable=SC2086 # the flags are separate words
     "$binary" --config "$work/tlschat-bench.toml" $flags >"$work/ab.ready" 2>/dev/null &
     server_pid=$!

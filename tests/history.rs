@@ -726,9 +726,10 @@ async fn a_full_disk_refuses_messages_keeps_history_and_recovers_without_a_resta
     };
     assert_eq!(refusal.code, ErrorCode::StoreFailed, "{refusal}");
     assert!(refusal.message.contains("disk is full"), "{refusal}");
-    // Still full: still refused, never acknowledged. Everything else works.
+    // Still full: another message like it is refused too, never acknowledged. Everything
+    // else works.
     assert_eq!(
-        refused(&mut alice, msg("#full", "again")).await,
+        refused(&mut alice, msg("#full", &text)).await,
         ErrorCode::StoreFailed
     );
     assert_eq!(ok(&mut alice, Request::Ping).await, "PONG");

@@ -54,7 +54,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_tlschat [FLAGS...]: sets $server_pid and $server_addr. Flags override the file
 # (--store none, --fsync never). Each start gets a fresh store.
 start_tlschat() {
-  rm -f "$work/store.redb"
+  rm -f "$work/store.redb" "$work/store.redb-journal"
   "${on_server_core[@]}" "$bin/tlschat-server" --config "$work/tlschat-bench.toml" --udp 127.0.0.1:0 "$@" >"$work/tlschat.ready" 2>"$work/tlschat.log" &
   server_pid=$!
   for _ in $(seq 200); do grep -q '^tlschat-server listening on' "$work/tlschat.ready" && break; sleep 0.05; done

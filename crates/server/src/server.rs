@@ -274,6 +274,7 @@ impl Server {
                 "drain timeout passed; closing the remaining connections"
             );
         }
+        shared.hub.close_store().await;
         info!("stopped");
     }
 }

@@ -637,6 +637,14 @@ impl Hub {
         self.journal.is_some()
     }
 
+    /// At a clean stop: once everything queued is committed, makes it durable in the store's
+    /// own files (so the next start has nothing to recover).
+    pub async fn close_store(&self) {
+        if let Some(journal) = &self.journal {
+            journal.checkpoint().await;
+        }
+    }
+
     /// Returns once every message submitted so far is committed and delivered.
     pub async fn flush(&self) {
         if let Some(journal) = &self.journal {

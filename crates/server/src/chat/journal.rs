@@ -147,6 +147,17 @@ impl Journal {
         self.committer.flush().await;
     }
 
+    /// Runs the store's checkpoint on the commit thread, after everything queued before it.
+    pub(crate) async fn checkpoint(&self) {
+        let work: Work = Box::new(|store| {
+            if let Err(err) = store.checkpoint() {
+                tracing::warn!(error = %err, "cannot fold the store's journal in at the stop; the next start will");
+            }
+            Answer::default()
+        });
+        let _ = self.committer.apply_waiting(work).await.await;
+    }
+
     /// The store, for counts.
     pub(crate) fn store(&self) -> &dyn Store {
         self.store.as_ref()

@@ -1,4 +1,4 @@
-//! The default store: one redb file (pure Rust, crash-safe commits with checksums and a
+//! The default store: one redb file and its journal (pure Rust, crash-safe commits with checksums and a
 //! copy-on-write B-tree, a stable file format). Nothing to install or run beside the server.
 //!
 //! # Tables
@@ -15,10 +15,14 @@
 //!
 //! # Durability
 //!
-//! With [`Fsync::Always`] a commit returns once the data is on disk (redb syncs before and after
-//! flipping its commit slot). With [`Fsync::Never`] the same writes reach the operating
-//! system, which survives a crash of the server process but not of the machine: the backend
-//! below redb skips the sync and nothing else changes, so the file is always consistent.
+//! Messages go through the journal beside the file ([`super::wal`]): a group is appended there
+//! (and synced with [`Fsync::Always`]) before it is acknowledged, and committed to redb in
+//! memory; a checkpoint every second folds it into the file with a durable redb commit. Every
+//! other write (membership, resume points, names, keys, pruning) is a durable redb commit of
+//! its own. With [`Fsync::Always`] an acknowledged message is on disk; with [`Fsync::Never`]
+//! the same writes reach the operating system, which survives a crash of the server process but
+//! not of the machine (the backend below redb skips the sync and nothing else changes, so the
+//! file is always consistent).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -30,12 +34,13 @@ use std::sync::{Arc, Mutex};
 
 use redb::backends::FileBackend;
 use redb::{
-    BackendError, Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    StorageBackend, TableDefinition,
+    BackendError, Database, DatabaseError, Durability, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, StorageBackend, TableDefinition,
 };
 use tlschat_proto::names::name_key;
 use tlschat_proto::{Anchor, Trust};
 
+use super::wal::{Entry, Frame, ReadError, Wal};
 use super::{Page, Record, Store, StoreError, StoreStats, Stored};
 use crate::sync::lock;
 
@@ -90,6 +95,8 @@ pub struct EmbeddedStore {
     fsync: Fsync,
     /// Last id per conversation, as committed: read from `last_ids` on first use.
     last_ids: Mutex<HashMap<String, u64>>,
+    /// The journal: every group since the last checkpoint.
+    wal: Mutex<Wal>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -119,15 +126,29 @@ impl EmbeddedStore {
                 e.to_string(),
             ))
         })?;
-        let store = Self {
-            db: Mutex::new(Some(Arc::new(open_database(path, fsync)?))),
+        let existed = path.exists();
+        let journal = Wal::path_for(path);
+        if !existed && std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0) {
+            return Err(StoreError::Damaged {
+                path: journal,
+                detail: format!(
+                    "it holds messages of a store file that no longer exists ({}); remove it \
+                     too to start with an empty store",
+                    path.display()
+                ),
+            });
+        }
+        let db = open_database(path, fsync)?;
+        prepare(&db, path)?;
+        let wal = recover(&db, path, fsync)?;
+        Ok(Self {
+            db: Mutex::new(Some(Arc::new(db))),
             broken: AtomicBool::new(false),
             path: path.to_owned(),
             fsync,
             last_ids: Mutex::default(),
-        };
-        store.prepare()?;
-        Ok(store)
+            wal: Mutex::new(wal),
+        })
     }
 
     /// The open database. After a failed write (a full disk, an I/O error) redb refuses every
@@ -140,6 +161,14 @@ impl EmbeddedStore {
             // keeps it a moment longer; then this fails now and works next time).
             drop(slot.take());
             let db = open_database(&self.path, self.fsync)?;
+            // What was committed since the last checkpoint lived in the old handle's memory:
+            // the journal has it. Put back in memory only (no write: the disk may still be
+            // full, and reads must work); the next checkpoint makes it durable.
+            let wal = lock(&self.wal);
+            let journal = wal.path().to_owned();
+            let entries = wal.entries().map_err(|e| wal_error(&journal, e))?;
+            replay(&db, entries, &journal, Durability::None)?;
+            drop(wal);
             *slot = Some(Arc::new(db));
             self.broken.store(false, Ordering::SeqCst);
             tracing::info!(store = %self.path.display(), "message store reopened after a failed write");
@@ -156,51 +185,31 @@ impl EmbeddedStore {
         err
     }
 
-    /// Makes the tables and checks the format.
-    fn prepare(&self) -> Result<(), StoreError> {
-        let damaged = |e: redb::Error| StoreError::Damaged {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        };
-        let txn = self.db()?.begin_write().map_err(|e| damaged(e.into()))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| damaged(e.into()))?;
-            let found = meta
-                .get("format")
-                .map_err(|e| damaged(e.into()))?
-                .map(|v| v.value());
-            match found {
-                Some(found) if found > FORMAT => {
-                    return Err(StoreError::Newer {
-                        path: self.path.clone(),
-                        found,
-                        supported: FORMAT,
-                    })
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("format", FORMAT)
-                        .map_err(|e| damaged(e.into()))?;
-                }
-            }
-            txn.open_table(MESSAGES).map_err(|e| damaged(e.into()))?;
-            txn.open_table(LAST_IDS).map_err(|e| damaged(e.into()))?;
-            txn.open_table(RESUME).map_err(|e| damaged(e.into()))?;
-            txn.open_table(NAMES).map_err(|e| damaged(e.into()))?;
-            txn.open_table(KEYS).map_err(|e| damaged(e.into()))?;
-        }
-        txn.commit().map_err(|e| damaged(e.into()))
-    }
-
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 }
 
+impl Drop for EmbeddedStore {
+    /// A clean close folds the journal into redb, so the next start has nothing to replay.
+    fn drop(&mut self) {
+        if self.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(db) = lock(&self.db).clone() else {
+            return;
+        };
+        let mut wal = lock(&self.wal);
+        if !wal.is_empty() {
+            self.fold_journal(&db, &mut wal);
+        }
+    }
+}
+
 impl Store for EmbeddedStore {
     fn append(&self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
-        self.append_group(records).map_err(|e| self.write_failed(e))
+        self.append_group(records)
     }
 
     fn read(
@@ -439,6 +448,19 @@ impl Store for EmbeddedStore {
         Ok(waiting)
     }
 
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let mut wal = lock(&self.wal);
+        if !wal.is_empty() {
+            db.begin_write()
+                .map_err(failed)?
+                .commit()
+                .map_err(|e| self.write_failed(failed(e)))?;
+            wal.empty().map_err(io_failed)?;
+        }
+        Ok(())
+    }
+
     fn partners(&self, user: &str) -> Result<Vec<String>, StoreError> {
         let user = name_key(user);
         let txn = self.db()?.begin_read().map_err(failed)?;
@@ -474,48 +496,35 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// [`Store::append`]: one transaction for the whole group.
+    /// [`Store::append`]: the group goes to the journal in one write (and sync), then into
+    /// redb in one non-durable commit; a checkpoint folds the journal into redb when due (see
+    /// [`super::wal`]). A journal that cannot be written (a full disk) refuses the group and
+    /// leaves redb as it was; only a failure inside redb makes it reopen.
     fn append_group(&self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
+        let db = self.db()?;
         let mut ids = Vec::with_capacity(records.len());
         let mut known = lock(&self.last_ids);
+        let mut wal = lock(&self.wal);
         let mut updated: HashMap<String, u64> = HashMap::new();
-        let txn = self.db()?.begin_write().map_err(failed)?;
+        let mut frame = Frame::default();
+        let mut txn = db.begin_write().map_err(failed)?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
         {
-            let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
-            let mut last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
-            let mut resume = txn.open_table(RESUME).map_err(failed)?;
+            let mut tables = Tables::open(&txn)?;
             let mut bytes = Vec::new();
             for record in records {
                 let conversation = record.conversation();
                 let conversation = conversation.as_ref();
                 let last = match updated.get(conversation).or(known.get(conversation)) {
                     Some(&last) => last,
-                    None => last_ids
-                        .get(conversation)
-                        .map_err(failed)?
-                        .map_or(0, |v| v.value()),
+                    None => tables.last_id(conversation)?,
                 };
                 let id = last + 1;
                 bytes.clear();
                 record.encode_into(&mut bytes);
-                messages
-                    .insert((conversation, id), bytes.as_slice())
-                    .map_err(failed)?;
-                if record.keep_for_recipient {
-                    // The recipient catches up from here (a new conversation for them starts
-                    // with this message); a verified sender has seen everything up to it.
-                    let recipient = name_key(&record.to);
-                    let key = (recipient.as_str(), conversation);
-                    if resume.get(key).map_err(failed)?.is_none() {
-                        resume.insert(key, id - 1).map_err(failed)?;
-                    }
-                    if record.trust == Trust::Verified {
-                        let sender = name_key(&record.from);
-                        let key = (sender.as_str(), conversation);
-                        let seen = resume.get(key).map_err(failed)?.map_or(0, |v| v.value());
-                        resume.insert(key, seen.max(id)).map_err(failed)?;
-                    }
-                }
+                tables.insert(record, conversation, id, &bytes)?;
+                frame.push(conversation, id, record.keep_for_recipient, &bytes);
                 match updated.get_mut(conversation) {
                     Some(last) => *last = id,
                     None => {
@@ -525,14 +534,39 @@ impl EmbeddedStore {
                 ids.push(id);
             }
             for (conversation, last) in &updated {
-                last_ids
-                    .insert(conversation.as_str(), *last)
-                    .map_err(failed)?;
+                tables.set_last_id(conversation, *last)?;
             }
         }
-        txn.commit().map_err(failed)?;
+        // Journaled first: if that fails, the transaction is dropped (nothing committed).
+        let before = wal.len();
+        wal.append(frame).map_err(io_failed)?;
+        if let Err(err) = txn.commit() {
+            wal.undo_to(before);
+            return Err(self.write_failed(failed(err)));
+        }
         known.extend(updated);
+        if wal.checkpoint_due() {
+            self.fold_journal(&db, &mut wal);
+        }
         Ok(ids)
+    }
+
+    /// Makes everything committed so far durable in redb and empties the journal. A failure
+    /// loses nothing (the journal still holds it all): the database is reopened and the
+    /// journal replayed at its next use.
+    fn fold_journal(&self, db: &Database, wal: &mut Wal) {
+        let durable = db
+            .begin_write()
+            .map_err(failed)
+            .and_then(|txn| txn.commit().map_err(failed));
+        match durable.and_then(|()| wal.empty().map_err(io_failed)) {
+            Ok(()) => {}
+            Err(err) => {
+                tracing::warn!(store = %self.path.display(), error = %err,
+                    "checkpoint failed; the journal keeps every message until the next one");
+                self.broken.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Runs `work` in one write transaction and commits it.
@@ -548,6 +582,195 @@ impl EmbeddedStore {
         })();
         result.map_err(|e| self.write_failed(e))
     }
+}
+
+/// The tables a message touches, open in one write transaction.
+struct Tables<'t> {
+    messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    last_ids: redb::Table<'t, &'static str, u64>,
+    resume: redb::Table<'t, (&'static str, &'static str), u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            messages: txn.open_table(MESSAGES).map_err(failed)?,
+            last_ids: txn.open_table(LAST_IDS).map_err(failed)?,
+            resume: txn.open_table(RESUME).map_err(failed)?,
+        })
+    }
+
+    /// The last id `conversation` ever had, as committed (0 for a new one).
+    fn last_id(&self, conversation: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .last_ids
+            .get(conversation)
+            .map_err(failed)?
+            .map_or(0, |v| v.value()))
+    }
+
+    fn set_last_id(&mut self, conversation: &str, id: u64) -> Result<(), StoreError> {
+        self.last_ids.insert(conversation, id).map_err(failed)?;
+        Ok(())
+    }
+
+    /// Stores `record` (encoded as `bytes`) as message `id` of `conversation`, with the resume
+    /// points a message kept for its recipient sets.
+    fn insert(
+        &mut self,
+        record: &Record,
+        conversation: &str,
+        id: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.messages
+            .insert((conversation, id), bytes)
+            .map_err(failed)?;
+        if record.keep_for_recipient {
+            // The recipient catches up from here (a new conversation for them starts with this
+            // message); a verified sender has seen everything up to it.
+            let recipient = name_key(&record.to);
+            let key = (recipient.as_str(), conversation);
+            if self.resume.get(key).map_err(failed)?.is_none() {
+                self.resume.insert(key, id - 1).map_err(failed)?;
+            }
+            if record.trust == Trust::Verified {
+                let sender = name_key(&record.from);
+                let key = (sender.as_str(), conversation);
+                let seen = self
+                    .resume
+                    .get(key)
+                    .map_err(failed)?
+                    .map_or(0, |v| v.value());
+                self.resume.insert(key, seen.max(id)).map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Puts the journal's messages that redb does not hold back into it, in one commit of
+/// `durability`; returns how many. `journal` names the file in errors.
+fn replay(
+    db: &Database,
+    entries: Vec<Entry>,
+    journal: &Path,
+    durability: Durability,
+) -> Result<usize, StoreError> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let damaged = |detail: String| StoreError::Damaged {
+        path: journal.to_owned(),
+        detail,
+    };
+    let mut txn = db.begin_write().map_err(failed)?;
+    txn.set_durability(durability)
+        .map_err(|e| StoreError::Failed(e.to_string()))?;
+    let mut replayed = 0;
+    {
+        let mut tables = Tables::open(&txn)?;
+        for entry in entries {
+            let last = tables.last_id(&entry.conversation)?;
+            if entry.id <= last {
+                continue;
+            }
+            if entry.id != last + 1 {
+                return Err(damaged(format!(
+                    "message {} of {} follows {last}: messages are missing",
+                    entry.id, entry.conversation
+                )));
+            }
+            let mut record = Record::decode(&entry.record).map_err(|e| {
+                damaged(format!(
+                    "message {} of {}: {e}",
+                    entry.id, entry.conversation
+                ))
+            })?;
+            record.keep_for_recipient = entry.keep_for_recipient;
+            tables.insert(&record, &entry.conversation, entry.id, &entry.record)?;
+            tables.set_last_id(&entry.conversation, entry.id)?;
+            replayed += 1;
+        }
+    }
+    txn.commit().map_err(failed)?;
+    Ok(replayed)
+}
+
+/// Opens the journal beside the store at `path` and replays it into `db`.
+fn recover(db: &Database, path: &Path, fsync: Fsync) -> Result<Wal, StoreError> {
+    let journal = Wal::path_for(path);
+    let (mut wal, entries) =
+        Wal::open(&journal, fsync == Fsync::Always).map_err(|e| wal_error(&journal, e))?;
+    let replayed = replay(db, entries, &journal, Durability::Immediate)?;
+    if replayed > 0 {
+        tracing::info!(store = %path.display(), messages = replayed,
+            "messages recovered from the journal");
+    }
+    wal.empty().map_err(|source| StoreError::Open {
+        path: journal.clone(),
+        source,
+    })?;
+    Ok(wal)
+}
+
+/// A store error from failing to read the journal.
+fn wal_error(journal: &Path, err: ReadError) -> StoreError {
+    match err {
+        ReadError::Io(source) => StoreError::Open {
+            path: journal.to_owned(),
+            source,
+        },
+        ReadError::Damaged(at) => StoreError::Damaged {
+            path: journal.to_owned(),
+            detail: format!("a damaged entry at byte {at}, with more after it"),
+        },
+    }
+}
+
+/// A store error from an I/O error: a full disk is told apart.
+fn io_failed(err: io::Error) -> StoreError {
+    if err.kind() == io::ErrorKind::StorageFull {
+        StoreError::Full
+    } else {
+        StoreError::Failed(err.to_string())
+    }
+}
+
+/// Makes the tables of the database at `path` and checks its format.
+fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let damaged = |e: redb::Error| StoreError::Damaged {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let txn = db.begin_write().map_err(|e| damaged(e.into()))?;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| damaged(e.into()))?;
+        let found = meta
+            .get("format")
+            .map_err(|e| damaged(e.into()))?
+            .map(|v| v.value());
+        match found {
+            Some(found) if found > FORMAT => {
+                return Err(StoreError::Newer {
+                    path: path.to_owned(),
+                    found,
+                    supported: FORMAT,
+                })
+            }
+            Some(_) => {}
+            None => {
+                meta.insert("format", FORMAT)
+                    .map_err(|e| damaged(e.into()))?;
+            }
+        }
+        txn.open_table(MESSAGES).map_err(|e| damaged(e.into()))?;
+        txn.open_table(LAST_IDS).map_err(|e| damaged(e.into()))?;
+        txn.open_table(RESUME).map_err(|e| damaged(e.into()))?;
+        txn.open_table(NAMES).map_err(|e| damaged(e.into()))?;
+        txn.open_table(KEYS).map_err(|e| damaged(e.into()))?;
+    }
+    txn.commit().map_err(|e| damaged(e.into()))
 }
 
 /// Opens (or makes) the redb database in `path`.

@@ -253,3 +253,105 @@ fn direct_messages_waiting_are_counted_per_user() {
         .unwrap();
     assert_eq!(store.unread_direct("bob").unwrap(), 1);
 }
+
+/// The files as a crash would leave them: copied while the store is open, after groups that
+/// were acknowledged but not yet folded into redb by a checkpoint.
+fn crash_image(path: &Path, into: &Path) {
+    std::fs::create_dir_all(into.parent().unwrap()).unwrap();
+    std::fs::copy(path, into).unwrap();
+    std::fs::copy(Wal::path_for(path), Wal::path_for(into)).unwrap();
+}
+
+#[test]
+fn acknowledged_groups_survive_a_crash_through_the_journal_and_ids_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live/store.redb");
+    let image = dir.path().join("image/store.redb");
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    store.append(&[room("#a", "1"), room("#b", "1")]).unwrap();
+    store
+        .append(&[room("#a", "2"), direct("alice", "bob", "psst")])
+        .unwrap();
+    // Nothing was folded into redb yet (a checkpoint waits a second): the journal has it all.
+    assert!(std::fs::metadata(Wal::path_for(&path)).unwrap().len() > 0);
+    crash_image(&path, &image);
+    // A crash in the middle of the next group's journal write: half a frame.
+    let mut torn = std::fs::read(Wal::path_for(&image)).unwrap();
+    let whole = torn.len();
+    torn.extend_from_slice(b"TCJ1\x40\x00\x00\x00half");
+    std::fs::write(Wal::path_for(&image), &torn).unwrap();
+    drop(store);
+
+    let recovered = EmbeddedStore::open(&image, Fsync::Never).unwrap();
+    assert_eq!(
+        texts(&recovered.read("#a", None, 10).unwrap()),
+        [(1, "1"), (2, "2")]
+    );
+    assert_eq!(texts(&recovered.read("#b", None, 10).unwrap()), [(1, "1")]);
+    assert_eq!(
+        texts(&recovered.read("alice bob", None, 10).unwrap()),
+        [(1, "psst")]
+    );
+    // The direct message waits for bob, as it did before the crash.
+    assert_eq!(recovered.unread_direct("bob").unwrap(), 1);
+    assert_eq!(recovered.append(&[room("#a", "3")]).unwrap(), [3]);
+    // Replayed into redb for good: the journal was emptied (and the torn end dropped).
+    assert!(std::fs::metadata(Wal::path_for(&image)).unwrap().len() < whole as u64);
+    drop(recovered);
+    let again = EmbeddedStore::open(&image, Fsync::Never).unwrap();
+    assert_eq!(
+        texts(&again.read("#a", None, 10).unwrap()),
+        [(1, "1"), (2, "2"), (3, "3")],
+        "nothing replayed twice"
+    );
+}
+
+#[test]
+fn a_journal_damaged_before_its_end_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live/store.redb");
+    let image = dir.path().join("image/store.redb");
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    store.append(&[room("#a", "1")]).unwrap();
+    store.append(&[room("#a", "2")]).unwrap();
+    crash_image(&path, &image);
+    let journal = Wal::path_for(&image);
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[10] ^= 0x55;
+    std::fs::write(&journal, &bytes).unwrap();
+    let err = EmbeddedStore::open(&image, Fsync::Never).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Damaged { path, .. } if *path == journal),
+        "{err}"
+    );
+    assert!(err.to_string().contains("journal"), "{err}");
+}
+
+#[test]
+fn a_journal_left_by_a_deleted_store_is_not_replayed_into_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live/store.redb");
+    let image = dir.path().join("image/store.redb");
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    store.append(&[room("#a", "1")]).unwrap();
+    crash_image(&path, &image);
+    std::fs::remove_file(&image).unwrap();
+    let err = EmbeddedStore::open(&image, Fsync::Never).unwrap_err();
+    assert!(err.to_string().contains("no longer exists"), "{err}");
+    std::fs::remove_file(Wal::path_for(&image)).unwrap();
+    let fresh = EmbeddedStore::open(&image, Fsync::Never).unwrap();
+    assert_eq!(fresh.append(&[room("#a", "new")]).unwrap(), [1]);
+}
+
+#[test]
+fn a_checkpoint_empties_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = EmbeddedStore::open(&path, Fsync::Always).unwrap();
+    store.append(&[room("#a", "1")]).unwrap();
+    let journal = Wal::path_for(&path);
+    assert!(std::fs::metadata(&journal).unwrap().len() > 0);
+    store.checkpoint().unwrap();
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+    assert_eq!(texts(&store.read("#a", None, 5).unwrap()), [(1, "1")]);
+}
