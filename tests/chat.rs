@@ -435,6 +435,7 @@ async fn admins_kick_users_and_rooms_are_told() {
         err(
             &mut bob,
             Request::Kick {
+                room: None,
                 nick: "carol".into(),
                 reason: None
             }
@@ -445,6 +446,7 @@ async fn admins_kick_users_and_rooms_are_told() {
     ok(
         &mut root,
         Request::Kick {
+            room: None,
             nick: "carol".into(),
             reason: Some("be nice".into()),
         },

@@ -12,35 +12,14 @@ use std::sync::Arc;
 use tlschat_client::Client;
 use tlschat_proto::{Anchor, ErrorCode, Event, Reply, Request, ServerLine, Target};
 use tlschat_tests::{
-    text, tlschat, tlschat_command, Background, Pki, RawTls, ServerProcess, NO_RATE_LIMIT,
-    STEP_TIMEOUT,
+    call, ok, refused, text, tlschat, tlschat_command, Background, Pki, RawTls, ServerProcess,
+    NO_RATE_LIMIT, STEP_TIMEOUT,
 };
 
 async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Client {
     Client::connect(&pki.client_config(server, user))
         .await
         .expect("connect")
-}
-
-async fn call(client: &mut Client, request: &Request) -> Reply {
-    tokio::time::timeout(STEP_TIMEOUT, client.request(request))
-        .await
-        .expect("reply in time")
-        .expect("reply")
-}
-
-async fn ok(client: &mut Client, request: Request) -> String {
-    match call(client, &request).await {
-        Reply::Ok(payload) => payload,
-        Reply::Err(err) => panic!("{request} failed: {err}"),
-    }
-}
-
-async fn refused(client: &mut Client, request: Request) -> ErrorCode {
-    match call(client, &request).await {
-        Reply::Err(err) => err.code,
-        Reply::Ok(payload) => panic!("{request} should fail, got OK {payload}"),
-    }
 }
 
 fn msg(target: &str, text: &str) -> Request {

@@ -652,6 +652,36 @@ impl RawTls {
     }
 }
 
+/// Sends `request` and returns the reply, within the step timeout.
+pub async fn call(
+    client: &mut tlschat_client::Client,
+    request: &tlschat_proto::Request,
+) -> tlschat_proto::Reply {
+    tokio::time::timeout(STEP_TIMEOUT, client.request(request))
+        .await
+        .expect("reply in time")
+        .expect("reply")
+}
+
+/// Sends `request`, which must succeed: its `OK` payload.
+pub async fn ok(client: &mut tlschat_client::Client, request: tlschat_proto::Request) -> String {
+    match call(client, &request).await {
+        tlschat_proto::Reply::Ok(payload) => payload,
+        tlschat_proto::Reply::Err(err) => panic!("{request} failed: {err}"),
+    }
+}
+
+/// Sends `request`, which must be refused: the error code.
+pub async fn refused(
+    client: &mut tlschat_client::Client,
+    request: tlschat_proto::Request,
+) -> tlschat_proto::ErrorCode {
+    match call(client, &request).await {
+        tlschat_proto::Reply::Err(err) => err.code,
+        tlschat_proto::Reply::Ok(payload) => panic!("{request} should fail, got OK {payload}"),
+    }
+}
+
 /// `GET path` on the monitoring endpoint: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

@@ -24,6 +24,8 @@ pub enum DisconnectCode {
     Flood,
     /// The client's certificate was revoked: it cannot connect again with it.
     Revoked,
+    /// An admin banned the user from the server (`BAN *`): refused at login until it ends.
+    Banned,
     /// A code this version does not know (only produced when parsing a newer server's event;
     /// the original code is kept at the start of the reason).
     Unknown,
@@ -39,6 +41,7 @@ impl DisconnectCode {
         Self::Idle,
         Self::Flood,
         Self::Revoked,
+        Self::Banned,
         Self::Unknown,
     ];
 
@@ -52,6 +55,7 @@ impl DisconnectCode {
             Self::Idle => "IDLE",
             Self::Flood => "FLOOD",
             Self::Revoked => "REVOKED",
+            Self::Banned => "BANNED",
             Self::Unknown => "UNKNOWN",
         }
     }
@@ -60,7 +64,7 @@ impl DisconnectCode {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Kicked | Self::Replaced | Self::NickReclaimed | Self::Revoked
+            Self::Kicked | Self::Replaced | Self::NickReclaimed | Self::Revoked | Self::Banned
         )
     }
 }
@@ -112,7 +116,8 @@ mod tests {
                 &DisconnectCode::Kicked,
                 &DisconnectCode::Replaced,
                 &DisconnectCode::NickReclaimed,
-                &DisconnectCode::Revoked
+                &DisconnectCode::Revoked,
+                &DisconnectCode::Banned
             ]
         );
     }

@@ -59,6 +59,12 @@ error_codes! {
     BadChars => "BAD_CHARS",
     /// The verb needs a role (for example admin) the connection does not have.
     Forbidden => "FORBIDDEN",
+    /// Only the room's operators (and admins) may do that.
+    NotOperator => "NOT_OPERATOR",
+    /// The user is banned from that room (or from the server).
+    Banned => "BANNED",
+    /// The room is invite-only and the user was not invited.
+    InviteOnly => "INVITE_ONLY",
     /// A nickname or room name breaks the naming rules.
     BadName => "BAD_NAME",
     /// Chat needs a nickname: send `NICK name` first (or connect with a certificate).

@@ -37,6 +37,7 @@ pub mod e2e;
 pub mod error;
 pub mod hex;
 pub mod limits;
+pub mod moderation;
 pub mod names;
 pub mod replay;
 pub mod reply;
@@ -46,6 +47,7 @@ mod wire;
 pub use codec::{Frame, LineDecoder};
 pub use disconnect::DisconnectCode;
 pub use error::ErrorCode;
+pub use moderation::{ModeChange, Scope};
 pub use reply::{Event, Greeting, Reply, ServerLine, Trust};
 pub use request::{Anchor, Request, RequestError, Target, Verb};
 

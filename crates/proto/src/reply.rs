@@ -242,6 +242,64 @@ pub enum Event {
         /// The new nickname.
         new: String,
     },
+    /// `EVENT TOPIC <#room> <nick> <text>`: the room's topic, set by `nick` (sent when it
+    /// changes, and after `JOIN` when the room has one).
+    Topic {
+        /// The room.
+        room: String,
+        /// Who set it.
+        by: String,
+        /// The topic.
+        text: String,
+    },
+    /// `EVENT MODE <#room> <nick> <change>`: `nick` changed the room: `+i`/`-i` (invite-only),
+    /// `+s`/`-s` (secret), `+o name`/`-o name` (operator role given or taken).
+    Mode {
+        /// The room.
+        room: String,
+        /// Who changed it.
+        by: String,
+        /// The change, as written.
+        change: String,
+    },
+    /// `EVENT KICK <#room> <nick> <by> <reason>`: `nick` was put out of the room by `by`.
+    Kick {
+        /// The room.
+        room: String,
+        /// Who was put out.
+        nick: String,
+        /// By whom.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// `EVENT BAN <#room> <name> <by> <reason>`: `name` may no longer join or read the room.
+    Ban {
+        /// The room.
+        room: String,
+        /// Who is barred.
+        name: String,
+        /// By whom.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// `EVENT UNBAN <#room> <name> <by>`: the ban on `name` was lifted.
+    Unban {
+        /// The room.
+        room: String,
+        /// Who may come back.
+        name: String,
+        /// By whom.
+        by: String,
+    },
+    /// `EVENT INVITE <#room> <by>`: this client may join the invite-only room.
+    Invite {
+        /// The room.
+        room: String,
+        /// Who invited.
+        by: String,
+    },
     /// `EVENT REVOKED <nick> <reason>`: the certificate of someone this client had a direct
     /// conversation with was revoked: their name is no longer vouched for, and their published
     /// E2E key was withdrawn.
@@ -321,6 +379,22 @@ impl fmt::Display for Event {
             } => write!(f, "EVENT QUIT {room} {nick} {trust} {reason}"),
             Self::Nick { room, old, new } => write!(f, "EVENT NICK {room} {old} {new}"),
             Self::Revoked { nick, reason } => write!(f, "EVENT REVOKED {nick} {reason}"),
+            Self::Topic { room, by, text } => write!(f, "EVENT TOPIC {room} {by} {text}"),
+            Self::Mode { room, by, change } => write!(f, "EVENT MODE {room} {by} {change}"),
+            Self::Kick {
+                room,
+                nick,
+                by,
+                reason,
+            } => write!(f, "EVENT KICK {room} {nick} {by} {reason}"),
+            Self::Ban {
+                room,
+                name,
+                by,
+                reason,
+            } => write!(f, "EVENT BAN {room} {name} {by} {reason}"),
+            Self::Unban { room, name, by } => write!(f, "EVENT UNBAN {room} {name} {by}"),
+            Self::Invite { room, by } => write!(f, "EVENT INVITE {room} {by}"),
             Self::Disconnect { code, reason } => write!(f, "EVENT DISCONNECT {code} {reason}"),
             Self::Shutdown { reason } => write!(f, "EVENT SHUTDOWN {reason}"),
             Self::Ping { token } => write!(f, "EVENT PING {token}"),
@@ -414,6 +488,57 @@ impl Event {
                     room: owned(room),
                     old: owned(old),
                     new: owned(new),
+                }
+            }
+            "TOPIC" | "MODE" => {
+                let [room, by, rest] = fields(rest)?;
+                let (room, by, rest) = (owned(room), owned(by), owned(rest));
+                if kind == "TOPIC" {
+                    Self::Topic {
+                        room,
+                        by,
+                        text: rest,
+                    }
+                } else {
+                    Self::Mode {
+                        room,
+                        by,
+                        change: rest,
+                    }
+                }
+            }
+            "KICK" | "BAN" => {
+                let [room, name, by, reason] = fields(rest)?;
+                let (room, name, by, reason) = (owned(room), owned(name), owned(by), owned(reason));
+                if kind == "KICK" {
+                    Self::Kick {
+                        room,
+                        nick: name,
+                        by,
+                        reason,
+                    }
+                } else {
+                    Self::Ban {
+                        room,
+                        name,
+                        by,
+                        reason,
+                    }
+                }
+            }
+            "UNBAN" => {
+                let [room, name, by] = fields(rest)?;
+                Self::Unban {
+                    room: owned(room),
+                    name: owned(name),
+                    by: owned(by),
+                }
+            }
+            "INVITE" => {
+                let [room, by] = fields(rest)?;
+                Self::Invite {
+                    room: owned(room),
+                    by: owned(by),
                 }
             }
             "REVOKED" => {
@@ -607,6 +732,37 @@ mod tests {
             }),
             ServerLine::Event(Event::Ping { token: "7".into() }),
             ServerLine::Event(Event::CaughtUp { count: 12 }),
+            ServerLine::Event(Event::Topic {
+                room: "#ops".into(),
+                by: "alice".into(),
+                text: "deploys on Fridays: no".into(),
+            }),
+            ServerLine::Event(Event::Mode {
+                room: "#ops".into(),
+                by: "alice".into(),
+                change: "+o bob".into(),
+            }),
+            ServerLine::Event(Event::Kick {
+                room: "#ops".into(),
+                nick: "mallory".into(),
+                by: "alice".into(),
+                reason: "spam".into(),
+            }),
+            ServerLine::Event(Event::Ban {
+                room: "#ops".into(),
+                name: "mallory".into(),
+                by: "alice".into(),
+                reason: "spam again".into(),
+            }),
+            ServerLine::Event(Event::Unban {
+                room: "#ops".into(),
+                name: "mallory".into(),
+                by: "alice".into(),
+            }),
+            ServerLine::Event(Event::Invite {
+                room: "#ops".into(),
+                by: "alice".into(),
+            }),
             ServerLine::Event(Event::Revoked {
                 nick: "mallory".into(),
                 reason: "her certificate was revoked".into(),

@@ -13,6 +13,7 @@ use std::fmt;
 use crate::e2e::{KeyBundle, Layout, Payload, Sealed};
 use crate::error::ErrorCode;
 use crate::limits::{NUMBER_MAX, NUMBER_MIN, SUM_MAX_TERMS};
+use crate::moderation::{ModeChange, Scope};
 use crate::names::{validate_nick, validate_room, NameError};
 
 /// Longest name `GREET` accepts, in characters.
@@ -76,7 +77,14 @@ verbs! {
     Key => "KEY", "KEY SET bundle | KEY GET nick", "Publishes your E2E key (hex bundle), or fetches a user's.";
     E2e => "E2E", "E2E nick sealed", "Relays an end-to-end encrypted message (hex) to one user.";
     History => "HISTORY", "HISTORY #room|nick [BEFORE id | AFTER id] [LIMIT n]", "Replays stored messages of a room you are in, or of your conversation with one user.";
-    Kick => "KICK", "KICK nick [reason]", "Admin only: disconnects a user.";
+    Kick => "KICK", "KICK [#room] nick [reason]", "Removes a user from a room (its operators), or from the server (admins).";
+    Topic => "TOPIC", "TOPIC #room [text]", "Shows a room's topic, or sets it (its operators).";
+    Op => "OP", "OP #room nick", "Makes a member an operator of the room (its operators).";
+    Deop => "DEOP", "DEOP #room nick", "Takes a room's operator role away (its operators).";
+    Ban => "BAN", "BAN #room name [reason] | BAN * name [duration|forever] [reason]", "Bars a verified user from a room (its operators), or from the server (admins).";
+    Unban => "UNBAN", "UNBAN #room|* name", "Lifts a ban.";
+    Mode => "MODE", "MODE #room [+i|-i|+s|-s]", "Shows a room's modes, or sets invite-only (i) or secret (s) (its operators).";
+    Invite => "INVITE", "INVITE #room nick", "Lets a user into an invite-only room and tells them (its operators).";
     Stats => "STATS", "STATS", "Admin only: server counters (connections, rooms, UDP drops).";
     Reload => "RELOAD", "RELOAD", "Admin only: reloads the certificate, key and CA files.";
     Shutdown => "SHUTDOWN", "SHUTDOWN", "Admin only: drains and stops the server.";
@@ -153,12 +161,62 @@ pub enum Request {
         /// How many messages at most (the server caps it).
         limit: Option<u32>,
     },
-    /// `KICK nick [reason]`
+    /// `KICK [#room] nick [reason]`: out of a room, or (no room) off the server.
     Kick {
-        /// Who to disconnect.
+        /// The room, for a room kick.
+        room: Option<String>,
+        /// Who to remove.
         nick: String,
         /// Why, shown to everyone concerned.
         reason: Option<String>,
+    },
+    /// `TOPIC #room [text]`
+    Topic {
+        /// The room.
+        room: String,
+        /// The new topic; `None` asks for the current one.
+        text: Option<String>,
+    },
+    /// `OP #room nick` (`grant`) or `DEOP #room nick`.
+    Op {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Whether the role is given (`OP`) or taken (`DEOP`).
+        grant: bool,
+    },
+    /// `BAN #room name [reason]` or `BAN * name [duration] [reason]`.
+    Ban {
+        /// A room, or the whole server.
+        scope: Scope,
+        /// The verified name barred.
+        name: String,
+        /// How long (server bans only); `None` is until lifted.
+        duration: Option<std::time::Duration>,
+        /// Why, shown to whoever it concerns.
+        reason: Option<String>,
+    },
+    /// `UNBAN #room|* name`
+    Unban {
+        /// A room, or the whole server.
+        scope: Scope,
+        /// The name.
+        name: String,
+    },
+    /// `MODE #room [+i|-i|+s|-s]`
+    Mode {
+        /// The room.
+        room: String,
+        /// The change; `None` asks for the current modes.
+        change: Option<ModeChange>,
+    },
+    /// `INVITE #room nick`
+    Invite {
+        /// The room.
+        room: String,
+        /// Who is let in.
+        nick: String,
     },
     /// `STATS`
     Stats,
@@ -330,6 +388,13 @@ impl Request {
             }
             Verb::Msg => return parse_msg(rest),
             Verb::Kick => return parse_kick(rest),
+            Verb::Topic
+            | Verb::Op
+            | Verb::Deop
+            | Verb::Ban
+            | Verb::Unban
+            | Verb::Mode
+            | Verb::Invite => return parse_moderation(verb, rest),
             Verb::History => return parse_history(args),
             Verb::Key => match (args.next(), args.next()) {
                 (Some(sub), Some(arg)) if sub.eq_ignore_ascii_case("SET") => {
@@ -407,6 +472,13 @@ impl Request {
             Self::Who(_) => Verb::Who,
             Self::Msg { .. } => Verb::Msg,
             Self::Kick { .. } => Verb::Kick,
+            Self::Topic { .. } => Verb::Topic,
+            Self::Op { grant: true, .. } => Verb::Op,
+            Self::Op { grant: false, .. } => Verb::Deop,
+            Self::Ban { .. } => Verb::Ban,
+            Self::Unban { .. } => Verb::Unban,
+            Self::Mode { .. } => Verb::Mode,
+            Self::Invite { .. } => Verb::Invite,
             Self::History { .. } => Verb::History,
             Self::KeySet(_) | Self::KeyGet(_) => Verb::Key,
             Self::E2e { .. } => Verb::E2e,
@@ -440,11 +512,43 @@ impl fmt::Display for Request {
             Self::KeySet(bundle) => write!(f, "{verb} SET {}", bundle.hex()),
             Self::KeyGet(nick) => write!(f, "{verb} GET {nick}"),
             Self::E2e { to, sealed } => write!(f, "{verb} {to} {}", sealed.hex()),
-            Self::Kick {
-                nick,
-                reason: Some(reason),
-            } => write!(f, "{verb} {nick} {reason}"),
-            Self::Kick { nick, reason: None } => write!(f, "{verb} {nick}"),
+            Self::Kick { room, nick, reason } => {
+                f.write_str(verb)?;
+                if let Some(room) = room {
+                    write!(f, " {room}")?;
+                }
+                write!(f, " {nick}")?;
+                reason.iter().try_for_each(|r| write!(f, " {r}"))
+            }
+            Self::Topic { room, text } => {
+                write!(f, "{verb} {room}")?;
+                text.iter().try_for_each(|t| write!(f, " {t}"))
+            }
+            Self::Op { room, nick, .. } | Self::Invite { room, nick } => {
+                write!(f, "{verb} {room} {nick}")
+            }
+            Self::Ban {
+                scope,
+                name,
+                duration,
+                reason,
+            } => {
+                write!(f, "{verb} {scope} {name}")?;
+                match (duration, scope, reason) {
+                    (Some(duration), _, _) => {
+                        write!(f, " {}", crate::duration::format_duration(*duration))?;
+                    }
+                    // Without it, a reason starting with a duration would be read as one.
+                    (None, Scope::Server, Some(_)) => f.write_str(" forever")?,
+                    _ => {}
+                }
+                reason.iter().try_for_each(|r| write!(f, " {r}"))
+            }
+            Self::Unban { scope, name } => write!(f, "{verb} {scope} {name}"),
+            Self::Mode { room, change } => {
+                write!(f, "{verb} {room}")?;
+                change.iter().try_for_each(|c| write!(f, " {c}"))
+            }
             Self::History {
                 target,
                 anchor,
@@ -494,15 +598,118 @@ fn payload<T: Layout>(arg: &str, what: &'static str) -> Result<Payload<T>, Reque
 }
 
 fn parse_kick(rest: &str) -> Result<Request, RequestError> {
-    let rest = rest.trim_matches([' ', '\t']);
-    let (word, reason) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-    if word.is_empty() {
-        return Err(RequestError::Usage { verb: Verb::Kick });
+    let usage = || RequestError::Usage { verb: Verb::Kick };
+    let (first, rest) = split_word(rest);
+    if first.is_empty() {
+        return Err(usage());
     }
-    let reason = reason.trim();
+    let (room, word, reason) = if first.starts_with('#') {
+        let (word, reason) = split_word(rest);
+        (Some(checked_room(first)?), word, reason)
+    } else {
+        (None, first, rest)
+    };
+    if word.is_empty() {
+        return Err(usage());
+    }
     Ok(Request::Kick {
+        room,
         nick: checked_nick(word)?,
-        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        reason: free_text(reason),
+    })
+}
+
+/// The first word of `text` and the rest after it (both trimmed of blanks).
+fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_matches([' ', '\t']);
+    let (word, rest) = text.split_once([' ', '\t']).unwrap_or((text, ""));
+    (word, rest.trim_matches([' ', '\t']))
+}
+
+/// Free text to the end of the line, if there is any.
+fn free_text(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// The moderation verbs: `TOPIC`, `OP`, `DEOP`, `BAN`, `UNBAN`, `MODE`, `INVITE`.
+fn parse_moderation(verb: Verb, rest: &str) -> Result<Request, RequestError> {
+    let usage = || RequestError::Usage { verb };
+    let (first, rest) = split_word(rest);
+    if first.is_empty() {
+        return Err(usage());
+    }
+    let scope = || -> Result<Scope, RequestError> {
+        if first == "*" {
+            Ok(Scope::Server)
+        } else {
+            Ok(Scope::Room(checked_room(first)?))
+        }
+    };
+    let (second, tail) = split_word(rest);
+    Ok(match verb {
+        Verb::Topic => Request::Topic {
+            room: checked_room(first)?,
+            text: free_text(rest),
+        },
+        Verb::Op | Verb::Deop | Verb::Invite => {
+            if second.is_empty() || !tail.is_empty() {
+                return Err(usage());
+            }
+            let (room, nick) = (checked_room(first)?, checked_nick(second)?);
+            match verb {
+                Verb::Invite => Request::Invite { room, nick },
+                _ => Request::Op {
+                    room,
+                    nick,
+                    grant: verb == Verb::Op,
+                },
+            }
+        }
+        Verb::Unban => {
+            if second.is_empty() || !tail.is_empty() {
+                return Err(usage());
+            }
+            Request::Unban {
+                scope: scope()?,
+                name: checked_nick(second)?,
+            }
+        }
+        Verb::Ban => {
+            if second.is_empty() {
+                return Err(usage());
+            }
+            let scope = scope()?;
+            let (mut duration, mut reason) = (None, tail);
+            if scope == Scope::Server {
+                let (word, after) = split_word(tail);
+                if word.eq_ignore_ascii_case("forever") {
+                    reason = after;
+                } else if let Ok(d) = crate::duration::parse_duration(word) {
+                    duration = Some(d);
+                    reason = after;
+                }
+            }
+            Request::Ban {
+                scope,
+                name: checked_nick(second)?,
+                duration,
+                reason: free_text(reason),
+            }
+        }
+        Verb::Mode => {
+            if !tail.is_empty() {
+                return Err(usage());
+            }
+            Request::Mode {
+                room: checked_room(first)?,
+                change: match second {
+                    "" => None,
+                    word => Some(word.parse().map_err(|()| usage())?),
+                },
+            }
+        }
+        _ => return Err(usage()),
     })
 }
 
@@ -716,10 +923,61 @@ mod tests {
         assert_eq!(
             parse("KICK eve  flooding the room "),
             Request::Kick {
+                room: None,
                 nick: "eve".into(),
                 reason: Some("flooding the room".into())
             }
         );
+        assert_eq!(
+            parse("KICK #ops eve  flooding "),
+            Request::Kick {
+                room: Some("#ops".into()),
+                nick: "eve".into(),
+                reason: Some("flooding".into())
+            }
+        );
+        assert_eq!(
+            parse("BAN * eve 7d   spam"),
+            Request::Ban {
+                scope: Scope::Server,
+                name: "eve".into(),
+                duration: Some(std::time::Duration::from_secs(7 * 86_400)),
+                reason: Some("spam".into())
+            }
+        );
+        assert_eq!(
+            parse("BAN #ops eve 7d spam"),
+            Request::Ban {
+                scope: Scope::Room("#ops".into()),
+                name: "eve".into(),
+                duration: None,
+                reason: Some("7d spam".into())
+            },
+            "room bans take no duration: it is part of the reason"
+        );
+        assert_eq!(
+            parse("TOPIC #ops"),
+            Request::Topic {
+                room: "#ops".into(),
+                text: None
+            }
+        );
+        for bad in [
+            "TOPIC",
+            "OP #ops",
+            "OP #ops a b",
+            "DEOP ops bob",
+            "MODE #ops +x",
+            "MODE #ops +i x",
+            "INVITE #ops",
+            "UNBAN #ops",
+            "BAN",
+            "BAN #ops",
+            "KICK #ops",
+            "BAN @ eve",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{bad} parsed");
+        }
     }
 
     #[test]
@@ -828,12 +1086,56 @@ mod tests {
                 .unwrap(),
             },
             Request::Kick {
+                room: None,
                 nick: "mallory".into(),
                 reason: Some("spam, again".into()),
             },
             Request::Kick {
+                room: Some("#ops".into()),
                 nick: "mallory".into(),
                 reason: None,
+            },
+            Request::Topic {
+                room: "#ops".into(),
+                text: Some("deploys: not on Fridays".into()),
+            },
+            Request::Op {
+                room: "#ops".into(),
+                nick: "bob".into(),
+                grant: true,
+            },
+            Request::Op {
+                room: "#ops".into(),
+                nick: "bob".into(),
+                grant: false,
+            },
+            Request::Ban {
+                scope: Scope::Server,
+                name: "mallory".into(),
+                duration: Some(std::time::Duration::from_secs(3600)),
+                reason: Some("spam".into()),
+            },
+            Request::Ban {
+                scope: Scope::Room("#ops".into()),
+                name: "mallory".into(),
+                duration: None,
+                reason: None,
+            },
+            Request::Unban {
+                scope: Scope::Server,
+                name: "mallory".into(),
+            },
+            Request::Mode {
+                room: "#ops".into(),
+                change: Some(ModeChange::Secret(true)),
+            },
+            Request::Mode {
+                room: "#ops".into(),
+                change: None,
+            },
+            Request::Invite {
+                room: "#ops".into(),
+                nick: "carol".into(),
             },
         ];
         for request in requests {

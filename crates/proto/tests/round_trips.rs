@@ -8,10 +8,12 @@
 
 use bytes::BytesMut;
 use proptest::prelude::*;
+use std::time::Duration;
 use tlschat_proto::datagram::{self, Datagram, Header, Kind};
 use tlschat_proto::e2e::{KeyBundle, Payload, Sealed};
 use tlschat_proto::names::{validate_nick, validate_room, NICK_MAX_LEN};
-use tlschat_proto::{hex, Anchor, Frame, LineDecoder, Request, Target, Verb};
+
+use tlschat_proto::{hex, Anchor, Frame, LineDecoder, ModeChange, Request, Scope, Target, Verb};
 
 fn nick() -> impl Strategy<Value = String> {
     "[a-zA-Z][a-zA-Z0-9_-]{0,31}".prop_filter("not reserved", |n| validate_nick(n).is_ok())
@@ -90,8 +92,40 @@ fn request() -> impl Strategy<Value = Request> {
             target: Target::User(nick),
             text,
         }),
-        (nick(), prop::option::of(text()))
-            .prop_map(|(nick, reason)| Request::Kick { nick, reason }),
+        (prop::option::of(room()), nick(), prop::option::of(text()))
+            .prop_map(|(room, nick, reason)| Request::Kick { room, nick, reason }),
+        (room(), prop::option::of(text())).prop_map(|(room, text)| Request::Topic { room, text }),
+        (room(), nick(), any::<bool>()).prop_map(|(room, nick, grant)| Request::Op {
+            room,
+            nick,
+            grant
+        }),
+        (room(), nick()).prop_map(|(room, nick)| Request::Invite { room, nick }),
+        (
+            prop_oneof![room().prop_map(Scope::Room), Just(Scope::Server)],
+            nick(),
+            prop::option::of((1u64..10_000).prop_map(|h| Duration::from_secs(h * 3600))),
+            prop::option::of(text()),
+        )
+            .prop_map(|(scope, name, duration, reason)| Request::Ban {
+                duration: duration.filter(|_| scope == Scope::Server),
+                scope,
+                name,
+                reason,
+            }),
+        (
+            prop_oneof![room().prop_map(Scope::Room), Just(Scope::Server)],
+            nick()
+        )
+            .prop_map(|(scope, name)| Request::Unban { scope, name }),
+        (
+            room(),
+            prop::option::of(prop_oneof![
+                any::<bool>().prop_map(ModeChange::InviteOnly),
+                any::<bool>().prop_map(ModeChange::Secret)
+            ])
+        )
+            .prop_map(|(room, change)| Request::Mode { room, change }),
         bundle().prop_map(|b| Request::KeySet(Payload::new(b).unwrap())),
         (nick(), sealed()).prop_map(|(to, s)| Request::E2e {
             to,

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tlschat_proto::{ErrorCode, Reply, Request, Target};
+use tlschat_proto::{ErrorCode, Reply, Request, Scope, Target};
 use tokio::sync::oneshot;
 
 use crate::chat::{Hub, Peer, Sent};
@@ -134,7 +134,7 @@ impl Session {
                     ),
                 )
             }
-            Request::Rooms => hub.list_rooms(),
+            Request::Rooms => hub.list_rooms(peer),
             Request::Who(room) => hub.who(&room),
             Request::Msg { target, text } => {
                 return match target {
@@ -153,7 +153,53 @@ impl Session {
             Request::E2e { to, sealed } => {
                 return hub.message_e2e(peer, &to, sealed.hex(), cx.now).into()
             }
-            Request::Kick { nick, reason } => hub.kick(peer, &nick, reason.as_deref()),
+            Request::Kick {
+                room: None,
+                nick,
+                reason,
+            } => hub.kick(peer, &nick, reason.as_deref()),
+            // Running a room needs a name (operators are verified names).
+            request @ (Request::Kick { .. }
+            | Request::Topic { .. }
+            | Request::Op { .. }
+            | Request::Ban { .. }
+            | Request::Unban { .. }
+            | Request::Mode { .. }
+            | Request::Invite { .. })
+                if peer.nick().is_none() =>
+            {
+                Reply::err(
+                    ErrorCode::NoNick,
+                    format!(
+                        "{} needs a name: send NICK name first, or connect with a certificate",
+                        request.verb()
+                    ),
+                )
+            }
+            Request::Kick {
+                room: Some(room),
+                nick,
+                reason,
+            } => hub.kick_from_room(peer, &room, &nick, reason.as_deref()),
+            Request::Topic { room, text } => hub.topic(peer, &room, text.as_deref()),
+            Request::Op { room, nick, grant } => hub.op(peer, &room, &nick, grant),
+            Request::Ban {
+                scope,
+                name,
+                duration,
+                reason,
+            } => {
+                let until = duration
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .and_then(|d| cx.now.checked_add_signed(d));
+                hub.ban(peer, &scope, &name, until, reason.as_deref())
+            }
+            Request::Unban { scope, name } => match scope {
+                Scope::Server => hub.unban_from_server(peer, &name),
+                Scope::Room(room) => hub.unban_from_room(peer, &room, &name),
+            },
+            Request::Mode { room, change } => hub.mode(peer, &room, change),
+            Request::Invite { room, nick } => hub.invite(peer, &room, &nick),
             other => Reply::err(
                 ErrorCode::UnknownVerb,
                 format!("{} is not offered here", other.verb()),

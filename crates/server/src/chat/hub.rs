@@ -13,7 +13,7 @@
 //! A room message gets its number and is queued to every member under the room's lock, so all
 //! members receive a room's messages in the order the server accepted them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +29,7 @@ use super::journal::{CommitTimer, Delivery, Journal, JournalLimits, Sent};
 use super::keys::KeyDirectory;
 use super::peer::Peer;
 use super::room::Room;
+use super::rules::{decode_server_bans, RoomRules, ServerBan};
 use crate::config::PRUNE_BUDGET;
 use crate::revoked::Revoked;
 use crate::store::commit::Answer;
@@ -70,6 +71,11 @@ pub struct Hub {
     journal: Option<Journal>,
     /// Direct message ids without a store.
     direct_ids: AtomicU64,
+    /// Room rules (topic, modes, operators, bans, invitations), by room key: rooms that have
+    /// any. Kept in the store.
+    rules: Mutex<HashMap<String, RoomRules>>,
+    /// Server-wide bans, by name key. Kept in the store.
+    server_bans: Mutex<BTreeMap<String, ServerBan>>,
 }
 
 impl Default for Hub {
@@ -84,6 +90,8 @@ impl Default for Hub {
             reserved: Mutex::default(),
             journal: None,
             direct_ids: AtomicU64::default(),
+            rules: Mutex::default(),
+            server_bans: Mutex::default(),
         }
     }
 }
@@ -125,6 +133,15 @@ impl Hub {
         // And published keys, so stored E2E messages can be verified after a restart.
         for (name, bundle) in store.keys()? {
             self.keys.publish(&name, &bundle);
+        }
+        // Room rules and server bans, as operators and admins left them.
+        for (key, value) in store.settings()? {
+            let damaged = |e: crate::chat::rules::Malformed| StoreError::Failed(e.to_string());
+            if key == moderation::SERVER_BANS {
+                *lock(&self.server_bans) = decode_server_bans(&value).map_err(damaged)?;
+            } else {
+                lock(&self.rules).insert(key, RoomRules::decode(&value).map_err(damaged)?);
+            }
         }
         self.journal = Some(
             Journal::start(store, limits, commit_timer)
@@ -245,9 +262,13 @@ impl Hub {
                 ),
             );
         }
+        if let Err(reply) = self.admit_to_room(peer, &nick, &key) {
+            return reply;
+        }
         if let Err(reply) = self.enter(peer, &nick, &key, true) {
             return reply;
         }
+        self.greet_member(peer, &key);
         if peer.trust() == Trust::Verified {
             // A member until PART, across disconnects and restarts.
             let (user, room) = (nick.to_string(), key.clone());
@@ -358,14 +379,15 @@ impl Hub {
         true
     }
 
-    /// `ROOMS`: `OK #a=3 #b=1`, sorted by name.
-    pub fn list_rooms(&self) -> Reply {
+    /// `ROOMS`: `OK #a=3 #b=1`, sorted by name; secret rooms only for their members.
+    pub fn list_rooms(&self, peer: &Peer) -> Reply {
         let rooms = lock(&self.rooms);
         let mut list: Vec<(String, usize)> = rooms
             .values()
             .map(|room| (room.name.clone(), lock(&room.state).members.len()))
             .collect();
         drop(rooms);
+        list.retain(|(name, _)| self.visible_to(peer, name));
         list.sort();
         let parts: Vec<String> = list.iter().map(|(n, c)| format!("{n}={c}")).collect();
         Reply::ok(parts.join(" "))
@@ -592,6 +614,12 @@ impl Hub {
         let conversation = match target {
             Target::Room(room) => {
                 let key = name_key(room);
+                if self.banned_from(&nick, &key) {
+                    return refuse(Reply::err(
+                        ErrorCode::Banned,
+                        format!("you are banned from {key}"),
+                    ));
+                }
                 if peer.room(&key).is_none() {
                     return refuse(Reply::err(
                         ErrorCode::NotInRoom,
@@ -957,6 +985,8 @@ fn encode(event: &Event) -> Bytes {
     encode_line(&event.to_string(), &mut line);
     Bytes::from(line)
 }
+
+mod moderation;
 
 #[cfg(test)]
 mod tests;

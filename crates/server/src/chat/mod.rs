@@ -5,6 +5,8 @@
 //! - [`journal`]: messages through the store: delivery after commit, `HISTORY`.
 //! - [`keys`]: the published E2E keys.
 //! - `room`: one room's members and message counter, below the peer.
+//! - [`rules`]: what operators decide for a room (topic, modes, operators, bans, invitations)
+//!   and the server's bans, with their stored form; `hub::moderation` applies them.
 //!
 //! Nothing here does network I/O: the hub queues encoded lines into peers' outboxes, and each
 //! peer's connection task writes its own. With a store, messages go through its commit thread
@@ -15,6 +17,7 @@ pub mod journal;
 pub mod keys;
 pub mod peer;
 mod room;
+pub mod rules;
 
 pub use hub::Hub;
 pub use journal::Sent;

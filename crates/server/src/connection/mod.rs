@@ -125,7 +125,16 @@ pub(crate) async fn serve(
     if let Some(serial) = identity.serial.clone().filter(|_| identity.verified) {
         peer.set_serial(serial);
     }
-    let replaced = shared.hub.register_verified(&peer);
+    // Someone banned from the server is told why and let go, before taking any place.
+    let banned = shared.hub.server_ban_of(&peer, Utc::now());
+    let replaced = match &banned {
+        Some(why) => {
+            info!(peer = %peer_addr, nick = peer.nick().as_deref().unwrap_or("-"), "banned user refused");
+            peer.disconnect(DisconnectCode::Banned, why.clone());
+            None
+        }
+        None => shared.hub.register_verified(&peer),
+    };
     shared.connections.fetch_add(1, Ordering::Relaxed);
     shared.metrics.connection_open(true);
     // A verified user rejoins their rooms and gets what they missed (with a store): after the
@@ -133,7 +142,9 @@ pub(crate) async fn serve(
     if let Some(old) = replaced {
         let _ = tokio::time::timeout(REPLACED_LEAVE_TIMEOUT, old.left()).await;
     }
-    shared.hub.resume(&peer).await;
+    if banned.is_none() {
+        shared.hub.resume(&peer).await;
+    }
     let mut connection = Connection::new(shared.clone(), stream, peer.clone(), &identity);
     let reason = connection.run().await;
     shared.connections.fetch_sub(1, Ordering::Relaxed);

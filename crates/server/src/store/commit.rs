@@ -279,6 +279,12 @@ mod tests {
         fn partners(&self, _: &str) -> Result<Vec<String>, StoreError> {
             Ok(Vec::new())
         }
+        fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn put_setting(&self, _: &str, _: Option<&str>) -> Result<(), StoreError> {
+            Ok(())
+        }
     }
 
     struct Replies;

@@ -11,6 +11,8 @@
 //!   them; what lies after it is sent when they connect again.
 //! - `names`: name key → when it was first seen with a certificate (ms): reserved names.
 //! - `keys`: name key → the E2E key bundle the user published last (hex).
+//! - `settings`: `#room` → the room's rules (topic, modes, operators, bans, invitations), `*`
+//!   → the server's bans (text; see `chat::rules`).
 //! - `meta`: `format` → the store format ([`FORMAT`]); a newer one stops startup.
 //!
 //! # Durability
@@ -53,6 +55,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const RESUME: TableDefinition<(&str, &str), u64> = TableDefinition::new("resume");
 const NAMES: TableDefinition<&str, u64> = TableDefinition::new("names");
 const KEYS: TableDefinition<&str, &str> = TableDefinition::new("keys");
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 /// When a commit counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd)]
@@ -448,6 +451,28 @@ impl Store for EmbeddedStore {
         Ok(waiting)
     }
 
+    fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db()?.begin_read().map_err(failed)?;
+        let table = txn.open_table(SETTINGS).map_err(failed)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            out.push((key.value().to_owned(), value.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    fn put_setting(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(SETTINGS).map_err(failed)?;
+            match value {
+                Some(value) => table.insert(key, value).map_err(failed)?,
+                None => table.remove(key).map_err(failed)?,
+            };
+            Ok(())
+        })
+    }
+
     fn checkpoint(&self) -> Result<(), StoreError> {
         let db = self.db()?;
         let mut wal = lock(&self.wal);
@@ -769,6 +794,7 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
         txn.open_table(RESUME).map_err(|e| damaged(e.into()))?;
         txn.open_table(NAMES).map_err(|e| damaged(e.into()))?;
         txn.open_table(KEYS).map_err(|e| damaged(e.into()))?;
+        txn.open_table(SETTINGS).map_err(|e| damaged(e.into()))?;
     }
     txn.commit().map_err(|e| damaged(e.into()))
 }

@@ -161,6 +161,12 @@ pub trait Store: Send + Sync + 'static {
     /// when `user`'s certificate is revoked.
     fn partners(&self, user: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Every kept setting: room rules (key `#room`) and the server's bans (key `*`), as text.
+    fn settings(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Keeps `value` under `key` (replacing what was there), or forgets the key (`None`).
+    fn put_setting(&self, key: &str, value: Option<&str>) -> Result<(), StoreError>;
+
     /// Makes everything committed so far durable in the store's own files, for a clean stop
     /// (the embedded store folds its journal in; see `wal`). Nothing to do for most stores.
     fn checkpoint(&self) -> Result<(), StoreError> {

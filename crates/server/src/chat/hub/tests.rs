@@ -134,7 +134,7 @@ fn empty_rooms_disappear() {
     let alice = verified(&hub, "alice");
     hub.join(&alice, "#a");
     hub.join(&alice, "#b");
-    assert_eq!(hub.list_rooms(), Reply::ok("#a=1 #b=1"));
+    assert_eq!(hub.list_rooms(&alice), Reply::ok("#a=1 #b=1"));
     hub.part(&alice, "#a");
     assert_eq!(hub.room_count(), 1);
     hub.leave_all(&alice, "bye", b"");
@@ -513,4 +513,183 @@ fn the_largest_e2e_message_fits_the_direct_message_limit() {
         one(hub.message_e2e(&alice, "bob", &sealed, at(TIME))),
         Reply::ok("1 verified")
     );
+}
+
+fn admin(hub: &Hub, nick: &str) -> Arc<Peer> {
+    let peer = Peer::new(
+        hub.next_peer_id(),
+        Some(nick.into()),
+        Trust::Verified,
+        true,
+        1 << 20,
+    );
+    hub.register_verified(&peer);
+    peer
+}
+
+#[test]
+fn a_rooms_creator_runs_it_and_others_are_refused_each_power() {
+    use tlschat_proto::{ModeChange, Scope};
+    let hub = Hub::new();
+    let (alice, bob, carol) = (
+        verified(&hub, "alice"),
+        verified(&hub, "bob"),
+        verified(&hub, "carol"),
+    );
+    assert_eq!(hub.join(&alice, "#ops"), Reply::ok("#ops"));
+    hub.join(&bob, "#ops");
+    // Bob is no operator: every power is refused with NOT_OPERATOR.
+    for reply in [
+        hub.topic(&bob, "#ops", Some("mine now")),
+        hub.op(&bob, "#ops", "bob", true),
+        hub.kick_from_room(&bob, "#ops", "alice", None),
+        hub.ban(&bob, &Scope::Room("#ops".into()), "alice", None, None),
+        hub.unban_from_room(&bob, "#ops", "alice"),
+        hub.mode(&bob, "#ops", Some(ModeChange::InviteOnly(true))),
+        hub.invite(&bob, "#ops", "carol"),
+    ] {
+        assert_eq!(code(reply), ErrorCode::NotOperator);
+    }
+    assert_eq!(
+        code(hub.ban(&alice, &Scope::Server, "bob", None, None)),
+        ErrorCode::Forbidden,
+        "server bans are for admins"
+    );
+    events(&bob);
+    // Alice, the creator, sets the topic: everyone in the room is told; newcomers see it.
+    assert_eq!(
+        hub.topic(&alice, "#ops", Some("deploys: not on Fridays")),
+        Reply::ok("#ops")
+    );
+    assert!(events(&bob).contains(&Event::Topic {
+        room: "#ops".into(),
+        by: "alice".into(),
+        text: "deploys: not on Fridays".into()
+    }));
+    assert_eq!(
+        hub.topic(&carol, "#ops", None),
+        Reply::ok("deploys: not on Fridays")
+    );
+    hub.join(&carol, "#ops");
+    assert!(events(&carol)
+        .iter()
+        .any(|e| matches!(e, Event::Topic { text, .. } if text == "deploys: not on Fridays")));
+    // Bob made operator can act; the change is announced.
+    assert_eq!(hub.op(&alice, "#ops", "bob", true), Reply::ok("#ops"));
+    assert!(events(&carol).contains(&Event::Mode {
+        room: "#ops".into(),
+        by: "alice".into(),
+        change: "+o bob".into()
+    }));
+    assert_eq!(
+        hub.kick_from_room(&bob, "#ops", "carol", Some("test")),
+        Reply::ok("#ops")
+    );
+    assert!(carol.room("#ops").is_none(), "out of the room");
+    assert!(events(&carol)
+        .iter()
+        .any(|e| matches!(e, Event::Kick { nick, .. } if nick == "carol")));
+    assert_eq!(
+        hub.join(&carol, "#ops"),
+        Reply::ok("#ops"),
+        "a kick is no ban"
+    );
+    assert_eq!(
+        code(hub.kick_from_room(&bob, "#ops", "nobody", None)),
+        ErrorCode::NotInRoom
+    );
+}
+
+#[test]
+fn bans_and_invitations_decide_who_joins_and_secret_rooms_hide() {
+    use tlschat_proto::{ModeChange, Scope};
+    let hub = Hub::new();
+    let (alice, bob, carol) = (
+        verified(&hub, "alice"),
+        verified(&hub, "bob"),
+        verified(&hub, "carol"),
+    );
+    hub.join(&alice, "#ops");
+    hub.join(&bob, "#ops");
+    assert_eq!(
+        hub.ban(
+            &alice,
+            &Scope::Room("#ops".into()),
+            "bob",
+            None,
+            Some("spam")
+        ),
+        Reply::ok("#ops")
+    );
+    assert!(bob.room("#ops").is_none(), "a ban puts them out");
+    assert_eq!(code(hub.join(&bob, "#ops")), ErrorCode::Banned);
+    assert_eq!(
+        hub.unban_from_room(&alice, "#ops", "bob"),
+        Reply::ok("#ops")
+    );
+    assert_eq!(hub.join(&bob, "#ops"), Reply::ok("#ops"));
+    assert_eq!(
+        code(hub.unban_from_room(&alice, "#ops", "bob")),
+        ErrorCode::NoSuchUser
+    );
+
+    assert_eq!(
+        hub.mode(&alice, "#ops", Some(ModeChange::InviteOnly(true))),
+        Reply::ok("+i")
+    );
+    assert_eq!(code(hub.join(&carol, "#ops")), ErrorCode::InviteOnly);
+    events(&carol);
+    assert_eq!(hub.invite(&alice, "#ops", "carol"), Reply::ok("#ops"));
+    assert!(events(&carol).contains(&Event::Invite {
+        room: "#ops".into(),
+        by: "alice".into()
+    }));
+    assert_eq!(hub.join(&carol, "#ops"), Reply::ok("#ops"));
+    hub.part(&carol, "#ops");
+    assert_eq!(
+        code(hub.join(&carol, "#ops")),
+        ErrorCode::InviteOnly,
+        "an invitation lets in once"
+    );
+
+    assert_eq!(
+        hub.mode(&alice, "#ops", Some(ModeChange::Secret(true))),
+        Reply::ok("+is")
+    );
+    assert_eq!(hub.mode(&bob, "#ops", None), Reply::ok("+is"));
+    assert_eq!(hub.list_rooms(&alice), Reply::ok("#ops=2"));
+    assert_eq!(
+        hub.list_rooms(&carol),
+        Reply::ok(""),
+        "secret to non-members"
+    );
+    assert_eq!(code(hub.topic(&carol, "#ops", None)), ErrorCode::NoSuchRoom);
+}
+
+#[test]
+fn a_server_ban_disconnects_every_session_and_refuses_login_until_it_ends() {
+    use tlschat_proto::Scope;
+    let hub = Hub::new();
+    let root = admin(&hub, "root");
+    let bob = verified(&hub, "bob");
+    let now = at(TIME);
+    let until = now + chrono::Duration::hours(1);
+    assert_eq!(
+        hub.ban(&root, &Scope::Server, "bob", Some(until), Some("spam")),
+        Reply::ok("bob")
+    );
+    let told = bob.disconnect_reason().expect("bob is cut off");
+    assert_eq!(told.code, DisconnectCode::Banned);
+    assert!(told.reason.contains("spam"), "{}", told.reason);
+    let again = Peer::new(
+        hub.next_peer_id(),
+        Some("bob".into()),
+        Trust::Verified,
+        false,
+        1 << 20,
+    );
+    assert!(hub.server_ban_of(&again, now).is_some());
+    assert!(hub.server_ban_of(&again, until).is_none(), "it ends");
+    assert_eq!(hub.unban_from_server(&root, "bob"), Reply::ok("bob"));
+    assert!(hub.server_ban_of(&again, now).is_none());
 }
