@@ -147,7 +147,7 @@ async fn bans_modes_and_topics_survive_a_restart_and_a_server_ban_refuses_login(
             }
         )
         .await,
-        "+i"
+        "+i ops=alice"
     );
     // Admins may enter an invite-only room; alice, its operator, still runs it.
     ok(&mut root, Request::Join("#ops".into())).await;

@@ -45,7 +45,35 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ("/quiz, /answer n", "get an addition problem, answer it"),
     ("/number n", "trade numbers (1-100) with the server"),
     ("/echo text, /greet [name]", "echo text, be greeted"),
+    (
+        "/topic [text]",
+        "show the current room's topic, or set it (operators; - clears it)",
+    ),
+    (
+        "/op nick, /deop nick",
+        "give or take the operator role here (operators)",
+    ),
+    (
+        "/kick #room nick [reason]",
+        "put someone out of a room (its operators)",
+    ),
+    (
+        "/ban nick [reason], /unban nick",
+        "bar a name from this room, or lift it (operators)",
+    ),
+    (
+        "/invite nick",
+        "let someone into this invite-only room (operators)",
+    ),
+    (
+        "/mode [+i|-i|+s|-s]",
+        "show or set invite-only (i) and secret (s) here (operators)",
+    ),
     ("/kick nick [reason]", "admins: disconnect a user"),
+    (
+        "/ban * nick [duration] [reason], /unban * nick",
+        "admins: bar a user from the server, or lift it",
+    ),
     ("/quote LINE", "send a raw protocol line"),
     (
         "/whoami",
@@ -136,6 +164,9 @@ pub(crate) fn parse(line: &str, current: Option<&str>) -> Input {
         },
         "join" | "nick" | "time" | "sum" | "quiz" | "answer" | "number" | "lucky" | "echo"
         | "greet" | "ping" | "rooms" | "kick" => request(&format!("{name} {rest}")),
+        "topic" | "op" | "deop" | "ban" | "unban" | "invite" | "mode" => {
+            in_room(name, rest, current)
+        }
         _ => Input::Invalid(format!("unknown command /{name}; /help lists them")),
     }
 }
@@ -173,6 +204,19 @@ fn history(rest: &str) -> Input {
     Input::History {
         target,
         count: count.unwrap_or(HISTORY_PAGE),
+    }
+}
+
+/// A room command: `/verb #room …` or `/verb * …` as given, `/verb …` for the current room.
+fn in_room(name: &str, rest: &str, current: Option<&str>) -> Input {
+    if rest.starts_with('#') || rest.starts_with("* ") {
+        return request(&format!("{name} {rest}"));
+    }
+    match current {
+        Some(room) => request(&format!("{name} {room} {rest}")),
+        None => Input::Invalid(format!(
+            "/{name} works on the current room, and there is none: give #room first"
+        )),
     }
 }
 
@@ -249,6 +293,62 @@ mod tests {
         );
         assert!(matches!(parse("/history 0", None), Input::Invalid(_)));
         assert!(matches!(parse("/history #a #b", None), Input::Invalid(_)));
+    }
+
+    #[test]
+    fn room_commands_work_on_the_current_room_or_the_one_given() {
+        use tlschat_proto::{ModeChange, Scope};
+        assert_eq!(
+            parse("/topic release on Monday", Some("#ops")),
+            Input::Send(Request::Topic {
+                room: "#ops".into(),
+                text: Some("release on Monday".into())
+            })
+        );
+        assert_eq!(
+            parse("/topic #dev", Some("#ops")),
+            Input::Send(Request::Topic {
+                room: "#dev".into(),
+                text: None
+            })
+        );
+        assert_eq!(
+            parse("/op bob", Some("#ops")),
+            Input::Send(Request::Op {
+                room: "#ops".into(),
+                nick: "bob".into(),
+                grant: true
+            })
+        );
+        assert_eq!(
+            parse("/ban mallory spam", Some("#ops")),
+            Input::Send(Request::Ban {
+                scope: Scope::Room("#ops".into()),
+                name: "mallory".into(),
+                duration: None,
+                reason: Some("spam".into())
+            })
+        );
+        assert_eq!(
+            parse("/ban * mallory 1d spam", Some("#ops")),
+            Input::Send(Request::Ban {
+                scope: Scope::Server,
+                name: "mallory".into(),
+                duration: Some(std::time::Duration::from_secs(86_400)),
+                reason: Some("spam".into())
+            })
+        );
+        assert_eq!(
+            parse("/mode +s", Some("#ops")),
+            Input::Send(Request::Mode {
+                room: "#ops".into(),
+                change: Some(ModeChange::Secret(true))
+            })
+        );
+        assert!(
+            matches!(parse("/invite carol", None), Input::Invalid(m) if m.contains("current room"))
+        );
+        assert!(matches!(parse("/mode +x", Some("#ops")), Input::Invalid(_)));
     }
 
     #[test]

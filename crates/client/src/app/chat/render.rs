@@ -121,6 +121,68 @@ pub(crate) fn event(event: &Event) -> String {
         ),
         Event::Shutdown { reason } => format!("!! server shutting down: {}", sanitize(reason)),
         Event::Revoked { reason, .. } => format!("!! {} {}", now(), sanitize(reason)),
+        Event::Topic { room, by, text } if text.is_empty() => {
+            format!(
+                "{} {} -- {} cleared the topic",
+                now(),
+                sanitize(room),
+                sanitize(by)
+            )
+        }
+        Event::Topic { room, by, text } => format!(
+            "{} {} -- topic: {} (set by {})",
+            now(),
+            sanitize(room),
+            sanitize(text),
+            sanitize(by)
+        ),
+        Event::Mode { room, by, change } => format!(
+            "{} {} -- {} set mode {}",
+            now(),
+            sanitize(room),
+            sanitize(by),
+            sanitize(change)
+        ),
+        Event::Kick {
+            room,
+            nick,
+            by,
+            reason,
+        } => format!(
+            "{} {} <- {} was put out by {} ({})",
+            now(),
+            sanitize(room),
+            sanitize(nick),
+            sanitize(by),
+            sanitize(reason)
+        ),
+        Event::Ban {
+            room,
+            name,
+            by,
+            reason,
+        } => format!(
+            "{} {} -- {} banned {} ({})",
+            now(),
+            sanitize(room),
+            sanitize(by),
+            sanitize(name),
+            sanitize(reason)
+        ),
+        Event::Unban { room, name, by } => format!(
+            "{} {} -- {} lifted the ban on {}",
+            now(),
+            sanitize(room),
+            sanitize(by),
+            sanitize(name)
+        ),
+        Event::Invite { room, by } => format!(
+            "{} -- {} invited you to {} (/join {})",
+            now(),
+            sanitize(by),
+            sanitize(room),
+            sanitize(room)
+        ),
         other => format!("-- {}", sanitize(&other.to_string())),
     }
 }

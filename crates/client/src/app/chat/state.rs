@@ -192,6 +192,19 @@ impl ChatState {
 
     /// Takes an event and returns the line to show.
     pub(crate) fn on_event(&mut self, event: &Event) -> String {
+        // Put out of a room: not rejoined after a reconnect.
+        if let Event::Kick { room, nick, .. } = event {
+            if self
+                .me
+                .as_deref()
+                .is_some_and(|me| me.eq_ignore_ascii_case(nick))
+            {
+                self.joined.remove(room);
+                if self.current.as_deref() == Some(room.as_str()) {
+                    self.current = self.joined.iter().next().cloned();
+                }
+            }
+        }
         render::event(event)
     }
 }

@@ -93,6 +93,12 @@ pub(crate) struct Buffer {
     pub(crate) mention: bool,
     /// Room members: canonical name → (name as shown, trust).
     pub(crate) members: BTreeMap<String, (String, Trust)>,
+    /// The room's topic, as last announced.
+    pub(crate) topic: Option<String>,
+    /// Whether we are one of the room's operators.
+    pub(crate) operator: bool,
+    /// The room's modes (`+is`), as last told; empty for none.
+    pub(crate) modes: String,
 }
 
 impl Buffer {
@@ -103,6 +109,9 @@ impl Buffer {
             unread: 0,
             mention: false,
             members: BTreeMap::new(),
+            topic: None,
+            operator: false,
+            modes: String::new(),
         }
     }
 
@@ -555,6 +564,10 @@ impl TuiState {
                 self.show(index);
                 self.notice(Kind::Notice, format!("joined {}", sanitize(room)));
                 follow_up.push(Request::Who(room.clone()));
+                follow_up.push(Request::Mode {
+                    room: room.clone(),
+                    change: None,
+                });
                 follow_up.extend(self.resync.older(room, input::HISTORY_PAGE));
             }
             (Some(Pending::Request(Request::Part(_))), Reply::Ok(room)) => {
@@ -575,6 +588,29 @@ impl TuiState {
                         };
                         members.insert(name_key(nick), (sanitize(nick), trust));
                     }
+                }
+            }
+            // Modes and operators: shown in the room's header.
+            (Some(Pending::Request(Request::Mode { room, change: None })), Reply::Ok(payload)) => {
+                let me = self.me.as_deref().map(name_key).unwrap_or_default();
+                if let Some(index) = self.find(&BufferId::Room(name_key(&room))) {
+                    let (modes, ops) = payload.split_once(" ops=").unwrap_or((payload, ""));
+                    let buffer = &mut self.buffers[index];
+                    buffer.modes = if modes == "+" {
+                        String::new()
+                    } else {
+                        sanitize(modes)
+                    };
+                    buffer.operator = ops.split(',').any(|op| op == me);
+                }
+            }
+            (Some(Pending::Request(Request::Mode { room, .. })), Reply::Ok(modes)) => {
+                if let Some(index) = self.find(&BufferId::Room(name_key(&room))) {
+                    self.buffers[index].modes = if modes == "+" {
+                        String::new()
+                    } else {
+                        sanitize(modes)
+                    };
                 }
             }
             (Some(Pending::Request(Request::Nick(nick))), Reply::Ok(payload)) => {
@@ -687,6 +723,109 @@ impl TuiState {
                 );
             }
             Event::Revoked { reason, .. } => self.notice(Kind::Error, sanitize(reason)),
+            Event::Topic { room, by, text } => {
+                let shown = (!text.is_empty()).then(|| sanitize(text));
+                let line = match &shown {
+                    Some(text) => format!("topic: {text} (set by {})", sanitize(by)),
+                    None => format!("{} cleared the topic", sanitize(by)),
+                };
+                if let Some(index) = self.find(&BufferId::Room(name_key(room))) {
+                    self.buffers[index].topic = shown;
+                }
+                self.room_line(room, line);
+            }
+            Event::Mode { room, by, change } => {
+                let me = self.me.clone().unwrap_or_default();
+                if let Some(index) = self.find(&BufferId::Room(name_key(room))) {
+                    let buffer = &mut self.buffers[index];
+                    match change.split_once(' ') {
+                        Some(("+o", name)) if name.eq_ignore_ascii_case(&me) => {
+                            buffer.operator = true;
+                        }
+                        Some(("-o", name)) if name.eq_ignore_ascii_case(&me) => {
+                            buffer.operator = false;
+                        }
+                        _ => match change.as_bytes() {
+                            [sign @ (b'+' | b'-'), letter] => {
+                                let letter = char::from(*letter);
+                                let mut modes: Vec<char> = buffer
+                                    .modes
+                                    .chars()
+                                    .filter(|c| *c != '+' && *c != letter)
+                                    .collect();
+                                if *sign == b'+' {
+                                    modes.push(letter);
+                                }
+                                modes.sort_unstable();
+                                buffer.modes = if modes.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("+{}", modes.into_iter().collect::<String>())
+                                };
+                            }
+                            _ => {}
+                        },
+                    }
+                }
+                let line = format!("{} set mode {}", sanitize(by), sanitize(change));
+                self.room_line(room, line);
+            }
+            Event::Kick {
+                room,
+                nick,
+                by,
+                reason,
+            } => {
+                let line = format!(
+                    "{} was put out by {} ({})",
+                    sanitize(nick),
+                    sanitize(by),
+                    sanitize(reason)
+                );
+                if self
+                    .me
+                    .as_deref()
+                    .is_some_and(|me| me.eq_ignore_ascii_case(nick))
+                {
+                    self.notice(
+                        Kind::Error,
+                        format!("you were put out of {}: {line}", sanitize(room)),
+                    );
+                    if let Some(index) = self.find(&BufferId::Room(name_key(room))) {
+                        self.buffers.remove(index);
+                        self.show(self.current.min(self.buffers.len() - 1));
+                    }
+                } else {
+                    self.member(room, nick, None, line);
+                }
+            }
+            Event::Ban {
+                room,
+                name,
+                by,
+                reason,
+            } => {
+                let line = format!(
+                    "{} banned {} ({})",
+                    sanitize(by),
+                    sanitize(name),
+                    sanitize(reason)
+                );
+                self.room_line(room, line);
+            }
+            Event::Unban { room, name, by } => {
+                let line = format!("{} lifted the ban on {}", sanitize(by), sanitize(name));
+                self.room_line(room, line);
+            }
+            Event::Invite { room, by } => self.notice(
+                Kind::Notice,
+                format!(
+                    "{} invited you to {} (/join {})",
+                    sanitize(by),
+                    sanitize(room),
+                    sanitize(room)
+                ),
+            ),
             Event::E2e { .. } | Event::Ping { .. } => {}
             other => self.notice(Kind::Notice, sanitize(&other.to_string())),
         }
@@ -783,6 +922,13 @@ impl TuiState {
             text: sanitize(text),
             kind,
         });
+    }
+
+    /// A notice line in a room's buffer, if it is open.
+    fn room_line(&mut self, room: &str, text: String) {
+        if let Some(index) = self.find(&BufferId::Room(name_key(room))) {
+            self.push(index, None, Trust::Verified, false, &text, Kind::Notice);
+        }
     }
 
     fn member(&mut self, room: &str, nick: &str, joined: Option<Trust>, text: String) {

@@ -182,7 +182,17 @@ fn draw_members(frame: &mut Frame<'_>, area: Rect, state: &TuiState, theme: Them
 
 fn draw_messages(frame: &mut Frame<'_>, area: Rect, state: &TuiState, theme: Theme) {
     let buffer = state.current();
-    let title = format!(" {} ", buffer.id.label());
+    let mut label = buffer.id.label();
+    if !buffer.modes.is_empty() {
+        label.push_str(&format!(" {}", buffer.modes));
+    }
+    if buffer.operator {
+        label.push_str(" (operator)");
+    }
+    let title = match &buffer.topic {
+        Some(topic) => format!(" {label}: {topic} "),
+        None => format!(" {label} "),
+    };
     let block = Block::bordered().title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);

@@ -291,15 +291,19 @@ impl Hub {
         Reply::ok(key)
     }
 
-    /// `MODE #room [change]`: shows the modes (`OK +is`), or changes one.
+    /// `MODE #room [change]`: shows the modes and operators (`OK +is ops=alice,bob`), or
+    /// changes one (`OK +is`).
     pub fn mode(&self, peer: &Arc<Peer>, room: &str, change: Option<ModeChange>) -> Reply {
         let key = name_key(room);
         if !self.room_exists(&key) || !self.visible_to(peer, &key) {
             return Reply::err(ErrorCode::NoSuchRoom, format!("there is no room {key}"));
         }
         let Some(change) = change else {
-            let modes = lock(&self.rules).get(&key).map(RoomRules::modes);
-            return Reply::ok(modes.unwrap_or_else(|| "+".to_owned()));
+            let shown = lock(&self.rules).get(&key).map(|rules| {
+                let ops: Vec<&str> = rules.operators.iter().map(String::as_str).collect();
+                format!("{} ops={}", rules.modes(), ops.join(","))
+            });
+            return Reply::ok(shown.unwrap_or_else(|| "+ ops=".to_owned()));
         };
         if !self.may_run(peer, &key) {
             return Self::not_operator(&key, "MODE");

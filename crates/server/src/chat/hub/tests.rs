@@ -656,7 +656,7 @@ fn bans_and_invitations_decide_who_joins_and_secret_rooms_hide() {
         hub.mode(&alice, "#ops", Some(ModeChange::Secret(true))),
         Reply::ok("+is")
     );
-    assert_eq!(hub.mode(&bob, "#ops", None), Reply::ok("+is"));
+    assert_eq!(hub.mode(&bob, "#ops", None), Reply::ok("+is ops=alice"));
     assert_eq!(hub.list_rooms(&alice), Reply::ok("#ops=2"));
     assert_eq!(
         hub.list_rooms(&carol),

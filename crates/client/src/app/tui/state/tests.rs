@@ -34,14 +34,19 @@ pub(crate) fn joined(state: &mut TuiState, room: &str, members: &str) {
     assert!(
         matches!(
             &follow_up[..],
-            [Request::Who(_), Request::History { anchor: None, .. }]
+            [
+                Request::Who(_),
+                Request::Mode { change: None, .. },
+                Request::History { anchor: None, .. }
+            ]
         ),
-        "the members, then the last messages: {follow_up:?}"
+        "the members, the modes and operators, then the last messages: {follow_up:?}"
     );
     for request in &follow_up {
         state.sent(request);
     }
     assert!(state.on_reply(&Reply::ok(members)).is_empty());
+    assert!(state.on_reply(&Reply::ok("+ ops=")).is_empty());
     assert!(state.on_reply(&Reply::ok("0 end")).is_empty());
 }
 
@@ -278,5 +283,52 @@ fn a_buffer_keeps_the_last_max_lines() {
     assert_eq!(
         lines.back().unwrap().text,
         format!("line {}", MAX_LINES + 4)
+    );
+}
+
+#[test]
+fn the_room_header_follows_its_topic_modes_and_our_role_and_a_kick_closes_it() {
+    let mut state = state();
+    joined(&mut state, "#ops", "alice=verified bob=verified");
+    let ops = state.find(&BufferId::Room("#ops".into())).unwrap();
+    state.on_event(&Event::Topic {
+        room: "#ops".into(),
+        by: "bob".into(),
+        text: "deploys: not on Fridays".into(),
+    });
+    state.on_event(&Event::Mode {
+        room: "#ops".into(),
+        by: "bob".into(),
+        change: "+o alice".into(),
+    });
+    state.on_event(&Event::Mode {
+        room: "#ops".into(),
+        by: "bob".into(),
+        change: "+s".into(),
+    });
+    state.on_event(&Event::Mode {
+        room: "#ops".into(),
+        by: "bob".into(),
+        change: "+i".into(),
+    });
+    let buffer = &state.buffers[ops];
+    assert_eq!(buffer.topic.as_deref(), Some("deploys: not on Fridays"));
+    assert!(buffer.operator);
+    assert_eq!(buffer.modes, "+is");
+    state.on_event(&Event::Mode {
+        room: "#ops".into(),
+        by: "bob".into(),
+        change: "-i".into(),
+    });
+    assert_eq!(state.buffers[ops].modes, "+s");
+    state.on_event(&Event::Kick {
+        room: "#ops".into(),
+        nick: "alice".into(),
+        by: "bob".into(),
+        reason: "enough".into(),
+    });
+    assert!(
+        state.find(&BufferId::Room("#ops".into())).is_none(),
+        "put out: the room is closed"
     );
 }
