@@ -745,26 +745,7 @@ impl TuiState {
                         Some(("-o", name)) if name.eq_ignore_ascii_case(&me) => {
                             buffer.operator = false;
                         }
-                        _ => match change.as_bytes() {
-                            [sign @ (b'+' | b'-'), letter] => {
-                                let letter = char::from(*letter);
-                                let mut modes: Vec<char> = buffer
-                                    .modes
-                                    .chars()
-                                    .filter(|c| *c != '+' && *c != letter)
-                                    .collect();
-                                if *sign == b'+' {
-                                    modes.push(letter);
-                                }
-                                modes.sort_unstable();
-                                buffer.modes = if modes.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!("+{}", modes.into_iter().collect::<String>())
-                                };
-                            }
-                            _ => {}
-                        },
+                        _ => buffer.modes = with_mode(&buffer.modes, change),
                     }
                 }
                 let line = format!("{} set mode {}", sanitize(by), sanitize(change));
@@ -947,6 +928,27 @@ impl TuiState {
         if !text.is_empty() {
             self.push(index, None, Trust::Verified, false, &text, Kind::Notice);
         }
+    }
+}
+
+/// A room's modes (`+is`, or empty for none) after a change such as `+i` or `-s`.
+fn with_mode(modes: &str, change: &str) -> String {
+    let [sign @ (b'+' | b'-'), letter] = change.as_bytes() else {
+        return modes.to_owned();
+    };
+    let letter = char::from(*letter);
+    let mut kept: Vec<char> = modes
+        .chars()
+        .filter(|c| *c != '+' && *c != letter)
+        .collect();
+    if *sign == b'+' {
+        kept.push(letter);
+    }
+    kept.sort_unstable();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("+{}", kept.into_iter().collect::<String>())
     }
 }
 
