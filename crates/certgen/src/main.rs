@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tlschat_certgen::export::export_p12;
 use tlschat_certgen::renew::renew;
 use tlschat_certgen::revoke::{revoke, Target};
@@ -94,6 +94,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), as packages install it.
+    #[command(hide = true)]
+    Manpage,
     /// List the certificates this CA issued (--out/issued.txt): name, role, serial, end of
     /// validity and state (valid, expired, revoked).
     List,
@@ -204,6 +212,26 @@ fn list(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "tlschat-certgen",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Some(Command::Manpage) => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(err).context("writing the manual page"))
+                }
+                _ => Ok(()),
+            };
+        }
+        _ => {}
+    }
     if let Some(Command::Renew { name }) = &cli.command {
         let cert = renew(&cli.out, name, cli.days)
             .with_context(|| format!("renewing {name} in {}", cli.out.display()))?;

@@ -33,6 +33,7 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod notify;
 pub mod open_files;
 pub mod random;
 pub mod revoked;

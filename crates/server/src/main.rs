@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tlschat_server::settings::Settings;
 use tlschat_server::{Config, Server};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +36,30 @@ struct Cli {
     /// line of a connection).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Check the settings and the certificate, key, CA and revocation list they name, say what
+    /// would be served, and exit (0 when all is well) without serving.
+    #[arg(long)]
+    check_config: bool,
+    /// Something other than serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What else the binary does.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), as packages install it.
+    #[command(hide = true)]
+    Manpage,
+    /// Print a settings file with every setting at its default, commented out (as packages
+    /// install /etc/tlschat/server.toml).
+    #[command(hide = true)]
+    DefaultConfig,
 }
 
 /// How log lines are written.
@@ -63,11 +87,47 @@ fn main() -> ExitCode {
             };
         }
     };
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "tlschat-server",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Manpage) => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(err) => fail(&anyhow::Error::new(err).context("writing the manual page")),
+            };
+        }
+        Some(Command::DefaultConfig) => {
+            let _ = write!(
+                std::io::stdout(),
+                "{}",
+                tlschat_server::settings::default_file()
+            );
+            return ExitCode::SUCCESS;
+        }
+        None => {}
+    }
     init_tracing(cli.verbose, cli.log_format);
     let config = match load(cli.config.as_deref(), cli.settings) {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
+    if cli.check_config {
+        return match check(&config) {
+            Ok(summary) => {
+                let _ = writeln!(std::io::stdout(), "{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&err),
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -84,6 +144,21 @@ fn main() -> ExitCode {
 fn fail(err: &anyhow::Error) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "tlschat-server: error: {err:#}");
     ExitCode::FAILURE
+}
+
+/// `--check-config`: the certificate, key, CA and revocation list load and agree; says what
+/// would be served.
+fn check(config: &Config) -> anyhow::Result<String> {
+    tlschat_server::tls::Credentials::load(config)?;
+    let store = match &config.store {
+        tlschat_server::config::StoreSetting::File(path) => path.display().to_string(),
+        tlschat_server::config::StoreSetting::None => "none".to_owned(),
+    };
+    Ok(format!(
+        "configuration OK: would listen on {} (TLS, certificate {}), store {store}",
+        config.listen,
+        config.cert.display()
+    ))
 }
 
 /// Flags over the file over the defaults.
@@ -116,6 +191,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .and_then(|()| stdout.flush())
     .context("writing the readiness line to standard output")?;
+    tlschat_server::notify::notify("READY=1");
     server.run(shutdown).await;
     Ok(())
 }

@@ -256,6 +256,7 @@ impl Server {
         tracker.spawn(warn_expiring_daily(shared.clone()));
         accept_until(&shared, &listener, &tracker, stop).await;
         drop(listener);
+        crate::notify::notify("STOPPING=1");
         shared.quiesce().await;
         tracker.close();
         // Connections only: the tracker also holds the reload and UDP tasks.

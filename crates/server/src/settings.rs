@@ -71,6 +71,11 @@ pub trait SettingValue: Clone + PartialOrd + Send + Sync + 'static {
     }
     /// How the value is written in flags, files, help and docs.
     fn show(&self) -> String;
+    /// How the value is written in a TOML settings file (a quoted string unless it is a
+    /// number or a switch).
+    fn toml(&self) -> String {
+        format!("{:?}", self.show())
+    }
     /// Arguments the flag takes: one, or none for a switch.
     fn num_args() -> ValueRange {
         ValueRange::SINGLE
@@ -87,6 +92,14 @@ macro_rules! from_str_setting {
             }
             fn show(&self) -> String {
                 self.to_string()
+            }
+            fn toml(&self) -> String {
+                let text = self.to_string();
+                if text.parse::<u64>().is_ok() {
+                    text
+                } else {
+                    format!("{text:?}")
+                }
             }
         }
     )*};
@@ -127,6 +140,9 @@ impl SettingValue for bool {
     }
     fn show(&self) -> String {
         if *self { "on" } else { "off" }.to_owned()
+    }
+    fn toml(&self) -> String {
+        self.to_string()
     }
     fn num_args() -> ValueRange {
         ValueRange::new(0..=1)
@@ -182,6 +198,14 @@ impl SettingValue for CrlSetting {
             Self::None => "none".to_owned(),
             Self::WhenPresent(path) => format!("{} (when present)", path.display()),
             Self::File(path) => path.display().to_string(),
+        }
+    }
+    fn toml(&self) -> String {
+        match self {
+            Self::None => "\"none\"".to_owned(),
+            Self::WhenPresent(path) | Self::File(path) => {
+                format!("{:?}", path.display().to_string())
+            }
         }
     }
 }
@@ -264,6 +288,8 @@ pub struct SettingDoc {
     pub value_name: &'static str,
     /// The default, as written in flags.
     pub default: String,
+    /// The default, as written in a TOML settings file.
+    pub toml_default: String,
     /// What is allowed.
     pub allowed: String,
     /// What the setting does.
@@ -344,6 +370,7 @@ macro_rules! settings {
                     key: key_of(stringify!($field)),
                     value_name: $value_name,
                     default: <$ty as SettingValue>::show(&$default),
+                    toml_default: <$ty as SettingValue>::toml(&$default),
                     allowed: Bounds::<$ty>::show(&$bounds),
                     help: $help,
                 },
@@ -593,6 +620,22 @@ pub fn markdown_table() -> String {
     out
 }
 
+/// A settings file with every setting at its default, each commented out under its help:
+/// what `tlschat-server default-config` prints and packages install.
+pub fn default_file() -> String {
+    let mut out = String::from(
+        "# tlschat-server settings. Every key is a long flag name; a flag on the command line\n\
+         # wins over this file. Each setting is shown at its default, commented out.\n",
+    );
+    for row in table() {
+        out.push_str(&format!(
+            "\n# {} (allowed: {})\n# {} = {}\n",
+            row.help, row.allowed, row.key, row.toml_default
+        ));
+    }
+    out
+}
+
 /// The line before the generated table in the docs.
 pub const TABLE_BEGIN: &str =
     "<!-- settings table: generated from crates/server/src/settings.rs; TLSCHAT_BLESS=1 cargo test -p tlschat-server settings rewrites it -->";
@@ -617,6 +660,24 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_file_reads_back_as_the_defaults() {
+        let text = default_file();
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            uncommented.lines().count(),
+            table().len(),
+            "one per setting"
+        );
+        let settings: Settings = toml::from_str(&uncommented).expect("valid TOML");
+        let config = settings.apply().expect("every default passes its bounds");
+        assert_eq!(config.listen, Config::defaults().listen);
+    }
 
     /// README.md and docs/PROTOCOL.md carry the table exactly as [`markdown_table`] makes it.
     /// With `TLSCHAT_BLESS=1` the test writes it there instead of failing.

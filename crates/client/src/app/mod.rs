@@ -223,6 +223,14 @@ pub enum Command {
         #[command(subcommand)]
         command: UdpCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), as packages install it.
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// `tlschat udp …`: signed UDP mode.
@@ -250,8 +258,30 @@ pub enum UdpCommand {
 
 /// Runs the command line and returns the exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    if let Some(Command::Enroll { name, out }) = &cli.command {
-        return ExitCode::from(enroll::run(name, out));
+    match &cli.command {
+        Some(Command::Enroll { name, out }) => return ExitCode::from(enroll::run(name, out)),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "tlschat",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::from(EXIT_OK);
+        }
+        Some(Command::Manpage) => {
+            use clap::CommandFactory;
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::from(EXIT_OK),
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+                Err(err) => {
+                    eprintln!("tlschat: error: writing the manual page: {err}");
+                    ExitCode::from(EXIT_ERR_REPLY)
+                }
+            };
+        }
+        _ => {}
     }
     let config = match cli.connection.to_config() {
         Ok(config) => config,
@@ -294,7 +324,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             listen::run(&config, nick.as_deref(), &rooms, options).await
         }
         Command::Fingerprint { nick } => keys::fingerprint(&config, nick.as_deref()).await,
-        Command::Enroll { .. } => EXIT_OK,
+        Command::Enroll { .. } | Command::Completions { .. } | Command::Manpage => EXIT_OK,
         Command::Trust { nick } => keys::trust(&config, &nick).await,
         Command::Udp {
             command:

@@ -56,7 +56,7 @@ pub struct Entry {
     pub record: Vec<u8>,
 }
 
-/// A frame being built: entries appended one by one, then [`Frame::seal`]ed.
+/// A frame being built: entries appended one by one, then sealed when appended.
 #[derive(Debug, Default)]
 pub struct Frame {
     payload: Vec<u8>,
