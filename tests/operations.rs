@@ -520,3 +520,25 @@ async fn the_metrics_count_exactly_what_happened() {
         ),
     }
 }
+
+#[test]
+fn a_service_manager_is_told_ready_once_listening_and_stopping_when_draining() {
+    use std::os::unix::net::UnixDatagram;
+    let pki = Pki::standard();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("notify");
+    let manager = UnixDatagram::bind(&socket).unwrap();
+    manager.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    let mut args = pki.server_args();
+    args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+    let notify = format!("NOTIFY_SOCKET={}", socket.display());
+    let mut server = ServerProcess::start_wrapped(&["env", &notify], &args).expect("starts");
+    let mut buf = [0u8; 256];
+    let n = manager.recv(&mut buf).expect("READY=1 in time");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means listening: a connection is taken at once.
+    std::net::TcpStream::connect(server.addr()).expect("the listener is bound");
+    assert!(server.terminate().success());
+    let n = manager.recv(&mut buf).expect("STOPPING=1 in time");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
