@@ -218,8 +218,11 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
     sender.write(b"JOIN #drain\n").await.unwrap();
     assert_eq!(sender.read_line().await.unwrap(), "OK #drain");
     // 4,000 messages written back to back without waiting, so requests are in flight when
-    // the signal lands; then every reply is read.
+    // the signal lands; then every reply is read. The signal goes once 100 acknowledgements
+    // have been read (no guessing at timing).
+    let (hundred_tx, hundred_rx) = tokio::sync::oneshot::channel();
     let sending = tokio::spawn(async move {
+        let mut hundred = Some(hundred_tx);
         let batch: String = (0..100)
             .map(|i| format!("MSG #drain in flight {i}\n"))
             .collect();
@@ -228,20 +231,27 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
                 break;
             }
         }
-        let mut acked = BTreeSet::new();
+        let (mut acked, mut refused) = (BTreeSet::new(), 0);
         while let Some(line) = sender.read_line().await {
             if let Some(id) = line.strip_prefix("OK ") {
                 acked.insert(id.parse::<u64>().unwrap());
+                if acked.len() == 100 {
+                    if let Some(hundred) = hundred.take() {
+                        let _ = hundred.send(());
+                    }
+                }
+            } else if line.starts_with("ERR SHUTTING_DOWN") {
+                refused += 1;
             } else {
-                assert!(
-                    line.starts_with("ERR SHUTTING_DOWN") || line.starts_with("EVENT "),
-                    "unexpected {line}"
-                );
+                assert!(line.starts_with("EVENT "), "unexpected {line}");
             }
         }
-        acked
+        (acked, refused)
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::timeout(STEP_TIMEOUT, hundred_rx)
+        .await
+        .expect("100 acknowledgements in time")
+        .expect("the sender read them");
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || {
         let status = server.terminate();
@@ -253,13 +263,19 @@ async fn sigterm_delivers_every_acknowledged_message_before_exit() {
         started.elapsed() < Duration::from_secs(10),
         "within the drain timeout"
     );
-    let acked = sending.await.unwrap();
-    assert!(
-        acked.len() > 100,
-        "messages were in flight: {}",
+    let (acked, refused) = sending.await.unwrap();
+    assert!(acked.len() >= 100, "acknowledged: {}", acked.len());
+    // Whether any is refused depends on how many the server took before the signal landed
+    // (it may well take all of them): what matters is that none goes unanswered.
+    assert_eq!(
+        acked.len() + refused,
+        4000,
+        "every message acknowledged or refused, none lost without a word"
+    );
+    eprintln!(
+        "acknowledged before the shutdown: {} of 4000, {refused} refused",
         acked.len()
     );
-    eprintln!("acknowledged before the shutdown: {} of 4000", acked.len());
     let mut checked = 0;
     while let Some(result) = tokio::time::timeout(STEP_TIMEOUT, recipients.join_next())
         .await
