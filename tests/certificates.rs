@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tlschat_client::{Client, ClientError};
 use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Request, Target};
 use tlschat_tests::{
-    binary, run, skip, text, tlschat, tlschat_command, Background, Pki, ServerProcess, STEP_TIMEOUT,
+    binary, run, skip, text, tlschat_command, udp_exec, Background, Pki, ServerProcess,
+    STEP_TIMEOUT,
 };
 
 fn certgen(pki: &Pki, args: &[&str]) {
@@ -38,22 +39,7 @@ async fn a_revoked_user_is_cut_off_on_reload_refused_after_and_their_key_withdra
     let crl = pki.path("crl.pem").display().to_string();
     let server = ServerProcess::start(&pki, &["--crl", &crl, "--udp", "127.0.0.1:0"]);
     // Signed UDP requests as alice: answered until she is revoked.
-    let udp_time = || {
-        tlschat(
-            &pki,
-            server.udp_addr(),
-            Some("alice"),
-            &[
-                "udp",
-                "exec",
-                "--timeout",
-                "300ms",
-                "--retries",
-                "1",
-                "TIME",
-            ],
-        )
-    };
+    let udp_time = || udp_exec(&pki, server.udp_addr(), Some("alice"), &["TIME"]);
     let out = udp_time();
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Alice publishes her E2E key (tlschat listen does), and stays connected.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tlschat_client::Client;
 use tlschat_proto::datagram::{self, Datagram, Header, Kind, RequestBinding};
 use tlschat_proto::{Reply, Request};
-use tlschat_tests::{text, tlschat, Pki, ServerProcess, STEP_TIMEOUT};
+use tlschat_tests::{text, tlschat, udp_exec, Pki, ServerProcess, STEP_TIMEOUT};
 use tlschat_tls::signing::{sha256, CertKey, PeerKey};
 
 fn now_ms() -> u64 {
@@ -166,20 +166,7 @@ fn udp_exec_gets_verified_replies() {
     // A server whose certificate is not from our CA gets no trust: its replies are ignored.
     let other = Pki::standard();
     let foreign = ServerProcess::start(&other, &["--udp", "127.0.0.1:0"]);
-    let out = tlschat(
-        &pki,
-        foreign.udp_addr(),
-        Some("alice"),
-        &[
-            "udp",
-            "exec",
-            "--timeout",
-            "300ms",
-            "--retries",
-            "1",
-            "TIME",
-        ],
-    );
+    let out = udp_exec(&pki, foreign.udp_addr(), Some("alice"), &["TIME"]);
     assert_eq!(
         out.status.code(),
         Some(2),

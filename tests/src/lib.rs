@@ -652,6 +652,14 @@ impl RawTls {
     }
 }
 
+/// `tlschat udp exec` of `request` as `user`, one retry after 300 ms: quick to give up when no
+/// valid reply comes (exit 2).
+pub fn udp_exec(pki: &Pki, server: SocketAddr, user: Option<&str>, request: &[&str]) -> Output {
+    let mut args = vec!["udp", "exec", "--timeout", "300ms", "--retries", "1"];
+    args.extend_from_slice(request);
+    tlschat(pki, server, user, &args)
+}
+
 /// Sends `request` and returns the reply, within the step timeout.
 pub async fn call(
     client: &mut tlschat_client::Client,

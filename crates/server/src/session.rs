@@ -122,8 +122,18 @@ impl Session {
             Request::Join(room) => hub.join(peer, &room),
             Request::Part(room) => hub.part(peer, &room),
             // The directory (rooms, members, published keys with their certificates) is for
-            // people taking part: a client with no name yet sees none of it.
-            request @ (Request::Rooms | Request::Who(_) | Request::KeyGet(_))
+            // people taking part, and running a room is for named people (operators are
+            // verified names): a client with no name yet gets none of it.
+            request @ (Request::Rooms
+            | Request::Who(_)
+            | Request::KeyGet(_)
+            | Request::Kick { .. }
+            | Request::Topic { .. }
+            | Request::Op { .. }
+            | Request::Ban { .. }
+            | Request::Unban { .. }
+            | Request::Mode { .. }
+            | Request::Invite { .. })
                 if peer.nick().is_none() =>
             {
                 Reply::err(
@@ -158,24 +168,6 @@ impl Session {
                 nick,
                 reason,
             } => hub.kick(peer, &nick, reason.as_deref()),
-            // Running a room needs a name (operators are verified names).
-            request @ (Request::Kick { .. }
-            | Request::Topic { .. }
-            | Request::Op { .. }
-            | Request::Ban { .. }
-            | Request::Unban { .. }
-            | Request::Mode { .. }
-            | Request::Invite { .. })
-                if peer.nick().is_none() =>
-            {
-                Reply::err(
-                    ErrorCode::NoNick,
-                    format!(
-                        "{} needs a name: send NICK name first, or connect with a certificate",
-                        request.verb()
-                    ),
-                )
-            }
             Request::Kick {
                 room: Some(room),
                 nick,

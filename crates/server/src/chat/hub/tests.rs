@@ -36,11 +36,16 @@ fn say(hub: &Hub, peer: &Arc<Peer>, room: &str, text: &str, time: &str) -> Reply
 }
 
 fn verified(hub: &Hub, nick: &str) -> Arc<Peer> {
+    registered(hub, nick, false)
+}
+
+/// A verified peer, an admin when `admin`, registered with the hub.
+fn registered(hub: &Hub, nick: &str, admin: bool) -> Arc<Peer> {
     let peer = Peer::new(
         hub.next_peer_id(),
         Some(nick.into()),
         Trust::Verified,
-        false,
+        admin,
         1 << 20,
     );
     hub.register_verified(&peer);
@@ -516,15 +521,7 @@ fn the_largest_e2e_message_fits_the_direct_message_limit() {
 }
 
 fn admin(hub: &Hub, nick: &str) -> Arc<Peer> {
-    let peer = Peer::new(
-        hub.next_peer_id(),
-        Some(nick.into()),
-        Trust::Verified,
-        true,
-        1 << 20,
-    );
-    hub.register_verified(&peer);
-    peer
+    registered(hub, nick, true)
 }
 
 #[test]
