@@ -243,6 +243,43 @@ fn the_chat_client_reconnects_and_rejoins_after_the_server_restarts() {
 }
 
 #[test]
+fn a_client_given_several_servers_uses_the_first_that_answers_and_fails_over() {
+    let pki = Pki::standard();
+    let mut first = ServerProcess::start(&pki, &[]);
+    let second = ServerProcess::start(&pki, &[]);
+    // Nothing listens on port 1: the next server answers.
+    let out = tlschat_command(&pki, format!("127.0.0.1:1,{}", second.addr()), None)
+        .args(["exec", "PING"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "PONG\n");
+
+    let servers = format!("{},{}", first.addr(), second.addr());
+    let Some(tmux) = Tmux::start(&tlschat_shell(&pki, &servers, Some("alice")), 100, 30) else {
+        skip(
+            "a_client_given_several_servers_uses_the_first_that_answers_and_fails_over",
+            "tmux is not installed",
+        );
+        return;
+    };
+    tmux.wait_for("w0", &format!("connected to {}", first.addr()));
+    tmux.line("w0", "/join #ops");
+    tmux.wait_for("w0", "joined #ops");
+    // The first dies: the client goes on with the second, back in its rooms.
+    assert!(first.terminate().success());
+    tmux.wait_for("w0", "reconnected; rejoining #ops");
+    let out = tlschat(
+        &pki,
+        second.addr(),
+        Some("bob"),
+        &["send", "#ops", "on the standby"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    tmux.wait_for("w0", "#ops <bob> on the standby");
+}
+
+#[test]
 fn without_reconnect_a_lost_connection_ends_the_chat_with_status_2() {
     let pki = Pki::standard();
     let mut server = ServerProcess::start(&pki, &[]);

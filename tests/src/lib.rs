@@ -388,7 +388,7 @@ pub const NO_RATE_LIMIT: &[&str] = &[
 pub const NO_USER_CONFIG: &str = "/nonexistent/tlschat-tests/config.toml";
 
 /// A `tlschat` command line for `server` as `user` (or anonymous), not started yet.
-pub fn tlschat_command(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Command {
+pub fn tlschat_command(pki: &Pki, server: impl std::fmt::Display, user: Option<&str>) -> Command {
     let mut command = Command::new(binary("tlschat"));
     command
         .env("TLSCHAT_CONFIG", NO_USER_CONFIG)
@@ -404,7 +404,7 @@ pub fn tlschat_command(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Com
 }
 
 /// The `tlschat` command line for `server` as `user`, for a shell (tmux runs it through one).
-pub fn tlschat_shell(pki: &Pki, addr: SocketAddr, user: Option<&str>) -> String {
+pub fn tlschat_shell(pki: &Pki, addr: impl std::fmt::Display, user: Option<&str>) -> String {
     let mut command = format!(
         "env TLSCHAT_CONFIG={NO_USER_CONFIG} '{}' --server {addr} --ca '{}'",
         binary("tlschat").display(),

@@ -106,6 +106,8 @@ fn explain_tls(config: &ClientConfig, err: &io::Error) -> Option<String> {
 
 /// A connection to a tlschat server.
 pub struct Client {
+    /// The server connected to.
+    server: String,
     stream: TlsStream<TcpStream>,
     decoder: LineDecoder,
     inbuf: BytesMut,
@@ -126,6 +128,32 @@ impl Client {
     ///
     /// [`ClientError`] saying which step failed and why.
     pub async fn connect(config: &ClientConfig) -> Result<Self, ClientError> {
+        // With alternates, each server in turn; the error is the last one's when none answers.
+        let mut last = None;
+        for server in config.servers() {
+            let one = ClientConfig {
+                server: server.to_owned(),
+                alternates: Vec::new(),
+                ..config.clone()
+            };
+            match Self::connect_one(&one).await {
+                Ok(client) => return Ok(client),
+                Err(err) if !config.alternates.is_empty() => {
+                    tracing::debug!(%server, error = %err, "server unreachable; trying the next");
+                    last = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or(ClientError::NoServer))
+    }
+
+    /// The server this client is connected to (`host:port`, as configured).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn connect_one(config: &ClientConfig) -> Result<Self, ClientError> {
         let tls = config.tls_config()?;
         let name = config.verify_name()?;
         let addr = config.server.clone();
@@ -142,6 +170,7 @@ impl Client {
                 .await
                 .map_err(|source| handshake_error(config, source))?;
             let mut client = Self {
+                server: addr.clone(),
                 stream,
                 decoder: LineDecoder::new(config.max_line_len),
                 inbuf: BytesMut::with_capacity(4096),

@@ -26,6 +26,9 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 pub struct ClientConfig {
     /// `host:port` of the server.
     pub server: String,
+    /// More servers (`host:port`), tried in order when `server` cannot be reached: the nodes
+    /// of a cluster, or a standby.
+    pub alternates: Vec<String>,
     /// Name to verify the server certificate against; the host part of `server` when `None`.
     pub server_name: Option<String>,
     /// CA certificate the server's certificate must chain to.
@@ -51,6 +54,7 @@ impl ClientConfig {
     pub fn new(server: impl Into<String>, ca: impl Into<PathBuf>) -> Self {
         Self {
             server: server.into(),
+            alternates: Vec::new(),
             server_name: None,
             ca: ca.into(),
             cert: None,
@@ -128,6 +132,11 @@ impl ClientConfig {
         tlschat_proto::cert::summarize_der(certs.first()?)
             .ok()?
             .common_name
+    }
+
+    /// Every server to try, in order: `server`, then the alternates.
+    pub fn servers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.server.as_str()).chain(self.alternates.iter().map(String::as_str))
     }
 
     /// The name the server certificate must carry.

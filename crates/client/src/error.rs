@@ -20,6 +20,9 @@ pub enum ClientError {
         /// What went wrong.
         reason: String,
     },
+    /// No server to connect to was given.
+    #[error("no server to connect to")]
+    NoServer,
     /// `--cert` was given without `--key`, or the other way round, or they do not fit.
     #[error("invalid client certificate setup: {0}")]
     ClientCert(String),

@@ -63,10 +63,16 @@ pub struct Cli {
 /// Flags every subcommand shares.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
-    /// Server address: HOST or HOST:PORT (port 6254 unless given) [default: 127.0.0.1:6254,
-    /// or `server` in your config file].
-    #[arg(long, value_name = "HOST[:PORT]", global = true)]
-    pub server: Option<HostPort>,
+    /// Server address: HOST or HOST:PORT (port 6254 unless given); several, comma-separated,
+    /// are tried in order (the nodes of a cluster, a standby), also on every reconnect
+    /// [default: 127.0.0.1:6254, or `server` in your config file].
+    #[arg(
+        long,
+        value_name = "HOST[:PORT][,...]",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub server: Vec<HostPort>,
     /// CA certificate the server's certificate must chain to [default: certs/ca.pem, or `ca`
     /// in your config file].
     #[arg(long, value_name = "FILE", global = true)]
@@ -101,19 +107,25 @@ impl ConnectionArgs {
     /// [`UserDefaults`]) filling what they leave out. The error names the file at fault.
     pub fn to_config(&self) -> Result<ClientConfig, String> {
         let defaults = UserDefaults::load()?;
-        let server = match (&self.server, &defaults.server) {
-            (Some(server), _) => server.clone(),
-            (None, Some(text)) => text
-                .parse()
+        let servers: Vec<HostPort> = match (self.server.is_empty(), &defaults.server) {
+            (false, _) => self.server.clone(),
+            (true, Some(text)) => text
+                .split(',')
+                .map(|one| one.trim().parse())
+                .collect::<Result<_, _>>()
                 .map_err(|e| format!("{}: server: {e}", UserDefaults::path_hint()))?,
-            (None, None) => DEFAULT_SERVER.parse().map_err(|e| format!("{e}"))?,
+            (true, None) => vec![DEFAULT_SERVER.parse().map_err(|e| format!("{e}"))?],
         };
+        let (server, alternates) = servers
+            .split_first()
+            .ok_or_else(|| "--server names no server".to_owned())?;
         let ca = self
             .ca
             .clone()
             .or(defaults.ca)
             .unwrap_or_else(|| DEFAULT_CA.into());
         let mut config = ClientConfig::new(server.to_string(), ca);
+        config.alternates = alternates.iter().map(ToString::to_string).collect();
         config.server_name = self.server_name.clone();
         // A certificate and its key come together, from the flags or from the file.
         (config.cert, config.key) = match (&self.cert, &self.key) {

@@ -63,7 +63,7 @@ pub(super) async fn run(config: &ClientConfig, options: ChatOptions) -> u8 {
     let mut state = ChatState::new(config.certificate_name());
     state.whoami = super::whoami(config, e2e.as_ref());
     let mut term = Terminal::start(prompt(&state));
-    for line in connected_lines(config, &client) {
+    for line in connected_lines(&client) {
         term.print(line);
     }
     match &e2e {
@@ -391,13 +391,13 @@ fn prompt(state: &ChatState) -> String {
     }
 }
 
-fn connected_lines(config: &ClientConfig, client: &Client) -> [String; 2] {
+fn connected_lines(client: &Client) -> [String; 2] {
     let info = client.tls_info();
     let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
     [
         format!(
             "-- connected to {} ({})",
-            config.server,
+            client.server(),
             sanitize(&client.greeting().server)
         ),
         format!(
