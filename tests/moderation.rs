@@ -52,6 +52,14 @@ async fn bans_modes_and_topics_survive_a_restart_and_a_server_ban_refuses_login(
         },
     )
     .await;
+    // ROOMS shows the topic too (as EVENT TOPIC before the list).
+    assert_eq!(ok(&mut root, Request::Rooms).await, "#ops=2");
+    assert!(
+        root.drain_events().iter().any(
+            |e| matches!(e, Event::Topic { room, text, .. } if room == "#ops" && text == "deploys: not on Fridays")
+        ),
+        "ROOMS tells the topic"
+    );
     ok(
         &mut alice,
         Request::Ban {

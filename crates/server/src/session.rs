@@ -144,7 +144,7 @@ impl Session {
                     ),
                 )
             }
-            Request::Rooms => hub.list_rooms(peer),
+            Request::Rooms => return hub.list_rooms_with_topics(peer).into(),
             Request::Who(room) => hub.who(&room),
             Request::Msg { target, text } => {
                 return match target {

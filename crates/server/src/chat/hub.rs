@@ -379,7 +379,42 @@ impl Hub {
         true
     }
 
-    /// `ROOMS`: `OK #a=3 #b=1`, sorted by name; secret rooms only for their members.
+    /// `ROOMS`: `OK #a=3 #b=1`, sorted by name; secret rooms only for their members. The
+    /// listed rooms' topics come first, as `EVENT TOPIC` lines.
+    pub fn list_rooms_with_topics(&self, peer: &Peer) -> Sent {
+        let reply = self.list_rooms(peer);
+        let mut lines = Vec::new();
+        if let Reply::Ok(list) = &reply {
+            let rules = lock(&self.rules);
+            for room in list
+                .split(' ')
+                .filter_map(|entry| entry.split_once('='))
+                .map(|(r, _)| r)
+            {
+                if let Some((by, text)) = rules.get(room).and_then(|r| r.topic.as_ref()) {
+                    let event = Event::Topic {
+                        room: room.to_owned(),
+                        by: by.clone(),
+                        text: text.clone(),
+                    };
+                    encode_line(&event.to_string(), &mut lines);
+                }
+            }
+        }
+        if lines.is_empty() {
+            return Sent::Now(vec![reply]);
+        }
+        // Events before the reply go the way stored answers go.
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let _ = done.send(Answer {
+            lines,
+            replies: vec![reply],
+        });
+        Sent::Later(answer)
+    }
+
+    /// `ROOMS` without the topics: `OK #a=3 #b=1`, sorted by name; secret rooms only for their
+    /// members.
     pub fn list_rooms(&self, peer: &Peer) -> Reply {
         let rooms = lock(&self.rooms);
         let mut list: Vec<(String, usize)> = rooms

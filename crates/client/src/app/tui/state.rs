@@ -729,10 +729,14 @@ impl TuiState {
                     Some(text) => format!("topic: {text} (set by {})", sanitize(by)),
                     None => format!("{} cleared the topic", sanitize(by)),
                 };
-                if let Some(index) = self.find(&BufferId::Room(name_key(room))) {
-                    self.buffers[index].topic = shown;
+                match self.find(&BufferId::Room(name_key(room))) {
+                    Some(index) => {
+                        self.buffers[index].topic = shown;
+                        self.room_line(room, line);
+                    }
+                    // A room we are not in (ROOMS lists the topics): said where we are.
+                    None => self.notice(Kind::Notice, format!("{}: {line}", sanitize(room))),
                 }
-                self.room_line(room, line);
             }
             Event::Mode { room, by, change } => {
                 let me = self.me.clone().unwrap_or_default();
