@@ -251,9 +251,14 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), ReadError> {
     let mut at = 0usize;
     while at < bytes.len() {
         let frame = &bytes[at..];
+        if frame.len() < 8 {
+            // Not even a whole header: the end of a write cut short.
+            return Ok((entries, at as u64));
+        }
+        // A write cut short leaves a prefix of a frame, so its header is whole and right:
+        // a wrong one is damage.
         let Some(len) = frame_len(frame) else {
-            // Too short to be whole, or a bad header: the end, if nothing follows.
-            return torn_or_damaged(bytes, at, frame.len(), entries);
+            return Err(ReadError::Damaged(at as u64));
         };
         let total = 8 + len + DIGEST_LEN;
         if frame.len() < total {
@@ -273,9 +278,9 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), ReadError> {
     Ok((entries, at as u64))
 }
 
-/// A frame's payload length from its header, if the header is whole and sane.
+/// A frame's payload length from its (whole) header, if the header is sane.
 fn frame_len(frame: &[u8]) -> Option<usize> {
-    if frame.len() < 8 || &frame[..4] != MAGIC {
+    if &frame[..4] != MAGIC {
         return None;
     }
     let len = u32::from_le_bytes(frame[4..8].try_into().ok()?) as usize;
@@ -382,6 +387,14 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[12] ^= 0xff; // inside the first frame's payload
         std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            Wal::open(&path, false),
+            Err(ReadError::Damaged(0))
+        ));
+        // A wrong header with nothing after it is damage too: a cut write keeps its header.
+        let mut bad_header = frame(&[("#a", 1)]).seal();
+        bad_header[0] = b'X';
+        std::fs::write(&path, &bad_header).unwrap();
         assert!(matches!(
             Wal::open(&path, false),
             Err(ReadError::Damaged(0))
