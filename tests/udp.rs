@@ -436,3 +436,47 @@ fn the_benchmark_tool_runs_its_modes_without_failures() {
         assert!(report.contains(r#""server_cpu_us_per_op":"#), "{report}");
     }
 }
+
+#[test]
+fn after_a_reload_one_attempt_is_lost_and_the_retry_carries_the_certificate_again() {
+    // A client the server knows sends without its certificate; a reload makes the server
+    // forget it, so that attempt is dropped (unknown key) and the retry, with the certificate
+    // again, is answered: a reload costs exactly one retry.
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let mut stats = Stats::connect(&pki, &server);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = tlschat_client::udp::UdpOptions {
+        timeout: Duration::from_millis(300),
+        retries: 3,
+    };
+    let mut client = rt
+        .block_on(tlschat_client::udp::UdpClient::connect(
+            &pki.client_config(server.udp_addr(), Some("alice")),
+            options,
+        ))
+        .unwrap();
+    let time = rt.block_on(client.request("TIME")).expect("answered");
+    assert!(matches!(time, Reply::Ok(_)), "{time:?}");
+    assert_eq!(
+        stats.read().get("udp.unknown_key"),
+        None,
+        "known from the start"
+    );
+    server.signal("HUP");
+    server.wait_for_log("certificates reloaded");
+    let again = rt
+        .block_on(client.request("TIME"))
+        .expect("answered after a retry");
+    assert!(matches!(again, Reply::Ok(_)), "{again:?}");
+    let counters = stats.read();
+    assert_eq!(
+        counters.get("udp.unknown_key"),
+        Some(&1),
+        "exactly the first attempt after the reload was dropped: {counters:?}"
+    );
+    assert_eq!(counters["udp.answered"], 2);
+}
