@@ -480,3 +480,37 @@ fn after_a_reload_one_attempt_is_lost_and_the_retry_carries_the_certificate_agai
     );
     assert_eq!(counters["udp.answered"], 2);
 }
+
+#[test]
+fn a_request_too_large_for_one_datagram_is_refused_before_it_is_sent() {
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let mut stats = Stats::connect(&pki, &server);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt
+        .block_on(tlschat_client::udp::UdpClient::connect(
+            &pki.client_config(server.udp_addr(), Some("alice")),
+            tlschat_client::udp::UdpOptions::default(),
+        ))
+        .unwrap();
+    // With the certificate (about 500 bytes) and the signature, 1,800 bytes of text no longer
+    // fit in the 2,048-byte datagram.
+    let line = format!("ECHO {}", "x".repeat(1_800));
+    let refused = rt.block_on(client.request(&line));
+    assert!(
+        matches!(refused, Err(tlschat_client::udp::UdpError::TooLarge)),
+        "{refused:?}"
+    );
+    // Nothing went out: the server saw no datagram at all.
+    let counters = stats.read();
+    assert!(
+        counters.keys().all(|k| !k.starts_with("udp.")),
+        "a datagram reached the server: {counters:?}"
+    );
+    // A request that fits still works from the same client.
+    let echo = rt.block_on(client.request("ECHO fits")).expect("answered");
+    assert_eq!(echo, Reply::ok("fits"));
+}
