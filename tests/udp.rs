@@ -514,3 +514,82 @@ fn a_request_too_large_for_one_datagram_is_refused_before_it_is_sent() {
     let echo = rt.block_on(client.request("ECHO fits")).expect("answered");
     assert_eq!(echo, Reply::ok("fits"));
 }
+
+#[test]
+fn a_client_follows_the_server_to_a_new_key_after_a_reload() {
+    // The server's certificate is reissued with a new key (another host name) and reloaded: a
+    // long-lived client that knew the old key asks for the certificate again on its retry, checks
+    // it against the CA, and goes on with the new key.
+    let pki = Pki::standard();
+    let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = tlschat_client::udp::UdpOptions {
+        timeout: Duration::from_millis(300),
+        retries: 3,
+    };
+    let mut client = rt
+        .block_on(tlschat_client::udp::UdpClient::connect(
+            &pki.client_config(server.udp_addr(), Some("alice")),
+            options,
+        ))
+        .unwrap();
+    assert!(matches!(
+        rt.block_on(client.request("TIME")),
+        Ok(Reply::Ok(_))
+    ));
+    let old_key = std::fs::read(pki.path("server-key.pem")).unwrap();
+    let out = std::process::Command::new(tlschat_tests::binary("tlschat-certgen"))
+        .arg("--out")
+        .arg(pki.dir())
+        .args(["--host", "rotated.example"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ne!(
+        std::fs::read(pki.path("server-key.pem")).unwrap(),
+        old_key,
+        "a new key"
+    );
+    server.signal("HUP");
+    server.wait_for_log("certificates reloaded");
+    let reply = rt.block_on(client.request("TIME"));
+    assert!(matches!(reply, Ok(Reply::Ok(_))), "{reply:?}");
+    // And the one after needs no retry: the new key is known.
+    assert!(matches!(
+        rt.block_on(client.request("LUCKY")),
+        Ok(Reply::Ok(_))
+    ));
+}
+
+#[test]
+fn a_port_nobody_listens_on_is_waited_out_not_an_error() {
+    // The "port unreachable" a closed port sends back is not a reply and not a failure of ours:
+    // the client keeps waiting and says no reply came.
+    let pki = Pki::standard();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let options = tlschat_client::udp::UdpOptions {
+        timeout: Duration::from_millis(200),
+        retries: 1,
+    };
+    let mut client = rt
+        .block_on(tlschat_client::udp::UdpClient::connect(
+            &pki.client_config(closed, Some("alice")),
+            options,
+        ))
+        .unwrap();
+    let result = rt.block_on(client.request("TIME"));
+    assert!(
+        matches!(
+            result,
+            Err(tlschat_client::udp::UdpError::NoReply { attempts: 2, .. })
+        ),
+        "{result:?}"
+    );
+}

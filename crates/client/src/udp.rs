@@ -168,7 +168,9 @@ impl UdpClient {
         let knows_server = self.server_key.is_some();
         let header = Header {
             kind: Kind::Request,
-            want_cert: !knows_server,
+            // A retry also asks for the server's certificate: a silent server may have a new
+            // key (a renewed certificate), and a reply under a key we do not know is useless.
+            want_cert: !knows_server || retry,
             key_id: self.key.key_id(),
             seq,
             timestamp_ms: now_ms(),
