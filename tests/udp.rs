@@ -593,3 +593,62 @@ fn a_port_nobody_listens_on_is_waited_out_not_an_error() {
         "{result:?}"
     );
 }
+
+#[test]
+fn a_reply_with_a_stale_timestamp_is_refused_even_when_properly_signed() {
+    // A stand-in server holding the real server's certificate and key answers alice's request
+    // correctly, bound to it, but with a timestamp ten minutes old: refused. The same answer
+    // with the current time is taken (so the stand-in is right in every other way).
+    let pki = Pki::standard();
+    for (age_ms, accepted) in [(600_000u64, false), (0, true)] {
+        let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+        fake.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        let addr = fake.local_addr().unwrap();
+        let key = CertKey::load(&pki.path("server.pem"), &pki.path("server-key.pem")).unwrap();
+        let answer = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let (len, alice) = fake.recv_from(&mut buf).unwrap();
+            let request = Datagram::parse(&buf[..len], 4096).unwrap();
+            let binding = RequestBinding {
+                key_id: request.header.key_id,
+                digest: sha256(&buf[..len]),
+            };
+            let header = Header {
+                kind: Kind::Reply,
+                want_cert: false,
+                key_id: key.key_id(),
+                seq: request.header.seq,
+                timestamp_ms: now_ms() - age_ms,
+            };
+            let reply =
+                datagram::encode_reply(&header, "OK 3", Some(key.cert_der()), &binding, |i| {
+                    key.sign(i)
+                })
+                .unwrap();
+            fake.send_to(&reply, alice).unwrap();
+        });
+        let out = tlschat(
+            &pki,
+            addr,
+            Some("alice"),
+            &[
+                "udp",
+                "exec",
+                "--timeout",
+                "500ms",
+                "--retries",
+                "0",
+                "SUM",
+                "1",
+                "2",
+            ],
+        );
+        answer.join().unwrap();
+        if accepted {
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert_eq!(text(&out.stdout), "3\n");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+        }
+    }
+}
