@@ -437,6 +437,32 @@ fn the_benchmark_tool_runs_its_modes_without_failures() {
     }
 }
 
+/// A signed-UDP client of `user`'s towards `server` (waiting `timeout_ms` per attempt, with
+/// `retries`), with the runtime that drives it.
+fn udp_client(
+    pki: &Pki,
+    server: SocketAddr,
+    user: &str,
+    timeout_ms: u64,
+    retries: u32,
+) -> (tokio::runtime::Runtime, tlschat_client::udp::UdpClient) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = tlschat_client::udp::UdpOptions {
+        timeout: Duration::from_millis(timeout_ms),
+        retries,
+    };
+    let client = rt
+        .block_on(tlschat_client::udp::UdpClient::connect(
+            &pki.client_config(server, Some(user)),
+            options,
+        ))
+        .unwrap();
+    (rt, client)
+}
+
 #[test]
 fn after_a_reload_one_attempt_is_lost_and_the_retry_carries_the_certificate_again() {
     // A client the server knows sends without its certificate; a reload makes the server
@@ -445,20 +471,7 @@ fn after_a_reload_one_attempt_is_lost_and_the_retry_carries_the_certificate_agai
     let pki = Pki::standard();
     let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
     let mut stats = Stats::connect(&pki, &server);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let options = tlschat_client::udp::UdpOptions {
-        timeout: Duration::from_millis(300),
-        retries: 3,
-    };
-    let mut client = rt
-        .block_on(tlschat_client::udp::UdpClient::connect(
-            &pki.client_config(server.udp_addr(), Some("alice")),
-            options,
-        ))
-        .unwrap();
+    let (rt, mut client) = udp_client(&pki, server.udp_addr(), "alice", 300, 3);
     let time = rt.block_on(client.request("TIME")).expect("answered");
     assert!(matches!(time, Reply::Ok(_)), "{time:?}");
     assert_eq!(
@@ -486,16 +499,7 @@ fn a_request_too_large_for_one_datagram_is_refused_before_it_is_sent() {
     let pki = Pki::standard();
     let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
     let mut stats = Stats::connect(&pki, &server);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut client = rt
-        .block_on(tlschat_client::udp::UdpClient::connect(
-            &pki.client_config(server.udp_addr(), Some("alice")),
-            tlschat_client::udp::UdpOptions::default(),
-        ))
-        .unwrap();
+    let (rt, mut client) = udp_client(&pki, server.udp_addr(), "alice", 1_000, 3);
     // With the certificate (about 500 bytes) and the signature, 1,800 bytes of text no longer
     // fit in the 2,048-byte datagram.
     let line = format!("ECHO {}", "x".repeat(1_800));
@@ -522,20 +526,7 @@ fn a_client_follows_the_server_to_a_new_key_after_a_reload() {
     // it against the CA, and goes on with the new key.
     let pki = Pki::standard();
     let server = ServerProcess::start(&pki, &["--udp", "127.0.0.1:0"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let options = tlschat_client::udp::UdpOptions {
-        timeout: Duration::from_millis(300),
-        retries: 3,
-    };
-    let mut client = rt
-        .block_on(tlschat_client::udp::UdpClient::connect(
-            &pki.client_config(server.udp_addr(), Some("alice")),
-            options,
-        ))
-        .unwrap();
+    let (rt, mut client) = udp_client(&pki, server.udp_addr(), "alice", 300, 3);
     assert!(matches!(
         rt.block_on(client.request("TIME")),
         Ok(Reply::Ok(_))
@@ -569,21 +560,8 @@ fn a_port_nobody_listens_on_is_waited_out_not_an_error() {
     // The "port unreachable" a closed port sends back is not a reply and not a failure of ours:
     // the client keeps waiting and says no reply came.
     let pki = Pki::standard();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let options = tlschat_client::udp::UdpOptions {
-        timeout: Duration::from_millis(200),
-        retries: 1,
-    };
-    let mut client = rt
-        .block_on(tlschat_client::udp::UdpClient::connect(
-            &pki.client_config(closed, Some("alice")),
-            options,
-        ))
-        .unwrap();
+    let (rt, mut client) = udp_client(&pki, closed, "alice", 200, 1);
     let result = rt.block_on(client.request("TIME"));
     assert!(
         matches!(
