@@ -169,13 +169,18 @@ impl SettingValue for ClientAuth {
     }
 }
 
+/// `none`, or a file: the value of the settings that name a file or turn it off.
+fn file_or_none(text: &str) -> Result<Option<PathBuf>, String> {
+    match text {
+        "none" => Ok(None),
+        "" => Err("expected a file, or none".to_owned()),
+        path => Ok(Some(path.into())),
+    }
+}
+
 impl SettingValue for StoreSetting {
     fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "none" => Ok(Self::None),
-            "" => Err("expected a file, or none".to_owned()),
-            path => Ok(Self::File(path.into())),
-        }
+        Ok(file_or_none(text)?.map_or(Self::None, Self::File))
     }
     fn show(&self) -> String {
         match self {
@@ -187,11 +192,7 @@ impl SettingValue for StoreSetting {
 
 impl SettingValue for CrlSetting {
     fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "none" => Ok(Self::None),
-            "" => Err("expected a file, or none".to_owned()),
-            path => Ok(Self::File(path.into())),
-        }
+        Ok(file_or_none(text)?.map_or(Self::None, Self::File))
     }
     fn show(&self) -> String {
         match self {
