@@ -42,9 +42,10 @@ async fn a_revoked_user_is_cut_off_on_reload_refused_after_and_their_key_withdra
     let udp_time = || udp_exec(&pki, server.udp_addr(), Some("alice"), &["TIME"]);
     let out = udp_time();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // Alice publishes her E2E key (tlschat listen does), and stays connected.
+    // Alice publishes her E2E key (tlschat listen does), and stays connected beside her
+    // other session (it gets bob's message too, and waits for a second that never comes).
     let listener = Background::start(
-        tlschat_command(&pki, server.addr(), Some("alice")).args(["listen", "--count", "1"]),
+        tlschat_command(&pki, server.addr(), Some("alice")).args(["listen", "--count", "2"]),
     );
     listener.wait_for_stderr("listening");
     let mut alice = connect(&pki, &server, "alice")
@@ -357,7 +358,13 @@ fn whoami_tells_the_name_the_certificates_end_and_the_e2e_key() {
         stdout.contains("-- you are carol, verified by your client certificate (valid to "),
         "{stdout}"
     );
-    assert!(stdout.contains("-- your E2E key: "), "{stdout}");
+    assert!(
+        stdout.contains("-- your E2E key on this device ("),
+        "{stdout}"
+    );
+    // And the devices with a published key: this one.
+    assert!(stdout.contains("-- your devices:"), "{stdout}");
+    assert!(stdout.contains("(this device)"), "{stdout}");
 }
 
 /// Standard base64, for re-encoding a PEM block in a test.

@@ -192,7 +192,7 @@ fn two_people_chat_through_real_terminals() {
     tmux.wait_for("bob", "first E2E key seen for alice");
     tmux.wait_for("bob", "[E2E DM to alice] <bob> psst");
     tmux.line("w0", "/fingerprint bob");
-    tmux.wait_for("w0", "bob's E2E key: ");
+    tmux.wait_for("w0", "bob's E2E key (device ");
     tmux.line("bob", "/fingerprint alice");
     tmux.wait_for("bob", "(matches the one remembered)");
 

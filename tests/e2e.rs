@@ -159,7 +159,11 @@ fn a_server_that_swaps_or_withholds_a_key_is_caught_and_nothing_is_sent() {
     assert_eq!(finish(bob).len(), 1);
 
     let (_forged_dir, forged) = forged_bob(&pki);
-    let forged_bundle = E2eKey::generate().unwrap().bundle(&forged, "bob").unwrap();
+    // Under the name of bob's device: a changed key, not a new device.
+    let forged_bundle = E2eKey::generate()
+        .unwrap()
+        .bundle(&forged, "bob", &pki.device("bob"))
+        .unwrap();
     let forged_hex = hex::encode(&forged_bundle.encode().unwrap());
     let mode = Arc::new(Mutex::new(Swap::Forged));
     let current = mode.clone();
@@ -212,7 +216,7 @@ fn a_server_that_swaps_or_withholds_a_key_is_caught_and_nothing_is_sent() {
     );
     let out = tlschat(&pki, relay.addr(), Some("alice"), &["trust", "bob"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("now trusting bob's E2E key"));
+    assert!(text(&out.stdout).starts_with("now trusting bob's E2E keys"));
     let out = fingerprint("alice", &["bob"]);
     assert!(
         text(&out.stdout).contains("matches the one remembered"),
@@ -317,7 +321,7 @@ fn the_tui_makes_a_changed_key_a_warning_to_acknowledge_and_sends_nothing() {
     let forged_hex = hex::encode(
         &E2eKey::generate()
             .unwrap()
-            .bundle(&forged, "bob")
+            .bundle(&forged, "bob", &pki.device("bob"))
             .unwrap()
             .encode()
             .unwrap(),
@@ -349,7 +353,7 @@ fn the_tui_makes_a_changed_key_a_warning_to_acknowledge_and_sends_nothing() {
     tmux.wait_until("w0", "the warning gone", |s| {
         !s.contains("Press Enter to acknowledge")
     });
-    let screen = tmux.wait_for("w0", "/trust bob in chat");
+    let screen = tmux.wait_for_wrapped("w0", "/trust bob in chat");
     assert!(!screen.contains("<alice> for your eyes only"), "{screen}");
     assert_eq!(
         server.log().matches("E2E bob ").count(),

@@ -117,6 +117,17 @@ impl Pki {
         self.dir.path().join(file)
     }
 
+    /// The device name in `user`'s E2E key file (made by the client on first use).
+    pub fn device(&self, user: &str) -> String {
+        let text = std::fs::read_to_string(self.path(&format!("{user}-e2e-key")))
+            .unwrap_or_else(|e| panic!("{user}'s E2E key file: {e}"));
+        text.lines()
+            .find_map(|l| l.strip_prefix("device "))
+            .unwrap_or_else(|| panic!("no device line in {user}'s E2E key file"))
+            .trim()
+            .to_owned()
+    }
+
     /// The CA certificate.
     pub fn ca(&self) -> PathBuf {
         self.path("ca.pem")

@@ -96,6 +96,18 @@ impl Tmux {
         self.wait_until(window, &format!("{needle:?}"), |s| s.contains(needle))
     }
 
+    /// Waits (bounded) for `needle` in the window's text, wherever the screen wrapped it:
+    /// line ends, frame borders and spaces are ignored on both sides.
+    pub fn wait_for_wrapped(&self, window: &str, needle: &str) -> String {
+        let flat = |text: &str| -> String {
+            text.chars()
+                .filter(|c| !c.is_whitespace() && *c != '│')
+                .collect()
+        };
+        let want = flat(needle);
+        self.wait_until(window, needle, |screen| flat(screen).contains(&want))
+    }
+
     /// Resizes a window.
     pub fn resize(&self, window: &str, width: u16, height: u16) {
         self.expect(&[

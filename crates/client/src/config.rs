@@ -47,6 +47,9 @@ pub struct ClientConfig {
     pub e2e_key: Option<PathBuf>,
     /// The remembered E2E key fingerprints; next to `cert` when `None`.
     pub known_keys: Option<PathBuf>,
+    /// This device's name for its E2E key, when the key is made (after this host when
+    /// `None`).
+    pub device: Option<String>,
 }
 
 impl ClientConfig {
@@ -65,6 +68,7 @@ impl ClientConfig {
             max_line_len: tlschat_proto::limits::DEFAULT_MAX_LINE_LEN * 2,
             e2e_key: None,
             known_keys: None,
+            device: None,
         }
     }
 

@@ -1,65 +1,90 @@
-//! End-to-end encrypted direct messages: the byte layouts of a published key (a [`KeyBundle`])
-//! and of a sealed message ([`Sealed`]), and exactly which bytes are signed and which are
-//! authenticated. No cryptography happens here; `tlschat-tls` seals, opens, signs and verifies.
+//! End-to-end encrypted direct messages: the byte layouts of a published device key (a
+//! [`KeyBundle`]) and of a sealed message ([`Sealed`]), and exactly which bytes are signed and
+//! which are authenticated. No cryptography happens here; `tlschat-tls` seals, opens, signs and
+//! verifies.
+//!
+//! A person may use several devices; each has its own HPKE key and publishes its own bundle,
+//! named by a device name. A message is sealed once, to every device of the recipient and to
+//! the sender's other devices: the text is encrypted under a fresh message key, and that key is
+//! sealed with HPKE to each device (one *slot* per device).
 //!
 //! Both travel in request and event lines as lower-case hex ([`crate::hex`]).
 //!
-//! # Key bundle
+//! # Key bundle (version 2)
 //!
 //! All integers unsigned, big-endian.
 //!
 //! | size | field |
 //! |---|---|
-//! | 1 | version: 1 |
+//! | 1 | version: 2 |
 //! | 2 | HPKE KEM id: `0x0020` (DHKEM(X25519, HKDF-SHA256)) |
 //! | 2 | HPKE KDF id: `0x0001` (HKDF-SHA256) |
 //! | 2 | HPKE AEAD id: `0x0003` (ChaCha20Poly1305) |
 //! | 1 | public key length P (32) |
-//! | P | the user's HPKE public key |
+//! | P | the device's HPKE public key |
+//! | 1 | device name length D |
+//! | D | the device name, lower case (the nickname rules, [`crate::names::validate_device`]) |
 //! | 2 | certificate length C |
 //! | C | the user's certificate, DER (CN = their nickname) |
 //! | 1 | signature length S |
 //! | S | signature by the certificate's key over [`KEY_CONTEXT`], the name (one length byte, then the lower-case nickname) and every byte before the certificate length |
 //!
-//! # Sealed message
+//! A key's fingerprint (what people compare) covers the suite and the public key as version 1
+//! laid them out ([`KeyBundle::fingerprint_part`]), not the device name: fingerprints did not
+//! change when devices got names.
+//!
+//! # Sealed message (version 2)
 //!
 //! | size | field |
 //! |---|---|
-//! | 1 | version: 1 |
-//! | 8 | counter: strictly increasing per sender |
+//! | 1 | version: 2 |
+//! | 8 | counter: strictly increasing per sending device |
 //! | 8 | timestamp: milliseconds since 1970-01-01 UTC, sender's clock |
-//! | 8 | recipient key id: the first 8 bytes of SHA-256 over the recipient's HPKE public key |
-//! | 1 | encapsulated key length E (32) |
-//! | E | HPKE encapsulated key (`enc`) |
+//! | 8 | sender key id: the key id of the sending device's HPKE key |
+//! | 1 | slot count N, 1 to [`MAX_SLOTS`] |
+//! | N x | a slot: 8 bytes key id of the device it is for, 1 + E bytes HPKE encapsulated key (`enc`), 1 + W bytes the HPKE ciphertext of the 32-byte message key |
 //! | 2 | ciphertext length C |
-//! | C | HPKE ciphertext of the UTF-8 text (base mode, info [`HPKE_INFO`], associated data below) |
+//! | C | the UTF-8 text, ChaCha20-Poly1305 under the message key, nonce zero (the key is used once), associated data below |
 //! | 1 | signature length S |
 //! | S | signature by the sender's certificate key over [`MESSAGE_CONTEXT`], sender name, recipient name (each a length byte then the lower-case nickname) and every byte before the signature length |
 //!
-//! The associated data is [`MESSAGE_CONTEXT`], sender name, recipient name and the first 25
-//! bytes (version, counter, timestamp, recipient key id), so a ciphertext cannot be moved to
-//! another pair of users or another counter. Signatures are ECDSA P-256 SHA-256, ASN.1 DER.
+//! A key id is the first 8 bytes of SHA-256 over the HPKE public key. The associated data of
+//! the text and of every slot (HPKE base mode, info [`HPKE_INFO`]) is [`MESSAGE_CONTEXT`],
+//! sender name, recipient name and the first 25 bytes (version, counter, timestamp, sender key
+//! id), so nothing can be moved to another pair of users, another counter or another sending
+//! device. The recipient name is the conversation's other party: the copy a sender's other
+//! devices read names the person it was sent to. Signatures are ECDSA P-256 SHA-256, ASN.1 DER.
 
 use crate::names::name_key;
 use crate::wire::{put_short, put_sized, Reader, TooLong, Truncated};
 
 /// The version this module reads and writes.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Domain separation for key bundle signatures.
-pub const KEY_CONTEXT: &[u8] = b"tlschat e2e key v1\0";
+pub const KEY_CONTEXT: &[u8] = b"tlschat e2e key v2\0";
 
 /// Domain separation for message signatures and associated data.
-pub const MESSAGE_CONTEXT: &[u8] = b"tlschat e2e message v1\0";
+pub const MESSAGE_CONTEXT: &[u8] = b"tlschat e2e message v2\0";
 
 /// The HPKE `info` parameter.
-pub const HPKE_INFO: &[u8] = b"tlschat e2e v1";
+pub const HPKE_INFO: &[u8] = b"tlschat e2e v2";
 
 /// Longest text one E2E message may carry, in bytes of UTF-8: 16 KiB. The sealed payload is
 /// hex in a line, so it stays well inside the default 64 KiB line limit.
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
 
-/// Bytes of the fixed part of a sealed message, before `enc`'s length.
+/// Most devices one person may publish keys for: the server refuses more (its own limit may be
+/// lower), and a sealed message has room for the recipient's and the sender's.
+pub const MAX_DEVICES: usize = 16;
+
+/// Most slots in one sealed message: every device of the recipient and of the sender.
+pub const MAX_SLOTS: usize = 2 * MAX_DEVICES;
+
+/// Bytes of a message key.
+pub const MESSAGE_KEY_LEN: usize = 32;
+
+/// Bytes of the fixed part of a sealed message, before the slot count.
 pub const SEALED_HEADER_LEN: usize = 25;
 
 /// The HPKE suite: KEM, KDF and AEAD ids from RFC 9180.
@@ -73,7 +98,7 @@ pub struct Suite {
     pub aead: u16,
 }
 
-/// The one suite version 1 uses: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305.
+/// The one suite used: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305.
 pub const SUITE: Suite = Suite {
     kem: 0x0020,
     kdf: 0x0001,
@@ -102,6 +127,12 @@ pub enum LayoutError {
     /// No signature.
     #[error("empty signature")]
     NoSignature,
+    /// A device name that breaks the naming rules.
+    #[error("bad device name")]
+    BadDevice,
+    /// No slot, or more than [`MAX_SLOTS`].
+    #[error("a sealed message is for 1 to {MAX_SLOTS} devices")]
+    BadSlots,
 }
 
 impl From<Truncated> for LayoutError {
@@ -116,11 +147,14 @@ impl From<TooLong> for LayoutError {
     }
 }
 
-/// A user's published E2E key: what `KEY SET` carries and `KEY GET` returns.
+/// One device's published E2E key: what `KEY SET` carries and `KEY GET` returns (one per
+/// device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyBundle {
     /// The HPKE public key.
     pub public_key: Vec<u8>,
+    /// The device's name, lower case.
+    pub device: String,
     /// The owner's certificate, DER.
     pub cert: Vec<u8>,
     /// The certificate key's signature (see [`KeyBundle::signing_input`]).
@@ -128,35 +162,49 @@ pub struct KeyBundle {
 }
 
 impl KeyBundle {
-    /// The bytes before the certificate: version, suite and public key. The fingerprint and
-    /// the signature cover them.
-    pub fn key_part(public_key: &[u8]) -> Result<Vec<u8>, LayoutError> {
-        let mut out = Vec::with_capacity(8 + public_key.len());
+    /// The bytes before the certificate: version, suite, public key and device name. The
+    /// signature covers them.
+    pub fn key_part(public_key: &[u8], device: &str) -> Result<Vec<u8>, LayoutError> {
+        crate::names::validate_device(device).map_err(|_| LayoutError::BadDevice)?;
+        let mut out = Vec::with_capacity(9 + public_key.len() + device.len());
         out.push(VERSION);
-        for id in [SUITE.kem, SUITE.kdf, SUITE.aead] {
-            out.extend_from_slice(&id.to_be_bytes());
-        }
+        put_suite(&mut out);
+        put_short(&mut out, public_key)?;
+        put_short(&mut out, name_key(device).as_bytes())?;
+        Ok(out)
+    }
+
+    /// What a fingerprint covers of the key: the suite and the public key, laid out as version
+    /// 1 did (a version byte 1, the suite, a length byte, the key).
+    pub fn fingerprint_part(public_key: &[u8]) -> Result<Vec<u8>, LayoutError> {
+        let mut out = Vec::with_capacity(8 + public_key.len());
+        out.push(1);
+        put_suite(&mut out);
         put_short(&mut out, public_key)?;
         Ok(out)
     }
 
     /// What the owner signs: [`KEY_CONTEXT`], their name, and [`KeyBundle::key_part`].
-    pub fn signing_input(name: &str, public_key: &[u8]) -> Result<Vec<u8>, LayoutError> {
+    pub fn signing_input(
+        name: &str,
+        public_key: &[u8],
+        device: &str,
+    ) -> Result<Vec<u8>, LayoutError> {
         let mut out = KEY_CONTEXT.to_vec();
         put_short(&mut out, name_key(name).as_bytes())?;
-        out.extend_from_slice(&Self::key_part(public_key)?);
+        out.extend_from_slice(&Self::key_part(public_key, device)?);
         Ok(out)
     }
 
     /// The bundle's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, LayoutError> {
-        let mut out = Self::key_part(&self.public_key)?;
+        let mut out = Self::key_part(&self.public_key, &self.device)?;
         put_sized(&mut out, &self.cert)?;
         put_short(&mut out, &self.signature)?;
         Ok(out)
     }
 
-    /// Reads a bundle. Does not verify anything but the layout.
+    /// Reads a bundle. Does not verify anything but the layout (and the device name's rules).
     pub fn decode(bytes: &[u8]) -> Result<Self, LayoutError> {
         let mut reader = versioned(bytes)?;
         let suite = Suite {
@@ -168,29 +216,53 @@ impl KeyBundle {
             return Err(LayoutError::UnknownSuite);
         }
         let public_key = reader.short()?.to_vec();
+        let device = std::str::from_utf8(reader.short()?).map_err(|_| LayoutError::BadDevice)?;
+        if crate::names::validate_device(device).is_err() || name_key(device) != device {
+            return Err(LayoutError::BadDevice);
+        }
+        let device = device.to_owned();
         let cert = reader.sized()?.to_vec();
         let signature = reader.short()?.to_vec();
         finish(&reader, &signature)?;
         Ok(Self {
             public_key,
+            device,
             cert,
             signature,
         })
     }
 }
 
-/// An E2E direct message as it travels: sealed to the recipient, signed by the sender.
+fn put_suite(out: &mut Vec<u8>) {
+    for id in [SUITE.kem, SUITE.kdf, SUITE.aead] {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+}
+
+/// The message key sealed to one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// The key id of the device's HPKE key.
+    pub key_id: [u8; 8],
+    /// HPKE encapsulated key.
+    pub enc: Vec<u8>,
+    /// HPKE ciphertext of the message key.
+    pub wrapped: Vec<u8>,
+}
+
+/// An E2E direct message as it travels: encrypted once, its key sealed to each device that
+/// may read it, signed by the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
-    /// Strictly increasing per sender: the recipient refuses a number it has seen.
+    /// Strictly increasing per sending device: a recipient refuses a number it has seen.
     pub counter: u64,
     /// Milliseconds since the Unix epoch on the sender's clock.
     pub timestamp_ms: u64,
-    /// Which of the recipient's keys it is sealed to.
-    pub recipient_key_id: [u8; 8],
-    /// HPKE encapsulated key.
-    pub enc: Vec<u8>,
-    /// HPKE ciphertext.
+    /// The key id of the sending device.
+    pub sender_key_id: [u8; 8],
+    /// The message key, sealed to each device (1 to [`MAX_SLOTS`]).
+    pub slots: Vec<Slot>,
+    /// The text, encrypted under the message key.
     pub ciphertext: Vec<u8>,
     /// The sender's signature (see [`Sealed::signing_input`]).
     pub signature: Vec<u8>,
@@ -203,11 +275,12 @@ impl Sealed {
         out.push(VERSION);
         out.extend_from_slice(&self.counter.to_be_bytes());
         out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
-        out.extend_from_slice(&self.recipient_key_id);
+        out.extend_from_slice(&self.sender_key_id);
         out
     }
 
-    /// The HPKE associated data: [`MESSAGE_CONTEXT`], both names and the header.
+    /// The associated data of the text and of every slot: [`MESSAGE_CONTEXT`], both names and
+    /// the header.
     pub fn associated_data(&self, sender: &str, recipient: &str) -> Result<Vec<u8>, LayoutError> {
         let mut out = names_prefix(sender, recipient)?;
         out.extend_from_slice(&self.header());
@@ -222,12 +295,25 @@ impl Sealed {
         Ok(out)
     }
 
+    /// The slot for the device whose key id is `key_id`.
+    pub fn slot_for(&self, key_id: &[u8; 8]) -> Option<&Slot> {
+        self.slots.iter().find(|slot| &slot.key_id == key_id)
+    }
+
     fn unsigned_bytes(&self) -> Result<Vec<u8>, LayoutError> {
         if self.ciphertext.len() > MAX_TEXT_LEN + 64 {
             return Err(LayoutError::TooLong);
         }
+        if self.slots.is_empty() || self.slots.len() > MAX_SLOTS {
+            return Err(LayoutError::BadSlots);
+        }
         let mut out = self.header();
-        put_short(&mut out, &self.enc)?;
+        out.push(self.slots.len() as u8);
+        for slot in &self.slots {
+            out.extend_from_slice(&slot.key_id);
+            put_short(&mut out, &slot.enc)?;
+            put_short(&mut out, &slot.wrapped)?;
+        }
         put_sized(&mut out, &self.ciphertext)?;
         Ok(out)
     }
@@ -244,8 +330,19 @@ impl Sealed {
         let mut reader = versioned(bytes)?;
         let counter = reader.u64()?;
         let timestamp_ms = reader.u64()?;
-        let recipient_key_id = reader.array()?;
-        let enc = reader.short()?.to_vec();
+        let sender_key_id = reader.array()?;
+        let count = usize::from(reader.u8()?);
+        if count == 0 || count > MAX_SLOTS {
+            return Err(LayoutError::BadSlots);
+        }
+        let mut slots = Vec::with_capacity(count);
+        for _ in 0..count {
+            slots.push(Slot {
+                key_id: reader.array()?,
+                enc: reader.short()?.to_vec(),
+                wrapped: reader.short()?.to_vec(),
+            });
+        }
         let ciphertext = reader.sized()?.to_vec();
         if ciphertext.len() > MAX_TEXT_LEN + 64 {
             return Err(LayoutError::TooLong);
@@ -255,8 +352,8 @@ impl Sealed {
         Ok(Self {
             counter,
             timestamp_ms,
-            recipient_key_id,
-            enc,
+            sender_key_id,
+            slots,
             ciphertext,
             signature,
         })
@@ -303,19 +400,26 @@ mod tests {
         message.ciphertext.push(1);
         assert_eq!(message.encode(), Err(LayoutError::TooLong));
         // A peer's message one byte over, built by hand, is refused on the way in too.
-        let mut over = message.header();
-        put_short(&mut over, &message.enc).unwrap();
+        let mut over = bytes[..bytes.len() - 1 - 70 - 2 - (MAX_TEXT_LEN + 64)].to_vec();
         put_sized(&mut over, &message.ciphertext).unwrap();
         put_short(&mut over, &message.signature).unwrap();
         assert_eq!(Sealed::decode(&over), Err(LayoutError::TooLong));
+    }
+
+    fn slot(n: u8) -> Slot {
+        Slot {
+            key_id: [n; 8],
+            enc: vec![1; 32],
+            wrapped: vec![3; 48],
+        }
     }
 
     fn sealed() -> Sealed {
         Sealed {
             counter: 7,
             timestamp_ms: 1_800_000_000_000,
-            recipient_key_id: [9; 8],
-            enc: vec![1; 32],
+            sender_key_id: [4; 8],
+            slots: vec![slot(9), slot(8)],
             ciphertext: b"ciphertext and tag".to_vec(),
             signature: vec![2; 70],
         }
@@ -327,10 +431,15 @@ mod tests {
         let bytes = message.encode().unwrap();
         assert_eq!(bytes[0], VERSION);
         assert_eq!(&bytes[1..9], &7u64.to_be_bytes());
-        assert_eq!(&bytes[17..25], &[9; 8]);
-        assert_eq!(bytes[25], 32);
-        assert_eq!(bytes.len(), 25 + 1 + 32 + 2 + 18 + 1 + 70);
+        assert_eq!(&bytes[17..25], &[4; 8]);
+        assert_eq!(bytes[25], 2, "two slots");
+        assert_eq!(&bytes[26..34], &[9; 8]);
+        assert_eq!(bytes[34], 32);
+        let slot_len = 8 + 1 + 32 + 1 + 48;
+        assert_eq!(bytes.len(), 25 + 1 + 2 * slot_len + 2 + 18 + 1 + 70);
         assert_eq!(Sealed::decode(&bytes).unwrap(), message);
+        assert_eq!(message.slot_for(&[8; 8]), Some(&slot(8)));
+        assert_eq!(message.slot_for(&[7; 8]), None);
         // Every truncation and any trailing byte is refused.
         for cut in 0..bytes.len() {
             assert!(Sealed::decode(&bytes[..cut]).is_err(), "cut at {cut}");
@@ -338,6 +447,24 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(Sealed::decode(&longer), Err(LayoutError::Trailing));
+    }
+
+    #[test]
+    fn a_sealed_message_is_for_one_to_max_slots_devices() {
+        let mut message = sealed();
+        message.slots = (0..MAX_SLOTS as u8).map(slot).collect();
+        let bytes = message.encode().unwrap();
+        assert_eq!(Sealed::decode(&bytes).unwrap(), message);
+        message.slots.push(slot(99));
+        assert_eq!(message.encode(), Err(LayoutError::BadSlots));
+        message.slots.clear();
+        assert_eq!(message.encode(), Err(LayoutError::BadSlots));
+        // Counts of 0 and MAX_SLOTS + 1 written by hand are refused on the way in.
+        for count in [0, MAX_SLOTS as u8 + 1] {
+            let mut forged = bytes.clone();
+            forged[25] = count;
+            assert_eq!(Sealed::decode(&forged), Err(LayoutError::BadSlots));
+        }
     }
 
     #[test]
@@ -359,25 +486,43 @@ mod tests {
     }
 
     #[test]
-    fn a_key_bundle_round_trips_and_refuses_other_suites() {
+    fn a_key_bundle_round_trips_names_its_device_and_refuses_other_suites() {
         let bundle = KeyBundle {
             public_key: vec![5; 32],
+            device: "laptop".into(),
             cert: vec![6; 500],
             signature: vec![7; 71],
         };
         let bytes = bundle.encode().unwrap();
-        assert_eq!(&bytes[..7], &[1, 0, 0x20, 0, 1, 0, 3]);
+        assert_eq!(&bytes[..7], &[2, 0, 0x20, 0, 1, 0, 3]);
+        assert_eq!(&bytes[40..47], b"\x06laptop");
         assert_eq!(KeyBundle::decode(&bytes).unwrap(), bundle);
         let mut other = bytes.clone();
         other[6] = 1; // AES-128-GCM
         assert_eq!(KeyBundle::decode(&other), Err(LayoutError::UnknownSuite));
-        let signed = KeyBundle::signing_input("Bob", &bundle.public_key).unwrap();
+        let signed = KeyBundle::signing_input("Bob", &bundle.public_key, "Laptop").unwrap();
         assert!(signed.starts_with(KEY_CONTEXT));
-        assert!(signed.ends_with(&bytes[..8 + 32]));
+        assert!(signed.ends_with(&bytes[..8 + 32 + 7]));
         assert_eq!(
             signed,
-            KeyBundle::signing_input("bob", &bundle.public_key).unwrap()
+            KeyBundle::signing_input("bob", &bundle.public_key, "laptop").unwrap()
         );
+        // The fingerprint part is version 1's key part, whatever the device.
+        let part = KeyBundle::fingerprint_part(&bundle.public_key).unwrap();
+        assert_eq!(&part[..7], &[1, 0, 0x20, 0, 1, 0, 3]);
+        assert_eq!(&part[7..], &bytes[7..8 + 32]);
+        // A device name must follow the rules and be lower case on the wire.
+        let mut upper = bytes.clone();
+        upper[41] = b'L';
+        assert_eq!(KeyBundle::decode(&upper), Err(LayoutError::BadDevice));
+        let mut bad = bytes.clone();
+        bad[41] = b'-';
+        assert_eq!(KeyBundle::decode(&bad), Err(LayoutError::BadDevice));
+        let unnamed = KeyBundle {
+            device: String::new(),
+            ..bundle
+        };
+        assert_eq!(unnamed.encode(), Err(LayoutError::BadDevice));
     }
 }
 

@@ -93,6 +93,8 @@ error_codes! {
     TooManyRooms => "TOO_MANY_ROOMS",
     /// The room has as many members as allowed.
     RoomFull => "ROOM_FULL",
+    /// The user has published keys for as many devices as allowed (`KEY SET` of a new device).
+    TooManyDevices => "TOO_MANY_DEVICES",
     /// The server is shutting down and takes no new work.
     ShuttingDown => "SHUTTING_DOWN",
     /// A certificate reload failed; the old certificate stays in use.

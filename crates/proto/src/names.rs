@@ -64,6 +64,12 @@ pub fn validate_nick(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Checks a device name (what a person calls one of their devices, for E2E keys): the
+/// nickname rules, without the reserved names.
+pub fn validate_device(name: &str) -> Result<(), NameError> {
+    validate(name, NICK_MAX_LEN)
+}
+
 /// Checks a room name: `#` followed by 1 to [`ROOM_MAX_LEN`] letters, digits, `-` or `_`.
 /// Room names compare case-insensitively; [`name_key`] gives the canonical form.
 pub fn validate_room(name: &str) -> Result<(), NameError> {

@@ -309,6 +309,17 @@ pub enum Event {
         /// What it means, for people.
         reason: String,
     },
+    /// `EVENT DEVICE <nick> <device> <added|removed>`: someone this client has a direct
+    /// conversation with (or this client's own person) published a key for a new device, or
+    /// withdrew one. A new device is not to be trusted silently: clients ask their user first.
+    Device {
+        /// Whose device.
+        nick: String,
+        /// The device's name.
+        device: String,
+        /// Added (true) or removed.
+        added: bool,
+    },
     /// `EVENT DISCONNECT <CODE> <reason>`: the server is closing this connection.
     Disconnect {
         /// Why, for programs.
@@ -379,6 +390,14 @@ impl fmt::Display for Event {
             } => write!(f, "EVENT QUIT {room} {nick} {trust} {reason}"),
             Self::Nick { room, old, new } => write!(f, "EVENT NICK {room} {old} {new}"),
             Self::Revoked { nick, reason } => write!(f, "EVENT REVOKED {nick} {reason}"),
+            Self::Device {
+                nick,
+                device,
+                added,
+            } => {
+                let change = if *added { "added" } else { "removed" };
+                write!(f, "EVENT DEVICE {nick} {device} {change}")
+            }
             Self::Topic { room, by, text } => write!(f, "EVENT TOPIC {room} {by} {text}"),
             Self::Mode { room, by, change } => write!(f, "EVENT MODE {room} {by} {change}"),
             Self::Kick {
@@ -546,6 +565,19 @@ impl Event {
                 Self::Revoked {
                     nick: owned(nick),
                     reason: owned(reason),
+                }
+            }
+            "DEVICE" => {
+                let [nick, device, change] = fields(rest)?;
+                let added = match change {
+                    "added" => true,
+                    "removed" => false,
+                    _ => return None,
+                };
+                Self::Device {
+                    nick: owned(nick),
+                    device: owned(device),
+                    added,
                 }
             }
             "DISCONNECT" => {
@@ -771,6 +803,16 @@ mod tests {
                 target: "#ops".into(),
                 first: 10,
                 last: 25,
+            }),
+            ServerLine::Event(Event::Device {
+                nick: "alice".into(),
+                device: "phone".into(),
+                added: true,
+            }),
+            ServerLine::Event(Event::Device {
+                nick: "alice".into(),
+                device: "laptop".into(),
+                added: false,
             }),
         ];
         for line in lines {

@@ -74,7 +74,7 @@ verbs! {
     Rooms => "ROOMS", "ROOMS", "Lists the rooms and their member counts.";
     Who => "WHO", "WHO #room", "Lists a room's members, verified or not.";
     Msg => "MSG", "MSG #room|nick text", "Sends text to a room you are in, or to one user.";
-    Key => "KEY", "KEY SET bundle | KEY GET nick", "Publishes your E2E key (hex bundle), or fetches a user's.";
+    Key => "KEY", "KEY SET bundle | KEY GET nick | KEY DEL device", "Publishes your device's E2E key (hex bundle), fetches every device key of a user, or withdraws one of your devices.";
     E2e => "E2E", "E2E nick sealed", "Relays an end-to-end encrypted message (hex) to one user.";
     History => "HISTORY", "HISTORY #room|nick [BEFORE id | AFTER id] [LIMIT n]", "Replays stored messages of a room you are in, or of your conversation with one user.";
     Kick => "KICK", "KICK [#room] nick [reason]", "Removes a user from a room (its operators), or from the server (admins).";
@@ -143,8 +143,10 @@ pub enum Request {
     },
     /// `KEY SET bundle`: publishes the caller's E2E key.
     KeySet(Payload<KeyBundle>),
-    /// `KEY GET nick`: asks for a user's published E2E key.
+    /// `KEY GET nick`: asks for a user's published E2E keys, one per device.
     KeyGet(String),
+    /// `KEY DEL device`: withdraws the key of one of the caller's devices.
+    KeyDel(String),
     /// `E2E nick sealed`: an end-to-end encrypted direct message.
     E2e {
         /// The recipient.
@@ -403,6 +405,16 @@ impl Request {
                 (Some(sub), Some(nick)) if sub.eq_ignore_ascii_case("GET") => {
                     Self::KeyGet(checked_nick(nick)?)
                 }
+                (Some(sub), Some(device)) if sub.eq_ignore_ascii_case("DEL") => {
+                    crate::names::validate_device(device).map_err(|source| {
+                        RequestError::BadName {
+                            what: "device name",
+                            name: clip(device),
+                            source,
+                        }
+                    })?;
+                    Self::KeyDel(crate::names::name_key(device))
+                }
                 _ => return Err(RequestError::Usage { verb }),
             },
             Verb::E2e => match (args.next(), args.next()) {
@@ -480,7 +492,7 @@ impl Request {
             Self::Mode { .. } => Verb::Mode,
             Self::Invite { .. } => Verb::Invite,
             Self::History { .. } => Verb::History,
-            Self::KeySet(_) | Self::KeyGet(_) => Verb::Key,
+            Self::KeySet(_) | Self::KeyGet(_) | Self::KeyDel(_) => Verb::Key,
             Self::E2e { .. } => Verb::E2e,
             Self::Stats => Verb::Stats,
             Self::Reload => Verb::Reload,
@@ -511,6 +523,7 @@ impl fmt::Display for Request {
             Self::Msg { target, text } => write!(f, "{verb} {target} {text}"),
             Self::KeySet(bundle) => write!(f, "{verb} SET {}", bundle.hex()),
             Self::KeyGet(nick) => write!(f, "{verb} GET {nick}"),
+            Self::KeyDel(device) => write!(f, "{verb} DEL {device}"),
             Self::E2e { to, sealed } => write!(f, "{verb} {to} {}", sealed.hex()),
             Self::Kick { room, nick, reason } => {
                 f.write_str(verb)?;
@@ -1006,8 +1019,18 @@ mod tests {
             bad("KEY SET xyz"),
             "bad key bundle: odd number of hex digits"
         );
-        assert_eq!(bad("KEY SET 0100"), "bad key bundle: truncated");
-        assert_eq!(bad("E2E bob 02"), "bad sealed message: unknown version 2");
+        assert_eq!(bad("KEY SET 0200"), "bad key bundle: truncated");
+        assert_eq!(bad("KEY SET 0100"), "bad key bundle: unknown version 1");
+        assert_eq!(bad("E2E bob 01"), "bad sealed message: unknown version 1");
+        assert!(usage("KEY DEL"));
+        assert!(matches!(
+            Request::parse("KEY DEL -phone"),
+            Err(RequestError::BadName { .. })
+        ));
+        assert_eq!(
+            Request::parse("KEY DEL Phone").unwrap(),
+            Some(Request::KeyDel("phone".into()))
+        );
         assert!(matches!(
             Request::parse("E2E #room 01"),
             Err(RequestError::BadName { .. })
@@ -1067,19 +1090,25 @@ mod tests {
             Request::KeySet(
                 Payload::new(KeyBundle {
                     public_key: vec![1; 32],
+                    device: "laptop".into(),
                     cert: vec![2; 300],
                     signature: vec![3; 71],
                 })
                 .unwrap(),
             ),
             Request::KeyGet("bob".into()),
+            Request::KeyDel("phone".into()),
             Request::E2e {
                 to: "bob".into(),
                 sealed: Payload::new(Sealed {
                     counter: 1,
                     timestamp_ms: 2,
-                    recipient_key_id: [3; 8],
-                    enc: vec![4; 32],
+                    sender_key_id: [3; 8],
+                    slots: vec![crate::e2e::Slot {
+                        key_id: [7; 8],
+                        enc: vec![4; 32],
+                        wrapped: vec![8; 48],
+                    }],
                     ciphertext: vec![5; 40],
                     signature: vec![6; 72],
                 })
@@ -1148,8 +1177,12 @@ mod tests {
         let sealed = Payload::new(Sealed {
             counter: 1,
             timestamp_ms: 2,
-            recipient_key_id: [0xab; 8],
-            enc: vec![0xcd; 32],
+            sender_key_id: [0xab; 8],
+            slots: vec![crate::e2e::Slot {
+                key_id: [0x12; 8],
+                enc: vec![0xcd; 32],
+                wrapped: vec![0x34; 48],
+            }],
             ciphertext: vec![0xef; 40],
             signature: vec![6; 72],
         })

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use std::time::Duration;
 use tlschat_proto::datagram::{self, Datagram, Header, Kind};
-use tlschat_proto::e2e::{KeyBundle, Payload, Sealed};
+use tlschat_proto::e2e::{KeyBundle, Payload, Sealed, Slot, MAX_SLOTS};
 use tlschat_proto::names::{validate_nick, validate_room, NICK_MAX_LEN};
 
 use tlschat_proto::{hex, Anchor, Frame, LineDecoder, ModeChange, Request, Scope, Target, Verb};
@@ -31,13 +31,28 @@ fn text() -> impl Strategy<Value = String> {
 fn bundle() -> impl Strategy<Value = KeyBundle> {
     (
         prop::collection::vec(any::<u8>(), 32),
+        "[a-z][a-z0-9_-]{0,31}",
         prop::collection::vec(any::<u8>(), 1..400),
         prop::collection::vec(any::<u8>(), 1..80),
     )
-        .prop_map(|(public_key, cert, signature)| KeyBundle {
+        .prop_map(|(public_key, device, cert, signature)| KeyBundle {
             public_key,
+            device,
             cert,
             signature,
+        })
+}
+
+fn slot() -> impl Strategy<Value = Slot> {
+    (
+        any::<[u8; 8]>(),
+        prop::collection::vec(any::<u8>(), 32),
+        prop::collection::vec(any::<u8>(), 48),
+    )
+        .prop_map(|(key_id, enc, wrapped)| Slot {
+            key_id,
+            enc,
+            wrapped,
         })
 }
 
@@ -46,16 +61,16 @@ fn sealed() -> impl Strategy<Value = Sealed> {
         any::<u64>(),
         any::<u64>(),
         any::<[u8; 8]>(),
-        prop::collection::vec(any::<u8>(), 32),
+        prop::collection::vec(slot(), 1..=MAX_SLOTS),
         prop::collection::vec(any::<u8>(), 16..300),
         prop::collection::vec(any::<u8>(), 1..80),
     )
         .prop_map(
-            |(counter, timestamp_ms, recipient_key_id, enc, ciphertext, signature)| Sealed {
+            |(counter, timestamp_ms, sender_key_id, slots, ciphertext, signature)| Sealed {
                 counter,
                 timestamp_ms,
-                recipient_key_id,
-                enc,
+                sender_key_id,
+                slots,
                 ciphertext,
                 signature,
             },
@@ -84,6 +99,7 @@ fn request() -> impl Strategy<Value = Request> {
         room().prop_map(Request::Part),
         room().prop_map(Request::Who),
         nick().prop_map(Request::KeyGet),
+        "[a-z][a-z0-9_-]{0,31}".prop_map(Request::KeyDel),
         (room(), text()).prop_map(|(room, text)| Request::Msg {
             target: Target::Room(room),
             text,

@@ -130,6 +130,14 @@ pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 50;
 /// Default maximum of members in one room: 10,000.
 pub const DEFAULT_MAX_ROOM_MEMBERS: usize = 10_000;
 
+/// Default maximum of connections one verified user may have at once (their devices and
+/// windows): 8. Past it, the oldest is closed with `REPLACED`.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 8;
+
+/// Default maximum of devices one user may publish an E2E key for: 8 (at most
+/// [`tlschat_proto::e2e::MAX_DEVICES`], what a sealed message has room for).
+pub const DEFAULT_MAX_DEVICES_PER_USER: usize = 8;
+
 /// Default maximum of published E2E keys the server keeps: 10,000 (the least recently
 /// published goes first).
 pub const DEFAULT_MAX_PUBLISHED_KEYS: usize = 10_000;

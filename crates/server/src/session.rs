@@ -160,6 +160,7 @@ impl Session {
             } => return hub.history(peer, &target, anchor, limit).into(),
             Request::KeySet(bundle) => hub.publish_key(peer, bundle.value(), bundle.hex()),
             Request::KeyGet(nick) => hub.key_of(&nick),
+            Request::KeyDel(device) => hub.withdraw_key(peer, &device),
             Request::E2e { to, sealed } => {
                 return hub.message_e2e(peer, &to, sealed.hex(), cx.now).into()
             }

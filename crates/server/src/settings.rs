@@ -492,6 +492,13 @@ settings! {
     /// Members one room may have.
     max_room_members: usize = DEFAULT_MAX_ROOM_MEMBERS, "N", COUNTS,
         "Members one room may have; more get ERR ROOM_FULL";
+    /// Connections one verified user may have at once.
+    max_sessions_per_user: usize = DEFAULT_MAX_SESSIONS_PER_USER, "N", Bounds::Between(1, 1000),
+        "Connections one verified user may have at once (devices, windows); past it the oldest is closed with REPLACED";
+    /// Devices one user may publish an E2E key for.
+    max_devices_per_user: usize = DEFAULT_MAX_DEVICES_PER_USER, "N",
+        Bounds::Between(1, tlschat_proto::e2e::MAX_DEVICES),
+        "Devices one user may publish an E2E key for; more get ERR TOO_MANY_DEVICES";
     /// Published E2E keys kept at most.
     max_published_keys: usize = DEFAULT_MAX_PUBLISHED_KEYS, "N", COUNTS,
         "Published E2E keys kept; past this the least recently published is dropped";

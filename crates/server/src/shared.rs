@@ -103,7 +103,8 @@ impl Shared {
             udp_stats.clone(),
         ));
         let mut hub = Hub::with_limits(config.room_limits(), config.max_published_keys)
-            .with_max_dm_bytes(config.max_dm_bytes);
+            .with_max_dm_bytes(config.max_dm_bytes)
+            .with_user_limits(config.max_sessions_per_user, config.max_devices_per_user);
         if let Some(store) = store {
             // A connection has at most MAX_IN_FLIGHT submissions waiting.
             hub = hub.with_store(

@@ -3,17 +3,23 @@
 //! for. No cryptography is written here: this module only chooses and combines. The byte
 //! layouts live in [`tlschat_proto::e2e`].
 //!
-//! - [`E2eKey`]: a user's own HPKE key pair; publishes itself as a signed
+//! - [`E2eKey`]: one device's own HPKE key pair; publishes itself as a signed
 //!   [`KeyBundle`] and opens messages sealed to it.
-//! - [`TrustedKey`]: someone's published key, once checked against the CA, their name and
-//!   their signature; messages to them are sealed with it, and their messages verified.
+//! - [`TrustedKey`]: a device key someone published, once checked against the CA, their name
+//!   and their signature; messages to them are sealed to it, and messages from that device
+//!   verified with the certificate in it.
+//! - [`seal`]: a text encrypted once under a fresh message key (ChaCha20-Poly1305), that key
+//!   sealed with HPKE to each device that may read it.
 
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use aws_lc_rs::agreement::{PrivateKey, X25519};
 use aws_lc_rs::digest::{digest, Context, SHA256};
 use rustls::crypto::aws_lc_rs::hpke::DH_KEM_X25519_HKDF_SHA256_CHACHA20_POLY1305 as HPKE;
 use rustls::crypto::hpke::{EncapsulatedSecret, Hpke, HpkePrivateKey, HpkePublicKey};
 use tlschat_proto::cert::summarize_der;
-use tlschat_proto::e2e::{KeyBundle, LayoutError, Sealed, HPKE_INFO, MAX_TEXT_LEN};
+use tlschat_proto::e2e::{
+    KeyBundle, LayoutError, Sealed, Slot, HPKE_INFO, MAX_SLOTS, MAX_TEXT_LEN, MESSAGE_KEY_LEN,
+};
 use tlschat_proto::names::name_key;
 
 use crate::signing::{CertKey, ClientCheck, PeerKey, SigningError};
@@ -54,9 +60,16 @@ pub enum E2eError {
     /// The message's signature does not verify with the sender's certificate.
     #[error("the signature does not verify: not sent by {0}, or changed on the way")]
     BadSignature(String),
-    /// The message was sealed to a key of the recipient's that is not the current one.
-    #[error("sealed to a key you no longer have (key id {0})")]
+    /// The message was not sealed to this device's key (sent before this device's key was
+    /// published or accepted, or after it was removed).
+    #[error("not sealed to this device (its key id {0} is not among the recipients)")]
     NotForThisKey(String),
+    /// The message names another sending device than the key it is checked with.
+    #[error("sent from another device of {0} than the one checked")]
+    WrongDevice(String),
+    /// No device, or more than a message can hold.
+    #[error("a message is sealed to 1 to {MAX_SLOTS} devices, not {0}")]
+    Devices(usize),
     /// HPKE refused the ciphertext.
     #[error("decryption failed")]
     Decrypt,
@@ -118,44 +131,144 @@ impl E2eKey {
         key_id(&self.public)
     }
 
-    /// The bundle to publish: this public key, `owner`'s certificate and its signature over
-    /// the key and `name`.
-    pub fn bundle(&self, owner: &CertKey, name: &str) -> Result<KeyBundle, E2eError> {
-        let signature = owner.sign(&KeyBundle::signing_input(name, &self.public)?);
+    /// The bundle to publish: this public key, the `device` name, `owner`'s certificate and
+    /// its signature over the key, the device name and `name`.
+    pub fn bundle(&self, owner: &CertKey, name: &str, device: &str) -> Result<KeyBundle, E2eError> {
+        let signature = owner.sign(&KeyBundle::signing_input(name, &self.public, device)?);
         if signature.is_empty() {
             return Err(E2eError::Internal("signing"));
         }
         Ok(KeyBundle {
             public_key: self.public.clone(),
+            device: name_key(device),
             cert: owner.cert_der().to_vec(),
             signature,
         })
     }
 
-    /// Opens a message `sender` sealed to `me`: checks it is for this key, verifies the
-    /// sender's signature, then decrypts. Replay checks are the caller's (they need state).
-    pub fn open(&self, me: &str, sender: &TrustedKey, sealed: &Sealed) -> Result<String, E2eError> {
-        if sealed.recipient_key_id != self.key_id() {
-            return Err(E2eError::NotForThisKey(tlschat_proto::hex::encode(
-                &sealed.recipient_key_id,
-            )));
+    /// Opens a message sent from the device `sender` (that device's checked key) in the
+    /// conversation with `recipient` (this device's person, or, for a copy of what this
+    /// person sent from another device, whom it was sent to): checks it names that sending
+    /// device and has a slot for this one, verifies the signature, then decrypts. Replay checks
+    /// are the caller's (they need state).
+    pub fn open(
+        &self,
+        sender: &TrustedKey,
+        recipient: &str,
+        sealed: &Sealed,
+    ) -> Result<String, E2eError> {
+        if sealed.sender_key_id != sender.key_id() {
+            return Err(E2eError::WrongDevice(sender.name.clone()));
         }
-        let signed = sealed.signing_input(&sender.name, me)?;
+        let Some(slot) = sealed.slot_for(&self.key_id()) else {
+            return Err(E2eError::NotForThisKey(tlschat_proto::hex::encode(
+                &self.key_id(),
+            )));
+        };
+        let signed = sealed.signing_input(&sender.name, recipient)?;
         if !sender.signer.verify(&signed, &sealed.signature) {
             return Err(E2eError::BadSignature(sender.name.clone()));
         }
-        let aad = sealed.associated_data(&sender.name, me)?;
-        let plain = HPKE
+        let aad = sealed.associated_data(&sender.name, recipient)?;
+        let message_key = HPKE
             .open(
-                &EncapsulatedSecret(sealed.enc.clone()),
+                &EncapsulatedSecret(slot.enc.clone()),
                 HPKE_INFO,
                 &aad,
-                &sealed.ciphertext,
+                &slot.wrapped,
                 &self.private,
             )
             .map_err(|_| E2eError::Decrypt)?;
-        String::from_utf8(plain).map_err(|_| E2eError::NotText)
+        let mut plain = sealed.ciphertext.clone();
+        let opened = message_cipher(&message_key)?
+            .open_in_place(
+                Nonce::assume_unique_for_key([0; NONCE_LEN]),
+                Aad::from(&aad),
+                &mut plain,
+            )
+            .map_err(|_| E2eError::Decrypt)?;
+        String::from_utf8(opened.to_vec()).map_err(|_| E2eError::NotText)
     }
+}
+
+/// Who seals a message: the person's certificate (it signs), their name, and the sending
+/// device's own key (its key id goes in the message).
+pub struct Author<'a> {
+    /// The certificate and its key.
+    pub cert: &'a CertKey,
+    /// The sender's name.
+    pub name: &'a str,
+    /// The sending device's key.
+    pub key: &'a E2eKey,
+}
+
+/// Seals `text` from `author` in the conversation with `recipient`, readable by each of
+/// `devices` (the recipient's devices and the author's own, this one included, so that every
+/// device of both can read it later from the history).
+pub fn seal(
+    author: &Author<'_>,
+    recipient: &str,
+    devices: &[&TrustedKey],
+    counter: u64,
+    timestamp_ms: u64,
+    text: &str,
+) -> Result<Sealed, E2eError> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(E2eError::TooLong);
+    }
+    if devices.is_empty() || devices.len() > MAX_SLOTS {
+        return Err(E2eError::Devices(devices.len()));
+    }
+    let mut sealed = Sealed {
+        counter,
+        timestamp_ms,
+        sender_key_id: author.key.key_id(),
+        slots: Vec::with_capacity(devices.len()),
+        ciphertext: Vec::new(),
+        signature: Vec::new(),
+    };
+    let aad = sealed.associated_data(author.name, recipient)?;
+    let mut message_key = [0; MESSAGE_KEY_LEN];
+    aws_lc_rs::rand::fill(&mut message_key).map_err(|_| E2eError::Internal("random"))?;
+    for device in devices {
+        let (enc, wrapped) = HPKE
+            .seal(
+                HPKE_INFO,
+                &aad,
+                &message_key,
+                &HpkePublicKey(device.public.clone()),
+            )
+            .map_err(|_| E2eError::Internal("sealing"))?;
+        sealed.slots.push(Slot {
+            key_id: device.key_id(),
+            enc: enc.0,
+            wrapped,
+        });
+    }
+    let mut ciphertext = text.as_bytes().to_vec();
+    message_cipher(&message_key)?
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key([0; NONCE_LEN]),
+            Aad::from(&aad),
+            &mut ciphertext,
+        )
+        .map_err(|_| E2eError::Internal("encryption"))?;
+    sealed.ciphertext = ciphertext;
+    sealed.signature = author
+        .cert
+        .sign(&sealed.signing_input(author.name, recipient)?);
+    if sealed.signature.is_empty() {
+        return Err(E2eError::Internal("signing"));
+    }
+    Ok(sealed)
+}
+
+/// ChaCha20-Poly1305 under a message key. Each key encrypts one text only (it is fresh per
+/// message), so the nonce is zero.
+fn message_cipher(key: &[u8]) -> Result<LessSafeKey, E2eError> {
+    UnboundKey::new(&CHACHA20_POLY1305, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| E2eError::Decrypt)
 }
 
 /// Someone's published key, checked: the certificate chains to the CA and names them, and the
@@ -163,6 +276,7 @@ impl E2eKey {
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
     name: String,
+    device: String,
     public: Vec<u8>,
     signer: PeerKey,
     fingerprint: Fingerprint,
@@ -183,7 +297,7 @@ impl TrustedKey {
         if bundle.public_key.len() != KEY_LEN {
             return Err(E2eError::Layout(LayoutError::Truncated));
         }
-        let signed = KeyBundle::signing_input(name, &bundle.public_key)?;
+        let signed = KeyBundle::signing_input(name, &bundle.public_key, &bundle.device)?;
         if !signer.verify(&signed, &bundle.signature) {
             return Err(E2eError::BadKeySignature);
         }
@@ -192,12 +306,13 @@ impl TrustedKey {
             .spki;
         let mut hash = Context::new(&SHA256);
         hash.update(FINGERPRINT_CONTEXT);
-        hash.update(&KeyBundle::key_part(&bundle.public_key)?);
+        hash.update(&KeyBundle::fingerprint_part(&bundle.public_key)?);
         hash.update(&spki);
         let mut fingerprint = [0; 32];
         fingerprint.copy_from_slice(hash.finish().as_ref());
         Ok(Self {
             name: name_key(name),
+            device: bundle.device.clone(),
             public: bundle.public_key.clone(),
             signer,
             fingerprint,
@@ -214,42 +329,14 @@ impl TrustedKey {
         self.fingerprint
     }
 
-    /// Seals `text` from `sender` (whose name is `sender_name`) to this key's owner.
-    pub fn seal(
-        &self,
-        sender: &CertKey,
-        sender_name: &str,
-        counter: u64,
-        timestamp_ms: u64,
-        text: &str,
-    ) -> Result<Sealed, E2eError> {
-        if text.len() > MAX_TEXT_LEN {
-            return Err(E2eError::TooLong);
-        }
-        let mut sealed = Sealed {
-            counter,
-            timestamp_ms,
-            recipient_key_id: key_id(&self.public),
-            enc: Vec::new(),
-            ciphertext: Vec::new(),
-            signature: Vec::new(),
-        };
-        let aad = sealed.associated_data(sender_name, &self.name)?;
-        let (enc, ciphertext) = HPKE
-            .seal(
-                HPKE_INFO,
-                &aad,
-                text.as_bytes(),
-                &HpkePublicKey(self.public.clone()),
-            )
-            .map_err(|_| E2eError::Internal("sealing"))?;
-        sealed.enc = enc.0;
-        sealed.ciphertext = ciphertext;
-        sealed.signature = sender.sign(&sealed.signing_input(sender_name, &self.name)?);
-        if sealed.signature.is_empty() {
-            return Err(E2eError::Internal("signing"));
-        }
-        Ok(sealed)
+    /// The device's name.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// The id messages sealed to this device carry (and messages from it name).
+    pub fn key_id(&self) -> [u8; 8] {
+        key_id(&self.public)
     }
 }
 

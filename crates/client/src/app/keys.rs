@@ -1,10 +1,11 @@
-//! `tlschat fingerprint [NICK]` and `tlschat trust NICK`: the E2E key checks of the chat
-//! client (`/fingerprint`, `/trust`), for scripts and for users of `send` and `listen`.
+//! `tlschat fingerprint [NICK]`, `tlschat trust NICK` and `tlschat devices [remove NAME]`:
+//! the E2E key checks of the chat client (`/fingerprint`, `/trust`, `/devices`), for scripts
+//! and for users of `send` and `listen`.
 
 use super::{connect_as, connection_failed, open_e2e, EXIT_ERR_REPLY, EXIT_OK};
 use crate::client::Client;
 use crate::config::ClientConfig;
-use crate::e2e::{fingerprint_report, trust_report, E2e, NO_CERTIFICATE};
+use crate::e2e::{devices_report, fingerprint_report, trust_report, E2e, NO_CERTIFICATE};
 use crate::error::ClientError;
 
 /// Prints our fingerprint, or NICK's as offered now.
@@ -31,6 +32,22 @@ pub(super) async fn trust(config: &ClientConfig, nick: &str) -> u8 {
     };
     report_from_server(config, e2e, async |e2e, client| {
         trust_report(Some(e2e), client, nick).await
+    })
+    .await
+}
+
+/// Lists our devices, or withdraws one.
+pub(super) async fn devices(config: &ClientConfig, remove: Option<&str>) -> u8 {
+    let e2e = match needs_key(config) {
+        Ok(e2e) => e2e,
+        Err(code) => return code,
+    };
+    report_from_server(config, e2e, async |e2e, client| {
+        // Ours is published first, so the list holds this device.
+        if let Err(refusal) = e2e.publish(client).await? {
+            return Ok(Err(format!("your E2E key was not published: {refusal}")));
+        }
+        devices_report(Some(e2e), client, remove).await
     })
     .await
 }

@@ -55,6 +55,12 @@ struct Printed<'a> {
     /// An E2E message that came after a later one from the same sender.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     reordered: bool,
+    /// The recipient of a direct message (us, or whom we sent it to from another device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    /// Sent by us (from another device, or earlier).
+    #[serde(skip)]
+    mine: bool,
 }
 
 impl Printed<'_> {
@@ -63,12 +69,18 @@ impl Printed<'_> {
             return serde_json::to_string(self).unwrap_or_default();
         }
         let mark = if self.verified { "" } else { "?" };
-        let place = match (self.room, self.e2e) {
+        let mut place = match (self.room, self.e2e) {
             (Some(room), _) => sanitize(room),
             (None, false) => "DM".to_owned(),
             (None, true) if self.reordered => "DM[e2e,out-of-order]".to_owned(),
             (None, true) => "DM[e2e]".to_owned(),
         };
+        // Ours, sent from another device (or from the history): to whom.
+        if let Some(to) = self.to.filter(|to| !to.eq_ignore_ascii_case(self.from)) {
+            if self.mine {
+                place.push_str(&format!("->{}", sanitize(to)));
+            }
+        }
         let body = match (self.text, self.error) {
             (_, Some(error)) => format!("!! E2E message NOT shown: {}", sanitize(error)),
             (Some(text), None) => sanitize(text),
@@ -111,6 +123,10 @@ pub(super) async fn run(
         }
     }
     eprintln!("listening");
+    // Our own name: what we sent from another device is printed as ours.
+    let me = nick
+        .map(str::to_owned)
+        .or_else(|| config.certificate_name());
     let mut resync = Resync::default();
     let mut printed = 0u64;
     let mut stdout = std::io::stdout();
@@ -151,6 +167,11 @@ pub(super) async fn run(
                 eprintln!("tlschat: {}", sanitize(reason));
                 continue;
             }
+            Event::Device { .. } => {
+                let text = super::chat::render::device_text(&event);
+                eprintln!("tlschat: {}", sanitize(&text));
+                continue;
+            }
             // A reconnect may bring a message again.
             event if !resync.admit(event, None) => continue,
             _ => {}
@@ -164,13 +185,13 @@ pub(super) async fn run(
             Event::E2e {
                 id,
                 from,
+                to,
                 trust,
                 time,
                 sealed,
-                ..
             } => {
                 opened = match e2e.as_mut() {
-                    Some(e2e) => match e2e.receive(&mut client, from, *trust, sealed).await {
+                    Some(e2e) => match e2e.receive(&mut client, from, to, *trust, sealed).await {
                         Ok(received) => received,
                         Err(err) => return connection_failed(err),
                     },
@@ -178,10 +199,19 @@ pub(super) async fn run(
                         "you have no client certificate, so no E2E key to open it with".into(),
                     ),
                 };
-                e2e_message(*id, from, *trust, time, &opened).line(options.json)
+                let mut printed = e2e_message(*id, from, to, *trust, time, &opened);
+                printed.mine = me
+                    .as_deref()
+                    .is_some_and(|me| me.eq_ignore_ascii_case(from));
+                printed.line(options.json)
             }
             event => match message(event) {
-                Some(printed) => printed.line(options.json),
+                Some(mut printed) => {
+                    printed.mine = me
+                        .as_deref()
+                        .is_some_and(|me| me.eq_ignore_ascii_case(from_of(event)));
+                    printed.line(options.json)
+                }
                 None => continue,
             },
         };
@@ -229,6 +259,14 @@ async fn stored_after(
     }
 }
 
+/// Who sent a message event.
+fn from_of(event: &Event) -> &str {
+    match event {
+        Event::Message { from, .. } | Event::Direct { from, .. } | Event::E2e { from, .. } => from,
+        _ => "",
+    }
+}
+
 /// A room or direct message in clear; `None` for other events.
 fn message(event: &Event) -> Option<Printed<'_>> {
     let (kind, room, id, from, trust, time, text) = match event {
@@ -258,11 +296,17 @@ fn message(event: &Event) -> Option<Printed<'_>> {
         } => ("dm", None, Some(*id), from, *trust, time, text),
         _ => return None,
     };
+    let to = match event {
+        Event::Direct { to, .. } => Some(to.as_str()),
+        _ => None,
+    };
     Some(Printed {
         kind,
         room,
         id,
         from,
+        to,
+        mine: false,
         verified: trust == Trust::Verified,
         time,
         e2e: false,
@@ -276,6 +320,7 @@ fn message(event: &Event) -> Option<Printed<'_>> {
 fn e2e_message<'a>(
     id: u64,
     from: &'a str,
+    to: &'a str,
     trust: Trust,
     time: &'a str,
     opened: &'a Received,
@@ -294,6 +339,8 @@ fn e2e_message<'a>(
         room: None,
         id: Some(id),
         from,
+        to: Some(to),
+        mine: false,
         verified: trust == Trust::Verified,
         time,
         e2e: true,
@@ -350,7 +397,7 @@ mod tests {
             reordered: false,
             sent: "t".into(),
         };
-        let printed = e2e_message(4, "alice", Trust::Verified, "t", &opened);
+        let printed = e2e_message(4, "alice", "bob", Trust::Verified, "t", &opened);
         assert_eq!(printed.line(false), "t DM[e2e] alice: secret\u{fffd}[2J");
         let json: serde_json::Value = serde_json::from_str(&printed.line(true)).unwrap();
         assert_eq!(json["e2e"], true);
@@ -358,7 +405,7 @@ mod tests {
         assert!(json.get("error").is_none());
 
         let failed = Received::Refused("decryption failed".into());
-        let printed = e2e_message(5, "alice", Trust::Verified, "t", &failed);
+        let printed = e2e_message(5, "alice", "bob", Trust::Verified, "t", &failed);
         assert_eq!(
             printed.line(false),
             "t DM[e2e] alice: !! E2E message NOT shown: decryption failed"

@@ -100,6 +100,10 @@ pub struct ConnectionArgs {
     /// next to --cert].
     #[arg(long, value_name = "FILE", global = true)]
     pub known_keys: Option<PathBuf>,
+    /// This device's name for its E2E key, chosen when the key is made (first use); a device
+    /// keeps its name [default: this host's name and 4 hex digits of the key].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub device: Option<String>,
 }
 
 impl ConnectionArgs {
@@ -136,6 +140,7 @@ impl ConnectionArgs {
         config.allow_tls12 = self.tls12;
         config.e2e_key = self.e2e_key.clone();
         config.known_keys = self.known_keys.clone();
+        config.device = self.device.clone();
         Ok(config)
     }
 }
@@ -223,11 +228,19 @@ pub enum Command {
         #[arg(value_name = "NICK")]
         nick: Option<String>,
     },
-    /// Accept NICK's current E2E key after it changed (check the fingerprint with them first).
+    /// Accept NICK's current E2E keys after one changed or a device was added (check the
+    /// fingerprints with them first).
     Trust {
-        /// Whose key.
+        /// Whose keys.
         #[arg(value_name = "NICK")]
         nick: String,
+    },
+    /// List your devices with a published E2E key and their fingerprints, or withdraw one
+    /// (`tlschat devices remove NAME`): messages are then no longer sealed to it.
+    Devices {
+        /// What to do; list them when left out.
+        #[command(subcommand)]
+        action: Option<DevicesCommand>,
     },
     /// Signed UDP mode (integrity and authenticity, no encryption): the stateless verbs.
     Udp {
@@ -243,6 +256,17 @@ pub enum Command {
     /// Print the manual page (roff), as packages install it.
     #[command(hide = true)]
     Manpage,
+}
+
+/// `tlschat devices …`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Withdraw the E2E key of one of your devices (a lost phone, an old laptop).
+    Remove {
+        /// The device's name, as `tlschat devices` lists it.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 /// `tlschat udp …`: signed UDP mode.
@@ -338,6 +362,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Fingerprint { nick } => keys::fingerprint(&config, nick.as_deref()).await,
         Command::Enroll { .. } | Command::Completions { .. } | Command::Manpage => EXIT_OK,
         Command::Trust { nick } => keys::trust(&config, &nick).await,
+        Command::Devices { action } => {
+            let remove = action.map(|DevicesCommand::Remove { name }| name);
+            keys::devices(&config, remove.as_deref()).await
+        }
         Command::Udp {
             command:
                 UdpCommand::Exec {
@@ -438,7 +466,11 @@ pub(crate) fn whoami(config: &ClientConfig, e2e: Option<&E2e>) -> Vec<String> {
         ),
     }
     if let Some(e2e) = e2e {
-        lines.push(format!("your E2E key: {}", e2e.own_fingerprint()));
+        lines.push(format!(
+            "your E2E key on this device ({}): {}",
+            e2e.device(),
+            e2e.own_fingerprint()
+        ));
     }
     lines.push(format!("server: {}", config.server));
     lines

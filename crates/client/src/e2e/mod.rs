@@ -1,17 +1,22 @@
-//! End-to-end encrypted direct messages, client side: the user's E2E key, the remembered keys
-//! of others, and the rules for when a direct message is sealed, sent in clear or refused.
+//! End-to-end encrypted direct messages, client side: this device's E2E key, the remembered
+//! device keys of others, and the rules for when a direct message is sealed, sent in clear or
+//! refused.
 //!
-//! - A user with a certificate has an E2E key ([`store::load_or_create_key`]) and publishes it
-//!   with `KEY SET` on every connection ([`E2e::publish`]).
-//! - Before a direct message, the sender fetches the recipient's key (`KEY GET`) and checks
-//!   it: the certificate chains to the CA and names the recipient, its key signed the E2E key,
-//!   and the fingerprint matches the one remembered ([`store::KnownKeys`], trust on first use).
-//!   A changed, forged or withheld key stops the message ([`Outgoing::Refused`]), and so does
-//!   a recipient without a key: a user with a certificate sends in clear only when asked to
-//!   (`--plain`), so neither a name squatter nor a server hiding keys gets a message in clear.
-//! - A received `EVENT E2E` is verified and opened ([`E2e::receive`]); a replayed, stale,
-//!   forged or undecryptable message comes back as [`Received::Refused`] with the reason, to be
-//!   shown, never dropped.
+//! - A user with a certificate has an E2E key on each device ([`store::load_or_create_key`],
+//!   with the device's name) and publishes it with `KEY SET` on every connection
+//!   ([`E2e::publish`]).
+//! - Before a direct message, the sender fetches the recipient's device keys (`KEY GET`) and
+//!   checks each: the certificate chains to the CA and names the recipient, its key signed the
+//!   E2E key and the device name, and the fingerprint matches the one remembered for that
+//!   device ([`store::KnownKeys`], trust on first use). A changed, forged or withheld key stops
+//!   the message ([`Outgoing::Refused`]), and so does a device of a known person that was not
+//!   accepted yet (a new device is announced, never trusted silently), and so does a recipient
+//!   without a key: a user with a certificate sends in clear only when asked to (`--plain`).
+//! - The message is sealed once, to every accepted device of the recipient and of the sender
+//!   (this one included, so every device of both can read it from the history).
+//! - A received `EVENT E2E` is verified against the sending device's key and opened
+//!   ([`E2e::receive`]); a replayed, forged or undecryptable message, or one from a device not
+//!   accepted, comes back as [`Received::Refused`] with the reason, to be shown, never dropped.
 
 pub mod store;
 
@@ -22,10 +27,10 @@ use tlschat_proto::e2e::{KeyBundle, Payload, Sealed};
 use tlschat_proto::names::name_key;
 use tlschat_proto::replay::{CounterMemory, ReplayError, DEFAULT_COUNTER_MEMORY};
 use tlschat_proto::{hex, ErrorCode, Reply, Request, Target, Trust};
-use tlschat_tls::e2e::{fingerprint_text, E2eError, E2eKey, Fingerprint, TrustedKey};
+use tlschat_tls::e2e::{fingerprint_text, seal, Author, E2eError, E2eKey, Fingerprint, TrustedKey};
 use tlschat_tls::signing::{CertKey, ClientCheck};
 
-use self::store::{Known, KnownKeys, SeenCounters, StoreError};
+use self::store::{DeviceKey, Known, KnownKeys, SeenCounters, StoreError};
 use crate::client::Client;
 use crate::clock::{now_micros, now_ms};
 use crate::config::ClientConfig;
@@ -74,7 +79,7 @@ pub enum Received {
     Message {
         /// The text.
         text: String,
-        /// It came after a later message from the same sender.
+        /// It came after a later message from the same sending device.
         reordered: bool,
         /// When the sender sealed it, RFC 3339 UTC, by the sender's clock: signed, so the
         /// server can neither change it nor pass an old message off as new. Stored messages
@@ -85,37 +90,49 @@ pub enum Received {
     Refused(String),
 }
 
+/// One device key of a person, checked, with what the remembered fingerprints say of it.
+#[derive(Debug, Clone)]
+struct Device {
+    key: TrustedKey,
+    known: Known,
+}
+
+impl Device {
+    /// Whether messages may be sealed to it, and its messages believed: remembered, or seen
+    /// now for a person seen for the first time (and remembered now).
+    fn trusted(&self) -> bool {
+        matches!(self.known, Known::Same | Known::New)
+    }
+}
+
 /// What a key lookup found.
 #[derive(Debug)]
 enum Lookup {
     /// The user published no key, and none is remembered.
     NoKey,
-    /// A valid key that matches the remembered one (or is remembered now: `first`).
-    Trusted { key: TrustedKey, first: bool },
-    /// A valid key, but not the one remembered.
-    Changed {
-        key: TrustedKey,
-        remembered: Fingerprint,
-    },
+    /// Valid device keys (at least one), each with its standing.
+    Found(Vec<Device>),
     /// The server offers no key, but one is remembered.
     Withheld,
-    /// The published key does not verify, or the remembered keys cannot be read.
+    /// A published key does not verify, or the remembered keys cannot be read.
     Invalid(String),
 }
 
-/// A user's E2E state for one or more connections.
+/// A user's E2E state on this device, for one or more connections.
 pub struct E2e {
     me: String,
+    device: String,
     cert: CertKey,
     key: E2eKey,
     bundle: KeyBundle,
-    fingerprint: Fingerprint,
+    own: TrustedKey,
     ca: ClientCheck,
     known: KnownKeys,
-    /// The highest counter accepted from each sender, on disk (survives restarts).
+    /// The highest counter accepted from each sending device, on disk (survives restarts).
     seen: SeenCounters,
-    /// Verified keys of those who sent us messages.
-    senders: HashMap<String, TrustedKey>,
+    /// Checked device keys of those who sent us messages, by name.
+    senders: HashMap<String, Vec<TrustedKey>>,
+    /// Replay windows, per sending device.
     windows: HashMap<String, CounterMemory>,
     last_counter: u64,
     created: bool,
@@ -124,8 +141,9 @@ pub struct E2e {
 }
 
 impl E2e {
-    /// The E2E state of the configured user: `None` without a client certificate (E2E needs
-    /// an identity others can check). Creates the private key on first use.
+    /// The E2E state of the configured user on this device: `None` without a client
+    /// certificate (E2E needs an identity others can check). Creates the private key (and
+    /// names the device) on first use.
     pub fn open(config: &ClientConfig) -> Result<Option<Self>, E2eSetupError> {
         let (Some(cert_path), Some(key_path)) = (&config.cert, &config.key) else {
             return Ok(None);
@@ -135,18 +153,23 @@ impl E2e {
             .unwrap_or_else(|| E2ePaths::beside(cert_path));
         let cert = CertKey::load(cert_path, key_path)?;
         let me = config.certificate_name().ok_or(E2eSetupError::NoName)?;
-        let (key, created) = store::load_or_create_key(&paths.key)?;
+        let DeviceKey {
+            key,
+            device,
+            created,
+        } = store::load_or_create_key(&paths.key, config.device.as_deref())?;
         let ca = ClientCheck::new(&config.ca)?;
-        let bundle = key.bundle(&cert, &me).map_err(E2eSetupError::OwnKey)?;
-        let fingerprint = TrustedKey::verify(&bundle, &me, &ca)
-            .map_err(E2eSetupError::OwnKey)?
-            .fingerprint();
+        let bundle = key
+            .bundle(&cert, &me, &device)
+            .map_err(E2eSetupError::OwnKey)?;
+        let own = TrustedKey::verify(&bundle, &me, &ca).map_err(E2eSetupError::OwnKey)?;
         Ok(Some(Self {
             me: name_key(&me),
+            device,
             cert,
             key,
             bundle,
-            fingerprint,
+            own,
             ca,
             seen: SeenCounters::open(seen_path(&paths.key))?,
             known: KnownKeys::new(paths.known_keys),
@@ -163,14 +186,19 @@ impl E2e {
         &self.me
     }
 
-    /// Our own key's fingerprint, as people compare it.
-    pub fn own_fingerprint(&self) -> String {
-        fingerprint_text(&self.fingerprint)
+    /// This device's name.
+    pub fn device(&self) -> &str {
+        &self.device
     }
 
-    /// The latest warning about a changed key met since the last call (one is kept, so a
-    /// client that never asks does not collect them): an interface that can ask the user to
-    /// acknowledge it shows it so.
+    /// Our own key's fingerprint, as people compare it.
+    pub fn own_fingerprint(&self) -> String {
+        fingerprint_text(&self.own.fingerprint())
+    }
+
+    /// The latest warning about a changed key or a new device met since the last call (one
+    /// is kept, so a client that never asks does not collect them): an interface that can ask
+    /// the user to acknowledge it shows it so.
     pub fn take_alert(&mut self) -> Option<String> {
         self.alert.take()
     }
@@ -180,7 +208,7 @@ impl E2e {
         self.created
     }
 
-    /// Publishes our key (`KEY SET`). `Ok(Err(text))` when the server refused it.
+    /// Publishes this device's key (`KEY SET`). `Ok(Err(text))` when the server refused it.
     pub async fn publish(&self, client: &mut Client) -> Result<Result<(), String>, ClientError> {
         let bundle = match Payload::new(self.bundle.clone()) {
             Ok(bundle) => bundle,
@@ -192,7 +220,7 @@ impl E2e {
         }
     }
 
-    /// A line about `nick`'s key: its fingerprint and whether it is the remembered one.
+    /// Lines about `nick`'s device keys: fingerprints and whether each is the one remembered.
     pub async fn describe(
         &mut self,
         client: &mut Client,
@@ -200,41 +228,114 @@ impl E2e {
     ) -> Result<String, ClientError> {
         Ok(match self.lookup(client, nick).await? {
             Lookup::NoKey => format!("{nick} has published no E2E key"),
-            Lookup::Trusted { key, first } => format!(
-                "{nick}'s E2E key: {}{}",
-                fingerprint_text(&key.fingerprint()),
-                if first {
-                    " (seen for the first time; remembered)"
-                } else {
-                    " (matches the one remembered)"
-                }
-            ),
-            Lookup::Changed { key, remembered } => format!(
-                "{nick}'s E2E key has CHANGED: now {}, remembered {}",
-                fingerprint_text(&key.fingerprint()),
-                fingerprint_text(&remembered)
-            ),
+            Lookup::Found(devices) => devices
+                .iter()
+                .map(|d| {
+                    let (device, now) = (d.key.device(), fingerprint_text(&d.key.fingerprint()));
+                    match d.known {
+                        Known::Same => format!(
+                            "{nick}'s E2E key (device {device}): {now} (matches the one remembered)"
+                        ),
+                        Known::New => format!(
+                            "{nick}'s E2E key (device {device}): {now} (seen for the first time; remembered)"
+                        ),
+                        Known::Changed(old) => format!(
+                            "{nick}'s E2E key (device {device}) has CHANGED: now {now}, remembered {}; check with {nick}, then /trust {nick}",
+                            fingerprint_text(&old)
+                        ),
+                        Known::NewDevice => format!(
+                            "{nick}'s E2E key (device {device}): {now} (a NEW device, not accepted yet; check with {nick}, then /trust {nick})"
+                        ),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
             Lookup::Withheld => withheld(nick),
             Lookup::Invalid(err) => format!("{nick}'s published E2E key is not valid: {err}"),
         })
     }
 
-    /// Accepts `nick`'s current key after a change (the user compared fingerprints):
-    /// `Ok(what was done)` or `Err(why not)`.
+    /// Our own devices with a published key, this one marked, with fingerprints.
+    pub async fn devices(&mut self, client: &mut Client) -> Result<String, ClientError> {
+        let me = self.me.clone();
+        Ok(match self.lookup(client, &me).await? {
+            Lookup::Found(devices) => devices
+                .iter()
+                .map(|d| {
+                    let this = if d.key.key_id() == self.own.key_id() {
+                        " (this device)"
+                    } else if !d.trusted() {
+                        " (not accepted yet on this device: /trust to accept)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "{}: {}{this}",
+                        d.key.device(),
+                        fingerprint_text(&d.key.fingerprint())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Lookup::NoKey | Lookup::Withheld => "no device of yours has a published key".into(),
+            Lookup::Invalid(err) => format!("one of your published keys is not valid: {err}"),
+        })
+    }
+
+    /// Withdraws the key of our device `name` (`KEY DEL`): `Ok(what was done)` or `Err(why
+    /// not)`.
+    pub async fn remove_device(
+        &mut self,
+        client: &mut Client,
+        name: &str,
+    ) -> Result<Result<String, String>, ClientError> {
+        let Ok(Some(request)) = Request::parse(&format!("KEY DEL {name}")) else {
+            return Ok(Err(format!("{name:?} is not a device name")));
+        };
+        Ok(match client.request(&request).await? {
+            Reply::Ok(_) if name_key(name) == self.device => Ok(format!(
+                "withdrew this device's key ({name}); it publishes it again when it connects next"
+            )),
+            Reply::Ok(_) => Ok(format!(
+                "withdrew the key of your device {name}: messages are no longer sealed to it"
+            )),
+            Reply::Err(err) => Err(err.to_string()),
+        })
+    }
+
+    /// Accepts `nick`'s current device keys after a change or a new device (the user compared
+    /// fingerprints): `Ok(what was done)` or `Err(why not)`.
     pub async fn trust(
         &mut self,
         client: &mut Client,
         nick: &str,
     ) -> Result<Result<String, String>, ClientError> {
         Ok(match self.lookup(client, nick).await? {
-            Lookup::Changed { key, .. } | Lookup::Trusted { key, .. } => {
-                match self.known.remember(nick, &key.fingerprint()) {
+            Lookup::Found(devices) => {
+                let accepted: Vec<(String, Fingerprint)> = devices
+                    .iter()
+                    .map(|d| (d.key.device().to_owned(), d.key.fingerprint()))
+                    .collect();
+                match self.known.accept(nick, &accepted) {
                     Ok(()) => {
-                        let text = fingerprint_text(&key.fingerprint());
-                        self.senders.insert(name_key(nick), key);
-                        Ok(format!("now trusting {nick}'s E2E key {text}"))
+                        let text: Vec<String> = devices
+                            .iter()
+                            .map(|d| {
+                                format!(
+                                    "{} {}",
+                                    d.key.device(),
+                                    fingerprint_text(&d.key.fingerprint())
+                                )
+                            })
+                            .collect();
+                        self.senders
+                            .insert(name_key(nick), devices.into_iter().map(|d| d.key).collect());
+                        Ok(format!(
+                            "now trusting {nick}'s E2E keys: {}",
+                            text.join(", ")
+                        ))
                     }
-                    Err(err) => Err(format!("cannot remember the key: {err}")),
+                    Err(err) => Err(format!("cannot remember the keys: {err}")),
                 }
             }
             Lookup::NoKey | Lookup::Withheld => Err(format!("{nick} has published no E2E key")),
@@ -242,23 +343,17 @@ impl E2e {
         })
     }
 
-    /// Seals `text` to `nick` when they have a trusted key; a direct message in clear when
-    /// they have none.
+    /// Seals `text` to `nick`'s devices (and ours) when they have trusted keys; refused
+    /// otherwise (see the module's rules).
     pub async fn outgoing(
         &mut self,
         client: &mut Client,
         nick: &str,
         text: &str,
     ) -> Result<Outgoing, ClientError> {
-        let (key, notice) = match self.lookup(client, nick).await? {
+        let devices = match self.lookup(client, nick).await? {
             Lookup::NoKey => return Ok(Outgoing::Refused(no_key(nick))),
-            Lookup::Trusted { key, first } => {
-                let notice = first.then(|| first_seen(nick, &key));
-                (key, notice)
-            }
-            Lookup::Changed { key, remembered } => {
-                return Ok(Outgoing::Refused(changed(nick, &key, &remembered)))
-            }
+            Lookup::Found(devices) => devices,
             Lookup::Withheld => return Ok(Outgoing::Refused(withheld(nick))),
             Lookup::Invalid(err) => {
                 return Ok(Outgoing::Refused(format!(
@@ -266,10 +361,47 @@ impl E2e {
                 )))
             }
         };
+        if let Some(why) = untrusted(nick, &devices) {
+            return Ok(Outgoing::Refused(why));
+        }
+        let mut notices: Vec<String> = devices
+            .iter()
+            .filter(|d| d.known == Known::New)
+            .map(|d| first_seen(nick, &d.key))
+            .collect();
+        let mut keys: Vec<TrustedKey> = devices.into_iter().map(|d| d.key).collect();
+        // Our own devices: this one always, the others once accepted.
+        if name_key(nick) != self.me {
+            let me = self.me.clone();
+            if let Lookup::Found(own) = self.lookup(client, &me).await? {
+                for device in own {
+                    if device.key.key_id() == self.own.key_id() {
+                        continue;
+                    }
+                    if device.trusted() {
+                        keys.push(device.key);
+                    } else {
+                        notices.push(format!(
+                            "your device {} is not accepted on this device yet, so it cannot read \
+                             this message (/devices, then /trust {me})",
+                            device.key.device()
+                        ));
+                    }
+                }
+            }
+        }
+        if !keys.iter().any(|k| k.key_id() == self.own.key_id()) {
+            keys.push(self.own.clone());
+        }
         let counter = self.next_counter();
+        let author = Author {
+            cert: &self.cert,
+            name: &self.me,
+            key: &self.key,
+        };
+        let refs: Vec<&TrustedKey> = keys.iter().collect();
         Ok(
-            match key
-                .seal(&self.cert, &self.me, counter, now_ms(), text)
+            match seal(&author, nick, &refs, counter, now_ms(), text)
                 .map_err(|e| e.to_string())
                 .and_then(|sealed| Payload::new(sealed).map_err(|e| e.to_string()))
             {
@@ -279,18 +411,20 @@ impl E2e {
                         sealed,
                     },
                     e2e: true,
-                    notice,
+                    notice: (!notices.is_empty()).then(|| notices.join("\n")),
                 },
                 Err(err) => Outgoing::Refused(format!("cannot encrypt: {err}")),
             },
         )
     }
 
-    /// Verifies and opens an `EVENT E2E` from `from`.
+    /// Verifies and opens an `EVENT E2E` from `from` to `to` (one of them is us: a copy of
+    /// what we sent from another device has `from` us).
     pub async fn receive(
         &mut self,
         client: &mut Client,
         from: &str,
+        to: &str,
         trust: Trust,
         sealed: &str,
     ) -> Result<Received, ClientError> {
@@ -305,53 +439,36 @@ impl E2e {
             Ok(sealed) => sealed,
             Err(err) => return refuse(format!("unreadable ({err})")),
         };
-        // No freshness bound: a stored message may arrive hours later. Replays are caught by
-        // the counters (remembered in this run, and the highest kept on disk across runs), and
-        // the signed send time is what the user sees.
         let sender = name_key(from);
-        // What an earlier run of this client accepted is refused too.
-        let floor = self.seen.get(&sender);
+        // No freshness bound: a stored message may arrive hours later. Replays are caught by
+        // the counters of each sending device (remembered in this run, and the highest kept
+        // on disk across runs), and the signed send time is what the user sees.
+        let window_key = format!("{sender}/{}", hex::encode(&sealed.sender_key_id));
+        let floor = self.seen.get(&window_key);
         let window = self
             .windows
-            .entry(sender.clone())
+            .entry(window_key.clone())
             .or_insert_with(|| CounterMemory::with_floor(DEFAULT_COUNTER_MEMORY, floor));
         if let Err(err) = window.check(sealed.counter) {
             return refuse(replayed(err));
         }
-        let cached = self
-            .senders
-            .get(&sender)
-            .and_then(|key| self.key.open(&self.me, key, &sealed).ok());
-        let text = match cached {
-            Some(text) => text,
-            None => {
-                // No key cached, or the sender's key changed since: fetch it.
-                let key = match self.lookup(client, from).await? {
-                    Lookup::Trusted { key, .. } => key,
-                    Lookup::Changed { key, remembered } => {
-                        return refuse(changed(from, &key, &remembered))
-                    }
-                    Lookup::NoKey | Lookup::Withheld => {
-                        return refuse(format!("{from} has no published E2E key to verify it with"))
-                    }
-                    Lookup::Invalid(err) => {
-                        return refuse(format!("{from}'s published E2E key is not valid ({err})"))
-                    }
-                };
-                let text = match self.key.open(&self.me, &key, &sealed) {
-                    Ok(text) => text,
-                    Err(err) => return refuse(err.to_string()),
-                };
-                self.senders.insert(sender.clone(), key);
-                text
-            }
+        let key = match self.sending_device(&sender, &sealed) {
+            Some(key) => key,
+            None => match self.fetch_sending_device(client, from, &sealed).await? {
+                Ok(key) => key,
+                Err(why) => return refuse(why),
+            },
         };
-        let window = self.windows.entry(sender.clone()).or_default();
+        let text = match self.key.open(&key, to, &sealed) {
+            Ok(text) => text,
+            Err(err) => return refuse(err.to_string()),
+        };
+        let window = self.windows.entry(window_key.clone()).or_default();
         let reordered = window.top().is_some_and(|top| sealed.counter < top);
         if let Err(err) = window.accept(sealed.counter) {
             return refuse(replayed(err));
         }
-        if let Err(err) = self.seen.record(&sender, sealed.counter) {
+        if let Err(err) = self.seen.record(&window_key, sealed.counter) {
             tracing::warn!(error = %err, "cannot record the E2E counter; a replay after a restart would not be caught");
         }
         let sent = i64::try_from(sealed.timestamp_ms)
@@ -366,45 +483,114 @@ impl E2e {
         })
     }
 
-    /// Fetches and checks `nick`'s key, remembering it on first use.
+    /// The sending device's key, when known from before (or it is this device).
+    fn sending_device(&self, sender: &str, sealed: &Sealed) -> Option<TrustedKey> {
+        if sender == self.me && sealed.sender_key_id == self.own.key_id() {
+            return Some(self.own.clone());
+        }
+        self.senders
+            .get(sender)?
+            .iter()
+            .find(|k| k.key_id() == sealed.sender_key_id)
+            .cloned()
+    }
+
+    /// Fetches `from`'s device keys and picks the one that sent `sealed`, when it is trusted;
+    /// else why not.
+    async fn fetch_sending_device(
+        &mut self,
+        client: &mut Client,
+        from: &str,
+        sealed: &Sealed,
+    ) -> Result<Result<TrustedKey, String>, ClientError> {
+        let devices = match self.lookup(client, from).await? {
+            Lookup::Found(devices) => devices,
+            Lookup::NoKey | Lookup::Withheld => {
+                return Ok(Err(format!(
+                    "{from} has no published E2E key to verify it with"
+                )))
+            }
+            Lookup::Invalid(err) => {
+                return Ok(Err(format!(
+                    "{from}'s published E2E key is not valid ({err})"
+                )))
+            }
+        };
+        let Some(device) = devices
+            .iter()
+            .find(|d| d.key.key_id() == sealed.sender_key_id)
+        else {
+            return Ok(Err(format!(
+                "sent from a device of {from} that has no published key now (removed?); it \
+                 cannot be verified"
+            )));
+        };
+        let verdict = match device.known {
+            Known::Changed(remembered) => Err(changed(from, &device.key, &remembered)),
+            Known::NewDevice => Err(new_device(from, &device.key)),
+            Known::Same | Known::New => Ok(device.key.clone()),
+        };
+        let trusted: Vec<TrustedKey> = devices
+            .into_iter()
+            .filter(Device::trusted)
+            .map(|d| d.key)
+            .collect();
+        self.senders.insert(name_key(from), trusted);
+        Ok(verdict)
+    }
+
+    /// Fetches and checks `nick`'s device keys, remembering them on first use.
     async fn lookup(&mut self, client: &mut Client, nick: &str) -> Result<Lookup, ClientError> {
-        let remembered = match self.known.get(nick) {
-            Ok(fp) => fp,
+        let remembered = match self.known.person(nick) {
+            Ok(known) => known,
             Err(err) => return Ok(Lookup::Invalid(err.to_string())),
         };
         let reply = client.request(&Request::KeyGet(nick.to_owned())).await?;
-        let bundle = match reply {
+        let bundles = match reply {
             Reply::Err(err) if err.code == ErrorCode::NoKey => {
-                return Ok(match remembered {
-                    Some(_) => Lookup::Withheld,
-                    None => Lookup::NoKey,
+                return Ok(match remembered.is_empty() {
+                    false => Lookup::Withheld,
+                    true => Lookup::NoKey,
                 })
             }
             Reply::Err(err) => return Ok(Lookup::Invalid(err.to_string())),
-            Reply::Ok(text) => match hex::decode(text.trim())
+            Reply::Ok(text) => text,
+        };
+        let mut devices = Vec::new();
+        for hex_bundle in bundles.split_whitespace() {
+            let bundle = match hex::decode(hex_bundle)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| KeyBundle::decode(&bytes).map_err(|e| e.to_string()))
             {
                 Ok(bundle) => bundle,
                 Err(err) => return Ok(Lookup::Invalid(format!("malformed: {err}"))),
-            },
-        };
-        let key = match TrustedKey::verify(&bundle, nick, &self.ca) {
-            Ok(key) => key,
-            Err(err) => return Ok(Lookup::Invalid(err.to_string())),
-        };
-        Ok(match self.known.check(nick, &key.fingerprint()) {
-            Ok(Known::Same) => Lookup::Trusted { key, first: false },
-            Ok(Known::Changed(remembered)) => {
-                self.alert = Some(changed(nick, &key, &remembered));
-                Lookup::Changed { key, remembered }
+            };
+            let key = match TrustedKey::verify(&bundle, nick, &self.ca) {
+                Ok(key) => key,
+                Err(err) => return Ok(Lookup::Invalid(err.to_string())),
+            };
+            let known = match self.known.check(nick, key.device(), &key.fingerprint()) {
+                Ok(known) => known,
+                Err(err) => return Ok(Lookup::Invalid(err.to_string())),
+            };
+            devices.push(Device { key, known });
+        }
+        if devices.is_empty() {
+            return Ok(Lookup::Invalid("an empty list of keys".into()));
+        }
+        if devices.iter().all(|d| d.known == Known::New) {
+            // First use: every device seen now is remembered.
+            let first: Vec<(String, Fingerprint)> = devices
+                .iter()
+                .map(|d| (d.key.device().to_owned(), d.key.fingerprint()))
+                .collect();
+            if let Err(err) = self.known.accept(nick, &first) {
+                return Ok(Lookup::Invalid(err.to_string()));
             }
-            Ok(Known::New) => match self.known.remember(nick, &key.fingerprint()) {
-                Ok(()) => Lookup::Trusted { key, first: true },
-                Err(err) => Lookup::Invalid(err.to_string()),
-            },
-            Err(err) => Lookup::Invalid(err.to_string()),
-        })
+        } else if let Some(why) = untrusted(nick, &devices) {
+            self.alert = Some(why);
+        }
+        Ok(Lookup::Found(devices))
     }
 
     /// Strictly increasing, and above anything sent before a restart: microseconds since the
@@ -413,6 +599,15 @@ impl E2e {
         self.last_counter = now_micros().max(self.last_counter + 1);
         self.last_counter
     }
+}
+
+/// Why `nick`'s devices may not be sealed to now: a changed key, or a device not accepted.
+fn untrusted(nick: &str, devices: &[Device]) -> Option<String> {
+    devices.iter().find_map(|d| match d.known {
+        Known::Changed(remembered) => Some(changed(nick, &d.key, &remembered)),
+        Known::NewDevice => Some(new_device(nick, &d.key)),
+        Known::Same | Known::New => None,
+    })
 }
 
 /// What to send for a direct message `text` to `nick`, by the rules above: in clear when asked
@@ -458,6 +653,20 @@ pub async fn trust_report(
     }
 }
 
+/// `/devices [remove NAME]` for any interface: our devices with their fingerprints, or what
+/// removing one did; `Err` with the reason when it cannot be done.
+pub async fn devices_report(
+    e2e: Option<&mut E2e>,
+    client: &mut Client,
+    remove: Option<&str>,
+) -> Result<Result<String, String>, ClientError> {
+    match (e2e, remove) {
+        (None, _) => Ok(Err(NO_CERTIFICATE.to_owned())),
+        (Some(e2e), None) => Ok(Ok(e2e.devices(client).await?)),
+        (Some(e2e), Some(name)) => e2e.remove_device(client, name).await,
+    }
+}
+
 /// Why a user without a certificate has no E2E key.
 pub const NO_CERTIFICATE: &str = "E2E keys need a client certificate (--cert, --key)";
 
@@ -497,16 +706,26 @@ pub fn plain(nick: &str, text: &str) -> Outgoing {
 
 fn first_seen(nick: &str, key: &TrustedKey) -> String {
     format!(
-        "first E2E key seen for {nick}: {} (remembered; compare it with {nick} to be sure)",
+        "first E2E key seen for {nick}'s device {}: {} (remembered; compare it with {nick} to be sure)",
+        key.device(),
         fingerprint_text(&key.fingerprint())
     )
 }
 
 fn changed(nick: &str, key: &TrustedKey, remembered: &Fingerprint) -> String {
     format!(
-        "WARNING: {nick}'s E2E key has CHANGED (now {}, remembered {}). Someone may be intercepting your messages, or {nick} has a new key. Not sending or showing anything E2E for {nick} until you check with {nick} and accept it (/trust {nick} in chat, or `tlschat trust {nick}`).",
+        "WARNING: the E2E key of {nick}'s device {} has CHANGED (now {}, remembered {}). Someone may be intercepting your messages, or {nick} has a new key. Not sending or showing anything E2E for {nick} until you check with {nick} and accept it (/trust {nick} in chat, or `tlschat trust {nick}`).",
+        key.device(),
         fingerprint_text(&key.fingerprint()),
         fingerprint_text(remembered)
+    )
+}
+
+fn new_device(nick: &str, key: &TrustedKey) -> String {
+    format!(
+        "{nick} has a NEW device, {} (key {}), that you have not accepted. Not sending to or showing anything E2E from it until you check with {nick} that it is theirs and accept it (/trust {nick} in chat, or `tlschat trust {nick}`).",
+        key.device(),
+        fingerprint_text(&key.fingerprint())
     )
 }
 

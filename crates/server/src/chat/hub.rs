@@ -2,7 +2,7 @@
 //!
 //! # Locking
 //!
-//! Two maps, each behind its own mutex: `users` (nickname → peer) and `rooms` (room name →
+//! Two maps, each behind its own mutex: `users` (nickname → sessions) and `rooms` (room name →
 //! room). Each room has its own mutex over its member list and message counter, so traffic in
 //! one room never waits for another. Locks are taken in one order only: `rooms` map, then one
 //! room, then a peer's own state (its room set, its outbox). `users` is never held while any
@@ -12,6 +12,15 @@
 //!
 //! A room message gets its number and is queued to every member under the room's lock, so all
 //! members receive a room's messages in the order the server accepted them.
+//!
+//! # Several sessions per person
+//!
+//! A verified person may be connected several times at once (up to `max_sessions`). Each
+//! session is a member of the person's rooms, so a room message reaches all of them (those
+//! the sender did not send it from see it as their own); membership is the person's: a `JOIN`
+//! or `PART` from one session applies to all, and the room hears of a person's arrival and
+//! departure once. A direct message reaches every session of the recipient, and a copy goes
+//! to the sender's other sessions.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +35,11 @@ use tlschat_proto::names::name_key;
 use tlschat_proto::{Anchor, DisconnectCode, ErrorCode, Event, Reply, Target, Trust};
 
 use super::journal::{CommitTimer, Delivery, Journal, JournalLimits, Sent};
-use super::keys::KeyDirectory;
+use super::keys::{KeyDirectory, Published};
 use super::peer::Peer;
 use super::room::Room;
 use super::rules::{decode_server_bans, RoomRules, ServerBan};
+use super::users::Users;
 use crate::config::PRUNE_BUDGET;
 use crate::revoked::Revoked;
 use crate::store::commit::Answer;
@@ -57,7 +67,9 @@ impl Default for RoomLimits {
 
 /// The shared chat state.
 pub struct Hub {
-    users: Mutex<HashMap<String, Arc<Peer>>>,
+    users: Mutex<Users>,
+    /// Sessions one verified person may have at once.
+    max_sessions: usize,
     rooms: Mutex<HashMap<String, Arc<Room<Peer>>>>,
     next_peer_id: AtomicU64,
     limits: RoomLimits,
@@ -82,6 +94,7 @@ impl Default for Hub {
     fn default() -> Self {
         Self {
             users: Mutex::default(),
+            max_sessions: crate::config::DEFAULT_MAX_SESSIONS_PER_USER,
             rooms: Mutex::default(),
             next_peer_id: AtomicU64::default(),
             limits: RoomLimits::default(),
@@ -106,9 +119,17 @@ impl Hub {
     pub fn with_limits(limits: RoomLimits, max_keys: usize) -> Self {
         Self {
             limits,
-            keys: KeyDirectory::new(max_keys),
+            keys: KeyDirectory::new(max_keys, crate::config::DEFAULT_MAX_DEVICES_PER_USER),
             ..Self::default()
         }
+    }
+
+    /// The same hub with at most `sessions` connections per verified person and E2E keys for
+    /// at most `devices` devices per person.
+    pub fn with_user_limits(mut self, sessions: usize, devices: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self.keys = KeyDirectory::new(self.keys.limit(), devices);
+        self
     }
 
     /// The same hub with direct messages limited to `bytes`.
@@ -131,8 +152,19 @@ impl Hub {
         // Names seen with a certificate stay reserved across restarts.
         lock(&self.reserved).extend(store.reserved()?.iter().map(|n| name_key(n)));
         // And published keys, so stored E2E messages can be verified after a restart.
-        for (name, bundle) in store.keys()? {
-            self.keys.publish(&name, &bundle);
+        for (name, bundles) in store.keys()? {
+            for hex in bundles.split(' ') {
+                match device_of(hex) {
+                    Some(device) => {
+                        self.keys.publish(&name, &device, hex);
+                    }
+                    None => tracing::warn!(
+                        %name,
+                        "a stored E2E key of an older layout was dropped; its device publishes \
+                         it again when it connects"
+                    ),
+                }
+            }
         }
         // Room rules and server bans, as operators and admins left them.
         for (key, value) in store.settings()? {
@@ -155,36 +187,53 @@ impl Hub {
         self.next_peer_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Puts a verified peer under its certificate name. Whoever held that name is
-    /// disconnected: an older connection of the same user (`REPLACED`, returned: it should be
-    /// let go before the new one resumes), or an unverified client that had claimed it with
-    /// `NICK` (`NICK_RECLAIMED`).
-    pub fn register_verified(&self, peer: &Arc<Peer>) -> Option<Arc<Peer>> {
-        let nick = peer.nick()?;
-        if lock(&self.reserved).insert(name_key(&nick)) {
+    /// Puts a verified peer under its certificate name, beside the person's other sessions,
+    /// and into the rooms they are in. Disconnected: an unverified client that had claimed
+    /// the name with `NICK` (`NICK_RECLAIMED`), and the person's oldest sessions past the
+    /// session limit (`REPLACED`, returned: they should be let go before the new one resumes).
+    pub fn register_verified(&self, peer: &Arc<Peer>) -> Vec<Arc<Peer>> {
+        let Some(nick) = peer.nick() else {
+            return Vec::new();
+        };
+        let key = name_key(&nick);
+        if lock(&self.reserved).insert(key.clone()) {
             let name = nick.to_string();
             self.in_store("reserve a verified name", move |store| store.reserve(&name));
         }
-        let previous = lock(&self.users).insert(name_key(&nick), peer.clone());
-        match previous {
-            Some(old) if old.id() != peer.id() && old.trust() == Trust::Verified => {
-                old.disconnect(
-                    DisconnectCode::Replaced,
-                    "another connection with your certificate replaced this one (another \
-                     window, or a tlschat send or listen with your certificate)"
-                        .into(),
-                );
-                Some(old)
-            }
-            Some(old) if old.id() != peer.id() => {
-                old.disconnect(
-                    DisconnectCode::NickReclaimed,
-                    format!("the nickname {nick} belongs to a verified user who just connected"),
-                );
-                None
-            }
-            _ => None,
+        let (squatters, replaced, others) = {
+            let mut users = lock(&self.users);
+            let squatters = users.take_out(&key, |_, p| p.trust() != Trust::Verified);
+            let excess = (users.sessions(&key).len() + 1).saturating_sub(self.max_sessions);
+            let replaced = users.take_out(&key, |index, _| index < excess);
+            let others = users.sessions_of(&key);
+            users.add(key, peer.clone());
+            (squatters, replaced, others)
+        };
+        for old in squatters {
+            old.disconnect(
+                DisconnectCode::NickReclaimed,
+                format!("the nickname {nick} belongs to a verified user who just connected"),
+            );
         }
+        for old in &replaced {
+            old.disconnect(
+                DisconnectCode::Replaced,
+                format!(
+                    "you have {} connections with your certificate, the most allowed; this one, \
+                     the oldest, was closed for a new one",
+                    self.max_sessions
+                ),
+            );
+        }
+        // In the person's rooms, as their other sessions are.
+        let live = others.iter().find(|o| o.disconnect_reason().is_none());
+        if let Some(other) = live {
+            for room in other.rooms() {
+                let _ = self.enter(peer, &nick, &room, Entry::Resume);
+                self.greet_member(peer, &room);
+            }
+        }
+        replaced
     }
 
     /// `NICK name`.
@@ -208,23 +257,18 @@ impl Hub {
         }
         {
             let mut users = lock(&self.users);
-            match users.get(&key) {
-                Some(holder) if holder.id() != peer.id() => {
-                    let whose = match holder.trust() {
-                        Trust::Verified => "a verified user who is connected now",
-                        Trust::Unverified => "someone connected now",
-                    };
-                    return Reply::err(ErrorCode::NickTaken, format!("{name} is used by {whose}"));
-                }
-                _ => {}
+            if let Some(holder) = users.sessions(&key).iter().find(|h| h.id() != peer.id()) {
+                let whose = match holder.trust() {
+                    Trust::Verified => "a verified user who is connected now",
+                    Trust::Unverified => "someone connected now",
+                };
+                return Reply::err(ErrorCode::NickTaken, format!("{name} is used by {whose}"));
             }
             if let Some(old) = &old {
-                let old_key = name_key(old);
-                if users.get(&old_key).is_some_and(|p| p.id() == peer.id()) {
-                    users.remove(&old_key);
-                }
+                users.remove(&name_key(old), peer.id());
             }
-            users.insert(key, peer.clone());
+            users.remove(&key, peer.id());
+            users.add(key, peer.clone());
             peer.set_nick(name);
         }
         if let Some(old) = old.filter(|old| **old != *name) {
@@ -265,10 +309,16 @@ impl Hub {
         if let Err(reply) = self.admit_to_room(peer, &nick, &key) {
             return reply;
         }
-        if let Err(reply) = self.enter(peer, &nick, &key, true) {
+        if let Err(reply) = self.enter(peer, &nick, &key, Entry::Join) {
             return reply;
         }
         self.greet_member(peer, &key);
+        // The person's other sessions are in the room too, and told so.
+        for other in self.other_sessions(peer, &nick) {
+            if self.enter(&other, &nick, &key, Entry::Resume).is_ok() {
+                self.greet_member(&other, &key);
+            }
+        }
         if peer.trust() == Trust::Verified {
             // A member until PART, across disconnects and restarts.
             let (user, room) = (nick.to_string(), key.clone());
@@ -279,9 +329,9 @@ impl Hub {
         Reply::ok(key)
     }
 
-    /// Puts `peer` (called `nick`) in room `key`, creating it, and tells the members. The
-    /// member limit applies when `limited`.
-    fn enter(&self, peer: &Arc<Peer>, nick: &str, key: &str, limited: bool) -> Result<(), Reply> {
+    /// Puts `peer` (called `nick`) in room `key`, creating it. The members hear of it when the
+    /// person was not in the room through another session; see [`Entry`] for the rest.
+    fn enter(&self, peer: &Arc<Peer>, nick: &str, key: &str, how: Entry) -> Result<(), Reply> {
         let mut rooms = lock(&self.rooms);
         let room = rooms
             .entry(key.to_owned())
@@ -293,25 +343,45 @@ impl Hub {
                 format!("you are already in {key}"),
             ));
         }
-        if limited && state.members.len() >= self.limits.members {
-            tracing::info!(room = %key, limit = self.limits.members, "room member limit reached");
-            return Err(Reply::err(
-                ErrorCode::RoomFull,
-                format!(
-                    "{key} has {} members, the most allowed",
-                    self.limits.members
-                ),
-            ));
-        }
         let event = Event::Join {
             room: key.to_owned(),
             nick: nick.to_owned(),
             trust: peer.trust(),
         };
-        state.broadcast(&encode(&event), peer, 0);
+        let present = state.members.iter().any(|m| same_person(m, nick));
+        if !present {
+            if how == Entry::Join && persons(&state.members) >= self.limits.members {
+                tracing::info!(room = %key, limit = self.limits.members, "room member limit reached");
+                return Err(Reply::err(
+                    ErrorCode::RoomFull,
+                    format!(
+                        "{key} has {} members, the most allowed",
+                        self.limits.members
+                    ),
+                ));
+            }
+            state.broadcast(&encode(&event), peer, 0);
+        }
         state.members.push(peer.clone());
         peer.add_room(key, room.clone());
+        if how == Entry::Resume {
+            let _ = peer.outbox().push(encode(&event));
+        }
         Ok(())
+    }
+
+    /// The other live sessions of `peer`'s person (called `nick`): none for a name claimed
+    /// with `NICK`.
+    fn other_sessions(&self, peer: &Peer, nick: &str) -> Vec<Arc<Peer>> {
+        if peer.trust() != Trust::Verified {
+            return Vec::new();
+        }
+        lock(&self.users)
+            .sessions(nick)
+            .iter()
+            .filter(|p| p.id() != peer.id())
+            .cloned()
+            .collect()
     }
 
     /// Runs `work` on the store's commit thread, in order with the messages, without waiting
@@ -344,7 +414,7 @@ impl Hub {
             nick,
             trust: peer.trust(),
         };
-        if self.remove_member(peer, &key, &event) {
+        if self.remove_person(&key, &event_nick(&event), &event, Some(peer.id())) {
             if peer.trust() == Trust::Verified {
                 let (user, room) = (event_nick(&event), key.clone());
                 self.in_store("record leaving a room", move |store| {
@@ -357,8 +427,9 @@ impl Hub {
         }
     }
 
-    /// Removes `peer` from a room, telling the others with `event`; drops the room when empty.
-    /// Returns false when the peer was not a member.
+    /// Removes `peer` (one session) from a room; the others are told with `event` when it was
+    /// the person's last session there. Drops the room when empty. Returns false when the peer
+    /// was not a member.
     fn remove_member(&self, peer: &Peer, key: &str, event: &Event) -> bool {
         let mut rooms = lock(&self.rooms);
         let Some(room) = rooms.get(key) else {
@@ -369,13 +440,52 @@ impl Hub {
             return false;
         };
         state.members.swap_remove(index);
-        state.broadcast(&encode(event), peer, 0);
+        let nick = peer.nick().map(|n| n.to_string()).unwrap_or_default();
+        if !state.members.iter().any(|m| same_person(m, &nick)) {
+            state.broadcast(&encode(event), peer, 0);
+        }
         let empty = state.members.is_empty();
         drop(state);
         if empty {
             rooms.remove(key);
         }
         peer.remove_room(key);
+        true
+    }
+
+    /// Takes every session of the person called `nick` out of a room, telling every member
+    /// (their own sessions included, but the one with id `except`) with `event`. Drops the
+    /// room when empty. Returns false when they were not a member.
+    fn remove_person(&self, key: &str, nick: &str, event: &Event, except: Option<u64>) -> bool {
+        let mut rooms = lock(&self.rooms);
+        let Some(room) = rooms.get(key) else {
+            return false;
+        };
+        let mut state = lock(&room.state);
+        let line = encode(event);
+        let mut leaving = Vec::new();
+        if !state.members.iter().any(|m| same_person(m, nick)) {
+            return false;
+        }
+        for member in state.members.iter().filter(|m| Some(m.id()) != except) {
+            member.deliver(&line, 0);
+        }
+        state.members.retain(|m| {
+            let leaves = same_person(m, nick);
+            if leaves {
+                leaving.push(m.clone());
+            }
+            !leaves
+        });
+        let empty = state.members.is_empty();
+        drop(state);
+        if empty {
+            rooms.remove(key);
+        }
+        drop(rooms);
+        for member in leaving {
+            member.remove_room(key);
+        }
         true
     }
 
@@ -419,7 +529,7 @@ impl Hub {
         let rooms = lock(&self.rooms);
         let mut list: Vec<(String, usize)> = rooms
             .values()
-            .map(|room| (room.name.clone(), lock(&room.state).members.len()))
+            .map(|room| (room.name.clone(), persons(&lock(&room.state).members)))
             .collect();
         drop(rooms);
         list.retain(|(name, _)| self.visible_to(peer, name));
@@ -445,6 +555,7 @@ impl Hub {
             })
             .collect();
         members.sort_by_key(|(nick, _)| name_key(nick));
+        members.dedup_by(|a, b| a.0.eq_ignore_ascii_case(&b.0));
         let parts: Vec<String> = members.iter().map(|(n, t)| format!("{n}={t}")).collect();
         Reply::ok(parts.join(" "))
     }
@@ -570,7 +681,22 @@ impl Hub {
                 ),
             ));
         }
-        let target = lock(&self.users).get(&name_key(to)).cloned();
+        // Every session of the recipient, and a copy for the sender's other sessions.
+        let (targets, copies) = {
+            let users = lock(&self.users);
+            let targets = users.sessions_of(to);
+            let copies = match same_person_name(&nick, to) || peer.trust() != Trust::Verified {
+                true => Vec::new(),
+                false => users
+                    .sessions(&nick)
+                    .iter()
+                    .filter(|p| p.id() != peer.id())
+                    .cloned()
+                    .collect(),
+            };
+            (targets, copies)
+        };
+        let target = targets.first().cloned();
         // With a store, a verified user who is away gets it when they connect again.
         let away = target.is_none()
             && self.journal.is_some()
@@ -603,27 +729,32 @@ impl Hub {
         if let Some(journal) = &self.journal {
             let delivery = Delivery::Direct {
                 from: peer.clone(),
-                to: target,
+                to: targets,
+                copies,
                 trust: to_trust,
             };
             return journal.submit(vec![record], vec![delivery]);
         }
-        let Some(target) = target else {
-            return refuse(Reply::err(
-                ErrorCode::NoSuchUser,
-                format!("{to} is not connected"),
-            ));
-        };
         // Without a store, ids come from one counter: they increase, with holes.
         let id = self.direct_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        if target.deliver_direct(&encode(&record.event(id))).is_err() {
+        let line = encode(&record.event(id));
+        // Taken when one session of the recipient had room for it (one not keeping up misses
+        // it: without a store there is nothing to fetch it from later).
+        let taken = targets
+            .iter()
+            .filter(|t| t.deliver_direct(&line).is_ok())
+            .count();
+        if taken == 0 {
             tracing::debug!(from = %nick, to, "direct message refused: recipient's queue is full");
             return refuse(Reply::err(
                 ErrorCode::TargetBusy,
                 format!("{to} is not reading fast enough to take more now; not sent, try later"),
             ));
         }
-        Sent::Now(vec![Reply::ok(format!("{id} {}", target.trust()))])
+        for copy in &copies {
+            let _ = copy.deliver_direct(&line);
+        }
+        Sent::Now(vec![Reply::ok(format!("{id} {to_trust}"))])
     }
 
     /// `HISTORY target [BEFORE id | AFTER id] [LIMIT n]`: a page of a room the caller is in,
@@ -715,8 +846,9 @@ impl Hub {
         }
     }
 
-    /// `KEY SET bundle`: files the caller's published E2E key (`hex` is the bundle as sent).
-    /// Only a verified user may publish, and only a bundle holding their own certificate.
+    /// `KEY SET bundle`: files the E2E key of one of the caller's devices (`hex` is the
+    /// bundle as sent). Only a verified user may publish, and only a bundle holding their own
+    /// certificate. A new device is announced to the person's contacts and other sessions.
     pub fn publish_key(&self, peer: &Peer, bundle: &KeyBundle, hex: &str) -> Reply {
         let nick = match require_verified(peer, "publishing an E2E key") {
             Ok(nick) => nick,
@@ -733,35 +865,80 @@ impl Hub {
             );
         }
         lock(&self.reserved).insert(name_key(&nick));
-        let changed = self.keys.get(&nick).as_deref() != Some(hex);
-        self.keys.publish(&nick, hex);
-        if changed {
-            let (name, bundle) = (nick.to_string(), hex.to_owned());
-            self.in_store("keep a published key", move |store| {
-                store.reserve(&name)?;
-                store.put_key(&name, &bundle)
-            });
+        let had = self.keys.devices(&nick).len();
+        match self.keys.publish(&nick, &bundle.device, hex) {
+            Published::TooManyDevices => {
+                return Reply::err(
+                    ErrorCode::TooManyDevices,
+                    format!(
+                        "you have published keys for {} devices, the most allowed; withdraw one \
+                         first (tlschat devices remove NAME, or KEY DEL NAME)",
+                        self.keys.max_devices()
+                    ),
+                )
+            }
+            Published::Same => return Reply::ok("published"),
+            Published::Changed => {}
+            Published::NewDevice => {
+                if had > 0 {
+                    self.announce_device(peer, &nick, &bundle.device, true);
+                }
+            }
         }
+        self.keep_keys(&nick);
         Reply::ok("published")
     }
 
-    /// `KEY GET nick`: a user's published key, as they sent it.
-    pub fn key_of(&self, nick: &str) -> Reply {
-        match self.keys.get(nick) {
-            Some(bundle) => Reply::ok(bundle.to_string()),
-            None => Reply::err(ErrorCode::NoKey, format!("{nick} has published no E2E key")),
+    /// `KEY DEL device`: withdraws the key of one of the caller's devices, and tells their
+    /// contacts and other sessions.
+    pub fn withdraw_key(&self, peer: &Peer, device: &str) -> Reply {
+        let nick = match require_verified(peer, "withdrawing an E2E key") {
+            Ok(nick) => nick,
+            Err(reply) => return reply,
+        };
+        if !self.keys.remove(&nick, device) {
+            return Reply::err(
+                ErrorCode::NoKey,
+                format!("you have no device called {device} with a published key"),
+            );
         }
+        self.keep_keys(&nick);
+        self.announce_device(peer, &nick, device, false);
+        Reply::ok(format!("withdrawn {device}"))
+    }
+
+    /// Stores `name`'s published keys as they are now.
+    fn keep_keys(&self, name: &str) {
+        let bundles: Vec<String> = self.keys.get(name).iter().map(|b| b.to_string()).collect();
+        let name = name.to_owned();
+        self.in_store("keep published keys", move |store| {
+            if bundles.is_empty() {
+                return store.remove_key(&name);
+            }
+            store.reserve(&name)?;
+            store.put_key(&name, &bundles.join(" "))
+        });
+    }
+
+    /// `KEY GET nick`: a user's published keys, one per device, as they sent them.
+    pub fn key_of(&self, nick: &str) -> Reply {
+        let bundles = self.keys.get(nick);
+        if bundles.is_empty() {
+            return Reply::err(ErrorCode::NoKey, format!("{nick} has published no E2E key"));
+        }
+        let texts: Vec<&str> = bundles.iter().map(|b| &**b).collect();
+        Reply::ok(texts.join(" "))
     }
 
     /// Cuts off what a revocation list revokes: every live session of a revoked certificate
     /// (`EVENT DISCONNECT REVOKED`) and every published E2E key that holds one (`KEY GET` then
-    /// answers `NO_KEY`). Returns the sessions cut.
+    /// no longer offers it). Returns the sessions cut.
     pub fn revoke(&self, revoked: &Revoked) -> usize {
         if revoked.is_empty() {
             return 0;
         }
         let peers: Vec<Arc<Peer>> = lock(&self.users)
-            .values()
+            .all()
             .filter(|p| p.serial().is_some_and(|s| revoked.contains(s)))
             .cloned()
             .collect();
@@ -781,9 +958,7 @@ impl Hub {
         for name in self.keys.withdraw(|bundle| revoked.covers_bundle(bundle)) {
             tracing::info!(%name, "published E2E key withdrawn: its certificate is revoked");
             names.push(name_key(&name));
-            self.in_store("withdraw a revoked key", move |store| {
-                store.remove_key(&name)
-            });
+            self.keep_keys(&name);
         }
         names.sort();
         names.dedup();
@@ -792,20 +967,9 @@ impl Hub {
     }
 
     /// Tells everyone connected who had a direct conversation with one of `names` (whose
-    /// certificates were just revoked) with `EVENT REVOKED`. Needs the store (which knows the
-    /// conversations); a read on the reload path, which is rare.
+    /// certificates were just revoked) with `EVENT REVOKED`.
     fn announce_revoked(&self, names: &[String]) {
-        let Some(journal) = &self.journal else {
-            return;
-        };
         for name in names {
-            let partners = match journal.partners(name) {
-                Ok(partners) => partners,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot tell {name}'s contacts of the revocation");
-                    continue;
-                }
-            };
             let event = encode(&Event::Revoked {
                 nick: name.clone(),
                 reason: format!(
@@ -813,11 +977,44 @@ impl Hub {
                      their E2E key was withdrawn; do not trust new messages claiming to be them"
                 ),
             });
-            let users = lock(&self.users);
-            for partner in partners.iter().filter(|p| !names.contains(p)) {
-                if let Some(peer) = users.get(partner) {
-                    let _ = peer.outbox().push(event.clone());
-                }
+            self.tell_partners(name, &event, |partner| !names.contains(partner));
+        }
+    }
+
+    /// Tells `nick`'s contacts (those with a direct conversation with them) and `nick`'s own
+    /// other sessions that `nick` added or removed `device`.
+    fn announce_device(&self, peer: &Peer, nick: &str, device: &str, added: bool) {
+        tracing::info!(%nick, %device, added, "E2E device key published or withdrawn");
+        let event = encode(&Event::Device {
+            nick: nick.to_owned(),
+            device: device.to_owned(),
+            added,
+        });
+        for other in self.other_sessions(peer, nick) {
+            let _ = other.outbox().push(event.clone());
+        }
+        let me = name_key(nick);
+        self.tell_partners(&me, &event, |partner| *partner != me);
+    }
+
+    /// Pushes `event` to every connected session of those who had a direct conversation with
+    /// `name` and whom `include` names. Needs the store (which knows the conversations); a
+    /// read, on a path that is rare (a reload, a new device).
+    fn tell_partners(&self, name: &str, event: &Bytes, include: impl Fn(&String) -> bool) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let partners = match journal.partners(name) {
+            Ok(partners) => partners,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot tell {name}'s contacts");
+                return;
+            }
+        };
+        let users = lock(&self.users);
+        for partner in partners.iter().filter(|p| include(p)) {
+            for session in users.sessions(partner) {
+                let _ = session.outbox().push(event.clone());
             }
         }
     }
@@ -835,15 +1032,18 @@ impl Hub {
                 "KICK needs a client certificate with the admin role",
             );
         }
-        let Some(target) = lock(&self.users).get(&name_key(nick)).cloned() else {
+        let targets = lock(&self.users).sessions_of(nick);
+        if targets.is_empty() {
             return Reply::err(ErrorCode::NoSuchUser, format!("{nick} is not connected"));
-        };
+        }
         let by = peer.nick().map(|n| n.to_string()).unwrap_or_default();
         let why = match reason {
             Some(reason) => format!("kicked by {by}: {reason}"),
             None => format!("kicked by {by}"),
         };
-        target.disconnect(DisconnectCode::Kicked, why);
+        for target in targets {
+            target.disconnect(DisconnectCode::Kicked, why.clone());
+        }
         Reply::ok(format!("kicked {nick}"))
     }
 
@@ -876,11 +1076,7 @@ impl Hub {
             };
             self.remove_member(peer, &key, &event);
         }
-        let key = name_key(&nick);
-        let mut users = lock(&self.users);
-        if users.get(&key).is_some_and(|p| p.id() == peer.id()) {
-            users.remove(&key);
-        }
+        lock(&self.users).remove(&name_key(&nick), peer.id());
         peer.mark_left();
     }
 
@@ -922,7 +1118,7 @@ impl Hub {
         for (conversation, seen) in points {
             let target = if conversation.starts_with('#') {
                 // Back in the room; already there after a quick reconnect is fine.
-                let _ = self.enter(peer, nick, &conversation, false);
+                let _ = self.enter(peer, nick, &conversation, Entry::Resume);
                 conversation.clone()
             } else {
                 let me = name_key(nick);
@@ -969,7 +1165,7 @@ impl Hub {
         lock(&self.rooms).len()
     }
 
-    /// Number of users with a nickname now.
+    /// Number of people with a nickname now (each counted once, whatever their sessions).
     pub fn user_count(&self) -> usize {
         lock(&self.users).len()
     }
@@ -977,6 +1173,41 @@ impl Hub {
     fn rooms_of(&self, peer: &Peer) -> Vec<Arc<Room<Peer>>> {
         peer.room_handles()
     }
+}
+
+/// How a session comes into a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// It asked (`JOIN`): the member limit applies, and its reply tells it.
+    Join,
+    /// It is put back (a verified person's room, when they connect again or from another
+    /// device): no limit (the person is a member already), and it is told with `EVENT JOIN`.
+    Resume,
+}
+
+/// Whether `member` is the person called `nick`.
+fn same_person(member: &Peer, nick: &str) -> bool {
+    member.nick().is_some_and(|n| n.eq_ignore_ascii_case(nick))
+}
+
+/// Whether two names are the same person's.
+fn same_person_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// People among `members` (each counted once, whatever their sessions).
+fn persons(members: &[Arc<Peer>]) -> usize {
+    members
+        .iter()
+        .filter_map(|m| m.nick().map(|n| name_key(&n)))
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+/// The device a published bundle (hex) names, when it is one this server reads.
+fn device_of(hex: &str) -> Option<String> {
+    let bytes = tlschat_proto::hex::decode(hex).ok()?;
+    KeyBundle::decode(&bytes).ok().map(|bundle| bundle.device)
 }
 
 /// The peer's name, if it is verified by a certificate; else `ERR NOT_VERIFIED` about `what`.

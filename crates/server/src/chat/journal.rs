@@ -34,11 +34,13 @@ pub(crate) enum Delivery {
         room: Arc<Room<Peer>>,
         sender: Arc<Peer>,
     },
-    /// To the recipient, if connected when it was sent; `trust` is what their name rests on,
-    /// told to the sender in the reply.
+    /// To the recipient's sessions connected when it was sent, and a copy to the sender's
+    /// other sessions; `trust` is what the recipient's name rests on, told to the sender in
+    /// the reply.
     Direct {
         from: Arc<Peer>,
-        to: Option<Arc<Peer>>,
+        to: Vec<Arc<Peer>>,
+        copies: Vec<Arc<Peer>>,
         trust: Trust,
     },
 }
@@ -270,12 +272,22 @@ impl OnCommit<Delivery> for Deliver {
                     sender.mark_own(&room.name, ids[end - 1]);
                     at = end;
                 }
-                Delivery::Direct { from, to, trust } => {
+                Delivery::Direct {
+                    from,
+                    to,
+                    copies,
+                    trust,
+                } => {
                     let record = &records[at];
                     let mut line = Vec::new();
                     record.write_line(ids[at], time.of(record), &mut line);
-                    if let Some(to) = to {
-                        to.deliver_stored_direct(&record.from, ids[at], &Bytes::from(line));
+                    let line = Bytes::from(line);
+                    for session in to {
+                        session.deliver_stored_direct(&record.from, ids[at], &line);
+                    }
+                    // The sender's other sessions: their side of the conversation is `to`.
+                    for session in copies {
+                        session.deliver_stored_direct(&record.to, ids[at], &line);
                     }
                     from.mark_own(&record.to, ids[at]);
                     replies.push(Reply::ok(format!("{} {trust}", ids[at])));

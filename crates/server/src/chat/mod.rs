@@ -3,7 +3,8 @@
 //! - [`peer`]: one connected client as others see it, with its bounded outbound queue.
 //! - [`hub`]: the shared state (who is online, the rooms) and every chat verb.
 //! - [`journal`]: messages through the store: delivery after commit, `HISTORY`.
-//! - [`keys`]: the published E2E keys.
+//! - [`keys`]: the published E2E keys, per person and device.
+//! - `users`: who is online, each person with their sessions.
 //! - `room`: one room's members and message counter, below the peer.
 //! - [`rules`]: what operators decide for a room (topic, modes, operators, bans, invitations)
 //!   and the server's bans, with their stored form; `hub::moderation` applies them.
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod peer;
 mod room;
 pub mod rules;
+mod users;
 
 pub use hub::Hub;
 pub use journal::Sent;

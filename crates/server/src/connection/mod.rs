@@ -131,7 +131,7 @@ pub(crate) async fn serve(
         Some(why) => {
             info!(peer = %peer_addr, nick = peer.nick().as_deref().unwrap_or("-"), "banned user refused");
             peer.disconnect(DisconnectCode::Banned, why.clone());
-            None
+            Vec::new()
         }
         None => shared.hub.register_verified(&peer),
     };
@@ -139,7 +139,7 @@ pub(crate) async fn serve(
     shared.metrics.connection_open(true);
     // A verified user rejoins their rooms and gets what they missed (with a store): after the
     // connection it replaces has recorded how far it got, so nothing is sent twice.
-    if let Some(old) = replaced {
+    for old in replaced {
         let _ = tokio::time::timeout(REPLACED_LEAVE_TIMEOUT, old.left()).await;
     }
     if banned.is_none() {

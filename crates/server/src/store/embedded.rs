@@ -511,7 +511,10 @@ impl Store for EmbeddedStore {
             let mut resume = txn.open_table(RESUME).map_err(failed)?;
             for (conversation, id) in points {
                 let key = (user.as_str(), conversation.as_str());
-                if resume.get(key).map_err(failed)?.is_some() {
+                // Only forward: a person's sessions leave in any order, and the one that got
+                // furthest decides (what another device missed is in the history).
+                let known = resume.get(key).map_err(failed)?.map(|v| v.value());
+                if known.is_some_and(|known| *id > known) {
                     resume.insert(key, *id).map_err(failed)?;
                 }
             }

@@ -174,6 +174,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Records how far `user` has received in each conversation (rooms they are a member of
-    /// and their direct conversations; others are ignored).
+    /// and their direct conversations; others are ignored). A point only moves forward: the
+    /// person's sessions (devices) leave in any order, and the furthest decides.
     fn set_resume_points(&self, user: &str, points: &[(String, u64)]) -> Result<(), StoreError>;
 }

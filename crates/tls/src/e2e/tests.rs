@@ -20,12 +20,20 @@ fn user(path: &impl Fn(&str) -> std::path::PathBuf, name: &'static str) -> User 
 }
 
 fn published(user: &User, ca: &ClientCheck) -> TrustedKey {
-    let bundle = user.key.bundle(&user.cert, user.name).unwrap();
+    let bundle = user.key.bundle(&user.cert, user.name, "laptop").unwrap();
     TrustedKey::verify(&bundle, user.name, ca).unwrap()
 }
 
+fn author(user: &User) -> Author<'_> {
+    Author {
+        cert: &user.cert,
+        name: user.name,
+        key: &user.key,
+    }
+}
+
 #[test]
-fn a_sealed_message_opens_for_its_recipient_only() {
+fn a_sealed_message_opens_for_its_devices_only() {
     let (_dir, path) = pki(&["alice", "bob", "carol"]);
     let ca = ClientCheck::new(&path("ca.pem")).unwrap();
     let (alice, bob, carol) = (
@@ -33,34 +41,78 @@ fn a_sealed_message_opens_for_its_recipient_only() {
         user(&path, "bob"),
         user(&path, "carol"),
     );
-    let to_bob = published(&bob, &ca);
-    let from_alice = published(&alice, &ca);
-    let sealed = to_bob
-        .seal(&alice.cert, "alice", 1, 2, "meet at noon")
-        .unwrap();
+    // Bob's second device, and alice's own.
+    let bob_phone = User {
+        key: E2eKey::generate().unwrap(),
+        ..user(&path, "bob")
+    };
+    let (to_bob, to_phone, from_alice) = (
+        published(&bob, &ca),
+        published(&bob_phone, &ca),
+        published(&alice, &ca),
+    );
+    let sealed = seal(
+        &author(&alice),
+        "bob",
+        &[&to_bob, &to_phone, &from_alice],
+        1,
+        2,
+        "meet at noon",
+    )
+    .unwrap();
+    assert_eq!(sealed.slots.len(), 3);
     assert!(!sealed
         .ciphertext
         .windows(4)
         .any(|w| w == b"meet" || w == b"noon"));
-    assert_eq!(
-        bob.key.open("bob", &from_alice, &sealed).unwrap(),
-        "meet at noon"
-    );
+    for device in [&bob.key, &bob_phone.key] {
+        assert_eq!(
+            device.open(&from_alice, "bob", &sealed).unwrap(),
+            "meet at noon"
+        );
+    }
     // The name binding is case-insensitive, as nicknames are.
     assert_eq!(
-        bob.key.open("Bob", &from_alice, &sealed).unwrap(),
+        bob.key.open(&from_alice, "Bob", &sealed).unwrap(),
+        "meet at noon"
+    );
+    // The sender's own device reads what it sent, in the conversation with bob.
+    assert_eq!(
+        alice.key.open(&from_alice, "bob", &sealed).unwrap(),
         "meet at noon"
     );
 
-    // Carol has another key: refused before any decryption.
-    let err = carol.key.open("carol", &from_alice, &sealed).unwrap_err();
+    // Carol has no slot: refused before any decryption.
+    let err = carol.key.open(&from_alice, "carol", &sealed).unwrap_err();
     assert!(matches!(err, E2eError::NotForThisKey(_)), "{err}");
-    // Claimed to come from carol: alice's signature does not verify as hers.
+    // Moved to another conversation: the signature covers both names.
+    let err = alice.key.open(&from_alice, "carol", &sealed).unwrap_err();
+    assert!(matches!(err, E2eError::BadSignature(_)), "{err}");
+    // Claimed to come from carol's device: it names alice's device.
     let err = bob
         .key
-        .open("bob", &published(&carol, &ca), &sealed)
+        .open(&published(&carol, &ca), "bob", &sealed)
+        .unwrap_err();
+    assert!(matches!(err, E2eError::WrongDevice(_)), "{err}");
+    // Carol's device with alice's key id: carol's certificate does not verify alice's
+    // signature.
+    let mut forged = sealed.clone();
+    forged.sender_key_id = published(&carol, &ca).key_id();
+    let err = bob
+        .key
+        .open(&published(&carol, &ca), "bob", &forged)
         .unwrap_err();
     assert!(matches!(err, E2eError::BadSignature(_)), "{err}");
+    // No device, or too many.
+    assert!(matches!(
+        seal(&author(&alice), "bob", &[], 1, 2, "x"),
+        Err(E2eError::Devices(0))
+    ));
+    let many = vec![&to_bob; MAX_SLOTS + 1];
+    assert!(matches!(
+        seal(&author(&alice), "bob", &many, 1, 2, "x"),
+        Err(E2eError::Devices(_))
+    ));
 }
 
 #[test]
@@ -69,7 +121,15 @@ fn any_change_on_the_way_is_detected() {
     let ca = ClientCheck::new(&path("ca.pem")).unwrap();
     let (alice, bob) = (user(&path, "alice"), user(&path, "bob"));
     let (to_bob, from_alice) = (published(&bob, &ca), published(&alice, &ca));
-    let sealed = to_bob.seal(&alice.cert, "alice", 41, 2, "hello").unwrap();
+    let sealed = seal(
+        &author(&alice),
+        "bob",
+        &[&to_bob, &from_alice],
+        41,
+        2,
+        "hello",
+    )
+    .unwrap();
     let bytes = sealed.encode().unwrap();
     for i in 0..bytes.len() {
         let mut changed = bytes.clone();
@@ -77,22 +137,27 @@ fn any_change_on_the_way_is_detected() {
         // A layout change may stop decoding; anything that decodes must fail to open.
         if let Ok(changed) = Sealed::decode(&changed) {
             assert!(
-                bob.key.open("bob", &from_alice, &changed).is_err(),
+                bob.key.open(&from_alice, "bob", &changed).is_err(),
                 "a flipped bit at byte {i} went unnoticed"
             );
         }
     }
     // A valid signature over a ciphertext that does not decrypt (a sender bug or a broken
-    // client) is still refused, by HPKE.
-    let mut broken = sealed.clone();
-    broken.ciphertext[0] ^= 1;
-    broken.signature = alice
-        .cert
-        .sign(&broken.signing_input("alice", "bob").unwrap());
-    assert!(matches!(
-        bob.key.open("bob", &from_alice, &broken),
-        Err(E2eError::Decrypt)
-    ));
+    // client) is still refused, by the AEAD; and so is a broken slot, by HPKE.
+    for broken in [0, 1] {
+        let mut broken_message = sealed.clone();
+        match broken {
+            0 => broken_message.ciphertext[0] ^= 1,
+            _ => broken_message.slots[0].wrapped[0] ^= 1,
+        }
+        broken_message.signature = alice
+            .cert
+            .sign(&broken_message.signing_input("alice", "bob").unwrap());
+        assert!(matches!(
+            bob.key.open(&from_alice, "bob", &broken_message),
+            Err(E2eError::Decrypt)
+        ));
+    }
 }
 
 #[test]
@@ -101,8 +166,18 @@ fn a_published_key_is_checked_against_the_ca_the_name_and_the_signature() {
     let (_other, elsewhere) = pki(&["bob"]);
     let ca = ClientCheck::new(&path("ca.pem")).unwrap();
     let (alice, bob) = (user(&path, "alice"), user(&path, "bob"));
-    let bundle = bob.key.bundle(&bob.cert, "bob").unwrap();
-    assert!(TrustedKey::verify(&bundle, "BOB", &ca).is_ok());
+    let bundle = bob.key.bundle(&bob.cert, "bob", "Phone").unwrap();
+    let key = TrustedKey::verify(&bundle, "BOB", &ca).unwrap();
+    assert_eq!((key.name(), key.device()), ("bob", "phone"));
+    assert_eq!(key.key_id(), bob.key.key_id());
+
+    // The device name is signed: renamed on the way, the signature fails.
+    let mut renamed = bundle.clone();
+    renamed.device = "laptop".into();
+    assert!(matches!(
+        TrustedKey::verify(&renamed, "bob", &ca),
+        Err(E2eError::BadKeySignature)
+    ));
 
     // Someone else's key under bob's certificate and signature: the signature fails.
     let mut swapped = bundle.clone();
@@ -112,14 +187,14 @@ fn a_published_key_is_checked_against_the_ca_the_name_and_the_signature() {
         Err(E2eError::BadKeySignature)
     ));
     // Alice's genuine bundle offered as bob's.
-    let alices = alice.key.bundle(&alice.cert, "alice").unwrap();
+    let alices = alice.key.bundle(&alice.cert, "alice", "laptop").unwrap();
     assert!(matches!(
         TrustedKey::verify(&alices, "bob", &ca),
         Err(E2eError::WrongName { .. })
     ));
     // A "bob" from another CA.
     let stranger = CertKey::load(&elsewhere("bob.pem"), &elsewhere("bob-key.pem")).unwrap();
-    let forged = bob.key.bundle(&stranger, "bob").unwrap();
+    let forged = bob.key.bundle(&stranger, "bob", "laptop").unwrap();
     assert!(matches!(
         TrustedKey::verify(&forged, "bob", &ca),
         Err(E2eError::Untrusted(_))
@@ -138,6 +213,14 @@ fn a_stored_key_reloads_and_fingerprints_tell_keys_apart() {
 
     let first = published(&bob, &ca).fingerprint();
     assert_eq!(first, published(&bob, &ca).fingerprint());
+    // The device name is not part of the fingerprint.
+    let named = bob.key.bundle(&bob.cert, "bob", "phone").unwrap();
+    assert_eq!(
+        first,
+        TrustedKey::verify(&named, "bob", &ca)
+            .unwrap()
+            .fingerprint()
+    );
     let renewed = User {
         key: E2eKey::generate().unwrap(),
         ..bob
@@ -155,7 +238,14 @@ fn text_longer_than_the_limit_is_refused() {
     let (alice, bob) = (user(&path, "alice"), user(&path, "bob"));
     let long = "x".repeat(MAX_TEXT_LEN + 1);
     assert!(matches!(
-        published(&bob, &ca).seal(&alice.cert, "alice", 1, 1, &long),
+        seal(
+            &author(&alice),
+            "bob",
+            &[&published(&bob, &ca)],
+            1,
+            1,
+            &long
+        ),
         Err(E2eError::TooLong)
     ));
 }

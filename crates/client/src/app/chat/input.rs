@@ -25,7 +25,11 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ),
     (
         "/trust nick",
-        "accept nick's new E2E key after checking it with them",
+        "accept nick's new E2E key or new device after checking it with them",
+    ),
+    (
+        "/devices [remove name]",
+        "list your devices' E2E keys, or withdraw one (a lost phone)",
     ),
     ("/who [#room]", "list a room's members (?nick: unverified)"),
     (
@@ -101,8 +105,10 @@ pub(crate) enum Input {
     },
     /// Show our E2E fingerprint, or someone's.
     Fingerprint(Option<String>),
-    /// Accept someone's changed E2E key.
+    /// Accept someone's changed E2E key, or new device.
     Trust(String),
+    /// List our devices, or withdraw one (`Some(name)`).
+    Devices(Option<String>),
     /// Page back through stored messages.
     History {
         /// A room or a nickname; the current place when `None`.
@@ -161,6 +167,11 @@ pub(crate) fn parse(line: &str, current: Option<&str>) -> Input {
         "trust" => match rest.split_whitespace().next() {
             None => Input::Invalid("usage: /trust nick".into()),
             Some(nick) => nick_then(nick, Input::Trust),
+        },
+        "devices" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+            [] => Input::Devices(None),
+            ["remove", name] => Input::Devices(Some(name.to_owned())),
+            _ => Input::Invalid("usage: /devices, or /devices remove NAME".into()),
         },
         "join" | "nick" | "time" | "sum" | "quiz" | "answer" | "number" | "lucky" | "echo"
         | "greet" | "ping" | "rooms" | "kick" => request(&format!("{name} {rest}")),
@@ -414,6 +425,12 @@ mod tests {
             Input::Fingerprint(Some("bob".into()))
         );
         assert_eq!(parse("/trust bob", None), Input::Trust("bob".into()));
+        assert_eq!(parse("/devices", None), Input::Devices(None));
+        assert_eq!(
+            parse("/devices remove phone", None),
+            Input::Devices(Some("phone".into()))
+        );
+        assert!(matches!(parse("/devices phone", None), Input::Invalid(_)));
         assert!(matches!(parse("/trust", None), Input::Invalid(_)));
         assert!(matches!(parse("/trust #room", None), Input::Invalid(_)));
         assert_eq!(

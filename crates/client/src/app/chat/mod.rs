@@ -13,7 +13,7 @@
 //! received E2E messages are verified and opened before they are shown (or shown as failed).
 
 pub(super) mod input;
-mod render;
+pub(crate) mod render;
 mod state;
 mod terminal;
 
@@ -28,7 +28,7 @@ use super::reconnect::{jitter, next_backoff, FIRST_BACKOFF};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::Client;
 use crate::config::ClientConfig;
-use crate::e2e::{fingerprint_report, trust_report, E2e, Outgoing, Received};
+use crate::e2e::{devices_report, fingerprint_report, trust_report, E2e, Outgoing, Received};
 use crate::error::ClientError;
 use crate::resync::Resync;
 use crate::text::sanitize;
@@ -179,15 +179,16 @@ async fn session(
                 Ok(ServerLine::Event(Event::CaughtUp { count })) => {
                     term.print(format!("-- ^ while you were away: the {count} message(s) above"));
                 }
-                Ok(ServerLine::Event(Event::E2e { from, trust, time, sealed, .. })) => {
+                Ok(ServerLine::Event(Event::E2e { from, to, trust, time, sealed, .. })) => {
                     let received = match e2e.as_mut() {
-                        Some(e2e) => match e2e.receive(client, &from, trust, &sealed).await {
+                        Some(e2e) => match e2e.receive(client, &from, &to, trust, &sealed).await {
                             Ok(received) => received,
                             Err(err) => return SessionEnd::Lost { reason: error_text(&err), final_ },
                         },
                         None => Received::Refused("you have no client certificate, so no E2E key".into()),
                     };
-                    term.print(render::sealed(&from, &time, &received));
+                    let mine = state.is_me(&from);
+                    term.print(render::sealed(&from, mine.then_some(to.as_str()), &time, &received));
                 }
                 Ok(ServerLine::Event(event)) => {
                     if let Event::Disconnect { code, .. } = &event {
@@ -241,6 +242,10 @@ async fn handle_line(
             let report = trust_report(e2e.as_mut(), client, &nick).await;
             term.print(report_line(report.map_err(failed)?));
         }
+        Input::Devices(remove) => {
+            let report = devices_report(e2e.as_mut(), client, remove.as_deref()).await;
+            term.print(report_line(report.map_err(failed)?));
+        }
         // The reply is awaited, so the next prompt shows the room only if it was joined.
         // Then the room's last messages, from the server's history.
         Input::Send(request @ Request::Join(_)) => {
@@ -281,6 +286,16 @@ async fn handle_line(
             for line in &state.whoami {
                 term.print(format!("-- {}", sanitize(line)));
             }
+            // And every device of ours with a published key.
+            if e2e.is_some() {
+                let report = devices_report(e2e.as_mut(), client, None).await;
+                if let Ok(list) = report.map_err(failed)? {
+                    term.print("-- your devices:".to_owned());
+                    for line in list.lines() {
+                        term.print(format!("--   {}", sanitize(line)));
+                    }
+                }
+            }
         }
         Input::Help => {
             for (usage, what) in input::HELP {
@@ -294,12 +309,16 @@ async fn handle_line(
     Ok(false)
 }
 
-/// The answer to `/fingerprint` or `/trust` as a screen line.
+/// The answer to `/fingerprint`, `/trust` or `/devices` as a screen line.
 fn report_line(report: Result<String, String>) -> String {
-    match report {
-        Ok(text) => format!("-- {text}"),
-        Err(why) => format!("!! {why}"),
-    }
+    let (mark, text) = match report {
+        Ok(text) => ("--", text),
+        Err(why) => ("!!", why),
+    };
+    text.lines()
+        .map(|line| format!("{mark} {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Says `QUIT` and shows the replies still owed (piped input gets all its answers), up to the

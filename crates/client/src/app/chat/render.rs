@@ -27,16 +27,24 @@ pub(crate) fn now() -> String {
     Local::now().format("%H:%M").to_string()
 }
 
-/// The screen line for an E2E direct message, opened or refused.
-pub(crate) fn sealed(from: &str, time: &str, received: &crate::e2e::Received) -> String {
+/// The screen line for an E2E direct message, opened or refused; `to` is whom we sent it to,
+/// when it is ours (from another device, or from the history).
+pub(crate) fn sealed(
+    from: &str,
+    to: Option<&str>,
+    time: &str,
+    received: &crate::e2e::Received,
+) -> String {
     match received {
         crate::e2e::Received::Message {
             text,
             reordered,
             sent,
         } => format!(
-            "{} [E2E DM{}] <{}> {}",
+            "{} [E2E DM{}{}] <{}> {}",
             local_time(sent),
+            to.map(|to| format!(" to {}", sanitize(to)))
+                .unwrap_or_default(),
             if *reordered { ", out of order" } else { "" },
             sanitize(from),
             sanitize(text)
@@ -47,6 +55,26 @@ pub(crate) fn sealed(from: &str, time: &str, received: &crate::e2e::Received) ->
             sanitize(from),
             sanitize(why)
         ),
+    }
+}
+
+/// What `EVENT DEVICE` means, for people; empty for other events.
+pub(crate) fn device_text(event: &Event) -> String {
+    match event {
+        Event::Device {
+            nick,
+            device,
+            added: true,
+        } => format!(
+            "{nick} added a device, {device}: E2E messages to and from it wait until you check \
+             with {nick} that it is theirs and accept it (/trust {nick})"
+        ),
+        Event::Device {
+            nick,
+            device,
+            added: false,
+        } => format!("{nick} withdrew their device {device}: nothing is sealed to it any more"),
+        _ => String::new(),
     }
 }
 
@@ -183,6 +211,7 @@ pub(crate) fn event(event: &Event) -> String {
             sanitize(room),
             sanitize(room)
         ),
+        Event::Device { .. } => format!("!! {} {}", now(), sanitize(&device_text(event))),
         other => format!("-- {}", sanitize(&other.to_string())),
     }
 }

@@ -190,15 +190,54 @@ impl ChatState {
         }
     }
 
+    /// Whether `nick` is us.
+    pub(crate) fn is_me(&self, nick: &str) -> bool {
+        self.me
+            .as_deref()
+            .is_some_and(|me| me.eq_ignore_ascii_case(nick))
+    }
+
     /// Takes an event and returns the line to show.
     pub(crate) fn on_event(&mut self, event: &Event) -> String {
+        // What our own person did on another device.
+        match event {
+            Event::Join { room, nick, .. } if self.is_me(nick) => {
+                self.joined.insert(room.clone());
+                if self.current.is_none() {
+                    self.current = Some(room.clone());
+                }
+                return format!(
+                    "-- you are in {} (joined on another device)",
+                    sanitize(room)
+                );
+            }
+            Event::Part { room, nick, .. } if self.is_me(nick) => {
+                self.joined.remove(room);
+                if self.current.as_deref() == Some(room.as_str()) {
+                    self.current = self.joined.iter().next().cloned();
+                }
+                return format!("-- you left {} (on another device)", sanitize(room));
+            }
+            Event::Direct {
+                from,
+                to,
+                time,
+                text,
+                ..
+            } if self.is_me(from) => {
+                return format!(
+                    "{} [DM to {}] <{}> {}",
+                    render::local_time(time),
+                    sanitize(to),
+                    sanitize(from),
+                    sanitize(text)
+                );
+            }
+            _ => {}
+        }
         // Put out of a room: not rejoined after a reconnect.
         if let Event::Kick { room, nick, .. } = event {
-            if self
-                .me
-                .as_deref()
-                .is_some_and(|me| me.eq_ignore_ascii_case(nick))
-            {
+            if self.is_me(nick) {
                 self.joined.remove(room);
                 if self.current.as_deref() == Some(room.as_str()) {
                     self.current = self.joined.iter().next().cloned();

@@ -38,7 +38,7 @@ use super::reconnect::{jitter, next_backoff, FIRST_BACKOFF};
 use super::{connection_failed, error_text, EXIT_CONNECTION, EXIT_OK};
 use crate::client::{Client, TlsInfo};
 use crate::config::ClientConfig;
-use crate::e2e::{fingerprint_report, trust_report, E2e, Outgoing, Received};
+use crate::e2e::{devices_report, fingerprint_report, trust_report, E2e, Outgoing, Received};
 use crate::error::ClientError;
 use crate::resync::Resync;
 use crate::text::sanitize;
@@ -205,6 +205,17 @@ impl App<'_> {
                 let report = trust_report(self.e2e.as_mut(), client, &nick).await;
                 report.map(|report| self.state.report(report))
             }
+            Input::Devices(remove) => {
+                let report = devices_report(self.e2e.as_mut(), client, remove.as_deref()).await;
+                report.map(|report| self.state.report(report))
+            }
+            Input::Whoami if self.e2e.is_some() => {
+                let report = devices_report(self.e2e.as_mut(), client, None).await;
+                report.map(|report| {
+                    self.state
+                        .report(report.map(|list| format!("your devices:\n{list}")))
+                })
+            }
             _ => Ok(()),
         };
         self.take_alert();
@@ -258,12 +269,13 @@ impl App<'_> {
             }
             Ok(ServerLine::Event(Event::E2e {
                 from,
+                to,
                 trust,
                 sealed,
                 ..
             })) => {
                 let received = match self.e2e.as_mut() {
-                    Some(e2e) => match e2e.receive(client, &from, trust, &sealed).await {
+                    Some(e2e) => match e2e.receive(client, &from, &to, trust, &sealed).await {
                         Ok(received) => received,
                         Err(err) => return self.lost(error_text(&err), false),
                     },
@@ -271,7 +283,7 @@ impl App<'_> {
                         Received::Refused("you have no client certificate, so no E2E key".into())
                     }
                 };
-                self.state.on_sealed(&from, &received);
+                self.state.on_sealed(&from, &to, &received);
                 self.take_alert();
             }
             Ok(ServerLine::Event(event)) => {

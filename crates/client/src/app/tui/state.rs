@@ -278,16 +278,20 @@ impl TuiState {
         self.push(index, None, Trust::Verified, false, text.as_ref(), kind);
     }
 
-    /// The answer to `/fingerprint` or `/trust`: a reply, or an error.
+    /// The answer to `/fingerprint`, `/trust` or `/devices`: a reply, or an error.
     pub(crate) fn report(&mut self, report: Result<String, String>) {
-        match report {
-            Ok(text) => self.notice(Kind::Reply, text),
-            Err(why) => self.notice(Kind::Error, why),
+        let (kind, text) = match report {
+            Ok(text) => (Kind::Reply, text),
+            Err(why) => (Kind::Error, why),
+        };
+        // A report of several lines (a person's devices) is shown line by line.
+        for line in text.lines() {
+            self.notice(kind, line);
         }
     }
 
     /// Enter: what the loop must do for the typed line (one of `Send`, `Raw`, `Direct`,
-    /// `Fingerprint`, `Trust`, `Quit`); the rest is handled here.
+    /// `Fingerprint`, `Trust`, `Devices`, `Quit`); the rest is handled here.
     pub(crate) fn submit(&mut self) -> Option<Input> {
         self.completion = None;
         let line = self.editor.take();
@@ -321,9 +325,11 @@ impl TuiState {
                 self.show(index);
                 Some(Input::Direct { nick, text, plain })
             }
-            action @ (Input::Send(_) | Input::Fingerprint(_) | Input::Trust(_) | Input::Quit) => {
-                Some(action)
-            }
+            action @ (Input::Send(_)
+            | Input::Fingerprint(_)
+            | Input::Trust(_)
+            | Input::Devices(_)
+            | Input::Quit) => Some(action),
             Input::History { target, count } => {
                 let target = target.or_else(|| match &self.current().id {
                     BufferId::Room(room) => Some(room.clone()),
@@ -349,7 +355,8 @@ impl TuiState {
                 for line in self.whoami.clone() {
                     self.notice(Kind::Reply, line);
                 }
-                None
+                // The loop adds the devices (it has the E2E state).
+                Some(Input::Whoami)
             }
             Input::Help => {
                 for (usage, what) in input::HELP {
@@ -671,13 +678,35 @@ impl TuiState {
             }
             Event::Direct {
                 from,
+                to,
                 trust,
                 time,
                 text,
                 ..
             } => {
-                let index = self.open(BufferId::Direct(name_key(from)));
+                let index = self.open(BufferId::Direct(name_key(self.other_party(from, to))));
                 self.message(index, from, *trust, time, false, text);
+            }
+            // Our own person joined from another device: the room is ours here too.
+            Event::Join { room, nick, trust } if self.is_me(nick) => {
+                let index = self.open(BufferId::Room(name_key(room)));
+                self.buffers[index]
+                    .members
+                    .insert(name_key(nick), (sanitize(nick), *trust));
+                self.notice(
+                    Kind::Notice,
+                    format!("you are in {} (joined on another device)", sanitize(room)),
+                );
+            }
+            Event::Part { room, nick, .. } if self.is_me(nick) => {
+                if let Some(index) = self.find(&BufferId::Room(name_key(room))) {
+                    self.buffers.remove(index);
+                    self.show(self.current.min(self.buffers.len() - 1));
+                }
+                self.notice(
+                    Kind::Notice,
+                    format!("you left {} (on another device)", sanitize(room)),
+                );
             }
             Event::Join { room, nick, trust } => {
                 self.member(
@@ -812,13 +841,17 @@ impl TuiState {
                 ),
             ),
             Event::E2e { .. } | Event::Ping { .. } => {}
+            Event::Device { .. } => {
+                let text = crate::app::chat::render::device_text(event);
+                self.notice(Kind::Error, sanitize(&text));
+            }
             other => self.notice(Kind::Notice, sanitize(&other.to_string())),
         }
     }
 
     /// An E2E message, opened or refused.
-    pub(crate) fn on_sealed(&mut self, from: &str, received: &Received) {
-        let index = self.open(BufferId::Direct(name_key(from)));
+    pub(crate) fn on_sealed(&mut self, from: &str, to: &str, received: &Received) {
+        let index = self.open(BufferId::Direct(name_key(self.other_party(from, to))));
         match received {
             Received::Message {
                 text,
@@ -854,6 +887,23 @@ impl TuiState {
         self.buffers.iter().position(|b| &b.id == id)
     }
 
+    /// Whether `nick` is us.
+    fn is_me(&self, nick: &str) -> bool {
+        self.me
+            .as_deref()
+            .is_some_and(|me| me.eq_ignore_ascii_case(nick))
+    }
+
+    /// Who a direct message from `from` to `to` is with, seen from here: `to` when we sent
+    /// it (from another device, or replayed from the history), else `from`.
+    fn other_party<'a>(&self, from: &'a str, to: &'a str) -> &'a str {
+        if self.is_me(from) {
+            to
+        } else {
+            from
+        }
+    }
+
     fn message(
         &mut self,
         index: usize,
@@ -872,11 +922,19 @@ impl TuiState {
             trust,
             e2e,
             text: sanitize(text),
-            kind: Kind::Message,
+            // What we sent from another device (or earlier, from the history) is ours.
+            kind: if self.is_me(from) {
+                Kind::Own
+            } else {
+                Kind::Message
+            },
         };
+        let own = line.kind == Kind::Own;
         let mention = self.me.as_deref().is_some_and(|me| mentions(text, me));
         self.buffers[index].push(line);
-        self.count_unread(index, mention);
+        if !own {
+            self.count_unread(index, mention);
+        }
     }
 
     fn count_unread(&mut self, index: usize, mention: bool) {

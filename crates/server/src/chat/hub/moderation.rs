@@ -219,12 +219,8 @@ impl Hub {
             by: by.to_owned(),
             reason: reason.to_owned(),
         };
-        let target = lock(&self.users).get(&name_key(nick)).cloned();
-        let mut was_member = false;
-        if let Some(target) = target.filter(|t| t.room(room).is_some()) {
-            let _ = target.outbox().push(encode(&event));
-            was_member = self.remove_member(&target, room, &event);
-        }
+        // Every session of theirs is told, with the room.
+        let was_member = self.remove_person(room, nick, &event, None);
         // A verified member who is away stays a member in the store until this.
         let (user, key) = (name_key(nick), room.to_owned());
         self.in_store("end a membership", move |store| store.leave(&user, &key));
@@ -337,11 +333,12 @@ impl Hub {
             rules.bans.remove(&name);
             rules.invited.insert(name.clone());
         });
-        if let Some(target) = lock(&self.users).get(&name).cloned() {
-            let _ = target.outbox().push(encode(&Event::Invite {
-                room: key.clone(),
-                by: peer.nick().map(|n| n.to_string()).unwrap_or_default(),
-            }));
+        let event = encode(&Event::Invite {
+            room: key.clone(),
+            by: peer.nick().map(|n| n.to_string()).unwrap_or_default(),
+        });
+        for target in lock(&self.users).sessions(&name) {
+            let _ = target.outbox().push(event.clone());
         }
         Reply::ok(key)
     }
@@ -371,8 +368,8 @@ impl Hub {
         self.change_server_bans(|bans| {
             bans.insert(key.clone(), ban);
         });
-        if let Some(target) = lock(&self.users).get(&key).cloned() {
-            target.disconnect(DisconnectCode::Banned, why);
+        for target in lock(&self.users).sessions(&key) {
+            target.disconnect(DisconnectCode::Banned, why.clone());
         }
         Reply::ok(key)
     }

@@ -190,8 +190,8 @@ fn certificate_names_cannot_be_changed_or_claimed() {
 }
 
 #[test]
-fn a_verified_owner_reclaims_a_nickname_and_replaces_an_older_connection() {
-    let hub = Hub::new();
+fn a_verified_owner_reclaims_a_nickname_and_past_the_session_limit_the_oldest_goes() {
+    let hub = Hub::new().with_user_limits(2, 8);
     let squatter = unverified(&hub);
     hub.set_nick(&squatter, "bob");
     let bob = verified(&hub, "bob");
@@ -199,13 +199,20 @@ fn a_verified_owner_reclaims_a_nickname_and_replaces_an_older_connection() {
         squatter.disconnect_reason().unwrap().code,
         DisconnectCode::NickReclaimed
     );
-    let bob_again = verified(&hub, "bob");
-    assert_eq!(
-        bob.disconnect_reason().unwrap().code,
-        DisconnectCode::Replaced
+    // A second session is fine; a third, past the limit of 2, replaces the oldest.
+    let bob_phone = verified(&hub, "bob");
+    assert!(bob.disconnect_reason().is_none());
+    let bob_third = verified(&hub, "bob");
+    let replaced = bob.disconnect_reason().unwrap();
+    assert_eq!(replaced.code, DisconnectCode::Replaced);
+    assert!(
+        replaced.reason.contains("2 connections"),
+        "{}",
+        replaced.reason
     );
-    assert!(bob_again.disconnect_reason().is_none());
-    // The old connections' cleanup must not unregister the new one.
+    assert!(bob_phone.disconnect_reason().is_none());
+    assert!(bob_third.disconnect_reason().is_none());
+    // The old connections' cleanup must not unregister the new ones.
     hub.leave_all(&squatter, "reclaimed", b"");
     hub.leave_all(&bob, "replaced", b"");
     let alice = verified(&hub, "alice");
@@ -213,7 +220,116 @@ fn a_verified_owner_reclaims_a_nickname_and_replaces_an_older_connection() {
         one(hub.message_user(&alice, "bob", "still there?", at(TIME))),
         Reply::ok("1 verified")
     );
-    assert!(matches!(&events(&bob_again)[0], Event::Direct { from, .. } if from == "alice"));
+    for session in [&bob_phone, &bob_third] {
+        assert!(
+            matches!(&events(session)[..], [Event::Direct { text, .. }] if text == "still there?")
+        );
+    }
+    assert_eq!(hub.user_count(), 2, "bob counts once");
+}
+
+#[test]
+fn every_session_of_a_person_is_in_their_rooms_and_the_room_sees_the_person_once() {
+    let hub = Hub::new();
+    let (alice, bob) = (verified(&hub, "alice"), verified(&hub, "bob"));
+    hub.join(&alice, "#r");
+    hub.join(&bob, "#r");
+    events(&alice);
+    events(&bob);
+    // Alice's phone connects: it is in #r at once, told so; bob hears nothing.
+    let phone = verified(&hub, "alice");
+    assert!(
+        matches!(&events(&phone)[..], [Event::Join { room, nick, .. }] if room == "#r" && nick == "alice")
+    );
+    assert!(events(&bob).is_empty(), "the person was already there");
+    assert_eq!(hub.who("#r"), Reply::ok("alice=verified bob=verified"));
+    assert_eq!(hub.list_rooms(&bob), Reply::ok("#r=2"));
+
+    // A room message reaches both of alice's sessions; what one sends shows on the other.
+    assert_eq!(say(&hub, &bob, "#r", "hi", TIME), Reply::ok("1"));
+    assert_eq!(say(&hub, &alice, "#r", "hello", TIME), Reply::ok("2"));
+    let texts = |peer: &Peer| -> Vec<(String, String)> {
+        events(peer)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message { from, text, .. } | Event::Direct { from, text, .. } => {
+                    Some((from, text))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(texts(&alice), [("bob".into(), "hi".into())]);
+    assert_eq!(
+        texts(&phone),
+        [
+            ("bob".to_owned(), "hi".to_owned()),
+            ("alice".into(), "hello".into())
+        ]
+    );
+    assert_eq!(texts(&bob), [("alice".into(), "hello".into())]);
+
+    // Direct messages: to every session of the recipient, and a copy to the sender's others.
+    one(hub.message_user(&bob, "alice", "dm", at(TIME)));
+    assert_eq!(texts(&alice), [("bob".into(), "dm".into())]);
+    assert_eq!(texts(&phone), [("bob".into(), "dm".into())]);
+    one(hub.message_user(&alice, "bob", "back", at(TIME)));
+    assert_eq!(texts(&bob), [("alice".into(), "back".into())]);
+    let copy = events(&phone);
+    assert!(
+        matches!(&copy[..], [Event::Direct { from, to, text, .. }] if from == "alice" && to == "bob" && text == "back"),
+        "{copy:?}"
+    );
+
+    // One session leaving is not the person leaving.
+    hub.leave_all(&phone, "phone off", b"");
+    assert!(events(&bob).is_empty(), "no QUIT while alice is still here");
+    let phone = verified(&hub, "alice");
+    events(&phone);
+    // PART from one session: the person leaves, every session is told and out.
+    assert_eq!(hub.part(&alice, "#r"), Reply::ok("#r"));
+    assert!(matches!(&events(&bob)[..], [Event::Part { nick, .. }] if nick == "alice"));
+    assert!(matches!(&events(&phone)[..], [Event::Part { nick, .. }] if nick == "alice"));
+    assert!(phone.room("#r").is_none() && alice.room("#r").is_none());
+    assert_eq!(hub.who("#r"), Reply::ok("bob=verified"));
+    // JOIN from one session puts the others in too, and tells them.
+    assert_eq!(hub.join(&phone, "#r"), Reply::ok("#r"));
+    assert!(alice.room("#r").is_some());
+    assert!(
+        matches!(&events(&alice)[..], [Event::Join { nick, .. }] if nick == "alice"),
+        "told it is in the room"
+    );
+    assert_eq!(events(&bob).len(), 1, "one JOIN for the person");
+}
+
+#[test]
+fn a_server_ban_and_an_admin_kick_reach_every_session() {
+    let hub = Hub::new();
+    let root = registered(&hub, "root", true);
+    let (laptop, phone) = (verified(&hub, "mallory"), verified(&hub, "mallory"));
+    assert_eq!(
+        hub.kick(&root, "mallory", None),
+        Reply::ok("kicked mallory")
+    );
+    for session in [&laptop, &phone] {
+        assert_eq!(
+            session.disconnect_reason().unwrap().code,
+            DisconnectCode::Kicked
+        );
+        hub.leave_all(session, "kicked", b"");
+    }
+    let (laptop, phone) = (verified(&hub, "mallory"), verified(&hub, "mallory"));
+    let scope = tlschat_proto::moderation::Scope::Server;
+    assert_eq!(
+        hub.ban(&root, &scope, "mallory", None, Some("spam")),
+        Reply::ok("mallory")
+    );
+    for session in [&laptop, &phone] {
+        assert_eq!(
+            session.disconnect_reason().unwrap().code,
+            DisconnectCode::Banned
+        );
+    }
 }
 
 #[test]
@@ -347,6 +463,7 @@ fn e2e_keys_are_filed_under_their_verified_owner_only() {
     let certs = certificates(&["alice", "bob"]);
     let bundle = |cert: &[u8]| tlschat_proto::e2e::KeyBundle {
         public_key: vec![1; 32],
+        device: "laptop".into(),
         cert: cert.to_vec(),
         signature: vec![2; 70],
     };
@@ -356,6 +473,30 @@ fn e2e_keys_are_filed_under_their_verified_owner_only() {
         Reply::ok("published")
     );
     assert_eq!(hub.key_of("ALICE"), Reply::ok("01aa"));
+    // A second device: both offered, by device name; then one withdrawn.
+    let phone = tlschat_proto::e2e::KeyBundle {
+        device: "phone".into(),
+        ..bundle(&certs[0])
+    };
+    assert_eq!(
+        hub.publish_key(&alice, &phone, "01ab"),
+        Reply::ok("published")
+    );
+    assert_eq!(hub.key_of("alice"), Reply::ok("01aa 01ab"));
+    assert_eq!(
+        code(hub.withdraw_key(&alice, "tablet")),
+        ErrorCode::NoKey,
+        "no such device"
+    );
+    assert_eq!(
+        hub.withdraw_key(&alice, "phone"),
+        Reply::ok("withdrawn phone")
+    );
+    assert_eq!(hub.key_of("alice"), Reply::ok("01aa"));
+    assert_eq!(
+        code(hub.withdraw_key(&anon, "phone")),
+        ErrorCode::NotVerified
+    );
     // Bob cannot file a bundle holding alice's certificate; nobody unverified can publish.
     assert_eq!(
         code(hub.publish_key(&bob, &bundle(&certs[0]), "01bb")),

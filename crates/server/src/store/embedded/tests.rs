@@ -200,6 +200,13 @@ fn members_and_direct_conversations_resume_where_they_stopped() {
     let mut points = store.resume_points("bob").unwrap();
     points.sort();
     assert_eq!(points, [("#a".to_owned(), 2), ("alice bob".to_owned(), 1)]);
+    // Another of bob's devices, which got less far, leaves later: the points stay.
+    store
+        .set_resume_points("bob", &[("#a".into(), 1), ("alice bob".into(), 0)])
+        .unwrap();
+    let mut points = store.resume_points("bob").unwrap();
+    points.sort();
+    assert_eq!(points, [("#a".to_owned(), 2), ("alice bob".to_owned(), 1)]);
 }
 
 #[test]

@@ -212,6 +212,7 @@ fn direct_messages_open_a_conversation_and_e2e_is_marked() {
     assert!(own.e2e && own.kind == Kind::Own && own.text == "hi there");
     state.on_sealed(
         "bob",
+        "alice",
         &Received::Refused("the signature does not verify".into()),
     );
     let failed = state.current().lines.back().unwrap().clone();

@@ -132,6 +132,7 @@ fn e2e_messages_warnings_and_the_reconnect_banner_are_drawn() {
     let mut state = state();
     state.on_sealed(
         "bob",
+        "me",
         &Received::Message {
             text: "sealed hello".into(),
             reordered: false,
