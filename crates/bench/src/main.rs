@@ -76,6 +76,14 @@ enum Mode {
         /// At full speed, most messages in flight towards the slowest subscriber.
         #[arg(long, default_value_t = 1000)]
         window: u64,
+        /// tlschat: subscribers connect with client certificates from this folder
+        /// (`sub0.pem`, `sub0-key.pem`, … one per person), as verified users.
+        #[arg(long, value_name = "DIR")]
+        identities: Option<PathBuf>,
+        /// With --identities: connections per person (their devices); --subscribers counts
+        /// connections.
+        #[arg(long, default_value_t = 1, requires = "identities")]
+        sessions_per_person: usize,
     },
     /// Request/response round trips (PING) on N connections, closed loop.
     Echo {
@@ -213,13 +221,15 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         .await?
         .next()
         .context("the server address does not resolve")?;
-    let setup = Setup {
+    let mut setup = Setup {
         endpoint: Endpoint {
             kind: cli.target,
             addr,
             tls: std::sync::Arc::new(tls),
             name: config.verify_name()?,
             sources: cli.sources.clone(),
+            identities: Vec::new(),
+            sessions_per_person: 1,
         },
         probe: cli.server_pid.map(Probe::new),
         deadline: Duration::from(cli.deadline),
@@ -232,7 +242,27 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             size,
             rate,
             window,
+            identities,
+            sessions_per_person,
         } => {
+            if let Some(dir) = identities {
+                let people = subscribers.div_ceil((*sessions_per_person).max(1));
+                for person in 0..people {
+                    let mut own = config.clone();
+                    own.cert = Some(dir.join(format!("sub{person}.pem")));
+                    own.key = Some(dir.join(format!("sub{person}-key.pem")));
+                    let mut tls = (*own.tls_config().with_context(|| {
+                        format!(
+                            "the identity of subscriber person {person} in {}",
+                            dir.display()
+                        )
+                    })?)
+                    .clone();
+                    tls.resumption = Resumption::disabled();
+                    setup.endpoint.identities.push(std::sync::Arc::new(tls));
+                }
+                setup.endpoint.sessions_per_person = (*sessions_per_person).max(1);
+            }
             let load = Fanout {
                 subscribers: *subscribers,
                 senders: *senders,

@@ -57,6 +57,11 @@ pub struct Endpoint {
     /// Local addresses to spread connections over (many connections need many source
     /// addresses: one address has about 28,000 ports). Empty: let the OS choose.
     pub sources: Vec<IpAddr>,
+    /// tlschat: client identities for the fan-out's subscribers (`--identities`): subscriber
+    /// `i` connects as person `i / sessions_per_person`. Empty: without a certificate.
+    pub identities: Vec<Arc<rustls::ClientConfig>>,
+    /// Connections per person, with `identities`.
+    pub sessions_per_person: usize,
 }
 
 type Tls = TlsStream<TcpStream>;
@@ -87,6 +92,25 @@ impl Endpoint {
     /// Connects, completes TLS and the protocol's opening (greeting, `CONNECT`…). `index`
     /// picks the source address.
     pub async fn connect(&self, index: usize) -> io::Result<Conn> {
+        self.connect_with(index, self.tls.clone()).await
+    }
+
+    /// Connects fan-out subscriber `index`: with its person's certificate when there are
+    /// identities. Returns the connection and the name it joins under.
+    pub async fn connect_subscriber(&self, index: usize) -> io::Result<(Conn, String)> {
+        if self.identities.is_empty() {
+            return Ok((self.connect(index).await?, format!("sub{index}")));
+        }
+        let person = index / self.sessions_per_person.max(1);
+        let tls = self.identities.get(person).cloned().ok_or_else(|| {
+            io::Error::other(format!(
+                "no identity for subscriber {index} (person {person})"
+            ))
+        })?;
+        Ok((self.connect_with(index, tls).await?, format!("sub{person}")))
+    }
+
+    async fn connect_with(&self, index: usize, tls: Arc<rustls::ClientConfig>) -> io::Result<Conn> {
         let socket = if self.addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -101,7 +125,7 @@ impl Endpoint {
             // NATS 2.9 says INFO in the clear, then the client starts TLS.
             read_plain_line(&mut tcp).await?;
         }
-        let tls = TlsConnector::from(self.tls.clone())
+        let tls = TlsConnector::from(tls)
             .connect(self.name.clone(), tcp)
             .await?;
         let (read, writer) = tokio::io::split(tls);
