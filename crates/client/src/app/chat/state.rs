@@ -364,6 +364,46 @@ mod tests {
     }
 
     #[test]
+    fn what_we_do_on_another_device_shows_here_as_ours() {
+        let mut state = ChatState::new(Some("alice".into()));
+        let joined = state.on_event(&Event::Join {
+            room: "#ops".into(),
+            nick: "Alice".into(),
+            trust: tlschat_proto::Trust::Verified,
+        });
+        assert_eq!(joined, "-- you are in #ops (joined on another device)");
+        assert!(state.joined.contains("#ops"));
+        assert_eq!(state.current.as_deref(), Some("#ops"));
+        let copy = state.on_event(&Event::Direct {
+            id: 4,
+            from: "alice".into(),
+            to: "bob".into(),
+            trust: tlschat_proto::Trust::Verified,
+            time: "2026-12-02T09:30:00.000Z".into(),
+            text: "sent from my phone".into(),
+        });
+        assert!(
+            copy.ends_with(" [DM to bob] <alice> sent from my phone"),
+            "{copy}"
+        );
+        let left = state.on_event(&Event::Part {
+            room: "#ops".into(),
+            nick: "alice".into(),
+            trust: tlschat_proto::Trust::Verified,
+        });
+        assert_eq!(left, "-- you left #ops (on another device)");
+        assert!(state.joined.is_empty() && state.current.is_none());
+        // Someone else joining is just news.
+        let other = state.on_event(&Event::Join {
+            room: "#ops".into(),
+            nick: "bob".into(),
+            trust: tlschat_proto::Trust::Verified,
+        });
+        assert!(other.ends_with("#ops -> bob joined"), "{other}");
+        assert!(state.joined.is_empty());
+    }
+
+    #[test]
     fn reconnecting_restores_the_nickname_and_rooms() {
         let mut state = ChatState::new(Some("guest".into()));
         state.joined.extend(["#a".to_string(), "#b".to_string()]);

@@ -333,3 +333,66 @@ fn the_room_header_follows_its_topic_modes_and_our_role_and_a_kick_closes_it() {
         "put out: the room is closed"
     );
 }
+
+#[test]
+fn what_we_do_on_another_device_shows_here_as_ours() {
+    let mut state = state();
+    // Joined on the phone: the room opens here too.
+    state.on_event(&Event::Join {
+        room: "#ops".into(),
+        nick: "Alice".into(),
+        trust: Trust::Verified,
+    });
+    let index = state
+        .buffers
+        .iter()
+        .position(|b| b.id == BufferId::Room("#ops".into()))
+        .expect("the room's buffer");
+    // Our message from the phone is ours, not news.
+    state.on_event(&message("#ops", "alice", Trust::Verified, "from the phone"));
+    let line = state.buffers[index].lines.back().unwrap().clone();
+    assert_eq!(
+        (line.kind, line.text.as_str()),
+        (Kind::Own, "from the phone")
+    );
+    assert_eq!(state.buffers[index].unread, 0);
+    // A DM we sent to bob from the phone lands in the conversation with bob.
+    state.on_event(&Event::Direct {
+        id: 3,
+        from: "alice".into(),
+        to: "bob".into(),
+        trust: Trust::Verified,
+        time: TIME.into(),
+        text: "see you".into(),
+    });
+    assert!(state
+        .buffers
+        .iter()
+        .any(|b| b.id == BufferId::Direct("bob".into())
+            && b.lines.back().is_some_and(|l| l.kind == Kind::Own)));
+    state.on_sealed(
+        "alice",
+        "bob",
+        &Received::Message {
+            text: "sealed too".into(),
+            reordered: false,
+            sent: TIME.into(),
+        },
+    );
+    let bob = state
+        .buffers
+        .iter()
+        .find(|b| b.id == BufferId::Direct("bob".into()))
+        .unwrap();
+    assert_eq!(bob.lines.back().unwrap().text, "sealed too");
+    // Left on the phone: the room closes here.
+    state.on_event(&Event::Part {
+        room: "#ops".into(),
+        nick: "alice".into(),
+        trust: Trust::Verified,
+    });
+    assert!(!state
+        .buffers
+        .iter()
+        .any(|b| b.id == BufferId::Room("#ops".into())));
+}
