@@ -113,6 +113,10 @@ fn a_sealed_message_opens_for_its_devices_only() {
         seal(&author(&alice), "bob", &many, 1, 2, "x"),
         Err(E2eError::Devices(_))
     ));
+    // Exactly the most: sealed, and it opens.
+    let most = seal(&author(&alice), "bob", &many[..MAX_SLOTS], 1, 2, "x").unwrap();
+    assert_eq!(most.slots.len(), MAX_SLOTS);
+    assert_eq!(bob.key.open(&from_alice, "bob", &most).unwrap(), "x");
 }
 
 #[test]
@@ -236,6 +240,23 @@ fn text_longer_than_the_limit_is_refused() {
     let (_dir, path) = pki(&["alice", "bob"]);
     let ca = ClientCheck::new(&path("ca.pem")).unwrap();
     let (alice, bob) = (user(&path, "alice"), user(&path, "bob"));
+    let longest = "x".repeat(MAX_TEXT_LEN);
+    let sealed = seal(
+        &author(&alice),
+        "bob",
+        &[&published(&bob, &ca)],
+        1,
+        1,
+        &longest,
+    )
+    .unwrap();
+    assert_eq!(
+        bob.key
+            .open(&published(&alice, &ca), "bob", &sealed)
+            .unwrap()
+            .len(),
+        MAX_TEXT_LEN
+    );
     let long = "x".repeat(MAX_TEXT_LEN + 1);
     assert!(matches!(
         seal(
