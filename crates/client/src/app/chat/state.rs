@@ -199,17 +199,15 @@ impl ChatState {
 
     /// Takes an event and returns the line to show.
     pub(crate) fn on_event(&mut self, event: &Event) -> String {
-        // What our own person did on another device.
+        // What our own person did on another device; or, after connecting, the rooms the
+        // server put this session back in.
         match event {
             Event::Join { room, nick, .. } if self.is_me(nick) => {
                 self.joined.insert(room.clone());
                 if self.current.is_none() {
                     self.current = Some(room.clone());
                 }
-                return format!(
-                    "-- you are in {} (joined on another device)",
-                    sanitize(room)
-                );
+                return format!("-- you are in {}", sanitize(room));
             }
             Event::Part { room, nick, .. } if self.is_me(nick) => {
                 self.joined.remove(room);
@@ -371,7 +369,7 @@ mod tests {
             nick: "Alice".into(),
             trust: tlschat_proto::Trust::Verified,
         });
-        assert_eq!(joined, "-- you are in #ops (joined on another device)");
+        assert_eq!(joined, "-- you are in #ops");
         assert!(state.joined.contains("#ops"));
         assert_eq!(state.current.as_deref(), Some("#ops"));
         let copy = state.on_event(&Event::Direct {

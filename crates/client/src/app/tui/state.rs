@@ -693,10 +693,7 @@ impl TuiState {
                 self.buffers[index]
                     .members
                     .insert(name_key(nick), (sanitize(nick), *trust));
-                self.notice(
-                    Kind::Notice,
-                    format!("you are in {} (joined on another device)", sanitize(room)),
-                );
+                self.notice(Kind::Notice, format!("you are in {}", sanitize(room)));
             }
             Event::Part { room, nick, .. } if self.is_me(nick) => {
                 if let Some(index) = self.find(&BufferId::Room(name_key(room))) {
