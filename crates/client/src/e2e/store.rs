@@ -419,6 +419,21 @@ mod tests {
             err.to_string().contains("called laptop, not phone"),
             "{err}"
         );
+        // Its own name, in any case, is no change.
+        let same = load_or_create_key(&path, Some("LAPTOP")).unwrap();
+        assert_eq!(same.key.public_key(), key.public_key());
+        // Comments and blank lines may follow the key.
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("\n# a note the user added\n\n");
+        tlschat_files::write_atomic(&path, text.as_bytes(), tlschat_files::PRIVATE_MODE).unwrap();
+        let noted = load_or_create_key(&path, None).unwrap();
+        assert_eq!(noted.key.public_key(), key.public_key());
+        // A key file that cannot be read is an error to show, never replaced by a new key.
+        let folder = dir.path().join("a-folder");
+        fs::create_dir(&folder).unwrap();
+        let err = load_or_create_key(&folder, None).err().unwrap();
+        assert!(matches!(err, StoreError::Io { .. }), "{err}");
+        assert!(folder.is_dir());
         // A key file from before device names gets one, once.
         let old = dir.path().join("old-e2e-key");
         let text = format!("# header\n{}\n", hex::encode(key.private_bytes()));
