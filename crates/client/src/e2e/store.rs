@@ -561,6 +561,13 @@ mod tests {
         fs::write(known.path(), "bob/laptop 0102\n").unwrap();
         let err = known.person("bob").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+        // Remembered keys that cannot be read are an error, never "nobody known yet" (which
+        // would trust every key as seen for the first time); the same for seen counters.
+        let unreadable = dir.path().join("a-folder");
+        fs::create_dir(&unreadable).unwrap();
+        let err = KnownKeys::new(&unreadable).person("bob").unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err}");
+        assert!(SeenCounters::open(&unreadable).is_err());
     }
 
     #[test]
