@@ -14,7 +14,10 @@
 //! the commit thread or a blocking task, never from a connection's task.
 
 pub mod commit;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod embedded;
+pub mod jetstream;
 pub mod record;
 pub mod wal;
 

@@ -362,3 +362,10 @@ fn a_checkpoint_empties_the_journal() {
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
     assert_eq!(texts(&store.read("#a", None, 5).unwrap()), [(1, "1")]);
 }
+
+#[test]
+fn the_embedded_store_behaves_as_every_store_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.redb"), Fsync::Never).unwrap();
+    crate::store::conformance::check_all(&store);
+}
