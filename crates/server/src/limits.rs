@@ -289,16 +289,20 @@ mod tests {
     fn address_slots_are_counted_and_given_back() {
         let counter = Arc::new(AddressCounter::default());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(counter.count(ip), 0);
         let a = counter.try_acquire(ip, 2).unwrap();
         let b = counter.try_acquire(ip, 2).unwrap();
+        assert_eq!(counter.count(ip), 2);
         assert!(counter.try_acquire(ip, 2).is_none());
         assert!(counter
             .try_acquire("192.0.2.2".parse().unwrap(), 2)
             .is_some());
         drop(a);
         assert_eq!(counter.count(ip), 1);
-        assert!(counter.try_acquire(ip, 2).is_some());
+        let c = counter.try_acquire(ip, 2).unwrap();
         drop(b);
+        drop(c);
+        assert_eq!(counter.count(ip), 0, "every slot given back");
     }
 
     #[test]
