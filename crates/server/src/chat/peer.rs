@@ -498,6 +498,32 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_counts_the_messages_queued_since_the_last_and_when_the_first_came() {
+        let outbox = Outbox::new(1000);
+        let mut out = Vec::new();
+        outbox
+            .push_up_to(Bytes::from_static(b"JOIN\n"), 1000, 0)
+            .unwrap();
+        let drained = outbox.drain_into(&mut out);
+        assert_eq!(
+            (drained.messages, drained.since),
+            (0, None),
+            "an event is no message"
+        );
+        outbox
+            .push_up_to(Bytes::from_static(b"a\nb\nc\n"), 1000, 3)
+            .unwrap();
+        outbox
+            .push_up_to(Bytes::from_static(b"d\n"), 1000, 1)
+            .unwrap();
+        let drained = outbox.drain_into(&mut out);
+        assert_eq!(drained.messages, 4);
+        assert!(drained.since.is_some());
+        let drained = outbox.drain_into(&mut out);
+        assert_eq!((drained.messages, drained.since), (0, None), "counted once");
+    }
+
+    #[test]
     fn a_full_outbox_disconnects_the_peer_as_a_slow_consumer() {
         let peer = Peer::new(1, Some("slow".into()), Trust::Verified, false, 8);
         peer.deliver(&Bytes::from_static(b"1234567\n"), 0);
