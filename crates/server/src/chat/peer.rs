@@ -521,6 +521,10 @@ mod tests {
         assert!(drained.since.is_some());
         let drained = outbox.drain_into(&mut out);
         assert_eq!((drained.messages, drained.since), (0, None), "counted once");
+        // Stored messages 5 to 7 of a room, in one buffer: three.
+        let pushed = outbox.push_messages("#r", 5, 7, Bytes::from_static(b"x\ny\nz\n"), 1000);
+        assert_eq!(pushed, Pushed::Queued);
+        assert_eq!(outbox.drain_into(&mut out).messages, 3);
     }
 
     #[test]
