@@ -648,6 +648,11 @@ mod tests {
         full.push_messages("#c", 9, 9, event("#c", 9), 10);
         full.mark_own("#c", 12);
         assert_eq!(full.resume_points(b""), [("#c".to_owned(), 8)]);
+        // Only that conversation's gap: another one's own message counts.
+        full.mark_own("#d", 5);
+        let mut points = full.resume_points(b"");
+        points.sort();
+        assert_eq!(points, [("#c".to_owned(), 8), ("#d".to_owned(), 5)]);
     }
 
     #[tokio::test]
