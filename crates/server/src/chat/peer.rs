@@ -655,6 +655,32 @@ mod tests {
         assert_eq!(points, [("#c".to_owned(), 8), ("#d".to_owned(), 5)]);
     }
 
+    #[test]
+    fn a_room_broadcast_of_stored_messages_reaches_every_member_but_the_sender() {
+        let room = Room::<Peer>::new("#r".into());
+        let alice = Peer::new(1, Some("alice".into()), Trust::Verified, false, 1000);
+        let bob = Peer::new(2, Some("bob".into()), Trust::Verified, false, 1000);
+        lock(&room.state)
+            .members
+            .extend([alice.clone(), bob.clone()]);
+        let line = Bytes::from_static(b"m4\nm5\n");
+        lock(&room.state).broadcast_messages("#r", 4, 5, &line, alice.id());
+        let mut out = Vec::new();
+        assert_eq!(bob.outbox().drain_into(&mut out).messages, 2);
+        assert_eq!(out, b"m4\nm5\n");
+        assert_eq!(bob.outbox().resume_points(b""), [("#r".to_owned(), 5)]);
+        assert_eq!(alice.outbox().queued_bytes(), 0, "not to the sender");
+    }
+
+    #[test]
+    fn left_completes_only_once_the_peer_has_left() {
+        use futures_util::FutureExt;
+        let peer = Peer::new(1, Some("alice".into()), Trust::Verified, false, 1000);
+        assert!(peer.left().now_or_never().is_none(), "still here");
+        peer.mark_left();
+        assert!(peer.left().now_or_never().is_some());
+    }
+
     #[tokio::test]
     async fn a_push_wakes_a_waiting_writer_even_if_it_came_first() {
         let outbox = Outbox::new(100);
