@@ -673,6 +673,28 @@ mod tests {
     }
 
     #[test]
+    fn stored_direct_messages_fill_half_the_queue_then_become_a_gap() {
+        let peer = Peer::new(1, Some("bob".into()), Trust::Verified, false, 20);
+        let dm = |id: u64| Bytes::from(format!("DM {id} al\n"));
+        assert_eq!(dm(1).len(), 8);
+        assert_eq!(peer.deliver_stored_direct("al", 1, &dm(1)), Pushed::Queued);
+        // 16 bytes would fit the whole queue's 20, but not half of it: a gap.
+        assert_eq!(peer.deliver_stored_direct("al", 2, &dm(2)), Pushed::Gapped);
+        assert_eq!(peer.outbox().queued_bytes(), 8);
+    }
+
+    #[test]
+    fn a_peer_remembers_its_own_messages_and_its_certificate_serial() {
+        let peer = Peer::new(1, Some("alice".into()), Trust::Verified, false, 1000);
+        peer.mark_own("#r", 5);
+        assert_eq!(peer.outbox().resume_points(b""), [("#r".to_owned(), 5)]);
+        assert_eq!(peer.serial(), None);
+        peer.set_serial(vec![7, 8]);
+        peer.set_serial(vec![9]);
+        assert_eq!(peer.serial(), Some(&[7, 8][..]), "the first serial stays");
+    }
+
+    #[test]
     fn left_completes_only_once_the_peer_has_left() {
         use futures_util::FutureExt;
         let peer = Peer::new(1, Some("alice".into()), Trust::Verified, false, 1000);
