@@ -241,6 +241,14 @@ mod tests {
         let alice_public = PeerKey::from_cert(alice.cert_der()).unwrap();
         assert_eq!(alice_public.key_id(), alice.key_id());
         assert_eq!(alice_public.name(), Some("alice"));
+        // Its end of validity, for the UDP service's "expired sender" check: in the future,
+        // within the few years a development certificate lasts.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let left = alice_public.not_after() - now;
+        assert!(left > 86_400 && left < 20 * 365 * 86_400, "{left} s left");
         let signature = alice.sign(b"message");
         assert!(alice_public.verify(b"message", &signature));
         assert!(!alice_public.verify(b"messagE", &signature));
