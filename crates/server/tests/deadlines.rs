@@ -39,9 +39,19 @@ async fn start(dir: &Path, tune: impl FnOnce(&mut Config)) -> SocketAddr {
 
 /// A TLS connection as alice.
 async fn connect(dir: &Path, addr: SocketAddr) -> BufReader<TlsStream<TcpStream>> {
+    connect_as(dir, addr, "alice", None).await
+}
+
+/// A TLS connection as `user`, with a receive buffer of `receive_buffer` bytes when given.
+async fn connect_as(
+    dir: &Path,
+    addr: SocketAddr,
+    user: &str,
+    receive_buffer: Option<u32>,
+) -> BufReader<TlsStream<TcpStream>> {
     let roots = tlschat_tls::load_roots(&dir.join("ca.pem")).unwrap();
-    let chain = tlschat_tls::load_certs(&dir.join("alice.pem"), "certificate").unwrap();
-    let key = tlschat_tls::load_key(&dir.join("alice-key.pem")).unwrap();
+    let chain = tlschat_tls::load_certs(&dir.join(format!("{user}.pem")), "certificate").unwrap();
+    let key = tlschat_tls::load_key(&dir.join(format!("{user}-key.pem"))).unwrap();
     let mut tls = rustls::ClientConfig::builder_with_provider(tlschat_tls::provider())
         .with_protocol_versions(tlschat_tls::versions(false))
         .unwrap()
@@ -49,7 +59,11 @@ async fn connect(dir: &Path, addr: SocketAddr) -> BufReader<TlsStream<TcpStream>
         .with_client_auth_cert(chain, key)
         .unwrap();
     tls.alpn_protocols = vec![tlschat_tls::ALPN.to_vec()];
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    let tcp = socket.connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let stream = TlsConnector::from(Arc::new(tls))
         .connect(name, tcp)
@@ -136,4 +150,70 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
         "cut off after {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_draining_server_accepts_no_new_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(dir.path());
+    options.clients = vec!["alice".into(), "bob".into()];
+    generate(&options).unwrap();
+    let mut config = Config::new(
+        dir.path().join("server.pem"),
+        dir.path().join("server-key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.store = tlschat_server::config::StoreSetting::None;
+    // Bob will not read: his connection holds the drain open until the write timeout.
+    config.write_timeout = Duration::from_secs(60);
+    config.drain_timeout = Duration::from_secs(60);
+    config.max_pending_bytes = 64 << 20;
+    config.rate_bytes = 1 << 40;
+    config.rate_bytes_burst = 1 << 40;
+    let server = Server::bind(config).await.unwrap();
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let mut alice = connect_as(dir.path(), addr, "alice", None).await;
+    let mut bob = connect_as(dir.path(), addr, "bob", Some(4096)).await;
+    for peer in [&mut alice, &mut bob] {
+        assert!(line(peer).await.unwrap().starts_with("HELLO"));
+        peer.get_mut().write_all(b"JOIN #r\n").await.unwrap();
+        assert_eq!(line(peer).await.unwrap(), "OK #r");
+    }
+    line(&mut alice).await; // bob joined
+                            // 15 MB: more than the sockets between the server and bob can hold (bob reads nothing
+    // more; the kernel's send buffer grows to 4 MiB by default, his receive buffer is 4 KiB).
+    let text = "x".repeat(60_000);
+    for _ in 0..250 {
+        alice
+            .get_mut()
+            .write_all(format!("MSG #r {text}\n").as_bytes())
+            .await
+            .unwrap();
+        assert!(line(&mut alice).await.unwrap().starts_with("OK "));
+    }
+    stop.send(()).unwrap();
+    // Connections are told to drain after the listener is closed.
+    let bound = Duration::from_secs(10);
+    let told = tokio::time::timeout(bound, line(&mut alice)).await.unwrap();
+    assert!(told.unwrap().starts_with("EVENT SHUTDOWN"));
+    // Still draining (bob's output), and nobody new gets in.
+    let refused = tokio::time::timeout(bound, TcpStream::connect(addr))
+        .await
+        .expect("refused at once, not left waiting");
+    assert_eq!(
+        refused.map(drop).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert!(!running.is_finished(), "the server was still draining");
+    // Bob goes: the drain ends and the server stops.
+    drop(bob);
+    tokio::time::timeout(bound, running)
+        .await
+        .expect("the server stops")
+        .unwrap();
 }
