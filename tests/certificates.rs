@@ -365,6 +365,12 @@ fn whoami_tells_the_name_the_certificates_end_and_the_e2e_key() {
     // And the devices with a published key: this one.
     assert!(stdout.contains("-- your devices:"), "{stdout}");
     assert!(stdout.contains("(this device)"), "{stdout}");
+    // Carol's first session made her E2E key, and said so; the next one uses it.
+    assert!(stdout.contains("-- created your E2E key"), "{stdout}");
+    let again =
+        tlschat_tests::tlschat_with_input(&pki, server.addr(), Some("carol"), &[], b"/whoami\n");
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(!text(&again.stdout).contains("created your E2E key"));
 }
 
 /// Standard base64, for re-encoding a PEM block in a test.

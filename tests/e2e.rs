@@ -355,6 +355,10 @@ fn the_tui_makes_a_changed_key_a_warning_to_acknowledge_and_sends_nothing() {
     });
     let screen = tmux.wait_for_wrapped("w0", "/trust bob in chat");
     assert!(!screen.contains("<alice> for your eyes only"), "{screen}");
+    // Acknowledged once is gone for good: the next reply brings no new warning.
+    tmux.line("w0", "/echo still here");
+    let screen = tmux.wait_for("w0", "still here");
+    assert!(!screen.contains("Press Enter to acknowledge"), "{screen}");
     assert_eq!(
         server.log().matches("E2E bob ").count(),
         1,

@@ -186,7 +186,7 @@ async fn a_draining_server_accepts_no_new_connection() {
     }
     line(&mut alice).await; // bob joined
                             // 15 MB: more than the sockets between the server and bob can hold (bob reads nothing
-    // more; the kernel's send buffer grows to 4 MiB by default, his receive buffer is 4 KiB).
+                            // more; the kernel's send buffer grows to 4 MiB by default, his receive buffer is 4 KiB).
     let text = "x".repeat(60_000);
     for _ in 0..250 {
         alice

@@ -181,11 +181,6 @@ impl E2e {
         }))
     }
 
-    /// Our name.
-    pub fn name(&self) -> &str {
-        &self.me
-    }
-
     /// This device's name.
     pub fn device(&self) -> &str {
         &self.device
