@@ -147,6 +147,8 @@ enum Swap {
     Replaced,
     /// Pretend bob has no key.
     Withheld,
+    /// Answer the key request with an error other than "no key".
+    Failed,
 }
 
 #[test]
@@ -179,6 +181,7 @@ fn a_server_that_swaps_or_withholds_a_key_is_caught_and_nothing_is_sent() {
                 format!("OK {}", hex::encode(&bytes))
             }
             Swap::Withheld => "ERR NO_KEY bob has published no E2E key".to_owned(),
+            Swap::Failed => "ERR RATE_LIMITED slow down".to_owned(),
         }]
     });
 
@@ -186,6 +189,8 @@ fn a_server_that_swaps_or_withholds_a_key_is_caught_and_nothing_is_sent() {
         (Swap::Forged, "CHANGED"),
         (Swap::Replaced, "not valid"),
         (Swap::Withheld, "not sending in clear"),
+        // Not "no key": the error itself, and nothing sent.
+        (Swap::Failed, "RATE_LIMITED"),
     ];
     for (swap, expected) in cases {
         *mode.lock().unwrap() = swap;

@@ -591,9 +591,15 @@ impl E2e {
     /// Strictly increasing, and above anything sent before a restart: microseconds since the
     /// epoch, or one more than the last.
     fn next_counter(&mut self) -> u64 {
-        self.last_counter = now_micros().max(self.last_counter + 1);
+        self.last_counter = counter_after(self.last_counter, now_micros());
         self.last_counter
     }
+}
+
+/// The counter after `last` at `now` (microseconds): `now`, or one more than `last` when the
+/// clock has not moved past it (two messages in one microsecond, or a clock set back).
+fn counter_after(last: u64, now: u64) -> u64 {
+    now.max(last + 1)
 }
 
 /// Why `nick`'s devices may not be sealed to now: a changed key, or a device not accepted.
@@ -744,5 +750,18 @@ fn replayed(err: ReplayError) -> String {
         ReplayError::TooOld => {
             "replayed or far out of order: older than the replay window".to_owned()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_after;
+
+    #[test]
+    fn counters_strictly_increase_whatever_the_clock_does() {
+        assert_eq!(counter_after(5, 9), 9);
+        assert_eq!(counter_after(5, 5), 6, "the same microsecond");
+        assert_eq!(counter_after(5, 3), 6, "a clock set back");
+        assert_eq!(counter_after(0, 0), 1);
     }
 }
