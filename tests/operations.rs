@@ -396,6 +396,13 @@ async fn json_logs_are_one_object_a_line_with_the_connection_number_on_its_lines
         "the connection's number is on its lines: {id}"
     );
     assert_eq!(connection("disconnected"), id, "the same connection");
+    // Connections are numbered 1, 2, … in the order they came.
+    assert_eq!(id, 1);
+    let client = Client::connect(&pki.client_config(server.addr(), Some("bob")))
+        .await
+        .unwrap();
+    client.quit().await.unwrap();
+    server.wait_for_log("\"id\":2");
 }
 
 #[tokio::test]
