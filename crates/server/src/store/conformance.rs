@@ -6,7 +6,8 @@ use tlschat_proto::{Anchor, Trust};
 
 use super::{Kind, Record, Store};
 
-fn room(to: &str, text: &str) -> Record {
+/// A room message from alice to `to`, as the store tests write them.
+pub(crate) fn room(to: &str, text: &str) -> Record {
     Record {
         kind: Kind::Room,
         from: "alice".into(),
@@ -18,7 +19,8 @@ fn room(to: &str, text: &str) -> Record {
     }
 }
 
-fn direct(from: &str, to: &str, text: &str) -> Record {
+/// A direct message kept for its (verified) recipient.
+pub(crate) fn direct(from: &str, to: &str, text: &str) -> Record {
     Record {
         kind: Kind::Direct,
         from: from.into(),

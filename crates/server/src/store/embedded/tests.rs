@@ -1,29 +1,7 @@
-use tlschat_proto::{Anchor, Trust};
+use tlschat_proto::Anchor;
 
 use super::*;
-use crate::store::Kind;
-
-fn room(to: &str, text: &str) -> Record {
-    Record {
-        kind: Kind::Room,
-        from: "alice".into(),
-        to: to.into(),
-        trust: Trust::Verified,
-        time_ms: 1_700_000_000_000,
-        text: text.into(),
-        keep_for_recipient: false,
-    }
-}
-
-fn direct(from: &str, to: &str, text: &str) -> Record {
-    Record {
-        kind: Kind::Direct,
-        from: from.into(),
-        to: to.into(),
-        keep_for_recipient: true,
-        ..room("", text)
-    }
-}
+use crate::store::conformance::{direct, room};
 
 fn texts(page: &Page) -> Vec<(u64, &str)> {
     page.messages

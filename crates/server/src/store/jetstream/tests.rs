@@ -9,10 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tlschat_proto::Trust;
-
 use super::*;
-use crate::store::{conformance, Kind};
+use crate::store::conformance::{self, room};
 
 /// How long nats-server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -94,18 +92,6 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-fn room(to: &str, text: &str) -> Record {
-    Record {
-        kind: Kind::Room,
-        from: "alice".into(),
-        to: to.into(),
-        trust: Trust::Verified,
-        time_ms: 1_700_000_000_000,
-        text: text.into(),
-        keep_for_recipient: false,
     }
 }
 
