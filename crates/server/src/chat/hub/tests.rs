@@ -492,6 +492,21 @@ fn e2e_keys_are_filed_under_their_verified_owner_only() {
         hub.withdraw_key(&alice, "phone"),
         Reply::ok("withdrawn phone")
     );
+    // At most --max-devices-per-user devices: a new one past it is refused, a known one is not.
+    let few = Hub::new().with_user_limits(8, 1);
+    let carol = verified(&few, "alice");
+    assert_eq!(
+        few.publish_key(&carol, &bundle(&certs[0]), "01aa"),
+        Reply::ok("published")
+    );
+    assert_eq!(
+        code(few.publish_key(&carol, &phone, "01ab")),
+        ErrorCode::TooManyDevices
+    );
+    assert_eq!(
+        few.publish_key(&carol, &bundle(&certs[0]), "01a2"),
+        Reply::ok("published")
+    );
     assert_eq!(hub.key_of("alice"), Reply::ok("01aa"));
     assert_eq!(
         code(hub.withdraw_key(&anon, "phone")),
