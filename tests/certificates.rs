@@ -358,8 +358,9 @@ fn whoami_tells_the_name_the_certificates_end_and_the_e2e_key() {
         stdout.contains("-- you are carol, verified by your client certificate (valid to "),
         "{stdout}"
     );
+    let device = pki.device("carol");
     assert!(
-        stdout.contains("-- your E2E key on this device ("),
+        stdout.contains(&format!("-- your E2E key on this device ({device}): ")),
         "{stdout}"
     );
     // And the devices with a published key: this one.
