@@ -31,6 +31,7 @@ case "$what" in
       -f crates/client/src/udp.rs -f 'crates/client/src/e2e/*.rs' \
       -f crates/tls/src/signing.rs -f crates/tls/src/e2e.rs -f crates/proto/src/cert.rs \
       -f crates/server/src/udp.rs -f crates/server/src/limits.rs -f crates/server/src/chat/peer.rs \
+      -f crates/server/src/server.rs \
       --test-package tlschat-proto --test-package tlschat-tls --test-package tlschat-client \
       --test-package tlschat-server --test-package tlschat-tests
     ;;
