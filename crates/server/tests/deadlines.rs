@@ -169,6 +169,9 @@ async fn a_draining_server_accepts_no_new_connection() {
     config.write_timeout = Duration::from_secs(60);
     config.drain_timeout = Duration::from_secs(60);
     config.max_pending_bytes = 64 << 20;
+    // 250 requests at once: no request or byte rate may refuse one.
+    config.rate = 1_000_000;
+    config.rate_burst = 1_000_000;
     config.rate_bytes = 1 << 40;
     config.rate_bytes_burst = 1 << 40;
     let server = Server::bind(config).await.unwrap();
@@ -184,9 +187,10 @@ async fn a_draining_server_accepts_no_new_connection() {
         peer.get_mut().write_all(b"JOIN #r\n").await.unwrap();
         assert_eq!(line(peer).await.unwrap(), "OK #r");
     }
-    line(&mut alice).await; // bob joined
-                            // 15 MB: more than the sockets between the server and bob can hold (bob reads nothing
-                            // more; the kernel's send buffer grows to 4 MiB by default, his receive buffer is 4 KiB).
+    // Bob's join.
+    line(&mut alice).await;
+    // 15 MB: more than the sockets between the server and bob can hold (bob reads nothing
+    // more; the kernel's send buffer grows to 4 MiB by default, his receive buffer is 4 KiB).
     let text = "x".repeat(60_000);
     for _ in 0..250 {
         alice
@@ -194,7 +198,8 @@ async fn a_draining_server_accepts_no_new_connection() {
             .write_all(format!("MSG #r {text}\n").as_bytes())
             .await
             .unwrap();
-        assert!(line(&mut alice).await.unwrap().starts_with("OK "));
+        let reply = line(&mut alice).await.unwrap();
+        assert!(reply.starts_with("OK "), "{reply}");
     }
     stop.send(()).unwrap();
     // Connections are told to drain after the listener is closed.
