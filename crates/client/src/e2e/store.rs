@@ -248,14 +248,23 @@ impl KnownKeys {
         device: &str,
         fingerprint: &Fingerprint,
     ) -> Result<Known, StoreError> {
-        let person = self.person(name)?;
-        Ok(match person.get(&name_key(device)) {
+        Ok(Self::judge(&self.person(name)?, device, fingerprint))
+    }
+
+    /// How `fingerprint` compares with `person`'s remembered devices (as [`KnownKeys::person`]
+    /// read them), without reading the file again.
+    pub fn judge(
+        person: &BTreeMap<String, Fingerprint>,
+        device: &str,
+        fingerprint: &Fingerprint,
+    ) -> Known {
+        match person.get(&name_key(device)) {
             _ if person.is_empty() => Known::New,
             Some(known) if known == fingerprint => Known::Same,
             Some(known) => Known::Changed(*known),
             None if person.get("") == Some(fingerprint) => Known::Same,
             None => Known::NewDevice,
-        })
+        }
     }
 
     /// Remembers exactly these `devices` (name and fingerprint) for `name`, forgetting what was

@@ -80,6 +80,7 @@ pub struct JetStreamStore {
 
 struct Inner {
     client: async_nats::Client,
+    js: jetstream::Context,
     stream: stream::Stream,
     ids: kv::Store,
     resume: kv::Store,
@@ -240,6 +241,7 @@ async fn connect(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<
         keys: bucket("tlschat_keys").await?,
         settings: bucket("tlschat_settings").await?,
         client,
+        js,
         stream,
     })
 }
@@ -413,7 +415,6 @@ async fn append(inner: Arc<Inner>, records: Vec<Record>) -> Result<Vec<u64>, Sto
     }
     // The messages, each acknowledged by JetStream before the group is.
     let mut ids = Vec::with_capacity(records.len());
-    let js = jetstream::new(inner.client.clone());
     let mut acks = Vec::with_capacity(records.len());
     for record in &records {
         let conversation = record.conversation();
@@ -425,7 +426,9 @@ async fn append(inner: Arc<Inner>, records: Vec<Record>) -> Result<Vec<u64>, Sto
             .payload(Bytes::from(record.encode()))
             .message_id(format!("{}.{id}", token(&conversation)));
         acks.push(
-            js.send_publish(subject(&conversation, id), publish)
+            inner
+                .js
+                .send_publish(subject(&conversation, id), publish)
                 .await
                 .map_err(|e| nats("storing a message", e))?,
         );
