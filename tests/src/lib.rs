@@ -10,11 +10,13 @@
 //!
 //! - [`tmux::Tmux`] drives interactive programs through a real terminal.
 //! - [`relay::Relay`] is a man-in-the-middle standing in for a compromised server.
+//! - [`nats::Nats`] is a real nats-server with JetStream, for the cluster tests.
 //!
 //! Every wait here is bounded: a hung binary fails the test instead of hanging it.
 
 #![forbid(unsafe_code)]
 
+pub mod nats;
 pub mod relay;
 pub mod tmux;
 

@@ -164,6 +164,29 @@ pub enum MetricsListen {
     On(SocketAddr),
 }
 
+/// Several servers as one (a cluster on NATS JetStream): off, or the NATS servers to use.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Default)]
+pub enum ClusterSetting {
+    /// One server on its own (the embedded store, `--store`).
+    #[default]
+    Off,
+    /// The NATS servers (`nats://host:port` or `tls://host:port`), tried in turn.
+    On(Vec<String>),
+}
+
+/// A node's name in a cluster: unique among the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Default)]
+pub enum NodeName {
+    /// The host's name and the listening port (`host-8443`).
+    #[default]
+    Auto,
+    /// As given.
+    Named(String),
+}
+
+/// Longest node name.
+pub const MAX_NODE_NAME: usize = 64;
+
 /// Signed UDP mode: off, or on at an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Default)]
 pub enum UdpListen {
@@ -246,6 +269,16 @@ pub const MAX_IN_FLIGHT: usize = 8;
 
 /// Largest history page any setting allows.
 pub const MAX_HISTORY_PAGE: usize = 10_000;
+
+/// In a cluster, the longest a node holds a conversation's messages waiting for an earlier id
+/// that another node took but has not stored yet: past it the id is skipped, and members are
+/// told of a gap to fetch (a node that died between taking an id and storing its message
+/// leaves such a hole). Stored messages normally arrive within milliseconds.
+pub const CLUSTER_HOLE_WAIT: Duration = Duration::from_secs(1);
+
+/// In a cluster, how often a node puts its people's presence again (a third of the time an
+/// entry lives), and forgets the people of nodes that stopped doing so.
+pub const PRESENCE_REFRESH: Duration = Duration::from_secs(5);
 
 /// Default store file, relative to the working directory.
 pub const DEFAULT_STORE: &str = "data/tlschat.redb";

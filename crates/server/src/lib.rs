@@ -11,6 +11,8 @@
 //! - [`verbs`]: the stateless verbs (`TIME`, `SUM`, …), shared by every transport.
 //! - [`session`]: per-connection protocol state (the pending quiz, quitting, shutdown).
 //! - [`chat`]: nicknames, rooms and messages shared between connections, with bounded queues.
+//! - [`cluster`]: one node of several (`--cluster`): the tasks that keep it in step with the
+//!   others through NATS JetStream.
 //! - [`connection`]: one client's I/O: handshake, bounded reads, one coalescing writer.
 //! - [`server`]: the accept loop, the connection limits, reload on SIGHUP.
 //! - [`store`]: message history behind one trait; the embedded redb store; group commit.
@@ -27,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod http;

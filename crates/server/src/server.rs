@@ -13,9 +13,11 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
+use crate::cluster::Cluster;
 use crate::config::{MetricsListen, StoreSetting};
 use crate::connection;
 use crate::http;
@@ -118,6 +120,8 @@ pub struct Server {
     /// SIGHUP, watched from `bind` on: a hangup right after the server says it is listening
     /// reloads instead of killing it (the default action).
     hangups: Option<Hangups>,
+    /// A cluster's node: its link to the others, started with the server.
+    cluster: Option<Cluster>,
 }
 
 #[cfg(unix)]
@@ -157,14 +161,6 @@ impl Server {
         })?;
         let credentials = tls::Credentials::load(&config)?;
         let tls = tls::server_config(&config, &credentials)?;
-        let store: Option<Arc<dyn Store>> = match &config.store {
-            StoreSetting::None => None,
-            StoreSetting::File(path) => {
-                let store = EmbeddedStore::open(path, config.fsync)?;
-                info!(store = %path.display(), fsync = config.fsync.as_str(), "message store open");
-                Some(Arc::new(store))
-            }
-        };
         let bind_err = |source| ServerError::Bind {
             addr: config.listen.clone(),
             source,
@@ -173,6 +169,27 @@ impl Server {
         let listen = (config.listen.host.as_str(), config.listen.port);
         let listener = TcpListener::bind(listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
+        // A cluster's node keeps its history in NATS JetStream; a lone server in its file.
+        let connect = {
+            let config = config.clone();
+            let port = local_addr.port();
+            tokio::task::spawn_blocking(move || Cluster::connect(&config, port))
+                .await
+                .map_err(|e| StoreError::Failed(format!("cannot join the cluster: {e}")))?
+        };
+        let (cluster, link) = match connect? {
+            Some((cluster, link)) => (Some(cluster), Some(link)),
+            None => (None, None),
+        };
+        let store: Option<Arc<dyn Store>> = match (&cluster, &config.store) {
+            (Some(cluster), _) => Some(cluster.store()),
+            (None, StoreSetting::None) => None,
+            (None, StoreSetting::File(path)) => {
+                let store = EmbeddedStore::open(path, config.fsync)?;
+                info!(store = %path.display(), fsync = config.fsync.as_str(), "message store open");
+                Some(Arc::new(store))
+            }
+        };
         let (udp, udp_keys) = match &config.udp_config() {
             Some(udp_config) => {
                 let keys = credentials.udp_keys(&config)?;
@@ -191,7 +208,14 @@ impl Server {
             ),
         };
         let udp_stats = udp.as_ref().map(|(_, service, _)| service.stats());
-        let shared = Shared::new(config, TlsAcceptor::from(tls), store, udp_stats, udp_keys)?;
+        let shared = Shared::new(
+            config,
+            TlsAcceptor::from(tls),
+            store,
+            link,
+            udp_stats,
+            udp_keys,
+        )?;
         // Keys kept from before whose certificates are revoked now are not offered.
         shared.hub.revoke(&credentials.revoked);
         shared.set_expiries(credentials.expiries.clone());
@@ -202,6 +226,7 @@ impl Server {
             udp,
             metrics,
             hangups: watch_hangups(),
+            cluster,
         })
     }
 
@@ -232,6 +257,7 @@ impl Server {
             udp,
             metrics,
             hangups,
+            cluster,
             ..
         } = self;
         if let Some(metrics) = metrics {
@@ -253,6 +279,13 @@ impl Server {
         if shared.hub.has_store() {
             tracker.spawn(prune_until_stopped(shared.clone()));
         }
+        // Stopped only after the connections drained, so their leaving is shared.
+        let cluster_stop = CancellationToken::new();
+        let cluster_tasks = TaskTracker::new();
+        if let Some(cluster) = cluster {
+            cluster.start(&shared.hub, &cluster_tasks, &cluster_stop);
+        }
+        cluster_tasks.close();
         tracker.spawn(warn_expiring_daily(shared.clone()));
         accept_until(&shared, &listener, &tracker, stop).await;
         drop(listener);
@@ -275,6 +308,8 @@ impl Server {
                 "drain timeout passed; closing the remaining connections"
             );
         }
+        cluster_stop.cancel();
+        cluster_tasks.wait().await;
         shared.hub.close_store().await;
         info!("stopped");
     }

@@ -235,6 +235,67 @@ impl SettingValue for MetricsListen {
     }
 }
 
+impl SettingValue for ClusterSetting {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(Self::Off);
+        }
+        let urls: Vec<String> = text.split(',').map(|u| u.trim().to_owned()).collect();
+        for url in &urls {
+            let rest = url
+                .strip_prefix("nats://")
+                .or_else(|| url.strip_prefix("tls://"))
+                .ok_or_else(|| {
+                    format!("expected nats://HOST:PORT or tls://HOST:PORT, not {url:?}")
+                })?;
+            rest.parse::<HostPort>()
+                .map_err(|e| format!("{url:?}: {e}"))?;
+        }
+        Ok(Self::On(urls))
+    }
+    fn show(&self) -> String {
+        match self {
+            Self::Off => "off".to_owned(),
+            Self::On(urls) => urls.join(","),
+        }
+    }
+}
+
+impl SettingValue for NodeName {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text == "auto" {
+            return Ok(Self::Auto);
+        }
+        let fits = !text.is_empty()
+            && text.len() <= MAX_NODE_NAME
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        match fits {
+            true => Ok(Self::Named(text.to_owned())),
+            false => Err(format!(
+                "a node name is 1 to {MAX_NODE_NAME} letters, digits, '.', '_' or '-', not {text:?}"
+            )),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            Self::Auto => "auto".to_owned(),
+            Self::Named(name) => name.clone(),
+        }
+    }
+}
+
+impl SettingValue for Option<PathBuf> {
+    fn parse(text: &str) -> Result<Self, String> {
+        file_or_none(text)
+    }
+    fn show(&self) -> String {
+        self.as_ref()
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string())
+    }
+}
+
 impl SettingValue for UdpListen {
     fn parse(text: &str) -> Result<Self, String> {
         match text {
@@ -527,6 +588,21 @@ settings! {
     /// Missed messages sent per conversation to a returning user.
     max_catch_up: usize = DEFAULT_MAX_CATCH_UP, "N", COUNTS,
         "Missed messages sent per room or conversation when a verified user connects; older ones come as EVENT GAP";
+    /// NATS servers of a cluster, or off.
+    cluster: ClusterSetting = ClusterSetting::Off, "URLS|off", Bounds::Any,
+        "Run as one node of a cluster: NATS servers with JetStream (nats://HOST:PORT, comma-separated) hold the history and carry messages between nodes; --store is then not used";
+    /// This node's name in the cluster.
+    node_name: NodeName = NodeName::Auto, "NAME|auto", Bounds::Any,
+        "This node's name in the cluster, unique among its nodes (auto: host name and listening port)";
+    /// CA of the NATS servers' certificates.
+    cluster_ca: Option<PathBuf> = None, "FILE|none", Bounds::Any,
+        "TLS to NATS: the CA its certificates chain to (PEM); TLS is required when given";
+    /// This node's certificate towards NATS.
+    cluster_cert: Option<PathBuf> = None, "FILE|none", Bounds::Any,
+        "TLS to NATS: this node's client certificate (PEM), with cluster-key";
+    /// Its key.
+    cluster_key: Option<PathBuf> = None, "FILE|none", Bounds::Any,
+        "TLS to NATS: the key of cluster-cert (PEM)";
     /// The monitoring endpoint's address, or off.
     metrics: MetricsListen = MetricsListen::Off, "ADDR",  Bounds::Any,
         "Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP here (loopback or a monitoring network)";
@@ -562,6 +638,25 @@ impl Config {
 
     /// Checks that span settings.
     fn check(&self) -> Result<(), SettingsError> {
+        // A client certificate towards NATS needs its key and the CA, and TLS needs a cluster.
+        let pair = (&self.cluster_cert, &self.cluster_key);
+        let tls = self.cluster_ca.is_some() || pair.0.is_some() || pair.1.is_some();
+        let problem = if pair.0.is_some() != pair.1.is_some() {
+            Some(("cluster-key", "given together with cluster-cert"))
+        } else if pair.0.is_some() && self.cluster_ca.is_none() {
+            Some(("cluster-ca", "given when cluster-cert is"))
+        } else if tls && self.cluster == ClusterSetting::Off {
+            Some(("cluster", "set when the cluster's TLS settings are"))
+        } else {
+            None
+        };
+        if let Some((key, allowed)) = problem {
+            return Err(SettingsError::Range {
+                key: key.to_owned(),
+                value: "(missing or unused)".to_owned(),
+                allowed: allowed.to_owned(),
+            });
+        }
         // A line the server accepts must be able to pass the byte budget.
         if self.rate_bytes_burst < self.max_line_len as u64 {
             return Err(SettingsError::Range {

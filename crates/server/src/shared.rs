@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::chat::hub::ClusterLink;
 use crate::chat::journal::JournalLimits;
 use crate::chat::Hub;
 use crate::limits::AddressCounter;
@@ -95,6 +96,7 @@ impl Shared {
         config: Config,
         acceptor: TlsAcceptor,
         store: Option<Arc<dyn Store>>,
+        cluster: Option<ClusterLink>,
         udp_stats: Option<Arc<UdpStats>>,
         udp_keys: Option<watch::Sender<UdpKeys>>,
     ) -> Result<Self, StoreError> {
@@ -105,6 +107,9 @@ impl Shared {
         let mut hub = Hub::with_limits(config.room_limits(), config.max_published_keys)
             .with_max_dm_bytes(config.max_dm_bytes)
             .with_user_limits(config.max_sessions_per_user, config.max_devices_per_user);
+        if let Some(link) = cluster {
+            hub = hub.in_cluster(link);
+        }
         if let Some(store) = store {
             // A connection has at most MAX_IN_FLIGHT submissions waiting.
             hub = hub.with_store(

@@ -39,6 +39,7 @@ use super::keys::{KeyDirectory, Published};
 use super::peer::Peer;
 use super::room::Room;
 use super::rules::{decode_server_bans, RoomRules, ServerBan};
+use super::sequencer::Sequencer;
 use super::users::Users;
 use crate::config::PRUNE_BUDGET;
 use crate::revoked::Revoked;
@@ -88,6 +89,8 @@ pub struct Hub {
     rules: Mutex<HashMap<String, RoomRules>>,
     /// Server-wide bans, by name key. Kept in the store.
     server_bans: Mutex<BTreeMap<String, ServerBan>>,
+    /// In a cluster: the other nodes' people, and this node's part in it.
+    cluster: Option<cluster::Link>,
 }
 
 impl Default for Hub {
@@ -105,6 +108,7 @@ impl Default for Hub {
             direct_ids: AtomicU64::default(),
             rules: Mutex::default(),
             server_bans: Mutex::default(),
+            cluster: None,
         }
     }
 }
@@ -175,8 +179,13 @@ impl Hub {
                 lock(&self.rules).insert(key, RoomRules::decode(&value).map_err(damaged)?);
             }
         }
+        // In a cluster, other nodes write the same conversations: deliver in id order.
+        let order = self
+            .cluster
+            .as_ref()
+            .map(|link| Sequencer::new(link.take_last(), crate::config::CLUSTER_HOLE_WAIT));
         self.journal = Some(
-            Journal::start(store, limits, commit_timer)
+            Journal::start(store, limits, commit_timer, order)
                 .map_err(|e| StoreError::Failed(format!("cannot start the commit thread: {e}")))?,
         );
         Ok(self)
@@ -209,6 +218,7 @@ impl Hub {
             users.add(key, peer.clone());
             (squatters, replaced, others)
         };
+        self.touched(&nick);
         for old in squatters {
             old.disconnect(
                 DisconnectCode::NickReclaimed,
@@ -255,6 +265,9 @@ impl Hub {
                 format!("{name} belongs to a verified user (a certificate); choose another name"),
             );
         }
+        if let Err(reply) = self.claim_elsewhere(peer, name, &key) {
+            return reply;
+        }
         {
             let mut users = lock(&self.users);
             if let Some(holder) = users.sessions(&key).iter().find(|h| h.id() != peer.id()) {
@@ -268,8 +281,13 @@ impl Hub {
                 users.remove(&name_key(old), peer.id());
             }
             users.remove(&key, peer.id());
-            users.add(key, peer.clone());
+            users.add(key.clone(), peer.clone());
             peer.set_nick(name);
+        }
+        self.touched(&key);
+        if let Some(old) = old.as_deref().filter(|old| name_key(old) != key) {
+            self.touched(old);
+            self.release_claim(old);
         }
         if let Some(old) = old.filter(|old| **old != *name) {
             for room in self.rooms_of(peer) {
@@ -332,6 +350,15 @@ impl Hub {
     /// Puts `peer` (called `nick`) in room `key`, creating it. The members hear of it when the
     /// person was not in the room through another session; see [`Entry`] for the rest.
     fn enter(&self, peer: &Arc<Peer>, nick: &str, key: &str, how: Entry) -> Result<(), Reply> {
+        // People in the room on other nodes (a cluster) count toward its limit.
+        let elsewhere: HashSet<String> = match how {
+            Entry::Join => self
+                .members_elsewhere(key)
+                .iter()
+                .map(|(n, _)| name_key(n))
+                .collect(),
+            Entry::Resume => HashSet::new(),
+        };
         let mut rooms = lock(&self.rooms);
         let room = rooms
             .entry(key.to_owned())
@@ -348,9 +375,10 @@ impl Hub {
             nick: nick.to_owned(),
             trust: peer.trust(),
         };
-        let present = state.members.iter().any(|m| same_person(m, nick));
+        let present =
+            state.members.iter().any(|m| same_person(m, nick)) || self.in_room_elsewhere(nick, key);
         if !present {
-            if how == Entry::Join && persons(&state.members) >= self.limits.members {
+            if how == Entry::Join && people_with(&state.members, elsewhere) >= self.limits.members {
                 tracing::info!(room = %key, limit = self.limits.members, "room member limit reached");
                 return Err(Reply::err(
                     ErrorCode::RoomFull,
@@ -367,6 +395,9 @@ impl Hub {
         if how == Entry::Resume {
             let _ = peer.outbox().push(encode(&event));
         }
+        drop(state);
+        drop(rooms);
+        self.touched(nick);
         Ok(())
     }
 
@@ -441,7 +472,9 @@ impl Hub {
         };
         state.members.swap_remove(index);
         let nick = peer.nick().map(|n| n.to_string()).unwrap_or_default();
-        if !state.members.iter().any(|m| same_person(m, &nick)) {
+        if !state.members.iter().any(|m| same_person(m, &nick))
+            && !self.in_room_elsewhere(&nick, key)
+        {
             state.broadcast(&encode(event), peer, 0);
         }
         let empty = state.members.is_empty();
@@ -449,7 +482,9 @@ impl Hub {
         if empty {
             rooms.remove(key);
         }
+        drop(rooms);
         peer.remove_room(key);
+        self.touched(&nick);
         true
     }
 
@@ -467,8 +502,12 @@ impl Hub {
         if !state.members.iter().any(|m| same_person(m, nick)) {
             return false;
         }
+        // The room heard of them once: not again while they are in it on another node.
+        let told = self.in_room_elsewhere(nick, key);
         for member in state.members.iter().filter(|m| Some(m.id()) != except) {
-            member.deliver(&line, 0);
+            if !told || same_person(member, nick) {
+                member.deliver(&line, 0);
+            }
         }
         state.members.retain(|m| {
             let leaves = same_person(m, nick);
@@ -486,6 +525,7 @@ impl Hub {
         for member in leaving {
             member.remove_room(key);
         }
+        self.touched(nick);
         true
     }
 
@@ -526,12 +566,22 @@ impl Hub {
     /// `ROOMS` without the topics: `OK #a=3 #b=1`, sorted by name; secret rooms only for their
     /// members.
     pub fn list_rooms(&self, peer: &Peer) -> Reply {
+        // Each room's people: those here, and those on other nodes (a cluster).
+        let mut people = self.rooms_elsewhere();
         let rooms = lock(&self.rooms);
-        let mut list: Vec<(String, usize)> = rooms
-            .values()
-            .map(|room| (room.name.clone(), persons(&lock(&room.state).members)))
-            .collect();
+        for room in rooms.values() {
+            let here = lock(&room.state)
+                .members
+                .iter()
+                .filter_map(|m| m.nick().map(|n| name_key(&n)))
+                .collect::<Vec<_>>();
+            people.entry(room.name.clone()).or_default().extend(here);
+        }
         drop(rooms);
+        let mut list: Vec<(String, usize)> = people
+            .into_iter()
+            .map(|(room, p)| (room, p.len()))
+            .collect();
         list.retain(|(name, _)| self.visible_to(peer, name));
         list.sort();
         let parts: Vec<String> = list.iter().map(|(n, c)| format!("{n}={c}")).collect();
@@ -541,19 +591,19 @@ impl Hub {
     /// `WHO #room`: `OK alice=verified bob=unverified`, sorted by nickname.
     pub fn who(&self, room: &str) -> Reply {
         let key = name_key(room);
-        let Some(room) = lock(&self.rooms).get(&key).cloned() else {
+        let room = lock(&self.rooms).get(&key).cloned();
+        let mut members = self.members_elsewhere(&key);
+        if room.is_none() && members.is_empty() {
             return Reply::err(ErrorCode::NoSuchRoom, format!("there is no room {key}"));
-        };
-        let mut members: Vec<(String, Trust)> = lock(&room.state)
-            .members
-            .iter()
-            .map(|m| {
+        }
+        if let Some(room) = room {
+            members.extend(lock(&room.state).members.iter().map(|m| {
                 (
                     m.nick().map(|n| n.to_string()).unwrap_or_default(),
                     m.trust(),
                 )
-            })
-            .collect();
+            }));
+        }
         members.sort_by_key(|(nick, _)| name_key(nick));
         members.dedup_by(|a, b| a.0.eq_ignore_ascii_case(&b.0));
         let parts: Vec<String> = members.iter().map(|(n, t)| format!("{n}={t}")).collect();
@@ -604,7 +654,7 @@ impl Hub {
                 .iter()
                 .map(|_| Delivery::Room {
                     room: room.clone(),
-                    sender: peer.clone(),
+                    sender: Some(peer.clone()),
                 })
                 .collect();
             return journal.submit(records, deliveries);
@@ -697,11 +747,17 @@ impl Hub {
             (targets, copies)
         };
         let target = targets.first().cloned();
+        // In a cluster, the recipient may be connected to another node.
+        let elsewhere = match target {
+            Some(_) => None,
+            None => self.elsewhere(to),
+        };
         // With a store, a verified user who is away gets it when they connect again.
         let away = target.is_none()
+            && elsewhere.is_none()
             && self.journal.is_some()
             && lock(&self.reserved).contains(&name_key(to));
-        if target.is_none() && !away {
+        if target.is_none() && elsewhere.is_none() && !away {
             let why = match self.journal {
                 Some(_) => "is not connected, and has no certificate (nothing is kept for them)",
                 None => "is not connected",
@@ -713,14 +769,20 @@ impl Hub {
                 return refuse(reply);
             }
         }
-        let to_trust = target.as_ref().map_or(Trust::Verified, |t| t.trust());
+        let (to_name, to_trust) = match (&target, elsewhere) {
+            (Some(target), _) => (
+                target
+                    .nick()
+                    .map_or_else(|| to.to_owned(), |n| n.to_string()),
+                target.trust(),
+            ),
+            (None, Some(there)) => there,
+            (None, None) => (to.to_owned(), Trust::Verified),
+        };
         let record = Record {
             kind,
             from: nick.to_string(),
-            to: target
-                .as_ref()
-                .and_then(|t| t.nick())
-                .map_or_else(|| to.to_owned(), |n| n.to_string()),
+            to: to_name,
             trust: peer.trust(),
             time_ms: now.timestamp_millis(),
             text: text.to_owned(),
@@ -728,7 +790,7 @@ impl Hub {
         };
         if let Some(journal) = &self.journal {
             let delivery = Delivery::Direct {
-                from: peer.clone(),
+                from: Some(peer.clone()),
                 to: targets,
                 copies,
                 trust: to_trust,
@@ -1077,6 +1139,10 @@ impl Hub {
             self.remove_member(peer, &key, &event);
         }
         lock(&self.users).remove(&name_key(&nick), peer.id());
+        self.touched(&nick);
+        if peer.trust() != Trust::Verified && !nick.is_empty() {
+            self.release_claim(&nick);
+        }
         peer.mark_left();
     }
 
@@ -1134,7 +1200,17 @@ impl Hub {
                     continue;
                 }
             };
-            let missed: Vec<&Stored> = page.messages.iter().filter(|m| m.id > seen).collect();
+            // In a cluster, what is not delivered here yet comes live, in order.
+            let below = self
+                .journal
+                .as_ref()
+                .and_then(|j| j.undelivered(&conversation))
+                .unwrap_or(u64::MAX);
+            let missed: Vec<&Stored> = page
+                .messages
+                .iter()
+                .filter(|m| m.id > seen && m.id < below)
+                .collect();
             let (Some(first), Some(last)) = (missed.first(), missed.last()) else {
                 continue;
             };
@@ -1195,13 +1271,15 @@ fn same_person_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// People among `members` (each counted once, whatever their sessions).
-fn persons(members: &[Arc<Peer>]) -> usize {
-    members
-        .iter()
-        .filter_map(|m| m.nick().map(|n| name_key(&n)))
-        .collect::<HashSet<_>>()
-        .len()
+/// People among `members` and `others` (name keys): each counted once, whatever their
+/// sessions and nodes.
+fn people_with(members: &[Arc<Peer>], mut others: HashSet<String>) -> usize {
+    others.extend(
+        members
+            .iter()
+            .filter_map(|m| m.nick().map(|n| name_key(&n))),
+    );
+    others.len()
 }
 
 /// The device a published bundle (hex) names, when it is one this server reads.
@@ -1252,7 +1330,10 @@ fn encode(event: &Event) -> Bytes {
     Bytes::from(line)
 }
 
+mod cluster;
 mod moderation;
+
+pub use self::cluster::Link as ClusterLink;
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,8 @@
 //! message that a crash could take back, and `OK <id>` means it is on disk.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tlschat_proto::codec::encode_line;
@@ -14,8 +15,9 @@ use tokio::sync::oneshot;
 
 use super::peer::Peer;
 use super::room::Room;
+use super::sequencer::{Ready, Sequencer};
 use crate::store::commit::{Answer, Busy, Committer, OnCommit, Work};
-use crate::store::{Record, Store, StoreError};
+use crate::store::{Record, Store, StoreError, Stored};
 use crate::sync::lock;
 
 /// What a chat request leads to: replies now, or once the store has answered.
@@ -28,22 +30,29 @@ pub enum Sent {
 }
 
 /// Where a committed message goes.
+#[derive(Clone)]
 pub(crate) enum Delivery {
-    /// To every member of the room but the sender.
+    /// To every member of the room but the sender (none: another node's message).
     Room {
         room: Arc<Room<Peer>>,
-        sender: Arc<Peer>,
+        sender: Option<Arc<Peer>>,
     },
     /// To the recipient's sessions connected when it was sent, and a copy to the sender's
     /// other sessions; `trust` is what the recipient's name rests on, told to the sender in
-    /// the reply.
+    /// the reply. No sender: another node's message (`copies` are then all of the sender's
+    /// sessions here).
     Direct {
-        from: Arc<Peer>,
+        from: Option<Arc<Peer>>,
         to: Vec<Arc<Peer>>,
         copies: Vec<Arc<Peer>>,
         trust: Trust,
     },
+    /// Another node's message for nobody here.
+    Nowhere,
 }
+
+/// Messages held for id order (a cluster), with where each goes.
+type Order = Arc<Mutex<Sequencer<(Record, Delivery)>>>;
 
 /// The bounds of the store's use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,26 +77,84 @@ pub(crate) struct Journal {
     limits: JournalLimits,
     /// Set while commits fail (a full disk), cleared by the next that works.
     failing: Arc<AtomicBool>,
+    /// In a cluster: the order messages are delivered in (see the sequencer).
+    order: Option<Order>,
 }
 
 impl Journal {
-    /// Starts the commit thread over `store`.
+    /// Starts the commit thread over `store`. With `order` (a cluster: other nodes write the
+    /// same conversations), messages are delivered in id order, held until every earlier id
+    /// has come; `order` then holds the sequencer.
     pub(crate) fn start(
         store: Arc<dyn Store>,
         limits: JournalLimits,
         timer: CommitTimer,
+        order: Option<Sequencer<(Record, Delivery)>>,
     ) -> std::io::Result<Self> {
         let failing = Arc::new(AtomicBool::new(false));
+        let order = order.map(|s| Arc::new(Mutex::new(s)));
         let deliver = Deliver {
             failing: failing.clone(),
             timer,
+            order: order.clone(),
         };
         Ok(Self {
             committer: Committer::new(store.clone(), limits.queue, deliver)?,
             store,
             limits,
             failing,
+            order,
         })
+    }
+
+    /// Other nodes' messages, each with where it goes here: delivered in id order with this
+    /// node's own. Call on the commit thread (in [`apply`](Self::apply)'s work), so they keep
+    /// their order with what this node commits.
+    pub(crate) fn deliver_remote(&self, messages: Vec<(Stored, Delivery)>) {
+        let Some(order) = &self.order else {
+            return;
+        };
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        let mut order = lock(order);
+        for (stored, delivery) in messages {
+            let conversation = stored.record.conversation().into_owned();
+            order.offer(
+                &conversation,
+                stored.id,
+                (stored.record, delivery),
+                now,
+                &mut ready,
+            );
+        }
+        drop(order);
+        deliver_ready(ready);
+    }
+
+    /// Skips the ids waited for too long and delivers what was held behind them. Call on the
+    /// commit thread. Whether messages are still held.
+    pub(crate) fn expire_holes(&self) -> bool {
+        let Some(order) = &self.order else {
+            return false;
+        };
+        let mut ready = Vec::new();
+        let mut order = lock(order);
+        order.expire(Instant::now(), &mut ready);
+        let holding = order.holding();
+        drop(order);
+        deliver_ready(ready);
+        holding
+    }
+
+    /// Whether messages are held for an earlier id (a cluster).
+    pub(crate) fn holding(&self) -> bool {
+        self.order.as_ref().is_some_and(|o| lock(o).holding())
+    }
+
+    /// In a cluster, the first id of `conversation` not delivered yet: a user who catches up
+    /// gets what lies before it from the store, and the rest live.
+    pub(crate) fn undelivered(&self, conversation: &str) -> Option<u64> {
+        self.order.as_ref().map(|o| lock(o).next(conversation))
     }
 
     /// Whether the last commit failed (the store cannot write now).
@@ -226,6 +293,7 @@ fn page_answer(result: Result<crate::store::Page, StoreError>) -> Answer {
 struct Deliver {
     failing: Arc<AtomicBool>,
     timer: CommitTimer,
+    order: Option<Order>,
 }
 
 impl OnCommit<Delivery> for Deliver {
@@ -244,58 +312,172 @@ impl OnCommit<Delivery> for Deliver {
             Ok(ids) => ids,
             Err(err) => return vec![refusal(err); records.len()],
         };
-        let mut replies = Vec::with_capacity(records.len());
-        let mut time = TimeText::default();
-        let mut at = 0;
-        while at < records.len() {
-            match &deliveries[at] {
-                Delivery::Room { room, sender } => {
-                    // A run of messages from one sender to one room: one buffer for everyone.
-                    let mut end = at;
-                    let mut lines = Vec::new();
-                    while end < records.len()
-                        && matches!(&deliveries[end], Delivery::Room { room: r, sender: s }
-                                    if Arc::ptr_eq(r, room) && Arc::ptr_eq(s, sender))
-                    {
-                        let record = &records[end];
-                        record.write_line(ids[end], time.of(record), &mut lines);
-                        replies.push(Reply::ok(ids[end].to_string()));
-                        end += 1;
-                    }
-                    lock(&room.state).broadcast_messages(
-                        &room.name,
-                        ids[at],
-                        ids[end - 1],
-                        &Bytes::from(lines),
-                        sender.id(),
-                    );
-                    sender.mark_own(&room.name, ids[end - 1]);
-                    at = end;
+        let replies = deliveries
+            .iter()
+            .zip(ids)
+            .map(|(delivery, id)| match delivery {
+                Delivery::Direct { trust, .. } => Reply::ok(format!("{id} {trust}")),
+                Delivery::Room { .. } | Delivery::Nowhere => Reply::ok(id.to_string()),
+            })
+            .collect();
+        match &self.order {
+            None => {
+                let items: Vec<Out<'_>> = records
+                    .iter()
+                    .zip(deliveries)
+                    .zip(ids)
+                    .map(|((record, delivery), &id)| Out {
+                        id,
+                        record,
+                        delivery,
+                        skipped: None,
+                    })
+                    .collect();
+                deliver(&items);
+            }
+            Some(order) => {
+                let now = Instant::now();
+                let mut ready = Vec::new();
+                let mut order = lock(order);
+                for ((record, delivery), &id) in records.iter().zip(deliveries).zip(ids) {
+                    let conversation = record.conversation();
+                    let item = (record.clone(), delivery.clone());
+                    order.offer(&conversation, id, item, now, &mut ready);
                 }
-                Delivery::Direct {
-                    from,
-                    to,
-                    copies,
-                    trust,
-                } => {
-                    let record = &records[at];
-                    let mut line = Vec::new();
-                    record.write_line(ids[at], time.of(record), &mut line);
-                    let line = Bytes::from(line);
-                    for session in to {
-                        session.deliver_stored_direct(&record.from, ids[at], &line);
-                    }
-                    // The sender's other sessions: their side of the conversation is `to`.
-                    for session in copies {
-                        session.deliver_stored_direct(&record.to, ids[at], &line);
-                    }
-                    from.mark_own(&record.to, ids[at]);
-                    replies.push(Reply::ok(format!("{} {trust}", ids[at])));
-                    at += 1;
-                }
+                drop(order);
+                deliver_ready(ready);
             }
         }
         replies
+    }
+}
+
+/// A message to deliver, with the ids skipped just before it (told as a gap).
+struct Out<'a> {
+    id: u64,
+    record: &'a Record,
+    delivery: &'a Delivery,
+    skipped: Option<(u64, u64)>,
+}
+
+/// Delivers what the sequencer let out.
+fn deliver_ready(ready: Vec<Ready<(Record, Delivery)>>) {
+    if ready.is_empty() {
+        return;
+    }
+    let items: Vec<Out<'_>> = ready
+        .iter()
+        .map(|r| Out {
+            id: r.id,
+            record: &r.item.0,
+            delivery: &r.item.1,
+            skipped: r.skipped,
+        })
+        .collect();
+    deliver(&items);
+}
+
+/// Delivers committed messages, in order. A run of messages from one sender to one room goes
+/// out as one buffer shared by every member.
+fn deliver(items: &[Out<'_>]) {
+    let mut time = TimeText::default();
+    let mut at = 0;
+    while at < items.len() {
+        let item = &items[at];
+        if let Some((first, last)) = item.skipped {
+            tell_skipped(item, first, last);
+        }
+        match item.delivery {
+            Delivery::Room { room, sender } => {
+                let mut end = at;
+                let mut lines = Vec::new();
+                while end < items.len()
+                    && (end == at || items[end].skipped.is_none())
+                    && matches!(items[end].delivery, Delivery::Room { room: r, sender: s }
+                                if Arc::ptr_eq(r, room) && same_sender(s, sender))
+                {
+                    let record = items[end].record;
+                    record.write_line(items[end].id, time.of(record), &mut lines);
+                    end += 1;
+                }
+                let last = items[end - 1].id;
+                lock(&room.state).broadcast_messages(
+                    &room.name,
+                    item.id,
+                    last,
+                    &Bytes::from(lines),
+                    sender.as_ref().map_or(0, |s| s.id()),
+                );
+                if let Some(sender) = sender {
+                    sender.mark_own(&room.name, last);
+                }
+                at = end;
+            }
+            Delivery::Direct {
+                from, to, copies, ..
+            } => {
+                let record = item.record;
+                let mut line = Vec::new();
+                record.write_line(item.id, time.of(record), &mut line);
+                let line = Bytes::from(line);
+                for session in to {
+                    session.deliver_stored_direct(&record.from, item.id, &line);
+                }
+                // The sender's other sessions: their side of the conversation is `to`.
+                for session in copies {
+                    session.deliver_stored_direct(&record.to, item.id, &line);
+                }
+                if let Some(from) = from {
+                    from.mark_own(&record.to, item.id);
+                }
+                at += 1;
+            }
+            Delivery::Nowhere => at += 1,
+        }
+    }
+}
+
+/// Whether two room deliveries come from the same sender (or both from other nodes).
+fn same_sender(a: &Option<Arc<Peer>>, b: &Option<Arc<Peer>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Tells those `item` goes to that ids `first..=last` before it were skipped (never came in
+/// time): they may fetch them with `HISTORY`.
+fn tell_skipped(item: &Out<'_>, first: u64, last: u64) {
+    let gap = |target: &str| {
+        let mut line = Vec::new();
+        let event = tlschat_proto::Event::Gap {
+            target: target.to_owned(),
+            first,
+            last,
+        };
+        encode_line(&event.to_string(), &mut line);
+        Bytes::from(line)
+    };
+    match item.delivery {
+        Delivery::Room { room, .. } => {
+            let line = gap(&room.name);
+            for member in &lock(&room.state).members {
+                let _ = member.outbox().push(line.clone());
+            }
+        }
+        Delivery::Direct {
+            from, to, copies, ..
+        } => {
+            let (to_them, to_us) = (gap(&item.record.from), gap(&item.record.to));
+            for session in to {
+                let _ = session.outbox().push(to_them.clone());
+            }
+            for session in copies.iter().chain(from) {
+                let _ = session.outbox().push(to_us.clone());
+            }
+        }
+        Delivery::Nowhere => {}
     }
 }
 

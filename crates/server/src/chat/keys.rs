@@ -104,6 +104,15 @@ impl KeyDirectory {
         }
     }
 
+    /// Files `name`'s devices as another node of a cluster filed them: `bundles` (device, hex)
+    /// replace what was here (none: every key withdrawn).
+    pub fn replace(&self, name: &str, bundles: &[(String, String)]) {
+        lock(&self.state).keys.remove(&name_key(name));
+        for (device, bundle) in bundles {
+            self.publish(name, device, bundle);
+        }
+    }
+
     /// `name`'s published keys, hex, one per device, by device name.
     pub fn get(&self, name: &str) -> Vec<Arc<str>> {
         lock(&self.state)

@@ -6,6 +6,8 @@
 //! - [`keys`]: the published E2E keys, per person and device.
 //! - `users`: who is online, each person with their sessions.
 //! - `room`: one room's members and message counter, below the peer.
+//! - [`presence`]: who is connected to the other nodes of a cluster.
+//! - `sequencer`: in a cluster, messages delivered in id order, whichever node stored them.
 //! - [`rules`]: what operators decide for a room (topic, modes, operators, bans, invitations)
 //!   and the server's bans, with their stored form; `hub::moderation` applies them.
 //!
@@ -17,8 +19,10 @@ pub mod hub;
 pub mod journal;
 pub mod keys;
 pub mod peer;
+pub mod presence;
 mod room;
 pub mod rules;
+pub(crate) mod sequencer;
 mod users;
 
 pub use hub::Hub;

@@ -68,6 +68,11 @@ impl Users {
         self.by_name.values().flatten()
     }
 
+    /// The name keys of everyone online.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
     /// People online (each counted once, whatever their sessions).
     pub(crate) fn len(&self) -> usize {
         self.by_name.len()

@@ -53,6 +53,8 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 const STREAM: &str = "TLSCHAT";
 /// Subjects of stored messages.
 const SUBJECTS: &str = "tlschat.m";
+/// Header naming the node that stored a message.
+const NODE_HEADER: &str = "Tlschat-Node";
 /// Compare-and-set attempts before giving up (many nodes writing one conversation at once).
 const CAS_ATTEMPTS: usize = 64;
 /// Messages read at once while paging.
@@ -63,10 +65,8 @@ const READ_WINDOW: u64 = 64;
 pub struct ClusterTls {
     /// The CA certificate (PEM).
     pub ca: std::path::PathBuf,
-    /// This node's certificate (PEM).
-    pub cert: std::path::PathBuf,
-    /// Its private key (PEM).
-    pub key: std::path::PathBuf,
+    /// This node's certificate and its private key (PEM), when NATS asks for one.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The store on JetStream.
@@ -87,6 +87,12 @@ struct Inner {
     names: kv::Store,
     keys: kv::Store,
     settings: kv::Store,
+    /// Who is connected to which node (entries live [`PRESENCE_TTL`] unless refreshed).
+    presence: kv::Store,
+    /// Names claimed with `NICK`, by node (same lifetime).
+    claims: kv::Store,
+    /// This node's name: stored messages carry it, so the node skips its own when following.
+    node: String,
 }
 
 impl JetStreamStore {
@@ -192,8 +198,10 @@ async fn connect(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<
     if let Some(tls) = tls {
         options = options
             .require_tls(true)
-            .add_root_certificates(tls.ca.clone())
-            .add_client_certificate(tls.cert.clone(), tls.key.clone());
+            .add_root_certificates(tls.ca.clone());
+        if let Some((cert, key)) = &tls.identity {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
     }
     let addresses: Vec<&str> = servers.split(',').map(str::trim).collect();
     let client = options
@@ -213,14 +221,19 @@ async fn connect(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<
     // Key-value buckets, made as streams of the key-value layout (ADR-8) and opened as
     // buckets: async-nats's own bucket creation asks for account details that nats-server 2.9
     // (Debian's) answers in a shape it does not read.
-    let bucket = |name: &'static str| {
+    let bucket = |name: &'static str, ttl: Option<Duration>| {
         let js = js.clone();
         async move {
             js.get_or_create_stream(stream::Config {
                 name: format!("KV_{name}"),
                 subjects: vec![format!("$KV.{name}.>")],
                 max_messages_per_subject: 1,
-                storage: stream::StorageType::File,
+                max_age: ttl.unwrap_or_default(),
+                // Who is connected is lost with a restart of NATS: it is rebuilt in seconds.
+                storage: match ttl {
+                    Some(_) => stream::StorageType::Memory,
+                    None => stream::StorageType::File,
+                },
                 allow_rollup: true,
                 deny_delete: true,
                 allow_direct: true,
@@ -235,11 +248,14 @@ async fn connect(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<
         }
     };
     Ok(Inner {
-        ids: bucket("tlschat_ids").await?,
-        resume: bucket("tlschat_resume").await?,
-        names: bucket("tlschat_names").await?,
-        keys: bucket("tlschat_keys").await?,
-        settings: bucket("tlschat_settings").await?,
+        ids: bucket("tlschat_ids", None).await?,
+        resume: bucket("tlschat_resume", None).await?,
+        names: bucket("tlschat_names", None).await?,
+        keys: bucket("tlschat_keys", None).await?,
+        settings: bucket("tlschat_settings", None).await?,
+        presence: bucket("tlschat_presence", Some(PRESENCE_TTL)).await?,
+        claims: bucket("tlschat_claims", Some(PRESENCE_TTL)).await?,
+        node: name.to_owned(),
         client,
         js,
         stream,
@@ -424,6 +440,7 @@ async fn append(inner: Arc<Inner>, records: Vec<Record>) -> Result<Vec<u64>, Sto
         ids.push(id);
         let publish = jetstream::message::PublishMessage::build()
             .payload(Bytes::from(record.encode()))
+            .header(NODE_HEADER, inner.node.as_str())
             .message_id(format!("{}.{id}", token(&conversation)));
         acks.push(
             inner
@@ -813,6 +830,10 @@ async fn values(bucket: &kv::Store) -> Result<Vec<(String, String)>, StoreError>
     }
     Ok(out)
 }
+
+mod live;
+
+pub use self::live::{Change, Follow, Watched, PRESENCE_TTL};
 
 #[cfg(test)]
 mod tests;

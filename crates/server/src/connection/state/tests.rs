@@ -38,7 +38,7 @@ fn shared_with_store(
     tune(&mut config);
     let credentials = crate::tls::Credentials::load(&config).unwrap();
     let tls = crate::tls::server_config(&config, &credentials).unwrap();
-    Arc::new(Shared::new(config, TlsAcceptor::from(tls), store, None, None).unwrap())
+    Arc::new(Shared::new(config, TlsAcceptor::from(tls), store, None, None, None).unwrap())
 }
 
 fn connect(shared: &Arc<Shared>, nick: &str, now: Instant) -> (ConnState, Arc<Peer>) {
