@@ -1,5 +1,6 @@
-//! The shell scripts: `scripts/gen-certs.sh`, which a new user runs first, and the checks
-//! `scripts/bench-hold.sh` makes before it builds anything.
+//! The shell scripts: `scripts/gen-certs.sh`, which a new user runs first, the checks
+//! `scripts/bench-hold.sh` makes before it builds anything, `scripts/serve.sh` and
+//! `scripts/cluster.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -168,5 +169,96 @@ fn serve_sh_stops_the_server_when_its_terminal_hangs_up() {
     assert!(
         log.contains("stopped"),
         "the server drained and stopped: {log}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_sh_starts_nodes_that_share_a_room_and_stops_them_all() {
+    use std::io::BufRead;
+    let test = "cluster_sh_starts_nodes_that_share_a_room_and_stops_them_all";
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        tlschat_tests::skip(test, "nats-server is not installed");
+        return;
+    }
+    let pki = tlschat_tests::Pki::standard();
+    let bin_dir = binary("tlschat-server").parent().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    let mut script = Command::new("bash")
+        .arg(repo_root().join("scripts/cluster.sh"))
+        .env("TLSCHAT_BIN_DIR", &bin_dir)
+        .env("NODES", "2")
+        .env("BASE_PORT", "0")
+        .env("NATS_PORT", "-1")
+        .env("CLUSTER_DIR", data.path())
+        .env("CERTS", pki.dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says where the nodes are once they all listen.
+    let stderr = script.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let servers = loop {
+        let line = seen
+            .recv_timeout(tlschat_tests::STEP_TIMEOUT)
+            .unwrap_or_else(|_| panic!("cluster.sh said: {log:?}"));
+        if let Some(rest) = line.split("--server ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        log.push(line);
+    };
+    let addrs: Vec<std::net::SocketAddr> = servers.split(',').map(|a| a.parse().unwrap()).collect();
+    assert_eq!(addrs.len(), 2, "{servers}");
+    let connect = |addr, user| {
+        let config = pki.client_config(addr, Some(user));
+        async move { tlschat_client::Client::connect(&config).await.unwrap() }
+    };
+    let mut alice = connect(addrs[0], "alice").await;
+    let mut bob = connect(addrs[1], "bob").await;
+    for client in [&mut alice, &mut bob] {
+        tlschat_tests::ok(client, tlschat_proto::Request::Join("#demo".into())).await;
+    }
+    let hello = tlschat_proto::Request::Msg {
+        target: tlschat_proto::Target::parse("#demo").unwrap(),
+        text: "hello across nodes".into(),
+    };
+    tlschat_tests::ok(&mut alice, hello).await;
+    loop {
+        let event = tokio::time::timeout(tlschat_tests::STEP_TIMEOUT, bob.next_event())
+            .await
+            .expect("bob hears alice in time")
+            .unwrap();
+        if let tlschat_proto::Event::Message { text, .. } = event {
+            assert_eq!(text, "hello across nodes");
+            break;
+        }
+    }
+    // Ctrl-C stops every part, and the script ends cleanly.
+    let int = Command::new("kill")
+        .args(["-INT", &script.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let status = tlschat_tests::wait_timeout(&mut script, tlschat_tests::STEP_TIMEOUT)
+        .expect("cluster.sh stops");
+    assert_eq!(status.code(), Some(0));
+    let left = tokio::time::timeout(tlschat_tests::STEP_TIMEOUT, bob.next_event()).await;
+    assert!(
+        !matches!(left, Ok(Ok(tlschat_proto::Event::Message { .. }))),
+        "the nodes stopped: {left:?}"
     );
 }

@@ -25,8 +25,10 @@ struct Cli {
     /// The server under test.
     #[arg(long, value_enum, default_value_t = Kind::Tlschat)]
     target: Kind,
-    /// Server address (the UDP address for `udp`).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6254")]
+    /// Server address (the UDP address for `udp`). Several, comma-separated (the nodes of a
+    /// cluster): the fan-out's subscribers are spread over them in turn; everything else
+    /// goes to the first.
+    #[arg(long, value_name = "HOST:PORT[,...]", default_value = "127.0.0.1:6254")]
     server: String,
     /// CA certificate the server's certificate must chain to.
     #[arg(long, value_name = "FILE", default_value = "certs/ca.pem")]
@@ -38,8 +40,9 @@ struct Cli {
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
     /// The server's process id: reports its CPU time per operation and its memory.
+    /// Repeatable: the figures are summed (a cluster's nodes and its nats-server).
     #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Local addresses to spread connections over (repeatable), e.g. 127.0.0.2.
     #[arg(long = "source", value_name = "IP")]
     sources: Vec<IpAddr>,
@@ -202,7 +205,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<Report> {
-    let mut config = ClientConfig::new(cli.server.clone(), cli.ca.clone());
+    let servers: Vec<&str> = cli.server.split(',').map(str::trim).collect();
+    let mut config = ClientConfig::new(servers[0].to_owned(), cli.ca.clone());
     config.cert = cli.cert.clone();
     config.key = cli.key.clone();
     // The TLS setup is tlschat's client setup (TLS 1.3, the same provider) for every target.
@@ -217,10 +221,16 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     if !resume {
         tls.resumption = Resumption::disabled();
     }
-    let addr = tokio::net::lookup_host(&cli.server)
-        .await?
-        .next()
-        .context("the server address does not resolve")?;
+    let mut addrs = Vec::with_capacity(servers.len());
+    for server in &servers {
+        addrs.push(
+            tokio::net::lookup_host(server)
+                .await?
+                .next()
+                .with_context(|| format!("the server address {server} does not resolve"))?,
+        );
+    }
+    let addr = addrs[0];
     let mut setup = Setup {
         endpoint: Endpoint {
             kind: cli.target,
@@ -230,8 +240,9 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             sources: cli.sources.clone(),
             identities: Vec::new(),
             sessions_per_person: 1,
+            spread: addrs,
         },
-        probe: cli.server_pid.map(Probe::new),
+        probe: (!cli.server_pid.is_empty()).then(|| Probe::of(cli.server_pid.clone())),
         deadline: Duration::from(cli.deadline),
     };
     match &cli.mode {

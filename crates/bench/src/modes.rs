@@ -29,7 +29,7 @@ pub struct Setup {
 
 impl Setup {
     fn cpu(&self) -> Option<u64> {
-        self.probe.and_then(|p| p.cpu_us().ok())
+        self.probe.as_ref().and_then(|p| p.cpu_us().ok())
     }
 
     fn report(&self, mode: &str, op: &str) -> Report {
@@ -566,6 +566,7 @@ pub async fn hold(
 ) -> anyhow::Result<Report> {
     let probe = setup
         .probe
+        .clone()
         .ok_or_else(|| anyhow::anyhow!("hold needs --server-pid"))?;
     let before = probe.rss_kib()?;
     let started = Instant::now();

@@ -62,6 +62,9 @@ pub struct Endpoint {
     pub identities: Vec<Arc<rustls::ClientConfig>>,
     /// Connections per person, with `identities`.
     pub sessions_per_person: usize,
+    /// Where the fan-out's subscribers connect, in turn (the nodes of a cluster); `addr`
+    /// alone when it has one.
+    pub spread: Vec<SocketAddr>,
 }
 
 type Tls = TlsStream<TcpStream>;
@@ -98,8 +101,13 @@ impl Endpoint {
     /// Connects fan-out subscriber `index`: with its person's certificate when there are
     /// identities. Returns the connection and the name it joins under.
     pub async fn connect_subscriber(&self, index: usize) -> io::Result<(Conn, String)> {
+        let addr = match self.spread.len() {
+            0 => self.addr,
+            n => self.spread[index % n],
+        };
         if self.identities.is_empty() {
-            return Ok((self.connect(index).await?, format!("sub{index}")));
+            let conn = self.connect_to(addr, index, self.tls.clone()).await?;
+            return Ok((conn, format!("sub{index}")));
         }
         let person = index / self.sessions_per_person.max(1);
         let tls = self.identities.get(person).cloned().ok_or_else(|| {
@@ -107,11 +115,23 @@ impl Endpoint {
                 "no identity for subscriber {index} (person {person})"
             ))
         })?;
-        Ok((self.connect_with(index, tls).await?, format!("sub{person}")))
+        Ok((
+            self.connect_to(addr, index, tls).await?,
+            format!("sub{person}"),
+        ))
     }
 
     async fn connect_with(&self, index: usize, tls: Arc<rustls::ClientConfig>) -> io::Result<Conn> {
-        let socket = if self.addr.is_ipv4() {
+        self.connect_to(self.addr, index, tls).await
+    }
+
+    async fn connect_to(
+        &self,
+        addr: SocketAddr,
+        index: usize,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> io::Result<Conn> {
+        let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
             TcpSocket::new_v6()?
@@ -119,7 +139,7 @@ impl Endpoint {
         if !self.sources.is_empty() {
             socket.bind(SocketAddr::new(self.sources[index % self.sources.len()], 0))?;
         }
-        let mut tcp = socket.connect(self.addr).await?;
+        let mut tcp = socket.connect(addr).await?;
         tcp.set_nodelay(true)?;
         if self.kind == Kind::Nats {
             // NATS 2.9 says INFO in the clear, then the client starts TLS.
