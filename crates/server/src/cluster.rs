@@ -72,7 +72,12 @@ impl Cluster {
             identity: config.cluster_cert.clone().zip(config.cluster_key.clone()),
         });
         let servers = urls.join(",");
-        let store = Arc::new(JetStreamStore::open(&servers, tls.as_ref(), &node)?);
+        let store = Arc::new(JetStreamStore::open_replicated(
+            &servers,
+            tls.as_ref(),
+            &node,
+            config.cluster_replicas,
+        )?);
         let follow = store.follow(FEED_CAPACITY)?;
         info!(node = %node, nats = %servers, conversations = follow.last.len(), "joined the cluster");
         let link = ClusterLink::new(

@@ -594,6 +594,9 @@ settings! {
     /// This node's name in the cluster.
     node_name: NodeName = NodeName::Auto, "NAME|auto", Bounds::Any,
         "This node's name in the cluster, unique among its nodes (auto: host name and listening port)";
+    /// Copies JetStream keeps of the cluster's data.
+    cluster_replicas: usize = 1, "N", Bounds::Between(1, 5),
+        "Copies of the history JetStream keeps, one per NATS server (3 for a three-server NATS cluster); used when the stream and buckets are first made";
     /// CA of the NATS servers' certificates.
     cluster_ca: Option<PathBuf> = None, "FILE|none", Bounds::Any,
         "TLS to NATS: the CA its certificates chain to (PEM); TLS is required when given";

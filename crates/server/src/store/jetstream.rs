@@ -104,6 +104,21 @@ impl JetStreamStore {
     ///
     /// NATS cannot be reached in [`OP_TIMEOUT`], refuses this node, or has no JetStream.
     pub fn open(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<Self, StoreError> {
+        Self::open_replicated(servers, tls, name, 1)
+    }
+
+    /// Like [`open`](Self::open), making the stream and buckets (when they do not exist yet)
+    /// with `replicas` copies, one per NATS server of a JetStream cluster (1 to 5).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); also when NATS has fewer servers than `replicas`.
+    pub fn open_replicated(
+        servers: &str,
+        tls: Option<&ClusterTls>,
+        name: &str,
+        replicas: usize,
+    ) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -120,7 +135,7 @@ impl JetStreamStore {
             .map_err(|e| StoreError::Failed(format!("cannot start the cluster store: {e}")))?;
         let (servers_text, tls, name) = (servers.to_owned(), tls.cloned(), name.to_owned());
         let inner = wait(&tasks, "connecting", async move {
-            connect(&servers_text, tls.as_ref(), &name).await
+            connect(&servers_text, tls.as_ref(), &name, replicas).await
         })?;
         Ok(Self {
             tasks,
@@ -190,7 +205,12 @@ fn wait<T: Send + 'static>(
         .map_err(|_| StoreError::Failed("the cluster store has stopped".into()))?
 }
 
-async fn connect(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<Inner, StoreError> {
+async fn connect(
+    servers: &str,
+    tls: Option<&ClusterTls>,
+    name: &str,
+    replicas: usize,
+) -> Result<Inner, StoreError> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(OP_TIMEOUT)
@@ -214,6 +234,7 @@ async fn connect(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<
             name: STREAM.to_owned(),
             subjects: vec![format!("{SUBJECTS}.>")],
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await
@@ -238,6 +259,7 @@ async fn connect(servers: &str, tls: Option<&ClusterTls>, name: &str) -> Result<
                 deny_delete: true,
                 allow_direct: true,
                 discard: stream::DiscardPolicy::New,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await
