@@ -8,12 +8,15 @@ cargo build --quiet --release -p tlschat-server -p tlschat-certgen -p tlschat-be
 bin="$root/target/release"
 work="$(mktemp -d)"
 server_pid=""
+# $server_pid: the server's process, or several separated by spaces (a cluster's nodes and
+# its nats-server, stopped in that order); their CPU is summed.
 stop_server() {
-  if [[ -n "$server_pid" ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
+  local pid
+  for pid in $server_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  server_pid=""
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 "$bin/tlschat-certgen" --out "$work" --client bench >/dev/null
@@ -123,9 +126,10 @@ start_ncat() {
 # bench TARGET ADDR MODE ARGS... : one JSON report line appended to $results (failures noted).
 bench() {
   local target="$1" addr="$2"; shift 2
-  local out
+  local out pid pids=()
+  for pid in $server_pid; do pids+=(--server-pid "$pid"); done
   if out="$("${on_bench_core[@]}" "$bin/tlschat-bench" --target "$target" --server "$addr" --ca "$work/ca.pem" \
-      --cert "$work/bench.pem" --key "$work/bench-key.pem" --server-pid "$server_pid" \
+      --cert "$work/bench.pem" --key "$work/bench-key.pem" "${pids[@]}" \
       --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4 --deadline 120s --json "$@" 2>"$work/bench.err")"; then
     printf '%s\n' "$out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["case"]=sys.argv[1]; r["target"]=sys.argv[2] or r["target"]; print(json.dumps(r))' "$case" "${label:-}" >>"$results"
   else
