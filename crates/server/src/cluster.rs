@@ -21,12 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::chat::hub::ClusterLink;
+use crate::chat::presence::ClusterLink;
 use crate::chat::presence::NameClaims;
 use crate::chat::Hub;
 use crate::config::{ClusterSetting, NodeName, CLUSTER_HOLE_WAIT, PRESENCE_REFRESH};
 use crate::settings::Config;
-use crate::store::jetstream::{Change, ClusterTls, Follow, JetStreamStore, Watched, PRESENCE_TTL};
+use crate::store::jetstream::live::{Change, Follow, Watched};
+use crate::store::jetstream::{ClusterTls, JetStreamStore, PRESENCE_TTL};
 use crate::store::{Store, StoreError, Stored};
 
 /// Messages and changes waiting to be taken from the store, at most, per feed.

@@ -20,8 +20,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::chat::hub::ClusterLink;
 use crate::chat::journal::JournalLimits;
+use crate::chat::presence::ClusterLink;
 use crate::chat::Hub;
 use crate::limits::AddressCounter;
 use crate::metrics::Metrics;

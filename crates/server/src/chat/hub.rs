@@ -90,7 +90,7 @@ pub struct Hub {
     /// Server-wide bans, by name key. Kept in the store.
     server_bans: Mutex<BTreeMap<String, ServerBan>>,
     /// In a cluster: the other nodes' people, and this node's part in it.
-    cluster: Option<cluster::Link>,
+    cluster: Option<super::presence::ClusterLink>,
 }
 
 impl Default for Hub {
@@ -1332,8 +1332,6 @@ fn encode(event: &Event) -> Bytes {
 
 mod cluster;
 mod moderation;
-
-pub use self::cluster::Link as ClusterLink;
 
 #[cfg(test)]
 mod tests;

@@ -6,13 +6,15 @@
 //! is gone (its node died). [`Remote`] keeps the other nodes' entries and says what each change
 //! means for the rooms ([`Change`]); it does no I/O and takes the time as an argument.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tlschat_proto::names::name_key;
 use tlschat_proto::Trust;
 
 use crate::store::StoreError;
+use crate::sync::lock;
 
 /// One person on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +270,52 @@ impl Remote {
             });
         }
         changes
+    }
+}
+
+/// A hub's part in a cluster.
+pub struct ClusterLink {
+    pub(crate) node: String,
+    remote: Mutex<Remote>,
+    claims: Arc<dyn NameClaims>,
+    /// Each conversation's last id when this node began to follow the others (taken once,
+    /// by the sequencer).
+    last: Mutex<Vec<(String, u64)>>,
+    /// People whose presence changed since it was last taken (name keys).
+    pub(crate) touched: Mutex<HashSet<String>>,
+    pub(crate) changed: tokio::sync::Notify,
+}
+
+impl ClusterLink {
+    /// This node (called `node`) in a cluster whose conversations had the `last` ids when it
+    /// began to follow them; names are claimed through `claims`; people of other nodes are
+    /// forgotten `ttl` after their last refresh.
+    pub fn new(
+        node: String,
+        last: Vec<(String, u64)>,
+        claims: Arc<dyn NameClaims>,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            node,
+            remote: Mutex::new(Remote::new(ttl)),
+            claims,
+            last: Mutex::new(last),
+            touched: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(crate) fn take_last(&self) -> Vec<(String, u64)> {
+        std::mem::take(&mut *lock(&self.last))
+    }
+
+    pub(crate) fn remote(&self) -> std::sync::MutexGuard<'_, Remote> {
+        lock(&self.remote)
+    }
+
+    pub(crate) fn claims(&self) -> &dyn NameClaims {
+        self.claims.as_ref()
     }
 }
 

@@ -46,6 +46,9 @@ use tlschat_proto::{Anchor, Trust};
 
 use super::{Page, Record, Store, StoreError, StoreStats, Stored};
 
+/// How long an entry of presence (or a name claim) lives unless its node puts it again.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
+
 /// Longest a store operation may take before it fails.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -853,9 +856,7 @@ async fn values(bucket: &kv::Store) -> Result<Vec<(String, String)>, StoreError>
     Ok(out)
 }
 
-mod live;
-
-pub use self::live::{Change, Follow, Watched, PRESENCE_TTL};
+pub mod live;
 
 #[cfg(test)]
 mod tests;

@@ -13,8 +13,8 @@
 //! Nothing here does I/O: the cluster task (`crate::cluster`) moves things between the store
 //! and these methods.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tlschat_proto::names::name_key;
@@ -23,61 +23,15 @@ use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Trust};
 use super::{encode, moderation, Hub};
 use crate::chat::journal::Delivery;
 use crate::chat::peer::Peer;
-use crate::chat::presence::{Change, Entry, NameClaims, Remote};
+use crate::chat::presence::{Change, ClusterLink, Entry};
 use crate::chat::rules::{decode_server_bans, RoomRules};
 use crate::store::commit::Answer;
 use crate::store::{Kind, Stored};
 use crate::sync::lock;
 
-/// A hub's part in a cluster.
-pub struct Link {
-    node: String,
-    remote: Mutex<Remote>,
-    claims: Arc<dyn NameClaims>,
-    /// Each conversation's last id when this node began to follow the others (taken once,
-    /// by the sequencer).
-    last: Mutex<Vec<(String, u64)>>,
-    /// People whose presence changed since it was last taken (name keys).
-    touched: Mutex<HashSet<String>>,
-    changed: tokio::sync::Notify,
-}
-
-impl Link {
-    /// This node (called `node`) in a cluster whose conversations had the `last` ids when it
-    /// began to follow them; names are claimed through `claims`; people of other nodes are
-    /// forgotten `ttl` after their last refresh.
-    pub fn new(
-        node: String,
-        last: Vec<(String, u64)>,
-        claims: Arc<dyn NameClaims>,
-        ttl: Duration,
-    ) -> Self {
-        Self {
-            node,
-            remote: Mutex::new(Remote::new(ttl)),
-            claims,
-            last: Mutex::new(last),
-            touched: Mutex::default(),
-            changed: tokio::sync::Notify::new(),
-        }
-    }
-
-    pub(super) fn take_last(&self) -> Vec<(String, u64)> {
-        std::mem::take(&mut *lock(&self.last))
-    }
-
-    pub(super) fn remote(&self) -> std::sync::MutexGuard<'_, Remote> {
-        lock(&self.remote)
-    }
-
-    pub(super) fn claims(&self) -> &dyn NameClaims {
-        self.claims.as_ref()
-    }
-}
-
 impl Hub {
     /// The same hub as one node of a cluster. Call before [`with_store`](Self::with_store).
-    pub fn in_cluster(mut self, link: Link) -> Self {
+    pub fn in_cluster(mut self, link: ClusterLink) -> Self {
         self.cluster = Some(link);
         self
     }

@@ -6,7 +6,7 @@
 //!
 //! Each node puts one entry per person connected to it in the bucket `tlschat_presence`, key
 //! `<node>.<name>` (both as tokens), value as the hub writes it, and puts them all again every
-//! [`PRESENCE_TTL`] / 3. The bucket keeps an entry [`PRESENCE_TTL`] after its last put, so
+//! [`PRESENCE_TTL`](super::PRESENCE_TTL) / 3. The bucket keeps an entry [`PRESENCE_TTL`](super::PRESENCE_TTL) after its last put, so
 //! the people of a node that died are gone within that time (readers also drop what they
 //! have not seen refreshed for that long: an expiry sends no notice). Certless names claimed
 //! with `NICK` are entries of `tlschat_claims` (key: the name), made by an atomic create (one
@@ -23,9 +23,6 @@ use tokio::sync::mpsc;
 use super::{all_keys, entry, ids_of, nats, token, untoken, Inner, JetStreamStore, NODE_HEADER};
 use super::{OP_TIMEOUT, SUBJECTS};
 use crate::store::{Record, StoreError, Stored};
-
-/// How long an entry of presence (or a name claim) lives unless its node puts it again.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
 
 /// Pause before a feed or a watch that ended (NATS went away) starts again.
 const RESTART_PAUSE: Duration = Duration::from_millis(500);
