@@ -3,7 +3,7 @@
 //!
 //! Each node publishes one entry per person connected to it ([`Entry`], text form
 //! `<trust> <nick> [#room …]`) and refreshes it; an entry not refreshed for the time to live
-//! is gone (its node died). [`Remote`] keeps the other nodes' entries and says what each change
+//! is gone (its node died). `Remote` keeps the other nodes' entries and says what each change
 //! means for the rooms ([`Change`]); it does no I/O and takes the time as an argument.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
