@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use tlschat_client::Client;
 use tlschat_proto::{ErrorCode, Event, Reply, Request, Target};
 use tlschat_tests::nats::Nats;
+use tlschat_tests::tmux::Tmux;
 use tlschat_tests::{
-    call, ok, text, tlschat, tlschat_command, Background, Pki, ServerProcess, NO_RATE_LIMIT,
-    STEP_TIMEOUT,
+    call, ok, text, tlschat, tlschat_command, tlschat_shell, Background, Pki, ServerProcess,
+    NO_RATE_LIMIT, STEP_TIMEOUT,
 };
 
 /// Starts a node of the cluster on `nats`, called `name`.
@@ -456,4 +457,49 @@ async fn wait_for_quit(client: &mut Client, nick: &str) -> Event {
             return event;
         }
     }
+}
+
+#[test]
+fn the_chat_client_fails_over_to_another_node_and_catches_up_once() {
+    let test = "the_chat_client_fails_over_to_another_node_and_catches_up_once";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(test, dir.path()) else {
+        return;
+    };
+    let pki = Pki::standard();
+    let one = node(&pki, &nats, "one", &[]);
+    let two = node(&pki, &nats, "two", &[]);
+    let servers = format!("{},{}", one.addr(), two.addr());
+    let Some(tmux) = Tmux::start(&tlschat_shell(&pki, &servers, Some("carol")), 100, 30) else {
+        tlschat_tests::skip(test, "tmux is not installed");
+        return;
+    };
+    tmux.wait_for("w0", &format!("connected to {}", one.addr()));
+    tmux.line("w0", "/join #ops");
+    tmux.wait_for("w0", "joined #ops");
+    let send = |what: &str| {
+        let out = tlschat(&pki, two.addr(), Some("bob"), &["send", "#ops", what]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    send("before the crash");
+    tmux.wait_for("w0", "#ops <bob> before the crash");
+    // Node one dies under carol; bob goes on talking on node two meanwhile.
+    one.signal("KILL");
+    send("while carol was away");
+    tmux.wait_for("w0", "reconnected; rejoining #ops");
+    tmux.wait_for("w0", "#ops <bob> while carol was away");
+    send("after");
+    // Everything once: what she missed, and nothing she had seen again (node one died before
+    // it could record where she was: the catch-up repeats, and the client drops repeats).
+    let screen = tmux.wait_for("w0", "#ops <bob> after");
+    assert_eq!(
+        screen.matches("<bob> while carol was away").count(),
+        1,
+        "{screen}"
+    );
+    assert_eq!(
+        screen.matches("<bob> before the crash").count(),
+        1,
+        "{screen}"
+    );
 }
