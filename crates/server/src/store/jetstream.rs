@@ -45,6 +45,7 @@ use tlschat_proto::names::name_key;
 use tlschat_proto::{Anchor, Trust};
 
 use super::{Page, Record, Store, StoreError, StoreStats, Stored};
+use crate::sync::lock;
 
 /// How long an entry of presence (or a name claim) lives unless its node puts it again.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
@@ -60,6 +61,8 @@ const SUBJECTS: &str = "tlschat.m";
 const NODE_HEADER: &str = "Tlschat-Node";
 /// Compare-and-set attempts before giving up (many nodes writing one conversation at once).
 const CAS_ATTEMPTS: usize = 64;
+/// Conversations whose ids entry is remembered at most (then the memory starts afresh).
+const WRITTEN_CACHE: usize = 100_000;
 /// Messages read at once while paging.
 const READ_WINDOW: u64 = 64;
 
@@ -96,6 +99,9 @@ struct Inner {
     claims: kv::Store,
     /// This node's name: stored messages carry it, so the node skips its own when following.
     node: String,
+    /// The ids entries this node last wrote, with their revisions: the next compare-and-set
+    /// starts from them (see [`allocate`]).
+    written: std::sync::Mutex<std::collections::HashMap<String, (Ids, u64)>>,
 }
 
 impl JetStreamStore {
@@ -281,6 +287,7 @@ async fn connect(
         presence: bucket("tlschat_presence", Some(PRESENCE_TTL)).await?,
         claims: bucket("tlschat_claims", Some(PRESENCE_TTL)).await?,
         node: name.to_owned(),
+        written: std::sync::Mutex::default(),
         client,
         js,
         stream,
@@ -435,6 +442,61 @@ async fn message(
     }
 }
 
+/// Takes `count` new ids of `conversation` by compare-and-set; returns the first. Tries first
+/// from the entry as this node last wrote it (one round trip when no other node wrote since),
+/// then reads it afresh until the change goes through.
+async fn allocate(inner: &Inner, conversation: &str, count: u64) -> Result<u64, StoreError> {
+    let key = token(conversation);
+    let mut known = lock(&inner.written).get(&key).copied();
+    for _ in 0..CAS_ATTEMPTS {
+        let (current, revision) = match known.take() {
+            Some((ids, revision)) => (ids, Some(revision)),
+            None => {
+                let (value, revision) = entry(&inner.ids, &key).await?;
+                (value.map_or_else(Ids::default, |v| Ids::parse(&v)), revision)
+            }
+        };
+        let first_new = current.last + 1;
+        let new = Ids {
+            last: current.last + count,
+            first: current.first,
+        };
+        let written = match revision {
+            Some(revision) => inner
+                .ids
+                .update(&key, new.bytes(), revision)
+                .await
+                .map_err(|e| match e.kind() {
+                    kv::UpdateErrorKind::WrongLastRevision => None,
+                    _ => Some(nats("taking message ids", e)),
+                }),
+            None => inner
+                .ids
+                .create(&key, new.bytes())
+                .await
+                .map_err(|e| match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => None,
+                    _ => Some(nats("taking message ids", e)),
+                }),
+        };
+        match written {
+            Ok(revision) => {
+                let mut cache = lock(&inner.written);
+                if cache.len() >= WRITTEN_CACHE {
+                    cache.clear();
+                }
+                cache.insert(key, (new, revision));
+                return Ok(first_new);
+            }
+            Err(None) => continue,
+            Err(Some(err)) => return Err(err),
+        }
+    }
+    Err(StoreError::Failed(format!(
+        "NATS JetStream: ids of {conversation}: taken by others {CAS_ATTEMPTS} times in a row"
+    )))
+}
+
 async fn append(inner: Arc<Inner>, records: Vec<Record>) -> Result<Vec<u64>, StoreError> {
     // Ids: one compare-and-set per conversation of the group.
     let mut wanted: BTreeMap<String, u64> = BTreeMap::new();
@@ -445,14 +507,7 @@ async fn append(inner: Arc<Inner>, records: Vec<Record>) -> Result<Vec<u64>, Sto
     }
     let mut next: BTreeMap<String, u64> = BTreeMap::new();
     for (conversation, count) in &wanted {
-        let first_new = cas(&inner.ids, &token(conversation), |current| {
-            let mut ids = current.map_or_else(Ids::default, Ids::parse);
-            let first_new = ids.last + 1;
-            ids.last += count;
-            (Some(ids.bytes()), first_new)
-        })
-        .await?;
-        next.insert(conversation.clone(), first_new);
+        next.insert(conversation.clone(), allocate(&inner, conversation, *count).await?);
     }
     // The messages, each acknowledged by JetStream before the group is.
     let mut ids = Vec::with_capacity(records.len());
