@@ -183,6 +183,25 @@ async fn alice_and_bob_on_two_nodes_share_a_room_who_and_direct_messages() {
     assert!(status.success(), "{out}");
     assert!(out.contains(r#""e2e":true"#), "{out}");
     assert!(out.contains("sealed across nodes"), "{out}");
+
+    // A device alice adds on node one is announced to carol, her contact, on node two.
+    let listener = Background::start(
+        tlschat_command(&pki, two.addr(), Some("carol"))
+            .args(e2e_files(&pki, "carol"))
+            .args(["listen", "--count", "100"]),
+    );
+    listener.wait_for_stderr("listening");
+    let phone = vec![
+        "--e2e-key".to_owned(),
+        pki.path("alice-phone-e2e-key").display().to_string(),
+        "--device".to_owned(),
+        "phone".to_owned(),
+        "devices".to_owned(),
+    ];
+    let phone: Vec<&str> = phone.iter().map(String::as_str).collect();
+    let out = tlschat(&pki, one.addr(), Some("alice"), &phone);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    listener.wait_for_stderr("alice added a device, phone");
 }
 
 /// The E2E key and remembered-keys files of `user`, as flags.

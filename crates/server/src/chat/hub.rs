@@ -943,7 +943,7 @@ impl Hub {
             Published::Changed => {}
             Published::NewDevice => {
                 if had > 0 {
-                    self.announce_device(peer, &nick, &bundle.device, true);
+                    self.announce_device(Some(peer.id()), &nick, &bundle.device, true);
                 }
             }
         }
@@ -965,7 +965,7 @@ impl Hub {
             );
         }
         self.keep_keys(&nick);
-        self.announce_device(peer, &nick, device, false);
+        self.announce_device(Some(peer.id()), &nick, device, false);
         Reply::ok(format!("withdrawn {device}"))
     }
 
@@ -1045,14 +1045,16 @@ impl Hub {
 
     /// Tells `nick`'s contacts (those with a direct conversation with them) and `nick`'s own
     /// other sessions that `nick` added or removed `device`.
-    fn announce_device(&self, peer: &Peer, nick: &str, device: &str, added: bool) {
+    /// `except`: the session that made the change (it knows), none when another node did.
+    fn announce_device(&self, except: Option<u64>, nick: &str, device: &str, added: bool) {
         tracing::info!(%nick, %device, added, "E2E device key published or withdrawn");
         let event = encode(&Event::Device {
             nick: nick.to_owned(),
             device: device.to_owned(),
             added,
         });
-        for other in self.other_sessions(peer, nick) {
+        let own = lock(&self.users).sessions_of(nick);
+        for other in own.iter().filter(|p| Some(p.id()) != except) {
             let _ = other.outbox().push(event.clone());
         }
         let me = name_key(nick);

@@ -134,16 +134,29 @@ impl Hub {
     }
 
     /// `name`'s published keys are `bundles` now (space-separated hex; none: withdrawn), as
-    /// some node filed them.
+    /// some node filed them. Devices added or withdrawn on another node are announced here as
+    /// they are where it happened (`EVENT DEVICE`); this node's own changes come back the same
+    /// as they are here, and announce nothing twice.
     pub fn apply_keys(&self, name: &str, bundles: Option<&str>) {
         let bundles: Vec<(String, String)> = bundles
             .unwrap_or_default()
             .split(' ')
             .filter_map(|hex| Some((super::device_of(hex)?, hex.to_owned())))
             .collect();
+        let before: BTreeSet<String> = self.keys.devices(name).into_iter().collect();
         self.keys.replace(name, &bundles);
+        let after: BTreeSet<String> = bundles.iter().map(|(d, _)| d.clone()).collect();
         if !bundles.is_empty() {
             lock(&self.reserved).insert(name_key(name));
+        }
+        // A first device is no news (nobody had a key to trust); others are.
+        if !before.is_empty() {
+            for device in after.difference(&before) {
+                self.announce_device(None, name, device, true);
+            }
+        }
+        for device in before.difference(&after) {
+            self.announce_device(None, name, device, false);
         }
     }
 
