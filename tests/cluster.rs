@@ -522,3 +522,62 @@ fn the_chat_client_fails_over_to_another_node_and_catches_up_once() {
         "{screen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_loaded_on_one_node_cuts_and_refuses_the_user_on_the_others() {
+    let test = "a_revocation_loaded_on_one_node_cuts_and_refuses_the_user_on_the_others";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(test, dir.path()) else {
+        return;
+    };
+    let pki = Pki::standard();
+    let certgen = |args: &[&str]| {
+        let out = tlschat_tests::run(
+            std::process::Command::new(tlschat_tests::binary("tlschat-certgen"))
+                .arg("--out")
+                .arg(pki.dir())
+                .args(args),
+            b"",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    certgen(&["revoke", "--refresh"]);
+    let crl = pki.path("crl.pem").display().to_string();
+    // Only node one reads the list; node two has none of its own.
+    let one = node(&pki, &nats, "one", &["--crl", &crl]);
+    let two = node(&pki, &nats, "two", &["--crl", "none"]);
+    let mut carol = connect(&pki, two.addr(), Some("carol")).await;
+    ok(&mut carol, Request::Join("#ops".into())).await;
+
+    certgen(&["revoke", "carol"]);
+    one.signal("HUP");
+    // Node two hears of it from node one: carol is cut off there…
+    let event = wait_event(&mut carol, "the revocation", |e| {
+        matches!(e, Event::Disconnect { .. })
+    })
+    .await;
+    assert!(
+        matches!(&event, Event::Disconnect { code, .. } if *code == tlschat_proto::DisconnectCode::Revoked),
+        "{event:?}"
+    );
+    // …and refused at the handshake from then on; bob is untouched.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let again = Client::connect(&pki.client_config(two.addr(), Some("carol"))).await;
+        let refused = match again {
+            Err(_) => true,
+            Ok(mut client) => client.request(&Request::Ping).await.is_err(),
+        };
+        if refused {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "carol is still let in on node two"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bob = connect(&pki, two.addr(), Some("bob")).await;
+    ok(&mut bob, Request::Ping).await;
+    two.wait_for_log("revocation list shared by another node applied");
+}

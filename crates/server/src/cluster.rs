@@ -24,8 +24,9 @@ use tracing::{info, warn};
 use crate::chat::presence::ClusterLink;
 use crate::chat::presence::NameClaims;
 use crate::chat::Hub;
-use crate::config::{ClusterSetting, NodeName, CLUSTER_HOLE_WAIT, PRESENCE_REFRESH};
+use crate::config::{ClusterSetting, CrlSetting, NodeName, CLUSTER_HOLE_WAIT, PRESENCE_REFRESH};
 use crate::settings::Config;
+use crate::shared::Shared;
 use crate::store::jetstream::live::{Change, Follow, Watched};
 use crate::store::jetstream::{ClusterTls, JetStreamStore, PRESENCE_TTL};
 use crate::store::{Store, StoreError, Stored};
@@ -95,9 +96,15 @@ impl Cluster {
         self.store.clone()
     }
 
-    /// Starts the tasks that keep `hub` in step with the other nodes, until `stop`.
-    pub fn start(self, hub: &Arc<Hub>, tracker: &TaskTracker, stop: &CancellationToken) {
+    /// Starts the tasks that keep this node in step with the other nodes, until `stop`.
+    pub(crate) fn start(
+        self,
+        shared: &Arc<Shared>,
+        tracker: &TaskTracker,
+        stop: &CancellationToken,
+    ) {
         let Self { store, follow } = self;
+        let hub = &shared.hub;
         tracker.spawn(feed(hub.clone(), follow.messages, stop.clone()));
         tracker.spawn(skip_holes(hub.clone(), stop.clone()));
         for which in [
@@ -105,10 +112,14 @@ impl Cluster {
             Watched::Keys,
             Watched::Settings,
             Watched::Presence,
+            Watched::Revocations,
         ] {
             let changes = store.watch(which, FEED_CAPACITY);
-            tracker.spawn(apply(hub.clone(), which, changes, stop.clone()));
+            tracker.spawn(apply(shared.clone(), which, changes, stop.clone()));
         }
+        // This node's revocation list, now and after every reload.
+        let (sharer, crl) = (store.clone(), shared.config.crl.clone());
+        shared.share_revocations_with(Box::new(move || share_revocations(&sharer, &crl)));
         tracker.spawn(publish_presence(hub.clone(), store, stop.clone()));
     }
 }
@@ -164,13 +175,32 @@ async fn skip_holes(hub: Arc<Hub>, stop: CancellationToken) {
     }
 }
 
+/// Shares the revocation list in `crl` (when there is one) with the other nodes, in the
+/// background.
+fn share_revocations(store: &Arc<JetStreamStore>, crl: &CrlSetting) {
+    let path = match crl {
+        CrlSetting::None => return,
+        CrlSetting::WhenPresent(path) | CrlSetting::File(path) => path.clone(),
+    };
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(pem) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        if let Err(err) = store.put_revocations(pem) {
+            warn!(error = %err, "cannot share the revocation list with the cluster; the next reload tries again");
+        }
+    });
+}
+
 /// Applies a watched bucket's changes to the hub.
 async fn apply(
-    hub: Arc<Hub>,
+    shared: Arc<Shared>,
     which: Watched,
     mut changes: mpsc::Receiver<Change>,
     stop: CancellationToken,
 ) {
+    let hub = &shared.hub;
     loop {
         let change = tokio::select! {
             change = changes.recv() => change,
@@ -191,6 +221,25 @@ async fn apply(
             Watched::Presence => {
                 if let Some(node) = &change.node {
                     hub.apply_presence(node, &change.key, value, change.age);
+                }
+            }
+            Watched::Revocations => {
+                let Some(pem) = value else {
+                    continue;
+                };
+                match crate::tls::revoked_from_pem(pem.as_bytes(), &shared.config.ca) {
+                    Ok(revoked) => {
+                        let shared = shared.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            shared.revoke_from_cluster(&revoked);
+                        })
+                        .await;
+                    }
+                    Err(reason) => warn!(
+                        node = %change.key,
+                        %reason,
+                        "a revocation list shared in the cluster was ignored"
+                    ),
                 }
             }
         }

@@ -37,6 +37,11 @@ impl Revoked {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// What this list and `other` revoke (a certificate revoked anywhere stays revoked).
+    pub fn with(&self, other: &Self) -> Self {
+        Self(self.0.union(&other.0).cloned().collect())
+    }
 }
 
 impl Revoked {

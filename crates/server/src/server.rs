@@ -283,7 +283,7 @@ impl Server {
         let cluster_stop = CancellationToken::new();
         let cluster_tasks = TaskTracker::new();
         if let Some(cluster) = cluster {
-            cluster.start(&shared.hub, &cluster_tasks, &cluster_stop);
+            cluster.start(&shared, &cluster_tasks, &cluster_stop);
         }
         cluster_tasks.close();
         tracker.spawn(warn_expiring_daily(shared.clone()));

@@ -13,7 +13,7 @@
 //!    recipient still connected.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -25,8 +25,10 @@ use crate::chat::presence::ClusterLink;
 use crate::chat::Hub;
 use crate::limits::AddressCounter;
 use crate::metrics::Metrics;
+use crate::revoked::Revoked;
 use crate::settings::Config;
 use crate::store::{Store, StoreError};
+use crate::sync::lock;
 use crate::tls;
 use crate::udp::{UdpKeys, UdpStats};
 
@@ -52,6 +54,10 @@ pub(crate) struct Shared {
     expiries: RwLock<Vec<tls::Expiry>>,
     /// The counters `--metrics` serves.
     pub(crate) metrics: Arc<Metrics>,
+    /// In a cluster: what the other nodes' revocation lists revoke, enforced here too.
+    cluster_revoked: Mutex<Revoked>,
+    /// In a cluster: shares this node's revocation list after it was (re)loaded.
+    share_revocations: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Admits requests until closed; closing waits for the requests admitted before.
@@ -143,6 +149,8 @@ impl Shared {
             udp_keys,
             expiries: RwLock::default(),
             metrics,
+            cluster_revoked: Mutex::default(),
+            share_revocations: OnceLock::new(),
         })
     }
 
@@ -237,7 +245,12 @@ impl Shared {
     /// the old ones stay.
     pub(crate) fn reload(&self) -> Result<(), String> {
         let result = tls::Credentials::load(&self.config)
-            .and_then(|credentials| {
+            .and_then(|mut credentials| {
+                // What the other nodes of a cluster revoked stays revoked here.
+                let cluster = lock(&self.cluster_revoked).clone();
+                if !cluster.is_empty() {
+                    credentials.revoked = Arc::new(credentials.revoked.with(&cluster));
+                }
                 let tls = tls::server_config(&self.config, &credentials)?;
                 Ok((credentials, tls))
             })
@@ -268,12 +281,47 @@ impl Shared {
                     info!(sessions = cut, "sessions of revoked certificates closed");
                 }
                 info!(cert = %self.config.cert.display(), "certificates reloaded");
+                if let Some(share) = self.share_revocations.get() {
+                    share();
+                }
                 Ok(())
             }
             Err(reason) => {
                 warn!(%reason, "certificate reload failed; keeping the current certificate");
                 Err(reason)
             }
+        }
+    }
+
+    /// In a cluster, `share` is called after every reload, to share this node's revocation
+    /// list with the others (and once now).
+    pub(crate) fn share_revocations_with(&self, share: Box<dyn Fn() + Send + Sync>) {
+        share();
+        let _ = self.share_revocations.set(share);
+    }
+
+    /// Another node of the cluster revoked `revoked` (its list, verified against the CA):
+    /// those sessions are cut here now, and once the credentials are reloaded with it, their
+    /// handshakes are refused too.
+    pub(crate) fn revoke_from_cluster(&self, revoked: &Revoked) {
+        let changed = {
+            let mut all = lock(&self.cluster_revoked);
+            let merged = all.with(revoked);
+            let changed = merged.len() != all.len();
+            *all = merged;
+            changed
+        };
+        if !changed {
+            return;
+        }
+        let cut = self.hub.revoke(revoked);
+        info!(
+            revoked = revoked.len(),
+            sessions = cut,
+            "revocation list shared by another node applied"
+        );
+        if let Err(reason) = self.reload() {
+            warn!(%reason, "the shared revocations cut sessions, but new handshakes are not refused until a reload works");
         }
     }
 

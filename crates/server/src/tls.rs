@@ -195,47 +195,7 @@ fn load_crl(config: &Config) -> Result<LoadedCrl, TlsSetupError> {
     let crls = CertificateRevocationListDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| refuse(e.to_string()))?;
-    if crls.is_empty() {
-        return Err(refuse(
-            "it holds no revocation list (X509 CRL) block".into(),
-        ));
-    }
-    // Each CA certificate's subject, and its key to check the list's signature with.
-    let ca_subjects: Vec<(Vec<u8>, PeerKey)> =
-        tlschat_tls::load_certs(&config.ca, "CA certificate")?
-            .iter()
-            .filter_map(|c| {
-                let subject = tlschat_proto::cert::summarize_der(c).ok()?.subject;
-                Some((subject, PeerKey::from_cert(c).ok()?))
-            })
-            .collect();
-    let mut revoked = HashSet::new();
-    let mut next = None;
-    for crl in &crls {
-        let summary =
-            tlschat_proto::cert::summarize_crl_der(crl).map_err(|e| refuse(e.to_string()))?;
-        if !ca_subjects
-            .iter()
-            .any(|(subject, _)| *subject == summary.issuer)
-        {
-            return Err(refuse(format!(
-                "it was not issued by the CA in {}",
-                config.ca.display()
-            )));
-        }
-        // Its signature is checked here, once: handshakes then only look a serial up.
-        let signed_by_ca = ca_subjects.iter().any(|(subject, key)| {
-            *subject == summary.issuer && key.verify(&summary.signed, &summary.signature)
-        });
-        if !signed_by_ca {
-            return Err(refuse(format!(
-                "its signature does not verify with the key of the CA in {}",
-                config.ca.display()
-            )));
-        }
-        revoked.extend(summary.serials);
-        next = summary.next_update.or(next);
-    }
+    let (revoked, next) = check_crls(&crls, &config.ca).map_err(refuse)?;
     tracing::info!(crl = %path.display(), revoked = revoked.len(), "revocation list loaded");
     let expiry = next.map(|at| Expiry {
         what: "revocation list",
@@ -243,6 +203,64 @@ fn load_crl(config: &Config) -> Result<LoadedCrl, TlsSetupError> {
         at,
     });
     Ok((Revoked::new(revoked), expiry))
+}
+
+/// The serials of revocation lists another node of a cluster loaded (PEM, as it read its
+/// file), once their signatures verify with the CA in `ca`: a list nobody with the CA's key
+/// signed changes nothing.
+///
+/// # Errors
+///
+/// Why the text is not a list the CA issued.
+pub fn revoked_from_pem(pem: &[u8], ca: &std::path::Path) -> Result<Revoked, String> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    check_crls(&crls, ca).map(|(revoked, _)| Revoked::new(revoked))
+}
+
+/// Checks that each list was issued and signed by a CA certificate in `ca`; returns every
+/// revoked serial and the latest next update.
+fn check_crls(
+    crls: &[CertificateRevocationListDer<'_>],
+    ca: &std::path::Path,
+) -> Result<(HashSet<Vec<u8>>, Option<i64>), String> {
+    if crls.is_empty() {
+        return Err("it holds no revocation list (X509 CRL) block".into());
+    }
+    // Each CA certificate's subject, and its key to check the list's signature with.
+    let ca_subjects: Vec<(Vec<u8>, PeerKey)> = tlschat_tls::load_certs(ca, "CA certificate")
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|c| {
+            let subject = tlschat_proto::cert::summarize_der(c).ok()?.subject;
+            Some((subject, PeerKey::from_cert(c).ok()?))
+        })
+        .collect();
+    let mut revoked = HashSet::new();
+    let mut next = None;
+    for crl in crls {
+        let summary = tlschat_proto::cert::summarize_crl_der(crl).map_err(|e| e.to_string())?;
+        if !ca_subjects
+            .iter()
+            .any(|(subject, _)| *subject == summary.issuer)
+        {
+            return Err(format!("it was not issued by the CA in {}", ca.display()));
+        }
+        // Its signature is checked here, once: handshakes then only look a serial up.
+        let signed_by_ca = ca_subjects.iter().any(|(subject, key)| {
+            *subject == summary.issuer && key.verify(&summary.signed, &summary.signature)
+        });
+        if !signed_by_ca {
+            return Err(format!(
+                "its signature does not verify with the key of the CA in {}",
+                ca.display()
+            ));
+        }
+        revoked.extend(summary.serials);
+        next = summary.next_update.or(next);
+    }
+    Ok((revoked, next))
 }
 
 /// Refuses a leaf certificate without server-auth usage, valid for no host name or address, or

@@ -97,6 +97,8 @@ struct Inner {
     presence: kv::Store,
     /// Names claimed with `NICK`, by node (same lifetime).
     claims: kv::Store,
+    /// Each node's revocation list (PEM), by node.
+    revoked: kv::Store,
     /// This node's name: stored messages carry it, so the node skips its own when following.
     node: String,
     /// The ids entries this node last wrote, with their revisions: the next compare-and-set
@@ -286,6 +288,7 @@ async fn connect(
         settings: bucket("tlschat_settings", None).await?,
         presence: bucket("tlschat_presence", Some(PRESENCE_TTL)).await?,
         claims: bucket("tlschat_claims", Some(PRESENCE_TTL)).await?,
+        revoked: bucket("tlschat_revoked", None).await?,
         node: name.to_owned(),
         written: std::sync::Mutex::default(),
         client,
@@ -453,7 +456,10 @@ async fn allocate(inner: &Inner, conversation: &str, count: u64) -> Result<u64, 
             Some((ids, revision)) => (ids, Some(revision)),
             None => {
                 let (value, revision) = entry(&inner.ids, &key).await?;
-                (value.map_or_else(Ids::default, |v| Ids::parse(&v)), revision)
+                (
+                    value.map_or_else(Ids::default, |v| Ids::parse(&v)),
+                    revision,
+                )
             }
         };
         let first_new = current.last + 1;
@@ -507,7 +513,10 @@ async fn append(inner: Arc<Inner>, records: Vec<Record>) -> Result<Vec<u64>, Sto
     }
     let mut next: BTreeMap<String, u64> = BTreeMap::new();
     for (conversation, count) in &wanted {
-        next.insert(conversation.clone(), allocate(&inner, conversation, *count).await?);
+        next.insert(
+            conversation.clone(),
+            allocate(&inner, conversation, *count).await?,
+        );
     }
     // The messages, each acknowledged by JetStream before the group is.
     let mut ids = Vec::with_capacity(records.len());

@@ -51,6 +51,8 @@ pub enum Watched {
     Settings,
     /// Who is connected to which node.
     Presence,
+    /// Each node's revocation list (key: the node).
+    Revocations,
 }
 
 /// An entry of a watched bucket, as it is now.
@@ -73,6 +75,7 @@ impl Inner {
             Watched::Keys => &self.keys,
             Watched::Settings => &self.settings,
             Watched::Presence => &self.presence,
+            Watched::Revocations => &self.revoked,
         }
     }
 }
@@ -159,6 +162,23 @@ impl JetStreamStore {
                 .collect()
                 .await;
             results.into_iter().collect()
+        })
+    }
+
+    /// Shares this node's revocation list (`pem`, as its file holds it).
+    ///
+    /// # Errors
+    ///
+    /// NATS cannot be reached.
+    pub fn put_revocations(&self, pem: String) -> Result<(), StoreError> {
+        self.connected()?;
+        self.run("sharing the revocation list", |inner| async move {
+            inner
+                .revoked
+                .put(token(&inner.node), Bytes::from(pem))
+                .await
+                .map(drop)
+                .map_err(|e| nats("sharing the revocation list", e))
         })
     }
 
