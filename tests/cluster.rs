@@ -191,14 +191,8 @@ async fn alice_and_bob_on_two_nodes_share_a_room_who_and_direct_messages() {
             .args(["listen", "--count", "100"]),
     );
     listener.wait_for_stderr("listening");
-    let phone = vec![
-        "--e2e-key".to_owned(),
-        pki.path("alice-phone-e2e-key").display().to_string(),
-        "--device".to_owned(),
-        "phone".to_owned(),
-        "devices".to_owned(),
-    ];
-    let phone: Vec<&str> = phone.iter().map(String::as_str).collect();
+    let phone_key = pki.path("alice-phone-e2e-key").display().to_string();
+    let phone = ["--e2e-key", &phone_key, "--device", "phone", "devices"];
     let out = tlschat(&pki, one.addr(), Some("alice"), &phone);
     assert!(out.status.success(), "{}", text(&out.stderr));
     listener.wait_for_stderr("alice added a device, phone");
