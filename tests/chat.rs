@@ -2,18 +2,11 @@
 //! against the real `tlschat-server` binary.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tlschat_client::Client;
-use tlschat_proto::{ErrorCode, Event, Reply, Request, Target, Trust};
-use tlschat_tests::{Pki, RawTls, ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT};
-
-async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Client {
-    Client::connect(&pki.client_config(server, user))
-        .await
-        .expect("connect")
-}
+use tlschat_proto::{ErrorCode, Event, Reply, Request, Trust};
+use tlschat_tests::{connect, msg, Pki, RawTls, ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT};
 
 async fn call(client: &mut Client, request: Request) -> Reply {
     tokio::time::timeout(STEP_TIMEOUT, client.request(&request))
@@ -51,13 +44,6 @@ async fn message(client: &mut Client) -> Event {
         if matches!(event, Event::Message { .. } | Event::Direct { .. }) {
             return event;
         }
-    }
-}
-
-fn msg(target: &str, text: &str) -> Request {
-    Request::Msg {
-        target: Target::parse(target).unwrap(),
-        text: text.into(),
     }
 }
 

@@ -4,16 +4,15 @@
 //! a node killed while its users send. Skipped where nats-server is not installed.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tlschat_client::Client;
-use tlschat_proto::{ErrorCode, Event, Reply, Request, Target};
+use tlschat_proto::{ErrorCode, Event, Reply, Request};
 use tlschat_tests::nats::Nats;
 use tlschat_tests::tmux::Tmux;
 use tlschat_tests::{
-    call, ok, text, tlschat, tlschat_command, tlschat_shell, Background, Pki, ServerProcess,
-    NO_RATE_LIMIT, STEP_TIMEOUT,
+    call, connect, msg, ok, text, tlschat, tlschat_command, tlschat_shell, Background, Pki,
+    ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT,
 };
 
 /// Starts a node of the cluster on `nats`, called `name`.
@@ -23,19 +22,6 @@ fn node(pki: &Pki, nats: &Nats, name: &str, extra: &[&str]) -> ServerProcess {
     args.extend_from_slice(NO_RATE_LIMIT);
     args.extend_from_slice(extra);
     ServerProcess::start(pki, &args)
-}
-
-async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Client {
-    Client::connect(&pki.client_config(server, user))
-        .await
-        .expect("connect")
-}
-
-fn msg(target: &str, text: &str) -> Request {
-    Request::Msg {
-        target: Target::parse(target).expect("target"),
-        text: text.into(),
-    }
 }
 
 /// The next event the client receives, within the step timeout.
@@ -110,8 +96,7 @@ async fn history(client: &mut Client, room: &str) -> Vec<(u64, String, String)> 
 #[tokio::test]
 async fn alice_and_bob_on_two_nodes_share_a_room_who_and_direct_messages() {
     let test = "alice_and_bob_on_two_nodes_share_a_room_who_and_direct_messages";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = Nats::start(test, dir.path()) else {
+    let Some(nats) = Nats::start_temp(test) else {
         return;
     };
     let pki = Pki::standard();
@@ -220,8 +205,7 @@ fn e2e_args(pki: &Pki, user: &str, args: &[&str]) -> Vec<String> {
 async fn three_senders_on_three_nodes_are_received_in_one_order_everywhere() {
     const EACH: usize = 1000;
     let test = "three_senders_on_three_nodes_are_received_in_one_order_everywhere";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = Nats::start(test, dir.path()) else {
+    let Some(nats) = Nats::start_temp(test) else {
         return;
     };
     let pki = Pki::with_args(&[
@@ -305,8 +289,7 @@ async fn three_senders_on_three_nodes_are_received_in_one_order_everywhere() {
 #[tokio::test]
 async fn two_certless_clients_on_two_nodes_claim_one_nick_and_exactly_one_wins() {
     let test = "two_certless_clients_on_two_nodes_claim_one_nick_and_exactly_one_wins";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = Nats::start(test, dir.path()) else {
+    let Some(nats) = Nats::start_temp(test) else {
         return;
     };
     let pki = Pki::standard();
@@ -348,8 +331,7 @@ async fn two_certless_clients_on_two_nodes_claim_one_nick_and_exactly_one_wins()
 #[tokio::test]
 async fn a_nats_outage_refuses_messages_clearly_and_sending_works_again_after_it() {
     let test = "a_nats_outage_refuses_messages_clearly_and_sending_works_again_after_it";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mut nats) = Nats::start(test, dir.path()) else {
+    let Some(mut nats) = Nats::start_temp(test) else {
         return;
     };
     let pki = Pki::standard();
@@ -401,8 +383,7 @@ async fn a_nats_outage_refuses_messages_clearly_and_sending_works_again_after_it
 #[tokio::test]
 async fn a_killed_node_loses_no_acknowledged_message_and_its_people_leave_within_the_ttl() {
     let test = "a_killed_node_loses_no_acknowledged_message_and_its_people_leave_within_the_ttl";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = Nats::start(test, dir.path()) else {
+    let Some(nats) = Nats::start_temp(test) else {
         return;
     };
     let pki = Pki::standard();
@@ -475,8 +456,7 @@ async fn wait_for_quit(client: &mut Client, nick: &str) -> Event {
 #[test]
 fn the_chat_client_fails_over_to_another_node_and_catches_up_once() {
     let test = "the_chat_client_fails_over_to_another_node_and_catches_up_once";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = Nats::start(test, dir.path()) else {
+    let Some(nats) = Nats::start_temp(test) else {
         return;
     };
     let pki = Pki::standard();
@@ -520,8 +500,7 @@ fn the_chat_client_fails_over_to_another_node_and_catches_up_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_loaded_on_one_node_cuts_and_refuses_the_user_on_the_others() {
     let test = "a_revocation_loaded_on_one_node_cuts_and_refuses_the_user_on_the_others";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = Nats::start(test, dir.path()) else {
+    let Some(nats) = Nats::start_temp(test) else {
         return;
     };
     let pki = Pki::standard();

@@ -12,22 +12,9 @@ use std::sync::Arc;
 use tlschat_client::Client;
 use tlschat_proto::{Anchor, ErrorCode, Event, Reply, Request, ServerLine, Target};
 use tlschat_tests::{
-    call, ok, refused, text, tlschat, tlschat_command, Background, Pki, RawTls, ServerProcess,
-    NO_RATE_LIMIT, STEP_TIMEOUT,
+    call, connect, msg, ok, refused, text, tlschat, tlschat_command, Background, Pki, RawTls,
+    ServerProcess, NO_RATE_LIMIT, STEP_TIMEOUT,
 };
-
-async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> Client {
-    Client::connect(&pki.client_config(server, user))
-        .await
-        .expect("connect")
-}
-
-fn msg(target: &str, text: &str) -> Request {
-    Request::Msg {
-        target: Target::parse(target).unwrap(),
-        text: text.into(),
-    }
-}
 
 fn history(target: &str, anchor: Option<Anchor>, limit: Option<u32>) -> Request {
     Request::History {

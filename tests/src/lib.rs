@@ -673,6 +673,21 @@ pub fn udp_exec(pki: &Pki, server: SocketAddr, user: Option<&str>, request: &[&s
     tlschat(pki, server, user, &args)
 }
 
+/// A client of `server` as `user` (or anonymous), connected.
+pub async fn connect(pki: &Pki, server: SocketAddr, user: Option<&str>) -> tlschat_client::Client {
+    tlschat_client::Client::connect(&pki.client_config(server, user))
+        .await
+        .expect("connect")
+}
+
+/// `MSG target text`.
+pub fn msg(target: &str, text: &str) -> tlschat_proto::Request {
+    tlschat_proto::Request::Msg {
+        target: tlschat_proto::Target::parse(target).expect("a room or a name"),
+        text: text.into(),
+    }
+}
+
 /// Sends `request` and returns the reply, within the step timeout.
 pub async fn call(
     client: &mut tlschat_client::Client,

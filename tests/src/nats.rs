@@ -17,6 +17,8 @@ pub struct Nats {
     child: Child,
     addr: SocketAddr,
     dir: PathBuf,
+    /// The folder, when it is the server's own (removed with it).
+    _own: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Nats {
@@ -24,6 +26,14 @@ impl Nats {
     /// `SKIPPED` line naming `test`) when nats-server is not installed.
     pub fn start(test: &str, dir: &Path) -> Option<Self> {
         Self::launch(test, dir, None)
+    }
+
+    /// Like [`start`](Self::start), storing in a temporary folder of its own.
+    pub fn start_temp(test: &str) -> Option<Self> {
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("temporary folder"));
+        let mut nats = Self::launch(test, dir.path(), None)?;
+        nats._own = Some(dir);
+        Some(nats)
     }
 
     fn launch(test: &str, dir: &Path, port: Option<u16>) -> Option<Self> {
@@ -73,6 +83,7 @@ impl Nats {
             child,
             addr,
             dir: dir.to_owned(),
+            _own: None,
         })
     }
 
@@ -89,8 +100,9 @@ impl Nats {
 
     /// Starts it again on the same port and folder, after [`kill`](Self::kill).
     pub fn restart(&mut self) {
-        let again = Self::launch("restart", &self.dir, Some(self.addr.port()))
+        let mut again = Self::launch("restart", &self.dir, Some(self.addr.port()))
             .expect("nats-server was there a moment ago");
+        again._own = self._own.take();
         *self = again;
     }
 }
