@@ -2,107 +2,16 @@
 //! server picks, storing in a temporary folder). Skipped, and said so, where nats-server is
 //! not installed; CI installs it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use tlschat_tests::nats::Nats;
 
 use super::*;
 use crate::store::conformance::{self, room};
 
-/// How long nats-server may take to start.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A nats-server with JetStream, stopped on drop.
-struct NatsServer {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl NatsServer {
-    /// Starts one on a free port (or on `port`), storing in `dir`; `None` (and a `SKIPPED`
-    /// line) when nats-server is not installed.
-    fn start(test: &str, dir: &Path, port: Option<u16>) -> Option<Self> {
-        let port = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        let spawned = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED {test}: nats-server is not installed"
-                );
-                return None;
-            }
-            Err(err) => panic!("starting nats-server: {err}"),
-        };
-        // Its log says where it listens, then that it is ready.
-        let stderr = child.stderr.take().expect("piped");
-        let (lines, seen) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut addr = None;
-        let mut log = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = seen.recv_timeout(left) else {
-                break;
-            };
-            if let Some(at) = line.split("Listening for client connections on ").nth(1) {
-                addr = at.trim().parse().ok();
-            }
-            let ready = line.contains("Server is ready");
-            log.push(line);
-            if ready {
-                break;
-            }
-        }
-        let addr = addr.unwrap_or_else(|| panic!("nats-server did not start: {log:?}"));
-        Some(Self {
-            child,
-            addr,
-            dir: dir.to_owned(),
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("nats://{}", self.addr)
-    }
-
-    /// Stops it (as a crash would: SIGKILL).
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[test]
 fn the_jetstream_store_behaves_as_every_store_must() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = NatsServer::start(
-        "the_jetstream_store_behaves_as_every_store_must",
-        dir.path(),
-        None,
-    ) else {
+    let Some(nats) = Nats::start_temp("the_jetstream_store_behaves_as_every_store_must") else {
         return;
     };
     let store = JetStreamStore::open(&nats.url(), None, "node-1").unwrap();
@@ -111,12 +20,8 @@ fn the_jetstream_store_behaves_as_every_store_must() {
 
 #[test]
 fn two_nodes_share_one_sequence_of_ids_per_conversation() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = NatsServer::start(
-        "two_nodes_share_one_sequence_of_ids_per_conversation",
-        dir.path(),
-        None,
-    ) else {
+    let Some(nats) = Nats::start_temp("two_nodes_share_one_sequence_of_ids_per_conversation")
+    else {
         return;
     };
     let nodes = [
@@ -172,14 +77,12 @@ fn two_nodes_share_one_sequence_of_ids_per_conversation() {
 
 #[test]
 fn while_nats_is_down_messages_are_refused_and_after_it_returns_they_are_stored() {
-    let dir = tempfile::tempdir().unwrap();
     let test = "while_nats_is_down_messages_are_refused_and_after_it_returns_they_are_stored";
-    let Some(mut nats) = NatsServer::start(test, dir.path(), None) else {
+    let Some(mut nats) = Nats::start_temp(test) else {
         return;
     };
     let store = JetStreamStore::open(&nats.url(), None, "node-1").unwrap();
     assert_eq!(store.append(&[room("#ops", "before")]).unwrap(), [1]);
-    let port = nats.addr.port();
     nats.kill();
     // Refused, with a clear error, and in bounded time (never acknowledged and lost).
     let refused = Instant::now();
@@ -199,7 +102,7 @@ fn while_nats_is_down_messages_are_refused_and_after_it_returns_they_are_stored(
     let text = err.to_string();
     assert!(text.contains("NATS"), "{text}");
     // Back on the same port and folder: the store reconnects by itself.
-    let nats = NatsServer::start(test, &nats.dir.clone(), Some(port)).expect("restarted");
+    nats.restart();
     let deadline = Instant::now() + Duration::from_secs(30);
     let ids = loop {
         match store.append(&[room("#ops", "after")]) {
