@@ -336,10 +336,13 @@ async fn a_nats_outage_refuses_messages_clearly_and_sending_works_again_after_it
     };
     let pki = Pki::standard();
     let one = node(&pki, &nats, "one", &[]);
+    let two = node(&pki, &nats, "two", &[]);
     let mut alice = connect(&pki, one.addr(), Some("alice")).await;
     ok(&mut alice, Request::Join("#ops".into())).await;
     ok(&mut alice, msg("#ops", "before")).await;
-    nats.kill();
+    let mut bob = connect(&pki, two.addr(), Some("bob")).await;
+    // Stopped as for an upgrade (cleanly); the kill of a node is another test.
+    nats.stop();
     let mut acknowledged = vec!["before".to_owned()];
     match call(&mut alice, &msg("#ops", "during")).await {
         Reply::Err(err) => {
@@ -378,6 +381,11 @@ async fn a_nats_outage_refuses_messages_clearly_and_sending_works_again_after_it
         .map(|m| m.2)
         .collect();
     assert_eq!(kept, acknowledged);
+    // Presence is back too: node two sees alice in her room again.
+    until(&mut bob, Request::Who("#ops".into()), |who| {
+        who == "alice=verified"
+    })
+    .await;
 }
 
 #[tokio::test]

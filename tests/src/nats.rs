@@ -98,7 +98,18 @@ impl Nats {
         let _ = self.child.wait();
     }
 
-    /// Starts it again on the same port and folder, after [`kill`](Self::kill).
+    /// Stops it cleanly (SIGTERM, as a service manager does for a restart or an upgrade).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if crate::wait_timeout(&mut self.child, STEP_TIMEOUT).is_none() {
+            self.kill();
+        }
+    }
+
+    /// Starts it again on the same port and folder, after [`kill`](Self::kill) or
+    /// [`stop`](Self::stop).
     pub fn restart(&mut self) {
         let mut again = Self::launch("restart", &self.dir, Some(self.addr.port()))
             .expect("nats-server was there a moment ago");

@@ -261,11 +261,9 @@ async fn connect(
                 subjects: vec![format!("$KV.{name}.>")],
                 max_messages_per_subject: 1,
                 max_age: ttl.unwrap_or_default(),
-                // Who is connected is lost with a restart of NATS: it is rebuilt in seconds.
-                storage: match ttl {
-                    Some(_) => stream::StorageType::Memory,
-                    None => stream::StorageType::File,
-                },
+                // On disk, presence too: a memory stream is gone after a restart of NATS (the
+                // bucket with it), and its entries live seconds anyway.
+                storage: stream::StorageType::File,
                 allow_rollup: true,
                 deny_delete: true,
                 allow_direct: true,
