@@ -262,17 +262,40 @@ async fn give_up(inner: &Inner, name: &str) -> Result<(), StoreError> {
 /// Feeds the other nodes' messages from stream sequence `start` into `out`, again after
 /// every failure, until `out` is closed.
 async fn follow_from(inner: std::sync::Arc<Inner>, mut start: u64, out: mpsc::Sender<Stored>) {
+    let mut streak = Streak::default();
     loop {
+        let began = std::time::Instant::now();
         match feed(&inner, &mut start, &out).await {
             Ok(()) => return,
             Err(err) => {
-                tracing::warn!(error = %err, "following the cluster's messages: starting again");
+                if streak.first_failure(began) {
+                    tracing::warn!(error = %err, "following the cluster's messages: starting again (until it works)");
+                } else {
+                    tracing::debug!(error = %err, "following the cluster's messages: starting again");
+                }
                 tokio::time::sleep(RESTART_PAUSE).await;
             }
         }
         if out.is_closed() {
             return;
         }
+    }
+}
+
+/// Failures in a row of a feed or a watch, so an outage is logged once, not twice a second.
+#[derive(Debug, Default)]
+struct Streak {
+    failing: bool,
+}
+
+impl Streak {
+    /// A run that began at `began` failed: whether it starts a streak (the run before worked
+    /// for a while, or this is the first).
+    fn first_failure(&mut self, began: std::time::Instant) -> bool {
+        let worked = began.elapsed() >= Duration::from_secs(10);
+        let first = !self.failing || worked;
+        self.failing = true;
+        first
     }
 }
 
@@ -334,11 +357,17 @@ async fn feed(
 /// Feeds every entry of a bucket, then its changes, into `out`, again after every failure,
 /// until `out` is closed.
 async fn watch(inner: std::sync::Arc<Inner>, which: Watched, out: mpsc::Sender<Change>) {
+    let mut streak = Streak::default();
     loop {
+        let began = std::time::Instant::now();
         match watch_once(&inner, which, &out).await {
             Ok(()) => return,
             Err(err) => {
-                tracing::warn!(error = %err, ?which, "watching the cluster's shared state: starting again");
+                if streak.first_failure(began) {
+                    tracing::warn!(error = %err, ?which, "watching the cluster's shared state: starting again (until it works)");
+                } else {
+                    tracing::debug!(error = %err, ?which, "watching the cluster's shared state: starting again");
+                }
                 tokio::time::sleep(RESTART_PAUSE).await;
             }
         }
