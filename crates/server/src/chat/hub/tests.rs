@@ -846,3 +846,102 @@ fn a_server_ban_disconnects_every_session_and_refuses_login_until_it_ends() {
     assert_eq!(hub.unban_from_server(&root, "bob"), Reply::ok("bob"));
     assert!(hub.server_ban_of(&again, now).is_none());
 }
+
+/// Name claims across a cluster, as a set (the real ones are a JetStream bucket, tested end
+/// to end in tests/cluster.rs).
+#[derive(Default)]
+struct Claims(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl crate::chat::presence::NameClaims for Claims {
+    fn claim(&self, name: &str) -> Result<bool, crate::store::StoreError> {
+        Ok(self.0.lock().unwrap().insert(name.to_owned()))
+    }
+
+    fn release(&self, names: Vec<String>) {
+        let mut held = self.0.lock().unwrap();
+        for name in names {
+            held.remove(&name);
+        }
+    }
+}
+
+/// A hub that is node `me` of a cluster, with `claims`.
+fn clustered(claims: Arc<Claims>) -> Hub {
+    let link = crate::chat::presence::ClusterLink::new(
+        "me".into(),
+        Vec::new(),
+        claims,
+        std::time::Duration::from_secs(15),
+    );
+    Hub::new().in_cluster(link)
+}
+
+#[test]
+fn people_on_other_nodes_count_in_who_and_rooms_and_are_told_once() {
+    let hub = clustered(Arc::default());
+    let alice = verified(&hub, "alice");
+    assert!(matches!(hub.join(&alice, "#ops"), Reply::Ok(_)));
+    events(&alice);
+    let zero = std::time::Duration::ZERO;
+    // Bob is in #ops on node two, and (a second device) on node three.
+    hub.apply_presence("two", "bob", Some("verified bob #ops"), zero);
+    hub.apply_presence("three", "bob", Some("verified bob #ops #dev"), zero);
+    assert_eq!(
+        events(&alice),
+        [Event::Join {
+            room: "#ops".into(),
+            nick: "bob".into(),
+            trust: Trust::Verified
+        }]
+    );
+    assert_eq!(hub.who("#ops"), Reply::ok("alice=verified bob=verified"));
+    assert_eq!(hub.who("#dev"), Reply::ok("bob=verified"));
+    assert_eq!(hub.list_rooms(&alice), Reply::ok("#dev=1 #ops=2"));
+    // This node's own entries, coming back from the cluster, change nothing.
+    hub.apply_presence("me", "alice", None, zero);
+    assert_eq!(hub.who("#ops"), Reply::ok("alice=verified bob=verified"));
+    // Gone from one node: still there. Gone from the last: a quit, once.
+    hub.apply_presence("two", "bob", None, zero);
+    assert!(events(&alice).is_empty());
+    hub.apply_presence("three", "bob", None, zero);
+    assert!(matches!(
+        &events(&alice)[..],
+        [Event::Quit { nick, reason, .. }] if nick == "bob" && reason == "disconnected"
+    ));
+    assert_eq!(hub.who("#ops"), Reply::ok("alice=verified"));
+    // What this node's people did is marked for the cluster, with their rooms.
+    let marked = hub.take_presence(false);
+    assert!(
+        marked.contains(&("alice".to_owned(), Some("verified alice #ops".to_owned()))),
+        "{marked:?}"
+    );
+    assert!(hub.take_presence(false).is_empty(), "taken once");
+}
+
+#[test]
+fn a_nick_is_one_persons_across_the_cluster() {
+    let claims = Arc::new(Claims::default());
+    let hub = clustered(claims.clone());
+    // Held on another node (seen in its presence), or claimed by another node first.
+    hub.apply_presence(
+        "two",
+        "sam",
+        Some("unverified sam"),
+        std::time::Duration::ZERO,
+    );
+    let first = unverified(&hub);
+    assert_eq!(code(hub.set_nick(&first, "sam")), ErrorCode::NickTaken);
+    claims.0.lock().unwrap().insert("kim".into());
+    assert_eq!(code(hub.set_nick(&first, "Kim")), ErrorCode::NickTaken);
+    // Free: claimed here; a change of name gives the old one up.
+    assert!(matches!(hub.set_nick(&first, "lee"), Reply::Ok(_)));
+    assert!(claims.0.lock().unwrap().contains("lee"));
+    assert!(matches!(hub.set_nick(&first, "max"), Reply::Ok(_)));
+    assert!(!claims.0.lock().unwrap().contains("lee"));
+    // A name seen with a certificate on another node is reserved here, and whoever holds it
+    // here with NICK is let go.
+    hub.apply_name("max");
+    assert!(first.disconnect_reason().is_some());
+    let second = unverified(&hub);
+    assert_eq!(code(hub.set_nick(&second, "max")), ErrorCode::NickTaken);
+}
