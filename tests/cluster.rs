@@ -100,7 +100,8 @@ async fn alice_and_bob_on_two_nodes_share_a_room_who_and_direct_messages() {
         return;
     };
     let pki = Pki::standard();
-    let (one, two) = (node(&pki, &nats, "one", &[]), node(&pki, &nats, "two", &[]));
+    let one = node(&pki, &nats, "one", &[]);
+    let two = node(&pki, &nats, "two", &["--metrics", "127.0.0.1:0"]);
     let mut alice = connect(&pki, one.addr(), Some("alice")).await;
     let mut bob = connect(&pki, two.addr(), Some("bob")).await;
     ok(&mut alice, Request::Join("#ops".into())).await;
@@ -120,6 +121,17 @@ async fn alice_and_bob_on_two_nodes_share_a_room_who_and_direct_messages() {
         .await;
         until(client, Request::Rooms, |rooms| rooms.contains("#ops=2")).await;
     }
+    // Node two's monitoring counts alice, on node one.
+    let (status, metrics) = tlschat_tests::http_get(two.metrics_addr(), "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tlschat_cluster_people_elsewhere 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tlschat_cluster_held_messages 0"),
+        "{metrics}"
+    );
     // Messages both ways, in one order both agree on.
     for round in 0..3 {
         ok(&mut alice, msg("#ops", &format!("alice {round}"))).await;

@@ -40,6 +40,8 @@ pub struct Metrics {
     bytes_sent: Counter,
     certificate_expiry: Family<Labels, Gauge>,
     store_bytes: Gauge,
+    cluster_people: Gauge,
+    cluster_held: Gauge,
     tls_sessions: Family<Labels, Counter>,
     handshake_seconds: Histogram,
     messages_received: Family<Labels, Counter>,
@@ -87,6 +89,8 @@ impl Metrics {
             bytes_sent: Counter::default(),
             certificate_expiry: Family::default(),
             store_bytes: Gauge::default(),
+            cluster_people: Gauge::default(),
+            cluster_held: Gauge::default(),
             tls_sessions: Family::default(),
             // From half a millisecond to about a second.
             handshake_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 12)),
@@ -174,6 +178,16 @@ impl Metrics {
             "tlschat_store_bytes",
             "Size of the message store on disk",
             metrics.store_bytes.clone(),
+        );
+        registry.register(
+            "tlschat_cluster_people_elsewhere",
+            "In a cluster: people connected to the other nodes (as their presence says)",
+            metrics.cluster_people.clone(),
+        );
+        registry.register(
+            "tlschat_cluster_held_messages",
+            "In a cluster: messages held for an earlier id another node has not stored yet",
+            metrics.cluster_held.clone(),
         );
         registry.register(
             "tlschat_tls_sessions",
@@ -393,6 +407,14 @@ impl Metrics {
     pub fn set_store_bytes(&self, bytes: u64) {
         self.store_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// In a cluster: people on the other nodes, and messages held for an earlier id.
+    pub fn set_cluster(&self, people: usize, held: usize) {
+        self.cluster_people
+            .set(i64::try_from(people).unwrap_or(i64::MAX));
+        self.cluster_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     /// Everything, in the OpenMetrics text format.

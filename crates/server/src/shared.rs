@@ -175,6 +175,9 @@ impl Shared {
         if let Some(Ok(stats)) = self.hub.store_stats() {
             self.metrics.set_store_bytes(stats.bytes);
         }
+        if let Some((people, held)) = self.hub.cluster_counts() {
+            self.metrics.set_cluster(people, held);
+        }
         self.metrics.encode_prometheus()
     }
 

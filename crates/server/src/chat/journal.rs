@@ -146,6 +146,11 @@ impl Journal {
         holding
     }
 
+    /// Messages held for an earlier id (a cluster).
+    pub(crate) fn held(&self) -> usize {
+        self.order.as_ref().map_or(0, |o| lock(o).held())
+    }
+
     /// Whether messages are held for an earlier id (a cluster).
     pub(crate) fn holding(&self) -> bool {
         self.order.as_ref().is_some_and(|o| lock(o).holding())

@@ -182,6 +182,11 @@ impl Remote {
         changes
     }
 
+    /// People on other nodes.
+    pub(crate) fn people(&self) -> usize {
+        self.people.len()
+    }
+
     /// The person called `name` as another node has them: their name as shown and trust.
     pub(crate) fn person(&self, name: &str) -> Option<(String, Trust)> {
         let nodes = self.people.get(&name_key(name))?;

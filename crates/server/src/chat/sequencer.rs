@@ -62,6 +62,11 @@ impl<T> Sequencer<T> {
         self.next.get(conversation).copied().unwrap_or(1)
     }
 
+    /// Messages waiting for an earlier id.
+    pub(crate) fn held(&self) -> usize {
+        self.held.values().map(|h| h.items.len()).sum()
+    }
+
     /// Whether any message waits for an earlier id.
     pub(crate) fn holding(&self) -> bool {
         !self.held.is_empty()

@@ -36,6 +36,14 @@ impl Hub {
         self
     }
 
+    /// In a cluster: people on the other nodes, and messages held for an earlier id.
+    pub fn cluster_counts(&self) -> Option<(usize, usize)> {
+        let link = self.cluster.as_ref()?;
+        let people = link.remote().people();
+        let held = self.journal.as_ref().map_or(0, |j| j.held());
+        Some((people, held))
+    }
+
     /// Whether this hub is a node of a cluster.
     pub fn clustered(&self) -> bool {
         self.cluster.is_some()
