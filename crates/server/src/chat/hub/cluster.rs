@@ -268,6 +268,10 @@ impl Hub {
 
     /// Marks `name`'s presence as changed (in a cluster).
     pub(super) fn touched(&self, name: &str) {
+        if name.is_empty() {
+            // A connection that never had a name: nobody to tell of.
+            return;
+        }
         if let Some(link) = &self.cluster {
             lock(&link.touched).insert(name_key(name));
             link.changed.notify_one();

@@ -916,6 +916,10 @@ fn people_on_other_nodes_count_in_who_and_rooms_and_are_told_once() {
         "{marked:?}"
     );
     assert!(hub.take_presence(false).is_empty(), "taken once");
+    // A connection that never had a name leaves nothing to tell (an empty key is no key).
+    let anonymous = unverified(&hub);
+    hub.leave_all(&anonymous, "quit", &[]);
+    assert!(hub.take_presence(false).is_empty());
 }
 
 #[test]
