@@ -16,12 +16,8 @@
 #   SCALE=0.2 scripts/bench-cluster.sh smaller runs
 #
 # Installs nats-server with apt-get when missing (root only).
-if ! command -v nats-server >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
-fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
-scale="${SCALE:-1}"
-n() { python3 -c "print(max(1, int($1 * $scale)))"; }
+need nats-server:nats-server
 results="$work/results.jsonl"
 
 # start_cluster N: nats-server with JetStream (plain, loopback) and N nodes; sets $server_pid

@@ -6,8 +6,6 @@
 #   scripts/bench-crl.sh              one pass each
 #   RUNS=3 scripts/bench-crl.sh       three passes, interleaved; medians
 source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
-scale="${SCALE:-1}"
-n() { python3 -c "print(max(1, int($1 * $scale)))"; }
 results="$work/results.jsonl"
 revoked="${REVOKED:-10000}"
 # A revocation list of $revoked serials (none of them the benchmark client's), signed by the CA.

@@ -13,10 +13,8 @@
 # nats-server runs with TLS (verify off, as tlschat's fan-out clients present no certificate;
 # a second instance with verify on measures CA-verified handshakes). ncat has no
 # request/response and no client verification, so those rows are missing for it.
-if ! command -v nats-server >/dev/null || ! command -v ncat >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server ncat >/dev/null
-fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
+need nats-server:nats-server ncat:ncat
 source "$root/scripts/lib/bench-suite.sh"
 results="$work/results.jsonl"
 for _ in $(seq "${RUNS:-1}"); do

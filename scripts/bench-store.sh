@@ -17,12 +17,8 @@
 #   PIN=1 RUNS=3 ...                  servers on core 0, generator on core 1
 #
 # Installs nats-server with apt-get when missing (root only).
-if ! command -v nats-server >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
-fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
-scale="${SCALE:-1}"
-n() { python3 -c "print(max(1, int($1 * $scale)))"; }
+need nats-server:nats-server
 results="$work/results.jsonl"
 fanout() { case="fanout 50x1 64 B"; bench tlschat "$server_addr" fanout --subscribers 50 --messages "$(n 100000)" --size 64; }
 durable() { case="acked messages 10 conns 64 B"; bench "$1" "$server_addr" durable --connections 10 --messages "$(n 20000)" --size 64; }

@@ -52,6 +52,22 @@ if [[ "${PIN:-0}" == 1 ]]; then
   on_bench_core=(taskset -c 1)
 fi
 
+# SCALE (default 1) scales the runs: n COUNT is COUNT times SCALE, at least 1.
+scale="${SCALE:-1}"
+n() { python3 -c "print(max(1, int($1 * $scale)))"; }
+
+# need COMMAND:PACKAGE...: installs the Debian packages of the commands that are missing
+# (apt-get, root only).
+need() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_tlschat [FLAGS...]: sets $server_pid and $server_addr. Flags override the file

@@ -1,7 +1,5 @@
 # The standard suite: the same work for every target. Expects bench-common.sh to be sourced,
 # a server started, and $results set.
-scale="${SCALE:-1}"
-n() { python3 -c "print(max(1, int($1 * $scale)))"; }
 
 suite() { # target
   local t="$1"
