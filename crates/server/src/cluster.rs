@@ -40,7 +40,8 @@ const FEED_BATCH: usize = 512;
 /// This node's connection to the cluster.
 pub struct Cluster {
     store: Arc<JetStreamStore>,
-    follow: Follow,
+    /// What the other nodes store, from when this node began to follow.
+    messages: mpsc::Receiver<Stored>,
 }
 
 impl NameClaims for JetStreamStore {
@@ -80,15 +81,16 @@ impl Cluster {
             &node,
             config.cluster_replicas,
         )?);
-        let follow = store.follow(FEED_CAPACITY)?;
-        info!(node = %node, nats = %servers, conversations = follow.last.len(), "joined the cluster");
+        let Follow { last, messages } = store.follow(FEED_CAPACITY)?;
+        info!(node = %node, nats = %servers, conversations = last.len(), "joined the cluster");
         let link = ClusterLink::new(
             node,
-            follow.last.clone(),
+            last,
             store.clone() as Arc<dyn NameClaims>,
             PRESENCE_TTL,
+            CLUSTER_HOLE_WAIT,
         );
-        Ok(Some((Self { store, follow }, link)))
+        Ok(Some((Self { store, messages }, link)))
     }
 
     /// The cluster's store, for the hub.
@@ -103,9 +105,9 @@ impl Cluster {
         tracker: &TaskTracker,
         stop: &CancellationToken,
     ) {
-        let Self { store, follow } = self;
+        let Self { store, messages } = self;
         let hub = &shared.hub;
-        tracker.spawn(feed(hub.clone(), follow.messages, stop.clone()));
+        tracker.spawn(feed(hub.clone(), messages, stop.clone()));
         tracker.spawn(skip_holes(hub.clone(), stop.clone()));
         for which in [
             Watched::Names,

@@ -901,6 +901,51 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings_are_checked_where_they_are_read() {
+        let config = file(
+            "cluster = \"nats://127.0.0.1:4222, tls://nats2:4222\"\nnode-name = \"node-1.a_b\"\n",
+        )
+        .unwrap()
+        .apply()
+        .unwrap();
+        assert_eq!(
+            config.cluster,
+            ClusterSetting::On(vec![
+                "nats://127.0.0.1:4222".into(),
+                "tls://nats2:4222".into()
+            ])
+        );
+        assert_eq!(config.node_name, NodeName::Named("node-1.a_b".into()));
+        // A name at the limit, and one past it; a character a NATS key cannot carry.
+        let longest = "n".repeat(MAX_NODE_NAME);
+        assert!(NodeName::parse(&longest).is_ok());
+        assert!(NodeName::parse(&format!("{longest}n")).is_err());
+        assert!(NodeName::parse("node one").is_err());
+        let err = file("cluster = \"http://127.0.0.1:4222\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cluster") && err.contains("nats://HOST:PORT"),
+            "{err}"
+        );
+        // TLS to NATS: a certificate needs its key and the CA, and a cluster to be used for.
+        let refused = |text: &str| file(text).unwrap().apply().unwrap_err().to_string();
+        let on = "cluster = \"nats://127.0.0.1:4222\"\n";
+        assert!(refused(&format!("{on}cluster-cert = \"c.pem\"\n")).contains("cluster-key"));
+        assert!(refused(&format!(
+            "{on}cluster-cert = \"c.pem\"\ncluster-key = \"k.pem\"\n"
+        ))
+        .contains("cluster-ca"));
+        assert!(refused("cluster-ca = \"ca.pem\"\n").contains("invalid value for cluster:"));
+        assert!(file(&format!(
+            "{on}cluster-ca = \"ca.pem\"\ncluster-cert = \"c.pem\"\ncluster-key = \"k.pem\"\n"
+        ))
+        .unwrap()
+        .apply()
+        .is_ok());
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         let config = file("").unwrap().apply().unwrap();
         assert_eq!(config.listen, HostPort::from(DEFAULT_LISTEN));

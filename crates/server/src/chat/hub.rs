@@ -39,7 +39,6 @@ use super::keys::{KeyDirectory, Published};
 use super::peer::Peer;
 use super::room::Room;
 use super::rules::{decode_server_bans, RoomRules, ServerBan};
-use super::sequencer::Sequencer;
 use super::users::Users;
 use crate::config::PRUNE_BUDGET;
 use crate::revoked::Revoked;
@@ -180,10 +179,7 @@ impl Hub {
             }
         }
         // In a cluster, other nodes write the same conversations: deliver in id order.
-        let order = self
-            .cluster
-            .as_ref()
-            .map(|link| Sequencer::new(link.take_last(), crate::config::CLUSTER_HOLE_WAIT));
+        let order = self.cluster.as_ref().map(|link| link.sequencer());
         self.journal = Some(
             Journal::start(store, limits, commit_timer, order)
                 .map_err(|e| StoreError::Failed(format!("cannot start the commit thread: {e}")))?,

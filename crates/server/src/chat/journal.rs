@@ -132,18 +132,14 @@ impl Journal {
     }
 
     /// Skips the ids waited for too long and delivers what was held behind them. Call on the
-    /// commit thread. Whether messages are still held.
-    pub(crate) fn expire_holes(&self) -> bool {
+    /// commit thread.
+    pub(crate) fn expire_holes(&self) {
         let Some(order) = &self.order else {
-            return false;
+            return;
         };
         let mut ready = Vec::new();
-        let mut order = lock(order);
-        order.expire(Instant::now(), &mut ready);
-        let holding = order.holding();
-        drop(order);
+        lock(order).expire(Instant::now(), &mut ready);
         deliver_ready(ready);
-        holding
     }
 
     /// Messages held for an earlier id (a cluster).

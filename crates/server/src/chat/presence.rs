@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tlschat_proto::names::name_key;
 use tlschat_proto::Trust;
 
+use super::sequencer::Sequencer;
 use crate::store::StoreError;
 use crate::sync::lock;
 
@@ -286,6 +287,8 @@ pub struct ClusterLink {
     /// Each conversation's last id when this node began to follow the others (taken once,
     /// by the sequencer).
     last: Mutex<Vec<(String, u64)>>,
+    /// Longest wait for an id another node took and has not stored.
+    hole_wait: Duration,
     /// People whose presence changed since it was last taken (name keys).
     pub(crate) touched: Mutex<HashSet<String>>,
     pub(crate) changed: tokio::sync::Notify,
@@ -294,25 +297,30 @@ pub struct ClusterLink {
 impl ClusterLink {
     /// This node (called `node`) in a cluster whose conversations had the `last` ids when it
     /// began to follow them; names are claimed through `claims`; people of other nodes are
-    /// forgotten `ttl` after their last refresh.
+    /// forgotten `ttl` after their last refresh; an id another node took is waited for at
+    /// most `hole_wait` (`crate::config::CLUSTER_HOLE_WAIT`).
     pub fn new(
         node: String,
         last: Vec<(String, u64)>,
         claims: Arc<dyn NameClaims>,
         ttl: Duration,
+        hole_wait: Duration,
     ) -> Self {
         Self {
             node,
             remote: Mutex::new(Remote::new(ttl)),
             claims,
             last: Mutex::new(last),
+            hole_wait,
             touched: Mutex::default(),
             changed: tokio::sync::Notify::new(),
         }
     }
 
-    pub(crate) fn take_last(&self) -> Vec<(String, u64)> {
-        std::mem::take(&mut *lock(&self.last))
+    /// The sequencer this node delivers through, starting where following began (once: the
+    /// start is handed over).
+    pub(crate) fn sequencer<T>(&self) -> Sequencer<T> {
+        Sequencer::new(std::mem::take(&mut *lock(&self.last)), self.hole_wait)
     }
 
     pub(crate) fn remote(&self) -> std::sync::MutexGuard<'_, Remote> {

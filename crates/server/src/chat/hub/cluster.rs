@@ -44,13 +44,8 @@ impl Hub {
         Some((people, held))
     }
 
-    /// Whether this hub is a node of a cluster.
-    pub fn clustered(&self) -> bool {
-        self.cluster.is_some()
-    }
-
     /// Delivers messages other nodes stored to the members and sessions here, in id order
-    /// with this node's own (on the commit thread).
+    /// with this node's own (on the commit thread); returns once they are.
     pub async fn take_remote(self: &Arc<Self>, messages: Vec<Stored>) {
         let Some(journal) = &self.journal else {
             return;
@@ -69,7 +64,8 @@ impl Hub {
             }
             Answer::default()
         });
-        drop(journal.apply_waiting(work).await);
+        // Waited for: the feed takes the next batch once this one is delivered.
+        let _ = journal.apply_waiting(work).await.await;
     }
 
     /// Where another node's message goes here.
@@ -85,12 +81,11 @@ impl Hub {
             },
             Kind::Direct | Kind::E2e => {
                 let users = lock(&self.users);
-                let (to, copies) = (users.sessions_of(&record.to), {
-                    match record.from.eq_ignore_ascii_case(&record.to) {
-                        true => Vec::new(),
-                        false => users.sessions_of(&record.from),
-                    }
-                });
+                let to = users.sessions_of(&record.to);
+                let copies = match super::same_person_name(&record.from, &record.to) {
+                    true => Vec::new(),
+                    false => users.sessions_of(&record.from),
+                };
                 if to.is_empty() && copies.is_empty() {
                     Delivery::Nowhere
                 } else {
@@ -98,6 +93,7 @@ impl Hub {
                         from: None,
                         to,
                         copies,
+                        // Told only to a sender in its reply; another node's sender has it.
                         trust: Trust::Unverified,
                     }
                 }
@@ -105,24 +101,21 @@ impl Hub {
         }
     }
 
-    /// Skips ids other nodes took but never stored in time (on the commit thread). Whether
-    /// messages are still held.
-    pub async fn expire_holes(self: &Arc<Self>) -> bool {
-        let Some(journal) = &self.journal else {
-            return false;
+    /// Skips ids other nodes took but never stored in time, telling members of the gap (on
+    /// the commit thread, when anything is held).
+    pub async fn expire_holes(self: &Arc<Self>) {
+        let Some(journal) = self.journal.as_ref().filter(|j| j.holding()) else {
+            return;
         };
-        if !journal.holding() {
-            return false;
-        }
         let hub = self.clone();
-        let (done, holding) = tokio::sync::oneshot::channel();
         let work = Box::new(move |_: &dyn crate::store::Store| {
-            let still = hub.journal.as_ref().is_some_and(|j| j.expire_holes());
-            let _ = done.send(still);
+            if let Some(journal) = &hub.journal {
+                journal.expire_holes();
+            }
             Answer::default()
         });
-        drop(journal.apply_waiting(work).await);
-        holding.await.unwrap_or(false)
+        // Waited for: the next tick comes only after this one ran.
+        let _ = journal.apply_waiting(work).await.await;
     }
 
     /// `name` belongs to a certificate (another node saw it verified): reserved here too, and

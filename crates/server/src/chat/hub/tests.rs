@@ -867,11 +867,17 @@ impl crate::chat::presence::NameClaims for Claims {
 
 /// A hub that is node `me` of a cluster, with `claims`.
 fn clustered(claims: Arc<Claims>) -> Hub {
+    clustered_waiting(claims, crate::config::CLUSTER_HOLE_WAIT)
+}
+
+/// [`clustered`], waiting at most `hole_wait` for an id another node took.
+fn clustered_waiting(claims: Arc<Claims>, hole_wait: std::time::Duration) -> Hub {
     let link = crate::chat::presence::ClusterLink::new(
         "me".into(),
         Vec::new(),
         claims,
         std::time::Duration::from_secs(15),
+        hole_wait,
     );
     Hub::new().in_cluster(link)
 }
@@ -948,4 +954,64 @@ fn a_nick_is_one_persons_across_the_cluster() {
     assert!(first.disconnect_reason().is_some());
     let second = unverified(&hub);
     assert_eq!(code(hub.set_nick(&second, "max")), ErrorCode::NickTaken);
+}
+
+#[tokio::test]
+async fn another_nodes_messages_come_in_id_order_and_a_hole_is_skipped_as_a_gap() {
+    use crate::store::embedded::{EmbeddedStore, Fsync};
+    use crate::store::{Kind, Record, Stored};
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.redb"), Fsync::Never).unwrap();
+    // No wait for a missing id: the test says when it is given up.
+    let hub = clustered_waiting(Arc::default(), std::time::Duration::ZERO)
+        .with_store(
+            Arc::new(store),
+            crate::chat::journal::JournalLimits {
+                queue: 64,
+                page_cap: 100,
+                catch_up: 100,
+                offline: 100,
+            },
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+    let hub = Arc::new(hub);
+    let alice = verified(&hub, "alice");
+    assert!(matches!(hub.join(&alice, "#ops"), Reply::Ok(_)));
+    hub.flush().await;
+    events(&alice);
+    let from_bob = |id: u64| Stored {
+        id,
+        record: Record {
+            kind: Kind::Room,
+            from: "bob".into(),
+            to: "#ops".into(),
+            trust: Trust::Verified,
+            time_ms: 0,
+            text: format!("m{id}"),
+            keep_for_recipient: false,
+        },
+    };
+    let ids = |events: Vec<Event>| -> Vec<String> {
+        events
+            .into_iter()
+            .map(|e| match e {
+                Event::Message { id, .. } => format!("msg {id}"),
+                Event::Gap { first, last, .. } => format!("gap {first}-{last}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    // 3 before 2: held until 2 comes, then both in order.
+    hub.take_remote(vec![from_bob(1), from_bob(3)]).await;
+    assert_eq!(ids(events(&alice)), ["msg 1"]);
+    hub.take_remote(vec![from_bob(2)]).await;
+    assert_eq!(ids(events(&alice)), ["msg 2", "msg 3"]);
+    // 5 without 4: once given up, 4 is told as a gap, then 5; a late 4 is dropped.
+    hub.take_remote(vec![from_bob(5)]).await;
+    assert!(events(&alice).is_empty());
+    hub.expire_holes().await;
+    assert_eq!(ids(events(&alice)), ["gap 4-4", "msg 5"]);
+    hub.take_remote(vec![from_bob(4), from_bob(6)]).await;
+    assert_eq!(ids(events(&alice)), ["msg 6"]);
 }
