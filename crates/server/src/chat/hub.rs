@@ -324,6 +324,11 @@ impl Hub {
             return reply;
         }
         if let Err(reply) = self.enter(peer, &nick, &key, Entry::Join) {
+            // Put back in it meanwhile (a verified member's rooms are re-entered on the commit
+            // thread as it connects, racing its own JOIN): joined all the same.
+            if matches!(&reply, Reply::Err(e) if e.code == ErrorCode::AlreadyInRoom) {
+                return Reply::ok(key);
+            }
             return reply;
         }
         self.greet_member(peer, &key);

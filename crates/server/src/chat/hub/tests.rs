@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::Hub;
 use crate::chat::Peer;
 use crate::chat::Sent;
+use crate::sync::lock;
 
 const TIME: &str = "2026-11-21T09:30:00.000Z";
 
@@ -1014,4 +1015,20 @@ async fn another_nodes_messages_come_in_id_order_and_a_hole_is_skipped_as_a_gap(
     assert_eq!(ids(events(&alice)), ["gap 4-4", "msg 5"]);
     hub.take_remote(vec![from_bob(4), from_bob(6)]).await;
     assert_eq!(ids(events(&alice)), ["msg 6"]);
+}
+
+#[test]
+fn a_join_racing_the_resume_that_puts_the_member_back_is_answered_ok() {
+    let hub = Hub::new();
+    let alice = verified(&hub, "alice");
+    // The moment inside a resume's re-entry: alice is on the room's list, and her own
+    // record of it not written yet (both happen under the room's lock, which JOIN then waits on).
+    {
+        let mut rooms = lock(&hub.rooms);
+        let room = rooms
+            .entry("#ops".to_owned())
+            .or_insert_with(|| Arc::new(super::Room::new("#ops".to_owned())));
+        lock(&room.state).members.push(alice.clone());
+    }
+    assert_eq!(hub.join(&alice, "#ops"), Reply::ok("#ops"));
 }
