@@ -3,7 +3,9 @@
 //!
 //! # Tables
 //!
-//! - `messages`: `(conversation, id)` → the record's bytes ([`Record::encode`]).
+//! - `chunks`: `(conversation, first id)` → a run of consecutive messages of the conversation
+//!   ([`chunk`]: each record's bytes, [`Record::encode`]). Format 1 kept a row per message in
+//!   `messages`; such a file is converted when it is opened.
 //! - `last_ids`: conversation → the last id it ever had, so ids are never reused, even after
 //!   retention empties a conversation.
 //! - `resume`: `(user, conversation)` → the last id the user received there. A row per room a
@@ -13,7 +15,8 @@
 //! - `keys`: name key → the E2E key bundle the user published last (hex).
 //! - `settings`: `#room` → the room's rules (topic, modes, operators, bans, invitations), `*`
 //!   → the server's bans (text; see `chat::rules`).
-//! - `meta`: `format` → the store format ([`FORMAT`]); a newer one stops startup.
+//! - `meta`: `format` → the store format ([`FORMAT`]); a newer one stops startup, an older one
+//!   is converted.
 //!
 //! # Durability
 //!
@@ -42,14 +45,17 @@ use redb::{
 use tlschat_proto::names::name_key;
 use tlschat_proto::{Anchor, Trust};
 
-use super::wal::{Entry, Frame, ReadError, Wal};
+use self::chunk::Chunk;
+use super::wal::{Entry, ReadError, Wal};
 use super::{Page, Record, Store, StoreError, StoreStats, Stored};
 use crate::sync::lock;
 
-/// The store format this build reads and writes.
-pub const FORMAT: u64 = 1;
+/// The store format this build reads and writes (2: messages in chunks; 1 is converted).
+pub const FORMAT: u64 = 2;
 
-const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+const CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chunks");
+/// Format 1: a row per message. Read once, to convert it.
+const MESSAGES_V1: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const LAST_IDS: TableDefinition<&str, u64> = TableDefinition::new("last_ids");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const RESUME: TableDefinition<(&str, &str), u64> = TableDefinition::new("resume");
@@ -192,6 +198,14 @@ impl EmbeddedStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The error for something unreadable in the file.
+    fn damaged(&self, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            detail: detail.to_string(),
+        }
+    }
 }
 
 impl Drop for EmbeddedStore {
@@ -222,46 +236,64 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<Page, StoreError> {
         let txn = self.db()?.begin_read().map_err(failed)?;
-        let messages = txn.open_table(MESSAGES).map_err(failed)?;
+        let chunks = txn.open_table(CHUNKS).map_err(failed)?;
+        // The ids wanted, inclusive (ids start at 1).
         let (low, high, newest_first) = match anchor {
-            None => (Bound::Included(0), Bound::Included(u64::MAX), true),
-            Some(Anchor::Before(id)) => (Bound::Included(0), Bound::Excluded(id), true),
-            Some(Anchor::After(id)) => (Bound::Excluded(id), Bound::Included(u64::MAX), false),
+            None => (1, u64::MAX, true),
+            Some(Anchor::Before(id)) => (1, id.saturating_sub(1), true),
+            Some(Anchor::After(id)) => (id.saturating_add(1), u64::MAX, false),
         };
-        let key = |b: Bound<u64>| b.map(|id| (conversation, id));
-        let range = messages
-            .range::<(&str, u64)>((key(low), key(high)))
-            .map_err(failed)?;
         let mut out = Vec::with_capacity(limit.min(1024));
         let mut more = false;
-        let mut take = |entry: Result<_, redb::StorageError>| -> Result<bool, StoreError> {
-            let (k, v): (redb::AccessGuard<(&str, u64)>, redb::AccessGuard<&[u8]>) =
-                entry.map_err(failed)?;
+        // Takes one message; false once the page is full (and one more exists).
+        let mut take = |id: u64, bytes: &[u8]| -> Result<bool, StoreError> {
             if out.len() == limit {
                 more = true;
                 return Ok(false);
             }
-            let record = Record::decode(v.value()).map_err(|e| StoreError::Damaged {
-                path: self.path.clone(),
-                detail: e.to_string(),
-            })?;
-            out.push(Stored {
-                id: k.value().1,
-                record,
-            });
+            let record = Record::decode(bytes).map_err(|e| self.damaged(e))?;
+            out.push(Stored { id, record });
             Ok(true)
         };
-        if newest_first {
-            for entry in range.rev() {
-                if !take(entry)? {
-                    break;
+        if low <= high && newest_first {
+            'chunks: for entry in chunks
+                .range((conversation, 0)..=(conversation, high))
+                .map_err(failed)?
+                .rev()
+            {
+                let (key, value) = entry.map_err(failed)?;
+                let inside = chunk::entries(key.value().1, value.value())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.damaged(e))?;
+                for (id, bytes) in inside.into_iter().rev().filter(|(id, _)| *id <= high) {
+                    if !take(id, bytes)? {
+                        break 'chunks;
+                    }
                 }
             }
             out.reverse();
-        } else {
-            for entry in range {
-                if !take(entry)? {
-                    break;
+        } else if low <= high {
+            // From the chunk that holds `low` (the last one starting at or before it).
+            let start = chunks
+                .range((conversation, 0)..=(conversation, low))
+                .map_err(failed)?
+                .next_back()
+                .transpose()
+                .map_err(failed)?
+                .map_or(low, |(key, _)| key.value().1);
+            'chunks: for entry in chunks
+                .range((conversation, start)..=(conversation, high))
+                .map_err(failed)?
+            {
+                let (key, value) = entry.map_err(failed)?;
+                for item in chunk::entries(key.value().1, value.value()) {
+                    let (id, bytes) = item.map_err(|e| self.damaged(e))?;
+                    if id < low {
+                        continue;
+                    }
+                    if id > high || !take(id, bytes)? {
+                        break 'chunks;
+                    }
                 }
             }
         }
@@ -273,16 +305,24 @@ impl Store for EmbeddedStore {
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let txn = self.db()?.begin_read().map_err(failed)?;
-        let messages = txn
-            .open_table(MESSAGES)
-            .map_err(failed)?
-            .len()
-            .map_err(failed)?;
-        let conversations = txn
-            .open_table(LAST_IDS)
-            .map_err(failed)?
-            .len()
-            .map_err(failed)?;
+        let chunks = txn.open_table(CHUNKS).map_err(failed)?;
+        let last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+        // A conversation holds every id from its first chunk's to its last id.
+        let mut messages = 0;
+        for entry in last_ids.iter().map_err(failed)? {
+            let (conversation, last) = entry.map_err(failed)?;
+            let conversation = conversation.value();
+            let first = chunks
+                .range((conversation, 0)..=(conversation, u64::MAX))
+                .map_err(failed)?
+                .next()
+                .transpose()
+                .map_err(failed)?;
+            if let Some((key, _)) = first {
+                messages += (last.value() + 1).saturating_sub(key.value().1);
+            }
+        }
+        let conversations = last_ids.len().map_err(failed)?;
         let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         Ok(StoreStats {
             messages,
@@ -404,7 +444,7 @@ impl Store for EmbeddedStore {
                 }
                 all
             };
-            let mut messages = txn.open_table(MESSAGES).map_err(failed)?;
+            let mut chunks = txn.open_table(CHUNKS).map_err(failed)?;
             let mut deleted = 0u64;
             for (conversation, last) in conversations {
                 let room = budget.saturating_sub(deleted as usize);
@@ -413,24 +453,50 @@ impl Store for EmbeddedStore {
                 }
                 // Over the count, or too old: oldest first, so stop at the first one kept.
                 let over = last.saturating_sub(keep);
-                let mut doomed = Vec::new();
+                let doomed = |id: u64, bytes: &[u8]| {
+                    id <= over || Record::time_of(bytes).is_some_and(|t| t < before_ms)
+                };
                 let key = conversation.as_str();
-                for entry in messages
-                    .range::<(&str, u64)>((key, 0)..=(key, u64::MAX))
-                    .map_err(failed)?
-                {
+                // Whole chunks that go, and the one cut in two (its old first id, what stays).
+                let mut gone = Vec::new();
+                let mut cut = None;
+                let mut count = 0;
+                for entry in chunks.range((key, 0)..=(key, u64::MAX)).map_err(failed)? {
                     let (k, v) = entry.map_err(failed)?;
-                    let id = k.value().1;
-                    let old = Record::time_of(v.value()).is_some_and(|t| t < before_ms);
-                    if !(id <= over || old) || doomed.len() == room {
-                        break;
+                    let first = k.value().1;
+                    let mut kept: Option<Chunk> = None;
+                    for item in chunk::entries(first, v.value()) {
+                        let (id, bytes) = item.map_err(|e| self.damaged(e))?;
+                        match &mut kept {
+                            Some(kept) => kept.push(bytes),
+                            None if count < room && doomed(id, bytes) => count += 1,
+                            None => {
+                                let mut rest = Chunk::starting_at(id);
+                                rest.push(bytes);
+                                kept = Some(rest);
+                            }
+                        }
                     }
-                    doomed.push(id);
+                    match kept {
+                        None => gone.push(first),
+                        Some(rest) => {
+                            if rest.first() != first {
+                                cut = Some((first, rest));
+                            }
+                            break;
+                        }
+                    }
                 }
-                for id in doomed {
-                    messages.remove((key, id)).map_err(failed)?;
-                    deleted += 1;
+                for first in gone {
+                    chunks.remove((key, first)).map_err(failed)?;
                 }
+                if let Some((first, rest)) = cut {
+                    chunks.remove((key, first)).map_err(failed)?;
+                    chunks
+                        .insert((key, rest.first()), rest.value())
+                        .map_err(failed)?;
+                }
+                deleted += count as u64;
             }
             Ok(deleted)
         })
@@ -534,7 +600,7 @@ impl EmbeddedStore {
         let mut known = lock(&self.last_ids);
         let mut wal = lock(&self.wal);
         let mut updated: HashMap<String, u64> = HashMap::new();
-        let mut frame = Frame::default();
+        let mut frame = wal.frame();
         let mut txn = db.begin_write().map_err(failed)?;
         txn.set_durability(Durability::None)
             .map_err(|e| StoreError::Failed(e.to_string()))?;
@@ -564,6 +630,7 @@ impl EmbeddedStore {
             for (conversation, last) in &updated {
                 tables.set_last_id(conversation, *last)?;
             }
+            tables.finish()?;
         }
         // Journaled first: if that fails, the transaction is dropped (nothing committed).
         let before = wal.len();
@@ -612,19 +679,22 @@ impl EmbeddedStore {
     }
 }
 
-/// The tables a message touches, open in one write transaction.
+/// The tables a message touches, open in one write transaction, and the chunk each
+/// conversation is filling in it: call [`finish`](Self::finish) before committing.
 struct Tables<'t> {
-    messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    chunks: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     last_ids: redb::Table<'t, &'static str, u64>,
     resume: redb::Table<'t, (&'static str, &'static str), u64>,
+    filling: HashMap<String, Chunk>,
 }
 
 impl<'t> Tables<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Self {
-            messages: txn.open_table(MESSAGES).map_err(failed)?,
+            chunks: txn.open_table(CHUNKS).map_err(failed)?,
             last_ids: txn.open_table(LAST_IDS).map_err(failed)?,
             resume: txn.open_table(RESUME).map_err(failed)?,
+            filling: HashMap::new(),
         })
     }
 
@@ -651,9 +721,7 @@ impl<'t> Tables<'t> {
         id: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        self.messages
-            .insert((conversation, id), bytes)
-            .map_err(failed)?;
+        self.add(conversation, id, bytes)?;
         if record.keep_for_recipient {
             // The recipient catches up from here (a new conversation for them starts with this
             // message); a verified sender has seen everything up to it.
@@ -675,6 +743,90 @@ impl<'t> Tables<'t> {
         }
         Ok(())
     }
+
+    /// Adds message `id` to the chunk `conversation` is filling; a full one is written.
+    fn add(&mut self, conversation: &str, id: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Some(chunk) = self.filling.get_mut(conversation) {
+            if chunk.next_id() != id {
+                // Not the next one (callers give ids in order): the run ends here.
+                put_chunk(&mut self.chunks, conversation, chunk)?;
+                *chunk = Chunk::starting_at(id);
+            }
+            chunk.push(bytes);
+            if chunk.is_full() {
+                put_chunk(&mut self.chunks, conversation, chunk)?;
+                *chunk = Chunk::starting_at(id + 1);
+            }
+            return Ok(());
+        }
+        let mut chunk = Chunk::starting_at(id);
+        chunk.push(bytes);
+        if chunk.is_full() {
+            put_chunk(&mut self.chunks, conversation, &chunk)?;
+            chunk = Chunk::starting_at(id + 1);
+        }
+        self.filling.insert(conversation.to_owned(), chunk);
+        Ok(())
+    }
+
+    /// Writes the chunks being filled.
+    fn finish(mut self) -> Result<(), StoreError> {
+        for (conversation, chunk) in &self.filling {
+            put_chunk(&mut self.chunks, conversation, chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `chunk` of `conversation` (nothing when it is empty).
+fn put_chunk(
+    chunks: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
+    conversation: &str,
+    chunk: &Chunk,
+) -> Result<(), StoreError> {
+    if !chunk.is_empty() {
+        chunks
+            .insert((conversation, chunk.first()), chunk.value())
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Format 1 kept a row per message: puts them into chunks and drops the old table, in `txn`.
+fn convert_from_v1(txn: &redb::WriteTransaction, path: &Path) -> Result<(), StoreError> {
+    let mut moved = 0u64;
+    {
+        let old = txn.open_table(MESSAGES_V1).map_err(failed)?;
+        let mut chunks = txn.open_table(CHUNKS).map_err(failed)?;
+        let mut filling: Option<(String, Chunk)> = None;
+        for entry in old.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (conversation, id) = key.value();
+            match &mut filling {
+                Some((same, chunk))
+                    if same == conversation && chunk.next_id() == id && !chunk.is_full() =>
+                {
+                    chunk.push(value.value());
+                }
+                _ => {
+                    if let Some((done, chunk)) = filling.take() {
+                        put_chunk(&mut chunks, &done, &chunk)?;
+                    }
+                    let mut chunk = Chunk::starting_at(id);
+                    chunk.push(value.value());
+                    filling = Some((conversation.to_owned(), chunk));
+                }
+            }
+            moved += 1;
+        }
+        if let Some((done, chunk)) = filling {
+            put_chunk(&mut chunks, &done, &chunk)?;
+        }
+    }
+    txn.delete_table(MESSAGES_V1).map_err(failed)?;
+    tracing::info!(store = %path.display(), messages = moved,
+        "message store converted from format 1 (a row per message) to {FORMAT} (chunks)");
+    Ok(())
 }
 
 /// Puts the journal's messages that redb does not hold back into it, in one commit of
@@ -720,6 +872,7 @@ fn replay(
             tables.set_last_id(&entry.conversation, entry.id)?;
             replayed += 1;
         }
+        tables.finish()?;
     }
     txn.commit().map_err(failed)?;
     Ok(replayed)
@@ -786,13 +939,20 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
                     supported: FORMAT,
                 })
             }
-            Some(_) => {}
+            Some(FORMAT) => {}
+            Some(older) => {
+                if older == 1 {
+                    convert_from_v1(&txn, path)?;
+                }
+                meta.insert("format", FORMAT)
+                    .map_err(|e| damaged(e.into()))?;
+            }
             None => {
                 meta.insert("format", FORMAT)
                     .map_err(|e| damaged(e.into()))?;
             }
         }
-        txn.open_table(MESSAGES).map_err(|e| damaged(e.into()))?;
+        txn.open_table(CHUNKS).map_err(|e| damaged(e.into()))?;
         txn.open_table(LAST_IDS).map_err(|e| damaged(e.into()))?;
         txn.open_table(RESUME).map_err(|e| damaged(e.into()))?;
         txn.open_table(NAMES).map_err(|e| damaged(e.into()))?;
@@ -929,5 +1089,6 @@ impl StorageBackend for SyncPolicy {
     }
 }
 
+pub mod chunk;
 #[cfg(test)]
 mod tests;

@@ -56,49 +56,59 @@ pub struct Entry {
     pub record: Vec<u8>,
 }
 
-/// A frame being built: entries appended one by one, then sealed when appended.
-#[derive(Debug, Default)]
+/// The header before a frame's payload: magic and payload length.
+const HEADER: usize = 8;
+
+/// A frame's buffer kept for the next one is let go past this size (a burst of large
+/// messages does not hold its memory for good).
+const SPARE_CAPACITY: usize = 4 * 1024 * 1024;
+
+/// A frame being built: entries appended one by one, then sealed when appended. Built in
+/// place (header, count, entries), so sealing adds the digest and copies nothing.
+#[derive(Debug)]
 pub struct Frame {
-    payload: Vec<u8>,
+    bytes: Vec<u8>,
     count: u32,
 }
 
+impl Default for Frame {
+    fn default() -> Self {
+        Self::in_buffer(Vec::new())
+    }
+}
+
 impl Frame {
+    /// A frame built in `bytes` (emptied first).
+    fn in_buffer(mut bytes: Vec<u8>) -> Self {
+        bytes.clear();
+        bytes.extend_from_slice(MAGIC);
+        // The payload's length and its count of entries, filled in when sealed.
+        bytes.extend_from_slice(&[0; HEADER - MAGIC.len() + 4]);
+        Self { bytes, count: 0 }
+    }
+
     /// Adds one message.
     pub fn push(&mut self, conversation: &str, id: u64, keep_for_recipient: bool, record: &[u8]) {
-        if self.payload.is_empty() {
-            self.payload.extend_from_slice(&0u32.to_le_bytes());
-        }
         let len = u16::try_from(conversation.len()).unwrap_or(u16::MAX);
-        self.payload.extend_from_slice(&len.to_le_bytes());
-        self.payload
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        self.bytes
             .extend_from_slice(&conversation.as_bytes()[..usize::from(len)]);
-        self.payload.extend_from_slice(&id.to_le_bytes());
-        self.payload.push(u8::from(keep_for_recipient));
+        self.bytes.extend_from_slice(&id.to_le_bytes());
+        self.bytes.push(u8::from(keep_for_recipient));
         let len = u32::try_from(record.len()).unwrap_or(u32::MAX);
-        self.payload.extend_from_slice(&len.to_le_bytes());
-        self.payload.extend_from_slice(record);
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        self.bytes.extend_from_slice(record);
         self.count += 1;
     }
 
-    /// The frame's bytes.
-    fn seal(mut self) -> Vec<u8> {
-        if self.payload.is_empty() {
-            self.payload.extend_from_slice(&0u32.to_le_bytes());
-        }
-        self.payload[..4].copy_from_slice(&self.count.to_le_bytes());
-        let mut out = Vec::with_capacity(self.payload.len() + 8 + DIGEST_LEN);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(
-            &u32::try_from(self.payload.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        out.extend_from_slice(&self.payload);
-        out.extend_from_slice(
-            &digest::digest(&digest::SHA256, &self.payload).as_ref()[..DIGEST_LEN],
-        );
-        out
+    /// The frame's bytes, header and digest included.
+    fn seal(&mut self) -> &[u8] {
+        let payload_len = u32::try_from(self.bytes.len() - HEADER).unwrap_or(u32::MAX);
+        self.bytes[4..HEADER].copy_from_slice(&payload_len.to_le_bytes());
+        self.bytes[HEADER..HEADER + 4].copy_from_slice(&self.count.to_le_bytes());
+        let sum = digest::digest(&digest::SHA256, &self.bytes[HEADER..]);
+        self.bytes.extend_from_slice(&sum.as_ref()[..DIGEST_LEN]);
+        &self.bytes
     }
 }
 
@@ -122,6 +132,8 @@ pub struct Wal {
     len: u64,
     /// When it was last emptied.
     emptied: Instant,
+    /// The last frame's buffer, for the next one.
+    spare: Vec<u8>,
 }
 
 impl Wal {
@@ -155,6 +167,7 @@ impl Wal {
                 sync,
                 len: good,
                 emptied: Instant::now(),
+                spare: Vec::new(),
             },
             entries,
         ))
@@ -167,18 +180,22 @@ impl Wal {
 
     /// Appends `frame` in one write (and syncs it with `--fsync always`). On failure the journal
     /// is cut back to where it was, so a failed group leaves nothing behind.
-    pub fn append(&mut self, frame: Frame) -> io::Result<()> {
+    pub fn append(&mut self, mut frame: Frame) -> io::Result<()> {
         let bytes = frame.seal();
         let result = (|| {
-            (&self.file).write_all(&bytes)?;
+            (&self.file).write_all(bytes)?;
             if self.sync {
                 self.file.sync_data()?;
             }
             Ok(())
         })();
+        let written = bytes.len() as u64;
+        if frame.bytes.capacity() <= SPARE_CAPACITY {
+            self.spare = frame.bytes;
+        }
         match result {
             Ok(()) => {
-                self.len += bytes.len() as u64;
+                self.len += written;
                 Ok(())
             }
             Err(err) => {
@@ -186,6 +203,11 @@ impl Wal {
                 Err(err)
             }
         }
+    }
+
+    /// An empty frame, in the buffer the last one used.
+    pub fn frame(&mut self) -> Frame {
+        Frame::in_buffer(std::mem::take(&mut self.spare))
     }
 
     /// Takes the last frame back off (its group could not be committed after all).
@@ -251,7 +273,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), ReadError> {
     let mut at = 0usize;
     while at < bytes.len() {
         let frame = &bytes[at..];
-        if frame.len() < 8 {
+        if frame.len() < HEADER {
             // Not even a whole header: the end of a write cut short.
             return Ok((entries, at as u64));
         }
@@ -260,12 +282,12 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), ReadError> {
         let Some(len) = frame_len(frame) else {
             return Err(ReadError::Damaged(at as u64));
         };
-        let total = 8 + len + DIGEST_LEN;
+        let total = HEADER + len + DIGEST_LEN;
         if frame.len() < total {
             return torn_or_damaged(bytes, at, frame.len(), entries);
         }
-        let payload = &frame[8..8 + len];
-        let sum = &frame[8 + len..total];
+        let payload = &frame[HEADER..HEADER + len];
+        let sum = &frame[HEADER + len..total];
         if digest::digest(&digest::SHA256, payload).as_ref()[..DIGEST_LEN] != *sum {
             return torn_or_damaged(bytes, at, total, entries);
         }
@@ -355,7 +377,7 @@ mod tests {
         let whole = wal.len();
         drop(wal);
         // A crash in the middle of a third write.
-        let mut torn = frame(&[("#a", 3)]).seal();
+        let mut torn = frame(&[("#a", 3)]).seal().to_vec();
         torn.truncate(torn.len() - 5);
         OpenOptions::new()
             .append(true)
@@ -392,7 +414,7 @@ mod tests {
             Err(ReadError::Damaged(0))
         ));
         // A wrong header with nothing after it is damage too: a cut write keeps its header.
-        let mut bad_header = frame(&[("#a", 1)]).seal();
+        let mut bad_header = frame(&[("#a", 1)]).seal().to_vec();
         bad_header[0] = b'X';
         std::fs::write(&path, &bad_header).unwrap();
         assert!(matches!(

@@ -347,3 +347,168 @@ fn the_embedded_store_behaves_as_every_store_must() {
     let store = EmbeddedStore::open(&dir.path().join("store.redb"), Fsync::Never).unwrap();
     crate::store::conformance::check_all(&store);
 }
+
+/// What a read of ids `lowest..=last` must give, from the anchor's definition.
+fn expected_page(lowest: u64, last: u64, anchor: Option<Anchor>, limit: usize) -> (Vec<u64>, bool) {
+    let all: Vec<u64> = (lowest..=last).collect();
+    let (matching, newest_first): (Vec<u64>, bool) = match anchor {
+        None => (all, true),
+        Some(Anchor::Before(id)) => (all.into_iter().filter(|&x| x < id).collect(), true),
+        Some(Anchor::After(id)) => (all.into_iter().filter(|&x| x > id).collect(), false),
+    };
+    let more = matching.len() > limit;
+    let page = if newest_first {
+        matching[matching.len().saturating_sub(limit)..].to_vec()
+    } else {
+        matching[..limit.min(matching.len())].to_vec()
+    };
+    (page, more)
+}
+
+/// Every anchor and a few limits around the chunk size, against the definition.
+fn check_every_page(store: &EmbeddedStore, conversation: &str, lowest: u64, last: u64) {
+    let limits = [
+        0,
+        1,
+        5,
+        chunk::CHUNK_MESSAGES - 1,
+        chunk::CHUNK_MESSAGES,
+        chunk::CHUNK_MESSAGES + 1,
+        1000,
+    ];
+    let mut anchors = vec![None];
+    for id in 0..=last + 2 {
+        anchors.push(Some(Anchor::Before(id)));
+        anchors.push(Some(Anchor::After(id)));
+    }
+    for anchor in anchors {
+        for limit in limits {
+            let page = store.read(conversation, anchor, limit).unwrap();
+            let got: Vec<u64> = page.messages.iter().map(|m| m.id).collect();
+            assert_eq!(
+                (got, page.more),
+                expected_page(lowest, last, anchor, limit),
+                "{conversation} {anchor:?} limit {limit}"
+            );
+            for message in &page.messages {
+                assert_eq!(
+                    message.record.text,
+                    format!("{conversation} {}", message.id)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn messages_stored_in_chunks_read_and_prune_exactly_as_one_row_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    let at = |to: &str, id: u64| Record {
+        time_ms: id as i64 * 1000,
+        ..room(to, &format!("{to} {id}"))
+    };
+    // Groups below, at and past a chunk's size, #a and #b interleaved in each.
+    let (mut a, mut b) = (0, 0);
+    for size in [1, 63, 64, 65, 130, 2, 200] {
+        let group: Vec<Record> = (0..size)
+            .map(|n| {
+                if n % 3 == 2 {
+                    b += 1;
+                    at("#b", b)
+                } else {
+                    a += 1;
+                    at("#a", a)
+                }
+            })
+            .collect();
+        store.append(&group).unwrap();
+    }
+    check_every_page(&store, "#a", 1, a);
+    check_every_page(&store, "#b", 1, b);
+    assert_eq!(store.stats().unwrap().messages, a + b);
+
+    // Pruned by count in small budgets, so chunks are cut in two; then by age.
+    let mut lowest = 1;
+    // Keeping the newest a - 100: #a loses 1-100, #b (fewer) nothing.
+    assert!(b < a - 100);
+    for budget in [37, 1, 64, 100] {
+        let gone = store.prune(0, a - 100, budget).unwrap();
+        assert_eq!(gone, budget.min((101 - lowest) as usize) as u64);
+        lowest += gone;
+        check_every_page(&store, "#a", lowest, a);
+        check_every_page(&store, "#b", 1, b);
+    }
+    assert_eq!(lowest, 101, "the count reached");
+    // Older than message 300 of #a (time = id s): #a keeps 300 on, #b keeps 300 on too.
+    store.prune(300_000, u64::MAX, 10_000).unwrap();
+    check_every_page(&store, "#a", 300, a);
+    check_every_page(&store, "#b", 300.min(b + 1), b);
+    assert_eq!(
+        store.stats().unwrap().messages,
+        a + 1 - 300 + (b + 1).saturating_sub(300)
+    );
+
+    // The same after a restart, and ids go on.
+    drop(store);
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    check_every_page(&store, "#a", 300, a);
+    assert_eq!(store.append(&[at("#a", a + 1)]).unwrap(), [a + 1]);
+}
+
+#[test]
+fn a_format_1_store_is_converted_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    // A store as format 1 wrote it: a row per message.
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            txn.open_table(META).unwrap().insert("format", 1).unwrap();
+            let mut rows = txn.open_table(MESSAGES_V1).unwrap();
+            let mut last_ids = txn.open_table(LAST_IDS).unwrap();
+            for id in 5..=150u64 {
+                let text = format!("#a {id}");
+                rows.insert(("#a", id), room("#a", &text).encode().as_slice())
+                    .unwrap();
+            }
+            last_ids.insert("#a", 150).unwrap();
+            for id in 1..=3u64 {
+                let text = format!("alice bob {id}");
+                let record = direct("alice", "bob", &text).encode();
+                rows.insert(("alice bob", id), record.as_slice()).unwrap();
+            }
+            last_ids.insert("alice bob", 3).unwrap();
+            txn.open_table(RESUME)
+                .unwrap()
+                .insert(("bob", "alice bob"), 1)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    check_every_page(&store, "#a", 5, 150);
+    check_every_page(&store, "alice bob", 1, 3);
+    assert_eq!(store.stats().unwrap().messages, 146 + 3);
+    assert_eq!(store.unread_direct("bob").unwrap(), 2);
+    assert_eq!(store.append(&[room("#a", "#a 151")]).unwrap(), [151]);
+    drop(store);
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let format = txn
+        .open_table(META)
+        .unwrap()
+        .get("format")
+        .unwrap()
+        .map(|v| v.value());
+    assert_eq!(format, Some(FORMAT));
+    assert!(
+        matches!(
+            txn.open_table(MESSAGES_V1),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ),
+        "the old table is gone"
+    );
+}
