@@ -147,11 +147,14 @@ impl<P: Send + 'static> Committer<P> {
 /// The commit thread's loop.
 fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: impl OnCommit<P>) {
     let mut held: Option<Job<P>> = None;
+    // Kept from group to group (emptied each time), so a group does not grow them anew.
+    let (mut records, mut payloads, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
     loop {
         let Some(first) = held.take().or_else(|| queue.blocking_recv()) else {
             return;
         };
-        let (mut records, mut payloads, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
+        records.clear();
+        payloads.clear();
         let mut after: Option<(Work, oneshot::Sender<Answer>)> = None;
         let mut next = Some(first);
         while let Some(job) = next.take() {
@@ -190,7 +193,7 @@ fn run<P>(store: &dyn Store, mut queue: mpsc::Receiver<Job<P>>, mut on_commit: i
             }
             let replies = on_commit.committed(&records, &payloads, result.as_deref());
             let mut replies = replies.into_iter();
-            for (done, count) in waiting {
+            for (done, count) in waiting.drain(..) {
                 let _ = done.send(Answer {
                     lines: Vec::new(),
                     replies: replies.by_ref().take(count).collect(),

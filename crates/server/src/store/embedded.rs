@@ -607,25 +607,33 @@ impl EmbeddedStore {
         {
             let mut tables = Tables::open(&txn)?;
             let mut bytes = Vec::new();
+            // The conversation of the run of records being numbered, and its last id so far:
+            // a run (a room's burst) looks nothing up.
+            let mut run: Option<(std::borrow::Cow<'_, str>, u64)> = None;
             for record in records {
                 let conversation = record.conversation();
-                let conversation = conversation.as_ref();
-                let last = match updated.get(conversation).or(known.get(conversation)) {
-                    Some(&last) => last,
-                    None => tables.last_id(conversation)?,
+                let last = match run.take() {
+                    Some((same, last)) if same == conversation => last,
+                    other => {
+                        if let Some((done, last)) = other {
+                            updated.insert(done.into_owned(), last);
+                        }
+                        match updated.get(&*conversation).or(known.get(&*conversation)) {
+                            Some(&last) => last,
+                            None => tables.last_id(&conversation)?,
+                        }
+                    }
                 };
                 let id = last + 1;
                 bytes.clear();
                 record.encode_into(&mut bytes);
-                tables.insert(record, conversation, id, &bytes)?;
-                frame.push(conversation, id, record.keep_for_recipient, &bytes);
-                match updated.get_mut(conversation) {
-                    Some(last) => *last = id,
-                    None => {
-                        updated.insert(conversation.to_owned(), id);
-                    }
-                }
+                tables.insert(record, &conversation, id, &bytes)?;
+                frame.push(&conversation, id, record.keep_for_recipient, &bytes);
+                run = Some((conversation, id));
                 ids.push(id);
+            }
+            if let Some((done, last)) = run {
+                updated.insert(done.into_owned(), last);
             }
             for (conversation, last) in &updated {
                 tables.set_last_id(conversation, *last)?;
@@ -685,7 +693,11 @@ struct Tables<'t> {
     chunks: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     last_ids: redb::Table<'t, &'static str, u64>,
     resume: redb::Table<'t, (&'static str, &'static str), u64>,
-    filling: HashMap<String, Chunk>,
+    /// The chunk each conversation is filling, the index of each in it, and the last one
+    /// used (a run of one conversation's messages looks nothing up).
+    filling: Vec<(String, Chunk)>,
+    index: HashMap<String, usize>,
+    last: usize,
 }
 
 impl<'t> Tables<'t> {
@@ -694,7 +706,9 @@ impl<'t> Tables<'t> {
             chunks: txn.open_table(CHUNKS).map_err(failed)?,
             last_ids: txn.open_table(LAST_IDS).map_err(failed)?,
             resume: txn.open_table(RESUME).map_err(failed)?,
-            filling: HashMap::new(),
+            filling: Vec::new(),
+            index: HashMap::new(),
+            last: 0,
         })
     }
 
@@ -746,27 +760,42 @@ impl<'t> Tables<'t> {
 
     /// Adds message `id` to the chunk `conversation` is filling; a full one is written.
     fn add(&mut self, conversation: &str, id: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        if let Some(chunk) = self.filling.get_mut(conversation) {
-            if chunk.next_id() != id {
-                // Not the next one (callers give ids in order): the run ends here.
-                put_chunk(&mut self.chunks, conversation, chunk)?;
-                *chunk = Chunk::starting_at(id);
-            }
-            chunk.push(bytes);
-            if chunk.is_full() {
-                put_chunk(&mut self.chunks, conversation, chunk)?;
-                *chunk = Chunk::starting_at(id + 1);
-            }
-            return Ok(());
+        let slot = self.slot(conversation, id);
+        let (_, chunk) = &mut self.filling[slot];
+        if chunk.next_id() != id {
+            // Not the next one (callers give ids in order): the run ends here.
+            put_chunk(&mut self.chunks, conversation, chunk)?;
+            chunk.restart_at(id);
         }
-        let mut chunk = Chunk::starting_at(id);
         chunk.push(bytes);
         if chunk.is_full() {
-            put_chunk(&mut self.chunks, conversation, &chunk)?;
-            chunk = Chunk::starting_at(id + 1);
+            put_chunk(&mut self.chunks, conversation, chunk)?;
+            chunk.restart_at(id + 1);
         }
-        self.filling.insert(conversation.to_owned(), chunk);
         Ok(())
+    }
+
+    /// Where `conversation`'s chunk is in `filling` (a new one starts at `id`).
+    fn slot(&mut self, conversation: &str, id: u64) -> usize {
+        if self
+            .filling
+            .get(self.last)
+            .is_some_and(|(same, _)| same == conversation)
+        {
+            return self.last;
+        }
+        let slot = match self.index.get(conversation) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.filling.len();
+                self.filling
+                    .push((conversation.to_owned(), Chunk::starting_at(id)));
+                self.index.insert(conversation.to_owned(), slot);
+                slot
+            }
+        };
+        self.last = slot;
+        slot
     }
 
     /// Writes the chunks being filled.

@@ -36,6 +36,13 @@ impl Chunk {
         }
     }
 
+    /// Empties it (keeping its buffer) for messages from `first`.
+    pub fn restart_at(&mut self, first: u64) {
+        self.first = first;
+        self.count = 0;
+        self.bytes.clear();
+    }
+
     /// The id its first message has.
     pub fn first(&self) -> u64 {
         self.first
