@@ -46,8 +46,9 @@ use tlschat_proto::names::name_key;
 use tlschat_proto::{Anchor, Trust};
 
 use self::chunk::Chunk;
+use self::pending::Pending;
 use super::wal::{Entry, ReadError, Wal};
-use super::{Page, Record, Store, StoreError, StoreStats, Stored};
+use super::{Kind, Page, Record, Store, StoreError, StoreStats, Stored};
 use crate::sync::lock;
 
 /// The store format this build reads and writes (2: messages in chunks; 1 is converted).
@@ -106,6 +107,12 @@ pub struct EmbeddedStore {
     last_ids: Mutex<HashMap<String, u64>>,
     /// The journal: every group since the last checkpoint.
     wal: Mutex<Wal>,
+    /// Room messages in the journal, not yet in redb. Locked after `wal` when both are, and
+    /// never held while waiting for a write transaction.
+    pending: Mutex<Pending>,
+    /// Held from taking the waiting room messages until their transaction has committed
+    /// (never while waiting for a transaction).
+    flushing: Mutex<()>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -157,6 +164,8 @@ impl EmbeddedStore {
             fsync,
             last_ids: Mutex::default(),
             wal: Mutex::new(wal),
+            pending: Mutex::default(),
+            flushing: Mutex::default(),
         })
     }
 
@@ -177,6 +186,7 @@ impl EmbeddedStore {
             let journal = wal.path().to_owned();
             let entries = wal.entries().map_err(|e| wal_error(&journal, e))?;
             replay(&db, entries, &journal, Durability::None)?;
+            lock(&self.pending).clear();
             drop(wal);
             *slot = Some(Arc::new(db));
             self.broken.store(false, Ordering::SeqCst);
@@ -235,6 +245,9 @@ impl Store for EmbeddedStore {
         anchor: Option<Anchor>,
         limit: usize,
     ) -> Result<Page, StoreError> {
+        if self.waiting(Some(conversation)) {
+            self.flush_pending()?;
+        }
         let txn = self.db()?.begin_read().map_err(failed)?;
         let chunks = txn.open_table(CHUNKS).map_err(failed)?;
         // The ids wanted, inclusive (ids start at 1).
@@ -304,6 +317,7 @@ impl Store for EmbeddedStore {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.flush_pending()?;
         let txn = self.db()?.begin_read().map_err(failed)?;
         let chunks = txn.open_table(CHUNKS).map_err(failed)?;
         let last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
@@ -543,10 +557,7 @@ impl Store for EmbeddedStore {
         let db = self.db()?;
         let mut wal = lock(&self.wal);
         if !wal.is_empty() {
-            db.begin_write()
-                .map_err(failed)?
-                .commit()
-                .map_err(|e| self.write_failed(failed(e)))?;
+            self.durable_commit(&db)?;
             wal.empty().map_err(io_failed)?;
         }
         Ok(())
@@ -601,16 +612,25 @@ impl EmbeddedStore {
         let mut wal = lock(&self.wal);
         let mut updated: HashMap<String, u64> = HashMap::new();
         let mut frame = wal.frame();
-        let mut txn = db.begin_write().map_err(failed)?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        // Room messages wait in memory once journaled ([`Pending`]); only a group with direct
+        // messages needs a redb transaction now.
+        let mut rooms: Vec<(usize, u64, std::ops::Range<usize>)> = Vec::new();
+        let mut room_bytes = Vec::new();
+        let mut txn = None;
+        if records.iter().any(|r| r.kind != Kind::Room) {
+            let mut write = db.begin_write().map_err(failed)?;
+            write
+                .set_durability(Durability::None)
+                .map_err(|e| StoreError::Failed(e.to_string()))?;
+            txn = Some(write);
+        }
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = txn.as_ref().map(Tables::open).transpose()?;
             let mut bytes = Vec::new();
             // The conversation of the run of records being numbered, and its last id so far:
             // a run (a room's burst) looks nothing up.
             let mut run: Option<(std::borrow::Cow<'_, str>, u64)> = None;
-            for record in records {
+            for (at, record) in records.iter().enumerate() {
                 let conversation = record.conversation();
                 let last = match run.take() {
                     Some((same, last)) if same == conversation => last,
@@ -620,14 +640,21 @@ impl EmbeddedStore {
                         }
                         match updated.get(&*conversation).or(known.get(&*conversation)) {
                             Some(&last) => last,
-                            None => tables.last_id(&conversation)?,
+                            None => stored_last_id(&db, tables.as_ref(), &conversation)?,
                         }
                     }
                 };
                 let id = last + 1;
                 bytes.clear();
                 record.encode_into(&mut bytes);
-                tables.insert(record, &conversation, id, &bytes)?;
+                match tables.as_mut().filter(|_| record.kind != Kind::Room) {
+                    Some(tables) => tables.insert(record, &conversation, id, &bytes)?,
+                    None => {
+                        let from = room_bytes.len();
+                        room_bytes.extend_from_slice(&bytes);
+                        rooms.push((at, id, from..room_bytes.len()));
+                    }
+                }
                 frame.push(&conversation, id, record.keep_for_recipient, &bytes);
                 run = Some((conversation, id));
                 ids.push(id);
@@ -635,33 +662,102 @@ impl EmbeddedStore {
             if let Some((done, last)) = run {
                 updated.insert(done.into_owned(), last);
             }
-            for (conversation, last) in &updated {
-                tables.set_last_id(conversation, *last)?;
+            if let Some(mut tables) = tables {
+                // Rooms' last ids go to redb with their messages, when those are flushed.
+                for (conversation, last) in updated.iter().filter(|(c, _)| !is_room(c)) {
+                    tables.set_last_id(conversation, *last)?;
+                }
+                tables.finish()?;
             }
-            tables.finish()?;
         }
         // Journaled first: if that fails, the transaction is dropped (nothing committed).
         let before = wal.len();
         wal.append(frame).map_err(io_failed)?;
-        if let Err(err) = txn.commit() {
-            wal.undo_to(before);
-            return Err(self.write_failed(failed(err)));
+        if let Some(txn) = txn {
+            if let Err(err) = txn.commit() {
+                wal.undo_to(before);
+                return Err(self.write_failed(failed(err)));
+            }
         }
         known.extend(updated);
+        {
+            let mut pending = lock(&self.pending);
+            for (at, id, range) in rooms {
+                pending.add(&records[at].to, id, &room_bytes[range]);
+            }
+        }
         if wal.checkpoint_due() {
             self.fold_journal(&db, &mut wal);
         }
         Ok(ids)
     }
 
+    /// Writes the room messages waiting in memory into redb, in one transaction that is not
+    /// made durable (the journal has them until the next checkpoint).
+    fn flush_pending(&self) -> Result<(), StoreError> {
+        if !self.waiting(None) {
+            return Ok(());
+        }
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(failed)?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        self.commit_with_pending(txn, |_| Ok(()))
+    }
+
+    /// Whether room messages wait in memory (of `room`, or of any room): once a flush in
+    /// progress has committed, so a reader never looks between the two.
+    fn waiting(&self, room: Option<&str>) -> bool {
+        let _flushing = lock(&self.flushing);
+        let pending = lock(&self.pending);
+        room.map_or(!pending.is_empty(), |room| pending.holds(room))
+    }
+
+    /// One durable redb commit of everything so far, the room messages waiting included.
+    fn durable_commit(&self, db: &Database) -> Result<(), StoreError> {
+        let txn = db.begin_write().map_err(failed)?;
+        self.commit_with_pending(txn, |_| Ok(()))
+    }
+
+    /// Writes the room messages waiting in memory into `txn` first (whatever `work` reads, it
+    /// sees them), then runs `work` and commits. Readers asking for waiting messages wait for
+    /// the commit; if it fails, the next use reopens the database and replays the journal,
+    /// which holds them.
+    fn commit_with_pending<T>(
+        &self,
+        txn: redb::WriteTransaction,
+        work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let flushing = lock(&self.flushing);
+        let waiting: Vec<_> = lock(&self.pending).take().collect();
+        let took = !waiting.is_empty();
+        let flushing = took.then_some(flushing);
+        let result = (|| {
+            if took {
+                let mut tables = Tables::open(&txn)?;
+                for (room, chunks, last) in waiting {
+                    for chunk in &chunks {
+                        put_chunk(&mut tables.chunks, &room, chunk)?;
+                    }
+                    tables.set_last_id(&room, last)?;
+                }
+            }
+            let value = work(&txn)?;
+            txn.commit().map_err(failed)?;
+            Ok(value)
+        })();
+        drop(flushing);
+        if took && result.is_err() {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        result.map_err(|e| self.write_failed(e))
+    }
+
     /// Makes everything committed so far durable in redb and empties the journal. A failure
     /// loses nothing (the journal still holds it all): the database is reopened and the
     /// journal replayed at its next use.
     fn fold_journal(&self, db: &Database, wal: &mut Wal) {
-        let durable = db
-            .begin_write()
-            .map_err(failed)
-            .and_then(|txn| txn.commit().map_err(failed));
+        let durable = self.durable_commit(db);
         match durable.and_then(|()| wal.empty().map_err(io_failed)) {
             Ok(()) => {}
             Err(err) => {
@@ -677,13 +773,11 @@ impl EmbeddedStore {
         &self,
         work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let result = (|| {
-            let txn = self.db()?.begin_write().map_err(failed)?;
-            let value = work(&txn)?;
-            txn.commit().map_err(failed)?;
-            Ok(value)
-        })();
-        result.map_err(|e| self.write_failed(e))
+        let txn = self
+            .db()?
+            .begin_write()
+            .map_err(|e| self.write_failed(failed(e)))?;
+        self.commit_with_pending(txn, work)
     }
 }
 
@@ -819,6 +913,29 @@ fn put_chunk(
             .map_err(failed)?;
     }
     Ok(())
+}
+
+/// Whether a conversation key is a room's (direct conversations are two name keys).
+fn is_room(conversation: &str) -> bool {
+    conversation.starts_with('#')
+}
+
+/// The last id `conversation` has in redb: in `tables` when a write transaction is open,
+/// else read.
+fn stored_last_id(
+    db: &Database,
+    tables: Option<&Tables<'_>>,
+    conversation: &str,
+) -> Result<u64, StoreError> {
+    if let Some(tables) = tables {
+        return tables.last_id(conversation);
+    }
+    let txn = db.begin_read().map_err(failed)?;
+    let last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
+    Ok(last_ids
+        .get(conversation)
+        .map_err(failed)?
+        .map_or(0, |v| v.value()))
 }
 
 /// Format 1 kept a row per message: puts them into chunks and drops the old table, in `txn`.
@@ -1119,5 +1236,6 @@ impl StorageBackend for SyncPolicy {
 }
 
 pub mod chunk;
+pub mod pending;
 #[cfg(test)]
 mod tests;

@@ -512,3 +512,81 @@ fn a_format_1_store_is_converted_when_opened() {
         "the old table is gone"
     );
 }
+
+#[test]
+fn room_messages_waiting_in_memory_are_seen_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    // Room groups wait in memory (no redb transaction); a direct message goes in at once.
+    store.append(&[room("#a", "1"), room("#a", "2")]).unwrap();
+    store
+        .append(&[
+            room("#a", "3"),
+            direct("alice", "bob", "hi"),
+            room("#b", "1"),
+        ])
+        .unwrap();
+    assert!(!lock(&store.pending).is_empty(), "room messages wait");
+    // A member joining now starts after the last message, not before the waiting ones.
+    assert_eq!(store.join("carol", "#a").unwrap(), 3);
+    assert_eq!(store.append(&[room("#a", "4")]).unwrap(), [4]);
+    assert_eq!(
+        texts(&store.read("#a", Some(Anchor::After(3)), 10).unwrap()),
+        [(4, "4")]
+    );
+    store.append(&[room("#b", "2")]).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.messages, stats.conversations), (7, 3));
+    store.append(&[room("#b", "3")]).unwrap();
+    // Pruning counts the waiting ones: keeping 1 of #b leaves message 3.
+    assert_eq!(store.prune(0, 1, 100).unwrap(), 2 + 3);
+    assert_eq!(texts(&store.read("#b", None, 10).unwrap()), [(3, "3")]);
+    // A clean close folds them in; nothing is replayed twice or lost.
+    store.append(&[room("#a", "5")]).unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
+    assert_eq!(
+        texts(&store.read("#a", None, 10).unwrap()),
+        [(4, "4"), (5, "5")]
+    );
+    assert_eq!(store.append(&[room("#a", "6")]).unwrap(), [6]);
+}
+
+#[test]
+fn a_reader_waits_for_a_write_that_took_the_waiting_messages() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb"), Fsync::Never).unwrap());
+    store.append(&[room("#a", "1"), room("#a", "2")]).unwrap();
+    // A write (a JOIN, say) takes the waiting messages into its transaction and is held there.
+    let (started, taken) = mpsc::channel();
+    let (go, hold) = mpsc::channel::<()>();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.write(|_| {
+                started.send(()).unwrap();
+                hold.recv().unwrap();
+                Ok(())
+            })
+        })
+    };
+    taken.recv().unwrap();
+    assert!(lock(&store.pending).is_empty(), "the write took them");
+    let (sent, page) = mpsc::channel();
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || sent.send(store.read("#a", None, 10).unwrap()).unwrap())
+    };
+    // Neither in memory nor in redb yet: the read must not answer now (an empty page).
+    assert!(
+        page.recv_timeout(Duration::from_millis(200)).is_err(),
+        "the read waits for the write's commit"
+    );
+    go.send(()).unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(texts(&page.recv().unwrap()), [(1, "1"), (2, "2")]);
+    reader.join().unwrap();
+}
