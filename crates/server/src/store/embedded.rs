@@ -21,13 +21,17 @@
 //! # Durability
 //!
 //! Messages go through the journal beside the file ([`super::wal`]): a group is appended there
-//! (and synced with [`Fsync::Always`]) before it is acknowledged, and committed to redb in
-//! memory; a checkpoint every second folds it into the file with a durable redb commit. Every
-//! other write (membership, resume points, names, keys, pruning) is a durable redb commit of
-//! its own. With [`Fsync::Always`] an acknowledged message is on disk; with [`Fsync::Never`]
-//! the same writes reach the operating system, which survives a crash of the server process but
-//! not of the machine (the backend below redb skips the sync and nothing else changes, so the
-//! file is always consistent).
+//! (and synced with [`Fsync::Always`]) before it is acknowledged. Direct messages are then
+//! committed to redb in memory (a non-durable commit, visible to every reader) at once, since
+//! they set resume points; room messages wait in memory, in chunks ([`pending`]), and go into
+//! redb in one such commit when anything needs them there (a read of the room, `STATS`, any
+//! other write) or at the checkpoint. The checkpoint, every second, folds everything into the
+//! file with a durable redb commit and empties the journal. Every other write (membership,
+//! resume points, names, keys, pruning) is a durable redb commit of its own. With
+//! [`Fsync::Always`] an acknowledged message is on disk; with [`Fsync::Never`] the same writes
+//! reach the operating system, which survives a crash of the server process but not of the
+//! machine (the backend below redb skips the sync and nothing else changes, so the file is
+//! always consistent).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

@@ -3,7 +3,8 @@
 //!
 //! A group of messages is written to the journal (`<store>-journal`) in one `write`, synced
 //! with `--fsync always`, and only then committed to redb *non-durably* (in the process's
-//! memory, visible to every reader). Every [`CHECKPOINT_INTERVAL`], or once the journal holds
+//! memory, visible to every reader; room messages wait in memory until something reads them or
+//! the checkpoint, see [`super::embedded`]). Every [`CHECKPOINT_INTERVAL`], or once the journal holds
 //! [`CHECKPOINT_BYTES`], one durable redb commit makes everything since the last on disk, and
 //! the journal is emptied. So a message is acknowledged once it is in the journal: on disk
 //! with `--fsync always`, in the operating system with `never`, exactly as before; and the cost
