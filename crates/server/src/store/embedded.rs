@@ -24,7 +24,7 @@
 //! (and synced with [`Fsync::Always`]) before it is acknowledged. Direct messages are then
 //! committed to redb in memory (a non-durable commit, visible to every reader) at once, since
 //! they set resume points; room messages wait in memory, in chunks ([`pending`]), and go into
-//! redb in one such commit when anything needs them there (a read of the room, `STATS`, any
+//! redb in one such commit when anything needs them there (a read of the room, any
 //! other write) or at the checkpoint. The checkpoint, every second, folds everything into the
 //! file with a durable redb commit and empties the journal. Every other write (membership,
 //! resume points, names, keys, pruning) is a durable redb commit of its own. With
@@ -321,8 +321,17 @@ impl Store for EmbeddedStore {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.flush_pending()?;
+        // Counted where they are, without writing anything (a scrape of /metrics must not
+        // wait for a transaction): redb, then the room messages waiting in memory. Messages a
+        // flush is moving at that moment may be missed once.
         let txn = self.db()?.begin_read().map_err(failed)?;
+        let (waiting, waiting_rooms) = {
+            let pending = lock(&self.pending);
+            (
+                pending.count(),
+                pending.rooms().map(str::to_owned).collect::<Vec<_>>(),
+            )
+        };
         let chunks = txn.open_table(CHUNKS).map_err(failed)?;
         let last_ids = txn.open_table(LAST_IDS).map_err(failed)?;
         // A conversation holds every id from its first chunk's to its last id.
@@ -340,7 +349,13 @@ impl Store for EmbeddedStore {
                 messages += (last.value() + 1).saturating_sub(key.value().1);
             }
         }
-        let conversations = last_ids.len().map_err(failed)?;
+        messages += waiting;
+        let mut conversations = last_ids.len().map_err(failed)?;
+        for room in &waiting_rooms {
+            if last_ids.get(room.as_str()).map_err(failed)?.is_none() {
+                conversations += 1;
+            }
+        }
         let bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         Ok(StoreStats {
             messages,

@@ -4,8 +4,9 @@
 //! [`super::super::wal`]); writing them into redb at once cost a redb transaction per group,
 //! most of the commit thread's work when groups are small. They wait here instead, already in
 //! chunks, and go into redb in one transaction when anything needs redb to hold them: the
-//! checkpoint (every second), a read of that room, `STATS`, or any other write. Direct
-//! messages are not kept here: they set resume points, which connecting users read at once.
+//! checkpoint (every second), a read of that room, or any other write (`STATS` counts them
+//! here without moving them). Direct messages are not kept here: they set resume points,
+//! which connecting users read at once.
 //!
 //! Bounded by the checkpoint: at most a second's (or [`CHECKPOINT_BYTES`]') worth of
 //! messages.
@@ -44,6 +45,20 @@ impl Pending {
         self.rooms.contains_key(room)
     }
 
+    /// How many messages wait.
+    pub fn count(&self) -> u64 {
+        self.rooms
+            .values()
+            .flatten()
+            .map(|chunk| chunk.next_id() - chunk.first())
+            .sum()
+    }
+
+    /// The rooms with messages waiting.
+    pub fn rooms(&self) -> impl Iterator<Item = &str> {
+        self.rooms.keys().map(String::as_str)
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
@@ -80,6 +95,10 @@ mod tests {
         }
         pending.add("#b", 1, b"b1");
         assert!(pending.holds("#a") && pending.holds("#b") && !pending.holds("#c"));
+        assert_eq!(pending.count(), total + 1);
+        let mut rooms: Vec<&str> = pending.rooms().collect();
+        rooms.sort_unstable();
+        assert_eq!(rooms, ["#a", "#b"]);
         let mut taken: Vec<_> = pending.take().collect();
         taken.sort_by(|x, y| x.0.cmp(&y.0));
         assert!(pending.is_empty(), "taken once");

@@ -530,6 +530,12 @@ fn room_messages_waiting_in_memory_are_seen_by_every_reader() {
     let store = EmbeddedStore::open(&path, Fsync::Never).unwrap();
     // Room groups wait in memory (no redb transaction); a direct message goes in at once.
     store.append(&[room("#a", "1"), room("#a", "2")]).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        (stats.messages, stats.conversations),
+        (2, 1),
+        "counted where they wait"
+    );
     store
         .append(&[
             room("#a", "3"),
