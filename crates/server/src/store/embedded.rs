@@ -717,7 +717,11 @@ impl EmbeddedStore {
         if !self.waiting(None) {
             return Ok(());
         }
-        let db = self.db()?;
+        self.flush_pending_in(&*self.db()?)
+    }
+
+    /// [`flush_pending`](Self::flush_pending) in `db`.
+    fn flush_pending_in(&self, db: &Database) -> Result<(), StoreError> {
         let mut txn = db.begin_write().map_err(failed)?;
         txn.set_durability(Durability::None)
             .map_err(|e| StoreError::Failed(e.to_string()))?;
@@ -732,8 +736,12 @@ impl EmbeddedStore {
         room.map_or(!pending.is_empty(), |room| pending.holds(room))
     }
 
-    /// One durable redb commit of everything so far, the room messages waiting included.
+    /// One durable redb commit of everything so far, the room messages waiting included. They
+    /// go in first with a commit that does not sync, so readers waiting for them do not wait
+    /// for the disk too; the durable commit then takes nothing new (appends hold the journal,
+    /// as the callers do).
     fn durable_commit(&self, db: &Database) -> Result<(), StoreError> {
+        self.flush_pending_in(db)?;
         let txn = db.begin_write().map_err(failed)?;
         self.commit_with_pending(txn, |_| Ok(()))
     }
