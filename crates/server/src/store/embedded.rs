@@ -800,10 +800,12 @@ impl EmbeddedStore {
         &self,
         work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self
-            .db()?
-            .begin_write()
-            .map_err(|e| self.write_failed(failed(e)))?;
+        let db = self.db()?;
+        // The waiting room messages first, without a sync (see `durable_commit`).
+        if self.waiting(None) {
+            self.flush_pending_in(&db)?;
+        }
+        let txn = db.begin_write().map_err(|e| self.write_failed(failed(e)))?;
         self.commit_with_pending(txn, work)
     }
 }

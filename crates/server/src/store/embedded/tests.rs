@@ -570,19 +570,21 @@ fn room_messages_waiting_in_memory_are_seen_by_every_reader() {
 }
 
 #[test]
-fn a_reader_waits_for_a_write_that_took_the_waiting_messages() {
+fn a_reader_waits_for_a_transaction_that_took_the_waiting_messages() {
     use std::sync::mpsc;
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb"), Fsync::Never).unwrap());
     store.append(&[room("#a", "1"), room("#a", "2")]).unwrap();
-    // A write (a JOIN, say) takes the waiting messages into its transaction and is held there.
+    // A transaction takes the waiting messages (as a write does when some arrive while it
+    // starts) and is held there before its commit.
     let (started, taken) = mpsc::channel();
     let (go, hold) = mpsc::channel::<()>();
     let writer = {
         let store = store.clone();
         std::thread::spawn(move || {
-            store.write(|_| {
+            let txn = store.db().unwrap().begin_write().unwrap();
+            store.commit_with_pending(txn, |_| {
                 started.send(()).unwrap();
                 hold.recv().unwrap();
                 Ok(())
