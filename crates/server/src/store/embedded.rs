@@ -51,7 +51,7 @@ use tlschat_proto::{Anchor, Trust};
 
 use self::chunk::Chunk;
 use self::pending::Pending;
-use super::wal::{Entry, ReadError, Wal};
+use super::wal::{Entry, Frame, ReadError, Wal};
 use super::{Kind, Page, Record, Store, StoreError, StoreStats, Stored};
 use crate::sync::lock;
 
@@ -250,7 +250,7 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<Page, StoreError> {
         if self.waiting(Some(conversation)) {
-            self.flush_pending()?;
+            self.flush_pending(&*self.db()?)?;
         }
         let txn = self.db()?.begin_read().map_err(failed)?;
         let chunks = txn.open_table(CHUNKS).map_err(failed)?;
@@ -620,17 +620,18 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// [`Store::append`]: the group goes to the journal in one write (and sync), then into
-    /// redb in one non-durable commit; a checkpoint folds the journal into redb when due (see
+    /// [`Store::append`]: the group goes to the journal in one write (and sync); then its
+    /// direct messages go into redb in one non-durable commit and its room messages wait in
+    /// memory ([`Pending`]); a checkpoint folds the journal into redb when due (see
     /// [`super::wal`]). A journal that cannot be written (a full disk) refuses the group and
-    /// leaves redb as it was; only a failure inside redb makes it reopen.
+    /// leaves everything as it was; only a failure inside redb makes it reopen.
     fn append_group(&self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
         let db = self.db()?;
         let mut ids = Vec::with_capacity(records.len());
         let mut known = lock(&self.last_ids);
         let mut wal = lock(&self.wal);
         let mut updated: HashMap<String, u64> = HashMap::new();
-        let mut frame = wal.frame();
+        let mut frame = Frame::default();
         // Room messages wait in memory once journaled ([`Pending`]); only a group with direct
         // messages needs a redb transaction now.
         let mut rooms: Vec<(usize, u64, std::ops::Range<usize>)> = Vec::new();
@@ -646,46 +647,35 @@ impl EmbeddedStore {
         {
             let mut tables = txn.as_ref().map(Tables::open).transpose()?;
             let mut bytes = Vec::new();
-            // The conversation of the run of records being numbered, and its last id so far:
-            // a run (a room's burst) looks nothing up.
-            let mut run: Option<(std::borrow::Cow<'_, str>, u64)> = None;
             for (at, record) in records.iter().enumerate() {
                 let conversation = record.conversation();
-                let last = match run.take() {
-                    Some((same, last)) if same == conversation => last,
-                    other => {
-                        if let Some((done, last)) = other {
-                            updated.insert(done.into_owned(), last);
-                        }
-                        match updated.get(&*conversation).or(known.get(&*conversation)) {
-                            Some(&last) => last,
-                            None => stored_last_id(&db, tables.as_ref(), &conversation)?,
-                        }
-                    }
+                let conversation = conversation.as_ref();
+                let last = match updated.get(conversation).or(known.get(conversation)) {
+                    Some(&last) => last,
+                    None => stored_last_id(&db, tables.as_ref(), conversation)?,
                 };
                 let id = last + 1;
                 bytes.clear();
                 record.encode_into(&mut bytes);
                 match tables.as_mut().filter(|_| record.kind != Kind::Room) {
-                    Some(tables) => tables.insert(record, &conversation, id, &bytes)?,
+                    Some(tables) => tables.insert(record, conversation, id, &bytes)?,
                     None => {
                         let from = room_bytes.len();
                         room_bytes.extend_from_slice(&bytes);
                         rooms.push((at, id, from..room_bytes.len()));
                     }
                 }
-                frame.push(&conversation, id, record.keep_for_recipient, &bytes);
-                run = Some((conversation, id));
+                frame.push(conversation, id, record.keep_for_recipient, &bytes);
+                match updated.get_mut(conversation) {
+                    Some(last) => *last = id,
+                    None => {
+                        updated.insert(conversation.to_owned(), id);
+                    }
+                }
                 ids.push(id);
             }
-            if let Some((done, last)) = run {
-                updated.insert(done.into_owned(), last);
-            }
-            if let Some(mut tables) = tables {
-                // Rooms' last ids go to redb with their messages, when those are flushed.
-                for (conversation, last) in updated.iter().filter(|(c, _)| !is_room(c)) {
-                    tables.set_last_id(conversation, *last)?;
-                }
+            // Rooms' last ids go to redb with their messages, when those are flushed.
+            if let Some(tables) = tables {
                 tables.finish()?;
             }
         }
@@ -711,17 +701,12 @@ impl EmbeddedStore {
         Ok(ids)
     }
 
-    /// Writes the room messages waiting in memory into redb, in one transaction that is not
-    /// made durable (the journal has them until the next checkpoint).
-    fn flush_pending(&self) -> Result<(), StoreError> {
+    /// Writes the room messages waiting in memory (if any) into redb, in one transaction that
+    /// is not made durable (the journal has them until the next checkpoint).
+    fn flush_pending(&self, db: &Database) -> Result<(), StoreError> {
         if !self.waiting(None) {
             return Ok(());
         }
-        self.flush_pending_in(&*self.db()?)
-    }
-
-    /// [`flush_pending`](Self::flush_pending) in `db`.
-    fn flush_pending_in(&self, db: &Database) -> Result<(), StoreError> {
         let mut txn = db.begin_write().map_err(failed)?;
         txn.set_durability(Durability::None)
             .map_err(|e| StoreError::Failed(e.to_string()))?;
@@ -741,7 +726,7 @@ impl EmbeddedStore {
     /// for the disk too; the durable commit then takes nothing new (appends hold the journal,
     /// as the callers do).
     fn durable_commit(&self, db: &Database) -> Result<(), StoreError> {
-        self.flush_pending_in(db)?;
+        self.flush_pending(db)?;
         let txn = db.begin_write().map_err(failed)?;
         self.commit_with_pending(txn, |_| Ok(()))
     }
@@ -756,18 +741,12 @@ impl EmbeddedStore {
         work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let flushing = lock(&self.flushing);
-        let waiting: Vec<_> = lock(&self.pending).take().collect();
+        let waiting = lock(&self.pending).take();
         let took = !waiting.is_empty();
         let flushing = took.then_some(flushing);
         let result = (|| {
             if took {
-                let mut tables = Tables::open(&txn)?;
-                for (room, chunks, last) in waiting {
-                    for chunk in &chunks {
-                        put_chunk(&mut tables.chunks, &room, chunk)?;
-                    }
-                    tables.set_last_id(&room, last)?;
-                }
+                Tables::open(&txn)?.put(waiting)?;
             }
             let value = work(&txn)?;
             txn.commit().map_err(failed)?;
@@ -802,25 +781,20 @@ impl EmbeddedStore {
     ) -> Result<T, StoreError> {
         let db = self.db()?;
         // The waiting room messages first, without a sync (see `durable_commit`).
-        if self.waiting(None) {
-            self.flush_pending_in(&db)?;
-        }
+        self.flush_pending(&db)?;
         let txn = db.begin_write().map_err(|e| self.write_failed(failed(e)))?;
         self.commit_with_pending(txn, work)
     }
 }
 
-/// The tables a message touches, open in one write transaction, and the chunk each
-/// conversation is filling in it: call [`finish`](Self::finish) before committing.
+/// The tables a message touches, open in one write transaction, and the chunks this
+/// transaction fills: call [`finish`](Self::finish) before committing.
 struct Tables<'t> {
     chunks: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     last_ids: redb::Table<'t, &'static str, u64>,
     resume: redb::Table<'t, (&'static str, &'static str), u64>,
-    /// The chunk each conversation is filling, the index of each in it, and the last one
-    /// used (a run of one conversation's messages looks nothing up).
-    filling: Vec<(String, Chunk)>,
-    index: HashMap<String, usize>,
-    last: usize,
+    /// The messages inserted, in chunks (built as the waiting room messages are).
+    filling: Pending,
 }
 
 impl<'t> Tables<'t> {
@@ -829,9 +803,7 @@ impl<'t> Tables<'t> {
             chunks: txn.open_table(CHUNKS).map_err(failed)?,
             last_ids: txn.open_table(LAST_IDS).map_err(failed)?,
             resume: txn.open_table(RESUME).map_err(failed)?,
-            filling: Vec::new(),
-            index: HashMap::new(),
-            last: 0,
+            filling: Pending::default(),
         })
     }
 
@@ -858,7 +830,7 @@ impl<'t> Tables<'t> {
         id: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        self.add(conversation, id, bytes)?;
+        self.filling.add(conversation, id, bytes);
         if record.keep_for_recipient {
             // The recipient catches up from here (a new conversation for them starts with this
             // message); a verified sender has seen everything up to it.
@@ -881,72 +853,34 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Adds message `id` to the chunk `conversation` is filling; a full one is written.
-    fn add(&mut self, conversation: &str, id: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let slot = self.slot(conversation, id);
-        let (_, chunk) = &mut self.filling[slot];
-        if chunk.next_id() != id {
-            // Not the next one (callers give ids in order): the run ends here.
-            put_chunk(&mut self.chunks, conversation, chunk)?;
-            chunk.restart_at(id);
-        }
-        chunk.push(bytes);
-        if chunk.is_full() {
-            put_chunk(&mut self.chunks, conversation, chunk)?;
-            chunk.restart_at(id + 1);
-        }
-        Ok(())
-    }
-
-    /// Where `conversation`'s chunk is in `filling` (a new one starts at `id`).
-    fn slot(&mut self, conversation: &str, id: u64) -> usize {
-        if self
-            .filling
-            .get(self.last)
-            .is_some_and(|(same, _)| same == conversation)
-        {
-            return self.last;
-        }
-        let slot = match self.index.get(conversation) {
-            Some(&slot) => slot,
-            None => {
-                let slot = self.filling.len();
-                self.filling
-                    .push((conversation.to_owned(), Chunk::starting_at(id)));
-                self.index.insert(conversation.to_owned(), slot);
-                slot
-            }
-        };
-        self.last = slot;
-        slot
-    }
-
-    /// Writes the chunks being filled.
+    /// Writes the chunks this transaction filled, with each conversation's last id.
     fn finish(mut self) -> Result<(), StoreError> {
-        for (conversation, chunk) in &self.filling {
-            put_chunk(&mut self.chunks, conversation, chunk)?;
+        let filled = self.filling.take();
+        self.put(filled)
+    }
+
+    /// Writes chunks (as [`Pending::take`] gives them) and each conversation's last id.
+    fn put(&mut self, taken: Vec<(String, Vec<Chunk>, u64)>) -> Result<(), StoreError> {
+        for (conversation, chunks, last) in taken {
+            for chunk in &chunks {
+                put_chunk(&mut self.chunks, &conversation, chunk)?;
+            }
+            self.set_last_id(&conversation, last)?;
         }
         Ok(())
     }
 }
 
-/// Writes `chunk` of `conversation` (nothing when it is empty).
+/// Writes `chunk` of `conversation`.
 fn put_chunk(
     chunks: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
     conversation: &str,
     chunk: &Chunk,
 ) -> Result<(), StoreError> {
-    if !chunk.is_empty() {
-        chunks
-            .insert((conversation, chunk.first()), chunk.value())
-            .map_err(failed)?;
-    }
+    chunks
+        .insert((conversation, chunk.first()), chunk.value())
+        .map_err(failed)?;
     Ok(())
-}
-
-/// Whether a conversation key is a room's (direct conversations are two name keys).
-fn is_room(conversation: &str) -> bool {
-    conversation.starts_with('#')
 }
 
 /// The last id `conversation` has in redb: in `tables` when a write transaction is open,

@@ -60,10 +60,6 @@ pub struct Entry {
 /// The header before a frame's payload: magic and payload length.
 const HEADER: usize = 8;
 
-/// A frame's buffer kept for the next one is let go past this size (a burst of large
-/// messages does not hold its memory for good).
-const SPARE_CAPACITY: usize = 4 * 1024 * 1024;
-
 /// A frame being built: entries appended one by one, then sealed when appended. Built in
 /// place (header, count, entries), so sealing adds the digest and copies nothing.
 #[derive(Debug)]
@@ -74,20 +70,14 @@ pub struct Frame {
 
 impl Default for Frame {
     fn default() -> Self {
-        Self::in_buffer(Vec::new())
-    }
-}
-
-impl Frame {
-    /// A frame built in `bytes` (emptied first).
-    fn in_buffer(mut bytes: Vec<u8>) -> Self {
-        bytes.clear();
-        bytes.extend_from_slice(MAGIC);
+        let mut bytes = MAGIC.to_vec();
         // The payload's length and its count of entries, filled in when sealed.
         bytes.extend_from_slice(&[0; HEADER - MAGIC.len() + 4]);
         Self { bytes, count: 0 }
     }
+}
 
+impl Frame {
     /// Adds one message.
     pub fn push(&mut self, conversation: &str, id: u64, keep_for_recipient: bool, record: &[u8]) {
         let len = u16::try_from(conversation.len()).unwrap_or(u16::MAX);
@@ -133,8 +123,6 @@ pub struct Wal {
     len: u64,
     /// When it was last emptied.
     emptied: Instant,
-    /// The last frame's buffer, for the next one.
-    spare: Vec<u8>,
 }
 
 impl Wal {
@@ -168,7 +156,6 @@ impl Wal {
                 sync,
                 len: good,
                 emptied: Instant::now(),
-                spare: Vec::new(),
             },
             entries,
         ))
@@ -191,9 +178,6 @@ impl Wal {
             Ok(())
         })();
         let written = bytes.len() as u64;
-        if frame.bytes.capacity() <= SPARE_CAPACITY {
-            self.spare = frame.bytes;
-        }
         match result {
             Ok(()) => {
                 self.len += written;
@@ -204,11 +188,6 @@ impl Wal {
                 Err(err)
             }
         }
-    }
-
-    /// An empty frame, in the buffer the last one used.
-    pub fn frame(&mut self) -> Frame {
-        Frame::in_buffer(std::mem::take(&mut self.spare))
     }
 
     /// Takes the last frame back off (its group could not be committed after all).

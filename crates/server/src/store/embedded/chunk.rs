@@ -19,7 +19,7 @@ pub const CHUNK_MESSAGES: usize = 64;
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// A chunk being filled: consecutive messages from `first`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Chunk {
     first: u64,
     count: usize,
@@ -34,13 +34,6 @@ impl Chunk {
             count: 0,
             bytes: Vec::new(),
         }
-    }
-
-    /// Empties it (keeping its buffer) for messages from `first`.
-    pub fn restart_at(&mut self, first: u64) {
-        self.first = first;
-        self.count = 0;
-        self.bytes.clear();
     }
 
     /// The id its first message has.
@@ -60,11 +53,6 @@ impl Chunk {
         self.bytes.extend_from_slice(&len.to_le_bytes());
         self.bytes.extend_from_slice(record);
         self.count += 1;
-    }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     /// Whether it is full: the next message starts a new chunk.

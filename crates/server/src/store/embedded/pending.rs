@@ -65,13 +65,14 @@ impl Pending {
     }
 
     /// Everything waiting (empty afterwards): per room, its chunks and its last id.
-    pub fn take(&mut self) -> impl Iterator<Item = (String, Vec<Chunk>, u64)> {
+    pub fn take(&mut self) -> Vec<(String, Vec<Chunk>, u64)> {
         std::mem::take(&mut self.rooms)
             .into_iter()
             .filter_map(|(room, chunks)| {
                 let last = chunks.last()?.next_id() - 1;
                 Some((room, chunks, last))
             })
+            .collect()
     }
 
     /// Forgets everything (the journal, replayed into redb, has it all).
@@ -99,7 +100,7 @@ mod tests {
         let mut rooms: Vec<&str> = pending.rooms().collect();
         rooms.sort_unstable();
         assert_eq!(rooms, ["#a", "#b"]);
-        let mut taken: Vec<_> = pending.take().collect();
+        let mut taken = pending.take();
         taken.sort_by(|x, y| x.0.cmp(&y.0));
         assert!(pending.is_empty(), "taken once");
         let (room, chunks, last) = &taken[0];

@@ -491,7 +491,7 @@ fn a_format_1_store_is_converted_when_opened() {
     // And its journal, left by a crash: two acknowledged messages not yet in the file.
     {
         let (mut wal, _) = Wal::open(&Wal::path_for(&path), false).unwrap();
-        let mut frame = wal.frame();
+        let mut frame = Frame::default();
         for id in [151u64, 152] {
             let text = format!("#a {id}");
             frame.push("#a", id, false, &room("#a", &text).encode());
