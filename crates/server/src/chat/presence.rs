@@ -4,14 +4,14 @@
 //! Each node publishes one entry per person connected to it ([`Entry`], text form
 //! `<trust> <nick> [#room …]`) and refreshes it; an entry not refreshed for the time to live
 //! is gone (its node died). `Remote` keeps the other nodes' entries and says what each change
-//! means for the rooms ([`Change`]); it does no I/O and takes the time as an argument.
+//! means for the rooms (`EVENT JOIN`, `PART` and `QUIT` lines); it does no I/O and takes the time as an argument.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tlschat_proto::names::name_key;
-use tlschat_proto::Trust;
+use tlschat_proto::{Event, Trust};
 
 use super::sequencer::Sequencer;
 use crate::store::StoreError;
@@ -59,40 +59,11 @@ impl Entry {
     }
 }
 
-/// What a change of the other nodes' presence means for one room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// The person is in the room now (on some node).
-    Joined {
-        /// The room.
-        room: String,
-        /// Who.
-        nick: String,
-        /// Their trust.
-        trust: Trust,
-    },
-    /// The person left the room but is still connected somewhere.
-    Parted {
-        /// The room.
-        room: String,
-        /// Who.
-        nick: String,
-        /// Their trust.
-        trust: Trust,
-    },
-    /// The person is no longer connected to any other node (`lost`: their node stopped
-    /// refreshing them, it probably died).
-    Quit {
-        /// The room.
-        room: String,
-        /// Who.
-        nick: String,
-        /// Their trust.
-        trust: Trust,
-        /// Not a clean disconnect: their node is gone.
-        lost: bool,
-    },
-}
+/// The reason a person on another node is told as gone when their node took them off.
+pub const QUIT_DISCONNECTED: &str = "disconnected";
+
+/// The reason when their node stopped refreshing them (it probably died).
+pub const QUIT_NODE_LOST: &str = "their server stopped answering";
 
 /// Claims of certless names across the cluster (implemented on the shared store).
 pub trait NameClaims: Send + Sync {
@@ -138,7 +109,7 @@ impl Remote {
         entry: Option<Entry>,
         age: Duration,
         now: Instant,
-    ) -> Vec<Change> {
+    ) -> Vec<Event> {
         let key = name_key(name);
         let before = self.rooms_of(&key);
         let at = now.checked_sub(age.min(self.ttl)).unwrap_or(now);
@@ -158,7 +129,7 @@ impl Remote {
     }
 
     /// Drops the entries not refreshed for the time to live. Returns what that changes.
-    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Change> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Event> {
         let stale: Vec<String> = self
             .people
             .iter()
@@ -242,7 +213,7 @@ impl Remote {
         key: &str,
         before: Option<(Entry, BTreeSet<String>)>,
         lost: bool,
-    ) -> Vec<Change> {
+    ) -> Vec<Event> {
         let after = self.rooms_of(key);
         let Some(who) = after
             .as_ref()
@@ -255,9 +226,9 @@ impl Remote {
         let empty = BTreeSet::new();
         let was = before.as_ref().map_or(&empty, |(_, r)| r);
         let is = after.as_ref().map_or(&empty, |(_, r)| r);
-        let mut changes: Vec<Change> = is
+        let mut changes: Vec<Event> = is
             .difference(was)
-            .map(|room| Change::Joined {
+            .map(|room| Event::Join {
                 room: room.clone(),
                 nick: nick.clone(),
                 trust,
@@ -266,12 +237,17 @@ impl Remote {
         for room in was.difference(is) {
             let (room, nick) = (room.clone(), nick.clone());
             changes.push(match after {
-                Some(_) => Change::Parted { room, nick, trust },
-                None => Change::Quit {
+                Some(_) => Event::Part { room, nick, trust },
+                None => Event::Quit {
                     room,
                     nick,
                     trust,
-                    lost,
+                    reason: (if lost {
+                        QUIT_NODE_LOST
+                    } else {
+                        QUIT_DISCONNECTED
+                    })
+                    .to_owned(),
                 },
             });
         }
@@ -366,7 +342,7 @@ mod tests {
         let joined = remote.update("n2", "bob", entry("Bob", &["#ops"]), zero, now);
         assert_eq!(
             joined,
-            [Change::Joined {
+            [Event::Join {
                 room: "#ops".into(),
                 nick: "Bob".into(),
                 trust: Trust::Verified
@@ -385,14 +361,14 @@ mod tests {
         assert!(remote.update("n2", "bob", None, zero, now).is_empty());
         // Parts the room on the last node: a part, still connected.
         let parted = remote.update("n3", "bob", entry("Bob", &[]), zero, now);
-        assert!(matches!(&parted[..], [Change::Parted { room, .. }] if room == "#ops"));
+        assert!(matches!(&parted[..], [Event::Part { room, .. }] if room == "#ops"));
         assert_eq!(
             remote.person("bob"),
             Some(("Bob".to_owned(), Trust::Verified))
         );
         remote.update("n3", "bob", entry("Bob", &["#ops"]), zero, now);
         let quit = remote.update("n3", "bob", None, zero, now);
-        assert!(matches!(&quit[..], [Change::Quit { lost: false, .. }]));
+        assert!(matches!(&quit[..], [Event::Quit { reason, .. }] if reason == QUIT_DISCONNECTED));
         assert_eq!(remote.person("bob"), None);
         assert!(remote.rooms().is_empty());
     }
@@ -413,7 +389,8 @@ mod tests {
         );
         assert_eq!(remote.rooms()["#ops"].len(), 2);
         let quits = remote.expire(start + Duration::from_secs(5));
-        assert!(matches!(&quits[..], [Change::Quit { nick, lost: true, .. }] if nick == "Carol"));
+        assert!(matches!(&quits[..],
+            [Event::Quit { nick, reason, .. }] if nick == "Carol" && reason == QUIT_NODE_LOST));
         assert!(remote.expire(start + Duration::from_secs(14)).is_empty());
         assert_eq!(remote.expire(start + ttl).len(), 1);
         assert!(remote.person("bob").is_none());

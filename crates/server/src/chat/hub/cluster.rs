@@ -23,7 +23,7 @@ use tlschat_proto::{DisconnectCode, ErrorCode, Event, Reply, Trust};
 use super::{encode, moderation, Hub};
 use crate::chat::journal::Delivery;
 use crate::chat::peer::Peer;
-use crate::chat::presence::{Change, ClusterLink, Entry};
+use crate::chat::presence::{ClusterLink, Entry};
 use crate::chat::rules::{decode_server_bans, RoomRules};
 use crate::store::commit::Answer;
 use crate::store::{Kind, Stored};
@@ -207,49 +207,19 @@ impl Hub {
 
     /// Tells the rooms here of people who came and went on other nodes, when they are not
     /// also in the room here (the room hears of a person once).
-    fn announce_remote(&self, changes: Vec<Change>) {
-        for change in changes {
-            let (room, nick, event) = match change {
-                Change::Joined { room, nick, trust } => {
-                    let event = Event::Join {
-                        room: room.clone(),
-                        nick: nick.clone(),
-                        trust,
-                    };
-                    (room, nick, event)
-                }
-                Change::Parted { room, nick, trust } => {
-                    let event = Event::Part {
-                        room: room.clone(),
-                        nick: nick.clone(),
-                        trust,
-                    };
-                    (room, nick, event)
-                }
-                Change::Quit {
-                    room,
-                    nick,
-                    trust,
-                    lost,
-                } => {
-                    let reason = match lost {
-                        true => "their server stopped answering".to_owned(),
-                        false => "disconnected".to_owned(),
-                    };
-                    let event = Event::Quit {
-                        room: room.clone(),
-                        nick: nick.clone(),
-                        trust,
-                        reason,
-                    };
-                    (room, nick, event)
-                }
+    fn announce_remote(&self, events: Vec<Event>) {
+        for event in events {
+            let (Event::Join { room, nick, .. }
+            | Event::Part { room, nick, .. }
+            | Event::Quit { room, nick, .. }) = &event
+            else {
+                continue;
             };
-            let Some(room) = lock(&self.rooms).get(&room).cloned() else {
+            let Some(room) = lock(&self.rooms).get(room).cloned() else {
                 continue;
             };
             let state = lock(&room.state);
-            if state.members.iter().any(|m| super::same_person(m, &nick)) {
+            if state.members.iter().any(|m| super::same_person(m, nick)) {
                 continue;
             }
             let line = encode(&event);
