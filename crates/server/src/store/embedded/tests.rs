@@ -338,6 +338,13 @@ fn a_checkpoint_empties_the_journal() {
     assert!(std::fs::metadata(&journal).unwrap().len() > 0);
     store.checkpoint().unwrap();
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+    // The room message that waited in memory is in the file now: a crash right after the
+    // checkpoint (the journal empty) keeps it.
+    assert!(lock(&store.pending).is_empty());
+    let image = dir.path().join("image/store.redb");
+    crash_image(&path, &image);
+    let recovered = EmbeddedStore::open(&image, Fsync::Always).unwrap();
+    assert_eq!(texts(&recovered.read("#a", None, 5).unwrap()), [(1, "1")]);
     assert_eq!(texts(&store.read("#a", None, 5).unwrap()), [(1, "1")]);
 }
 
