@@ -36,7 +36,7 @@ use tlschat_proto::{Anchor, DisconnectCode, ErrorCode, Event, Reply, Target, Tru
 
 use super::journal::{CommitTimer, Delivery, Journal, JournalLimits, Sent};
 use super::keys::{KeyDirectory, Published};
-use super::peer::Peer;
+use super::peer::{encode, Peer};
 use super::room::Room;
 use super::rules::{decode_server_bans, RoomRules, ServerBan};
 use super::users::Users;
@@ -1324,13 +1324,6 @@ fn event_nick(event: &Event) -> String {
 /// A time as the protocol writes it: RFC 3339, UTC, milliseconds.
 pub fn protocol_time(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Encodes an event once, to be shared by every recipient.
-fn encode(event: &Event) -> Bytes {
-    let mut line = Vec::new();
-    encode_line(&event.to_string(), &mut line);
-    Bytes::from(line)
 }
 
 mod cluster;

@@ -13,7 +13,7 @@ use tlschat_proto::codec::encode_line;
 use tlschat_proto::{Anchor, ErrorCode, Reply, Trust};
 use tokio::sync::oneshot;
 
-use super::peer::Peer;
+use super::peer::{encode, Peer};
 use super::room::Room;
 use super::sequencer::{Ready, Sequencer};
 use crate::store::commit::{Answer, Busy, Committer, OnCommit, Work};
@@ -114,21 +114,12 @@ impl Journal {
         let Some(order) = &self.order else {
             return;
         };
-        let now = Instant::now();
-        let mut ready = Vec::new();
-        let mut order = lock(order);
-        for (stored, delivery) in messages {
-            let conversation = stored.record.conversation().into_owned();
-            order.offer(
-                &conversation,
-                stored.id,
-                (stored.record, delivery),
-                now,
-                &mut ready,
-            );
-        }
-        drop(order);
-        deliver_ready(ready);
+        deliver_in_order(
+            order,
+            messages
+                .into_iter()
+                .map(|(stored, delivery)| (stored.id, stored.record, delivery)),
+        );
     }
 
     /// Skips the ids waited for too long and delivers what was held behind them. Call on the
@@ -336,18 +327,14 @@ impl OnCommit<Delivery> for Deliver {
                     .collect();
                 deliver(&items);
             }
-            Some(order) => {
-                let now = Instant::now();
-                let mut ready = Vec::new();
-                let mut order = lock(order);
-                for ((record, delivery), &id) in records.iter().zip(deliveries).zip(ids) {
-                    let conversation = record.conversation();
-                    let item = (record.clone(), delivery.clone());
-                    order.offer(&conversation, id, item, now, &mut ready);
-                }
-                drop(order);
-                deliver_ready(ready);
-            }
+            Some(order) => deliver_in_order(
+                order,
+                records
+                    .iter()
+                    .zip(deliveries)
+                    .zip(ids)
+                    .map(|((record, delivery), &id)| (id, record.clone(), delivery.clone())),
+            ),
         }
         replies
     }
@@ -359,6 +346,19 @@ struct Out<'a> {
     record: &'a Record,
     delivery: &'a Delivery,
     skipped: Option<(u64, u64)>,
+}
+
+/// Offers messages (id, record, where it goes) to the sequencer and delivers what it lets out.
+fn deliver_in_order(order: &Order, messages: impl IntoIterator<Item = (u64, Record, Delivery)>) {
+    let now = Instant::now();
+    let mut ready = Vec::new();
+    let mut sequencer = lock(order);
+    for (id, record, delivery) in messages {
+        let conversation = record.conversation().into_owned();
+        sequencer.offer(&conversation, id, (record, delivery), now, &mut ready);
+    }
+    drop(sequencer);
+    deliver_ready(ready);
 }
 
 /// Delivers what the sequencer let out.
@@ -440,25 +440,18 @@ fn deliver(items: &[Out<'_>]) {
 
 /// Whether two room deliveries come from the same sender (or both from other nodes).
 fn same_sender(a: &Option<Arc<Peer>>, b: &Option<Arc<Peer>>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    }
+    a.as_ref().map(Arc::as_ptr) == b.as_ref().map(Arc::as_ptr)
 }
 
 /// Tells those `item` goes to that ids `first..=last` before it were skipped (never came in
 /// time): they may fetch them with `HISTORY`.
 fn tell_skipped(item: &Out<'_>, first: u64, last: u64) {
     let gap = |target: &str| {
-        let mut line = Vec::new();
-        let event = tlschat_proto::Event::Gap {
+        encode(&tlschat_proto::Event::Gap {
             target: target.to_owned(),
             first,
             last,
-        };
-        encode_line(&event.to_string(), &mut line);
-        Bytes::from(line)
+        })
     };
     match item.delivery {
         Delivery::Room { room, .. } => {

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use tlschat_proto::{DisconnectCode, Trust};
+use tlschat_proto::codec::encode_line;
+use tlschat_proto::{DisconnectCode, Event, Trust};
 
 use super::room::{Member, Room};
 use crate::sync::lock;
@@ -227,12 +228,12 @@ impl Outbox {
         }
         let told = gaps.len();
         for gap in gaps {
-            let event = tlschat_proto::Event::Gap {
+            let event = Event::Gap {
                 target: gap.target,
                 first: gap.first,
                 last: gap.last,
             };
-            tlschat_proto::codec::encode_line(&event.to_string(), out);
+            encode_line(&event.to_string(), out);
         }
         Drained {
             gaps: told,
@@ -477,6 +478,13 @@ impl Member for Peer {
     fn deliver_messages(&self, room: &str, first: u64, last: u64, line: &Bytes) {
         Self::deliver_messages(self, room, first, last, line);
     }
+}
+
+/// Encodes an event once, as a line to be shared by every recipient's outbox.
+pub(crate) fn encode(event: &Event) -> Bytes {
+    let mut line = Vec::new();
+    encode_line(&event.to_string(), &mut line);
+    Bytes::from(line)
 }
 
 #[cfg(test)]
