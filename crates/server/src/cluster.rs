@@ -186,8 +186,14 @@ fn share_revocations(store: &Arc<JetStreamStore>, crl: &CrlSetting) {
     };
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
-        let Ok(pem) = std::fs::read_to_string(&path) else {
-            return;
+        let pem = match std::fs::read_to_string(&path) {
+            Ok(pem) => pem,
+            // Missing is fine for `WhenPresent`; the reload itself reports a bad file.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) => {
+                warn!(crl = %path.display(), error = %err, "cannot read the revocation list to share it with the cluster");
+                return;
+            }
         };
         if let Err(err) = store.put_revocations(pem) {
             warn!(error = %err, "cannot share the revocation list with the cluster; the next reload tries again");

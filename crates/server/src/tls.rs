@@ -403,3 +403,36 @@ pub fn server_config(
     tls.send_tls13_tickets = TLS13_TICKETS;
     Ok(Arc::new(tls))
 }
+
+#[cfg(test)]
+mod tests {
+    use tlschat_certgen::revoke::{revoke, Target, CRL_FILE};
+    use tlschat_certgen::{generate, Options};
+
+    use super::revoked_from_pem;
+
+    /// A CA with the user carol in a temporary folder, carol revoked.
+    fn ca_revoking_carol() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::new(dir.path());
+        options.clients = vec!["carol".into()];
+        generate(&options).unwrap();
+        revoke(dir.path(), &Target::Name("carol".into()), "key-compromise").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_list_shared_by_another_node_counts_only_when_our_ca_signed_it() {
+        let ours = ca_revoking_carol();
+        let ca = ours.path().join("ca.pem");
+        let pem = std::fs::read(ours.path().join(CRL_FILE)).unwrap();
+        assert_eq!(revoked_from_pem(&pem, &ca).unwrap().len(), 1);
+        // The same list from another CA (a node, or NATS, that is not ours): nothing revoked.
+        let theirs = ca_revoking_carol();
+        let forged = std::fs::read(theirs.path().join(CRL_FILE)).unwrap();
+        let err = revoked_from_pem(&forged, &ca).unwrap_err();
+        assert!(err.contains("not issued by the CA"), "{err}");
+        let err = revoked_from_pem(b"not a list", &ca).unwrap_err();
+        assert!(err.contains("no revocation list"), "{err}");
+    }
+}

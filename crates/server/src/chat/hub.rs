@@ -571,11 +571,7 @@ impl Hub {
         let mut people = self.rooms_elsewhere();
         let rooms = lock(&self.rooms);
         for room in rooms.values() {
-            let here = lock(&room.state)
-                .members
-                .iter()
-                .filter_map(|m| m.nick().map(|n| name_key(&n)))
-                .collect::<Vec<_>>();
+            let here: Vec<String> = name_keys(&lock(&room.state).members).collect();
             people.entry(room.name.clone()).or_default().extend(here);
         }
         drop(rooms);
@@ -1277,12 +1273,15 @@ fn same_person_name(a: &str, b: &str) -> bool {
 /// People among `members` and `others` (name keys): each counted once, whatever their
 /// sessions and nodes.
 fn people_with(members: &[Arc<Peer>], mut others: HashSet<String>) -> usize {
-    others.extend(
-        members
-            .iter()
-            .filter_map(|m| m.nick().map(|n| name_key(&n))),
-    );
+    others.extend(name_keys(members));
     others.len()
+}
+
+/// The name keys of `members` that have a name (a person with several sessions repeats).
+fn name_keys(members: &[Arc<Peer>]) -> impl Iterator<Item = String> + '_ {
+    members
+        .iter()
+        .filter_map(|m| m.nick().map(|n| name_key(&n)))
 }
 
 /// The device a published bundle (hex) names, when it is one this server reads.
