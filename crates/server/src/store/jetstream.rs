@@ -103,7 +103,7 @@ struct Inner {
     node: String,
     /// The ids entries this node last wrote, with their revisions: the next compare-and-set
     /// starts from them (see [`allocate`]).
-    written: std::sync::Mutex<std::collections::HashMap<String, (Ids, u64)>>,
+    written: std::sync::Mutex<std::collections::HashMap<String, (Bytes, u64)>>,
 }
 
 impl JetStreamStore {
@@ -375,29 +375,49 @@ async fn entry(bucket: &kv::Store, key: &str) -> Result<(Option<Bytes>, Option<u
 async fn cas<T>(
     bucket: &kv::Store,
     key: &str,
-    mut change: impl FnMut(Option<&[u8]>) -> (Option<Bytes>, T),
+    change: impl FnMut(Option<&[u8]>) -> (Option<Bytes>, T),
 ) -> Result<T, StoreError> {
+    cas_from(bucket, key, None, change)
+        .await
+        .map(|(result, _)| result)
+}
+
+/// [`cas`], trying first from `seen` (the value and revision this node last wrote, when it
+/// remembers them: one round trip when nobody wrote since) instead of reading the key. Also
+/// returns what it wrote and the new revision.
+async fn cas_from<T>(
+    bucket: &kv::Store,
+    key: &str,
+    mut seen: Option<(Bytes, u64)>,
+    mut change: impl FnMut(Option<&[u8]>) -> (Option<Bytes>, T),
+) -> Result<(T, Option<(Bytes, u64)>), StoreError> {
     for _ in 0..CAS_ATTEMPTS {
-        let (current, revision) = entry(bucket, key).await?;
+        let (current, revision) = match seen.take() {
+            Some((value, revision)) => (Some(value), Some(revision)),
+            None => entry(bucket, key).await?,
+        };
         let (new, result) = change(current.as_deref());
         let Some(new) = new else {
-            return Ok(result);
+            return Ok((result, None));
         };
         let written = match revision {
             Some(revision) => bucket
-                .update(key, new, revision)
+                .update(key, new.clone(), revision)
                 .await
                 .map_err(|e| match e.kind() {
                     kv::UpdateErrorKind::WrongLastRevision => None,
                     _ => Some(nats("updating a key", e)),
                 }),
-            None => bucket.create(key, new).await.map_err(|e| match e.kind() {
-                kv::CreateErrorKind::AlreadyExists => None,
-                _ => Some(nats("creating a key", e)),
-            }),
+            None => bucket
+                .create(key, new.clone())
+                .await
+                .map_err(|e| match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => None,
+                    _ => Some(nats("creating a key", e)),
+                }),
         };
         match written {
-            Ok(_) => return Ok(result),
+            Ok(revision) => return Ok((result, Some((new, revision)))),
             Err(None) => continue,
             Err(Some(err)) => return Err(err),
         }
@@ -443,62 +463,26 @@ async fn message(
     }
 }
 
-/// Takes `count` new ids of `conversation` by compare-and-set; returns the first. Tries first
-/// from the entry as this node last wrote it (one round trip when no other node wrote since),
-/// then reads it afresh until the change goes through.
+/// Takes `count` new ids of `conversation` by compare-and-set; returns the first. Starts
+/// from the entry as this node last wrote it (see [`cas_from`]).
 async fn allocate(inner: &Inner, conversation: &str, count: u64) -> Result<u64, StoreError> {
     let key = token(conversation);
-    let mut known = lock(&inner.written).get(&key).copied();
-    for _ in 0..CAS_ATTEMPTS {
-        let (current, revision) = match known.take() {
-            Some((ids, revision)) => (ids, Some(revision)),
-            None => {
-                let (value, revision) = entry(&inner.ids, &key).await?;
-                (
-                    value.map_or_else(Ids::default, |v| Ids::parse(&v)),
-                    revision,
-                )
-            }
-        };
-        let first_new = current.last + 1;
-        let new = Ids {
-            last: current.last + count,
-            first: current.first,
-        };
-        let written = match revision {
-            Some(revision) => inner
-                .ids
-                .update(&key, new.bytes(), revision)
-                .await
-                .map_err(|e| match e.kind() {
-                    kv::UpdateErrorKind::WrongLastRevision => None,
-                    _ => Some(nats("taking message ids", e)),
-                }),
-            None => inner
-                .ids
-                .create(&key, new.bytes())
-                .await
-                .map_err(|e| match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => None,
-                    _ => Some(nats("taking message ids", e)),
-                }),
-        };
-        match written {
-            Ok(revision) => {
-                let mut cache = lock(&inner.written);
-                if cache.len() >= WRITTEN_CACHE {
-                    cache.clear();
-                }
-                cache.insert(key, (new, revision));
-                return Ok(first_new);
-            }
-            Err(None) => continue,
-            Err(Some(err)) => return Err(err),
+    let seen = lock(&inner.written).get(&key).cloned();
+    let (first_new, written) = cas_from(&inner.ids, &key, seen, |current| {
+        let mut ids = current.map_or_else(Ids::default, Ids::parse);
+        let first_new = ids.last + 1;
+        ids.last += count;
+        (Some(ids.bytes()), first_new)
+    })
+    .await?;
+    if let Some(written) = written {
+        let mut cache = lock(&inner.written);
+        if cache.len() >= WRITTEN_CACHE {
+            cache.clear();
         }
+        cache.insert(key, written);
     }
-    Err(StoreError::Failed(format!(
-        "NATS JetStream: ids of {conversation}: taken by others {CAS_ATTEMPTS} times in a row"
-    )))
+    Ok(first_new)
 }
 
 async fn append(inner: Arc<Inner>, records: Vec<Record>) -> Result<Vec<u64>, StoreError> {
